@@ -1,0 +1,1 @@
+"""Leak corpus: ingest combo lists as keyed fingerprints, audit, password checks."""

@@ -1,0 +1,1 @@
+"""Decision engine: keys, windows, distinct counts, familiarity, lists, policy, campaign."""

@@ -1,0 +1,1 @@
+"""Operations: journal, metrics, dashboard, status page, incident reports."""

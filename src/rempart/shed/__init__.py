@@ -1,0 +1,1 @@
+"""Availability: admission control by criticality and data-plane configuration."""

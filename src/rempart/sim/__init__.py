@@ -1,0 +1,1 @@
+"""Simulator: user population, attacks, runners, scoring and baselines."""
