@@ -1,0 +1,17 @@
+"""Shared test fixtures: real components are required in CI and skipped (with the reason) elsewhere."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def need(component: str, available: bool, why: str) -> None:
+    """Skip when a real component is missing, or fail if REMPART_REQUIRE_<COMPONENT>=1 (as in CI)."""
+    if available:
+        return
+    message = f"{component} is not available: {why}"
+    if os.environ.get(f"REMPART_REQUIRE_{component.upper()}") == "1":
+        pytest.fail(message + f" (REMPART_REQUIRE_{component.upper()}=1)")
+    pytest.skip(message)
