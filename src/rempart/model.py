@@ -1,0 +1,105 @@
+"""The vocabulary every part of Rempart shares: Attempt, Outcome, Verdict, Reason, Protocol."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Protocol(enum.StrEnum):
+    """The channel a login attempt arrived on."""
+
+    IMAP = "imap"
+    POP3 = "pop3"
+    SMTP = "smtp"
+    WEB = "web"
+    APP = "app"
+    API = "api"
+    OTHER = "other"
+
+    @classmethod
+    def parse(cls, value: str | None) -> Protocol:
+        """Map a protocol name as sent by Dovecot or a backend ("imap", "IMAP", "submission"...)."""
+        if not value:
+            return cls.OTHER
+        name = value.strip().lower()
+        return _PROTOCOL_ALIASES.get(name) or cls.OTHER
+
+
+_PROTOCOL_ALIASES: dict[str, Protocol] = {p.value: p for p in Protocol}
+_PROTOCOL_ALIASES.update({"submission": Protocol.SMTP, "lmtp": Protocol.SMTP, "http": Protocol.WEB})
+
+LEGACY_MAIL = frozenset({Protocol.IMAP, Protocol.POP3, Protocol.SMTP})
+
+
+class Action(enum.IntEnum):
+    """Verdict kinds, ordered by strength: the strongest matching rule wins."""
+
+    ALLOW = 0
+    DELAY = 1
+    STEP_UP = 2
+    DENY = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A stable machine code (`ip_failures`, `leaked_pair`, ...) with a human message."""
+
+    code: str
+    message: str
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One login attempt, already canonicalised by an adapter.
+
+    `login` is the canonical login (see engine.keys.canonical_login); `pwhash` is an opaque
+    password fingerprint (Dovecot's truncated hash, or Rempart's keyed hash); it is never the
+    password itself.
+    """
+
+    login: str
+    ip: str
+    protocol: Protocol = Protocol.OTHER
+    pwhash: str = ""
+    device_id: str = ""
+    user_agent: str = ""
+    tls: bool = False
+    raw_login: str = ""
+    attrs: dict[str, str] = field(default_factory=dict)
+    # Filled by adapters that saw the plaintext password (native API): leaked-pair fingerprints.
+    pair_fingerprint: bytes = b""
+    password_popular: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the authentication backend reported after an attempt."""
+
+    success: bool
+    policy_reject: bool = False
+    unknown_login: bool = False
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The engine's answer for one attempt."""
+
+    action: Action
+    delay_s: float = 0.0
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def message(self) -> str:
+        return "; ".join(r.message for r in self.reasons if r.message)
+
+    @property
+    def codes(self) -> list[str]:
+        return [r.code for r in self.reasons]
+
+
+ALLOW = Verdict(Action.ALLOW)
