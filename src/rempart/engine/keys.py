@@ -28,14 +28,17 @@ class LoginRules:
     default_domain: str = ""
 
 
-def canonical_login(raw: str, rules: LoginRules = LoginRules()) -> str:  # noqa: B008
+def canonical_login(raw: str, rules: LoginRules = LoginRules()) -> str:
     """Canonical form of a login: trimmed, lower-cased, `+tag` folded, domain aliases applied.
 
     >>> canonical_login("  Alice+news@Mail.Example.ORG ", LoginRules(domain_aliases={"mail.example.org": "example.org"}))
     'alice@example.org'
     """
     login = raw.strip()
-    if len(login) > MAX_LOGIN_BYTES or len(login.encode("utf-8", "surrogatepass")) > MAX_LOGIN_BYTES:
+    if (
+        len(login) > MAX_LOGIN_BYTES
+        or len(login.encode("utf-8", "surrogatepass")) > MAX_LOGIN_BYTES
+    ):
         raise KeyError_(f"login longer than {MAX_LOGIN_BYTES} bytes")
     if rules.lowercase:
         login = login.lower()
@@ -110,7 +113,8 @@ def subnet_label(subnet_key: str) -> str:
         return f"{body}.0.0/16"
     raw = bytes.fromhex(body)
     bits = len(raw) * 8
-    return f"{socket.inet_ntop(socket.AF_INET6, raw.ljust(16, b'\x00'))}/{bits}"
+    address = socket.inet_ntop(socket.AF_INET6, raw.ljust(16, b"\0"))
+    return f"{address}/{bits}"
 
 
 def device_key(device_id: str, user_agent: str) -> str:

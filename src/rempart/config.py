@@ -1,0 +1,265 @@
+"""Configuration: one TOML file turned into typed settings, every key with a documented default.
+
+`DEFAULTS_TOML` below is the reference: it is what `rempart config show` prints (merged with the
+operator's file), and every key in it carries its documentation as a comment. Tables owned by
+other packages (`[leaks]`, `[shed]`, `[sim]`) are passed through in `Settings.raw`.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rempart.engine.keys import LoginRules
+
+DEFAULTS_TOML = """\
+[server]
+# Address and port `rempart serve` listens on (loopback by default).
+host = "127.0.0.1"
+port = 8084
+# Directory holding embedded state: SQLite (lists, familiarity, posture), journal, secrets.
+data_dir = "./rempart-data"
+# Largest accepted request body, in bytes; larger bodies get 413.
+max_body_bytes = 65536
+
+[auth]
+# The API password (HTTP Basic, any user name) is read from $REMPART_API_PASSWORD, else from this
+# file, else generated at first start into <data_dir>/api-password (mode 0600) and printed once.
+api_password_file = ""
+
+[logins]
+# Canonicalisation applied to every login (engine and leak corpus alike).
+lowercase = true
+# Fold "user+tag@domain" to "user@domain".
+fold_plus_tags = true
+# Domain appended to logins given without one ("" keeps them bare).
+default_domain = ""
+
+[logins.domain_aliases]
+# "alias.example" = "example.org" maps logins of an alias domain onto the main domain.
+
+[engine]
+# Sliding-window counters: `buckets` buckets of `bucket_seconds` each (default: one hour in
+# 5-minute buckets). Rule windows must be multiples of bucket_seconds.
+bucket_seconds = 300
+buckets = 12
+# Distinct-count sketches (linear counting, 256 bits per bucket, standard error ~5% up to a
+# few hundred distinct values): short window for attack detection, long one for shared IPs.
+distinct_bucket_seconds = 900
+distinct_buckets = 4
+shared_bucket_seconds = 14400
+shared_buckets = 6
+# Most keys tracked in memory; the least recently used are forgotten beyond this.
+max_tracked_keys = 2000000
+# A source is "shared" (CGNAT, corporate NAT, a webmail's fetcher) when at least this many
+# distinct accounts logged in successfully from it, each from a network already familiar to
+# the account, within the long window. Shared sources are never banned wholesale.
+shared_ip_min_users = 10
+shared_subnet_min_users = 20
+
+[familiarity]
+# An account's network (IPv4 /24, IPv6 /64) or device is familiar for this long after its last
+# successful login.
+ttl_days = 90
+# Most networks / devices remembered per account (oldest forgotten first).
+max_networks = 16
+max_devices = 8
+
+[wforce]
+# Status answered for step_up on the wforce API: -1 is what Dovecot rejects on; apps of your
+# own may prefer -2.
+step_up_status = -1
+
+[journal]
+# Append-only, hash-chained journal of decisions, reports and changes, under <data_dir>/journal.
+enabled = true
+# Start a new segment file after this many bytes.
+segment_bytes = 67108864
+# Flush the batch at most this often (seconds); decisions never wait on disk.
+flush_interval = 0.2
+
+[policy]
+# Use the shipped default rules (see `rempart config show --rules`), then the rules below.
+include_defaults = true
+
+[dovecot]
+# Dovecot's auth_policy_hash_nonce and auth_policy_hash_truncate, needed to match Dovecot's
+# pwhash against the leak corpus (set hash_truncate_bits to 0 or >= 64 for a useful match).
+hash_nonce = ""
+hash_truncate_bits = 12
+"""
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending key in the message."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str
+    port: int
+    data_dir: str
+    max_body_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    bucket_seconds: int
+    buckets: int
+    distinct_bucket_seconds: int
+    distinct_buckets: int
+    shared_bucket_seconds: int
+    shared_buckets: int
+    max_tracked_keys: int
+    shared_ip_min_users: int
+    shared_subnet_min_users: int
+
+
+@dataclass(frozen=True, slots=True)
+class FamiliaritySettings:
+    ttl_days: float
+    max_networks: int
+    max_devices: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalSettings:
+    enabled: bool
+    segment_bytes: int
+    flush_interval: float
+
+
+@dataclass(slots=True)
+class Settings:
+    """The effective configuration."""
+
+    server: ServerSettings
+    engine: EngineSettings
+    familiarity: FamiliaritySettings
+    journal: JournalSettings
+    logins: LoginRules
+    api_password_file: str
+    step_up_status: int
+    include_default_rules: bool
+    rules: list[dict[str, Any]]
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def default(cls) -> Settings:
+        return from_mapping({})
+
+
+def defaults() -> dict[str, Any]:
+    return tomllib.loads(DEFAULTS_TOML)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], path: str = "") -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        where = f"{path}{key}"
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            if key == "domain_aliases":
+                out[key] = dict(value)
+            else:
+                out[key] = _merge(out[key], value, where + ".")
+        else:
+            out[key] = value
+    return out
+
+
+def _typed(table: dict[str, Any], section: str, key: str, kind: type, minimum: float | None = None):
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise ConfigError(f"[{section}] {key}: expected {kind.__name__}, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"[{section}] {key}: must be >= {minimum}, got {value!r}")
+    return value
+
+
+_KNOWN = defaults()
+
+
+def _check_unknown(merged: dict[str, Any]) -> None:
+    for section, table in merged.items():
+        if section not in _KNOWN:
+            if section in {"leaks", "shed", "sim", "campaign", "ops", "posture", "status"}:
+                continue
+            raise ConfigError(f"unknown section [{section}]")
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        for key in table:
+            if key not in _KNOWN[section] and not (section == "policy" and key == "rules"):
+                raise ConfigError(f"[{section}] unknown key {key!r}")
+
+
+def from_mapping(data: dict[str, Any]) -> Settings:
+    """Typed settings from a parsed TOML mapping merged over the defaults."""
+    merged = _merge(_KNOWN, data)
+    _check_unknown(merged)
+    s, e, f, j, lg = (merged[k] for k in ("server", "engine", "familiarity", "journal", "logins"))
+    engine = EngineSettings(
+        **{k: _typed(e, "engine", k, int, 1) for k in _KNOWN["engine"]},
+    )
+    if engine.distinct_buckets > 64 or engine.shared_buckets > 64 or engine.buckets > 1024:
+        raise ConfigError("[engine] too many buckets (at most 1024 counters, 64 sketches)")
+    aliases = lg.get("domain_aliases", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+        raise ConfigError("[logins.domain_aliases] keys and values must be strings")
+    rules = merged["policy"].get("rules", [])
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise ConfigError("[[policy.rules]] must be an array of tables")
+    step_up = _typed(merged["wforce"], "wforce", "step_up_status", int)
+    if step_up >= 0:
+        raise ConfigError("[wforce] step_up_status: must be negative (a rejection)")
+    return Settings(
+        server=ServerSettings(
+            host=_typed(s, "server", "host", str),
+            port=_typed(s, "server", "port", int, 0),
+            data_dir=_typed(s, "server", "data_dir", str),
+            max_body_bytes=_typed(s, "server", "max_body_bytes", int, 1024),
+        ),
+        engine=engine,
+        familiarity=FamiliaritySettings(
+            ttl_days=_typed(f, "familiarity", "ttl_days", float, 0),
+            max_networks=_typed(f, "familiarity", "max_networks", int, 1),
+            max_devices=_typed(f, "familiarity", "max_devices", int, 1),
+        ),
+        journal=JournalSettings(
+            enabled=_typed(j, "journal", "enabled", bool),
+            segment_bytes=_typed(j, "journal", "segment_bytes", int, 4096),
+            flush_interval=_typed(j, "journal", "flush_interval", float, 0.001),
+        ),
+        logins=LoginRules(
+            lowercase=_typed(lg, "logins", "lowercase", bool),
+            fold_plus_tags=_typed(lg, "logins", "fold_plus_tags", bool),
+            domain_aliases={k.lower(): v.lower() for k, v in aliases.items()},
+            default_domain=_typed(lg, "logins", "default_domain", str).lower(),
+        ),
+        api_password_file=_typed(merged["auth"], "auth", "api_password_file", str),
+        step_up_status=step_up,
+        include_default_rules=_typed(merged["policy"], "policy", "include_defaults", bool),
+        rules=rules,
+        raw=merged,
+    )
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load settings from a TOML file (None: defaults only)."""
+    if path is None:
+        return Settings.default()
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return from_mapping(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,65 @@
+"""Distinct counts over sliding windows with bounded memory: one linear-counting bitmap per bucket.
+
+Each bucket holds a 256-bit bitmap (32 bytes); an item sets one bit chosen by its hash; a window
+ORs its buckets and estimates n = -m·ln(zeros/m) (Whang et al., linear counting). With m = 256
+the relative standard error is about 4.5% at 20 items, 4.7% at 100 and 6.5% at 500; the
+estimate saturates near m·ln(m) ≈ 1,420, which is reported as that ceiling. Exact for 0 and 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+BITS = 256
+BYTES = BITS // 8
+# Indexed by the number of zero bits; no zero bit left means "at least SATURATED".
+_ESTIMATE = [0] + [round(-BITS * math.log(z / BITS)) for z in range(1, BITS + 1)]
+SATURATED = _ESTIMATE[0] = _ESTIMATE[1]
+
+
+class Sketch:
+    """A ring of `size` bitmaps; memory is 32·size bytes plus the object."""
+
+    __slots__ = ("bitmaps", "epoch")
+
+    def __init__(self, size: int) -> None:
+        self.epoch = -1
+        self.bitmaps = bytearray(BYTES * size)
+
+    def add(self, item_hash: int, bucket: int, size: int) -> None:
+        epoch = self.epoch
+        maps = self.bitmaps
+        if bucket > epoch:
+            if bucket - epoch >= size:
+                maps[:] = bytes(len(maps))
+            else:
+                for b in range(epoch + 1, bucket + 1):
+                    start = (b % size) * BYTES
+                    maps[start : start + BYTES] = bytes(BYTES)
+            self.epoch = bucket
+        elif bucket <= epoch - size:
+            return
+        bit = item_hash & 0xFF
+        maps[(bucket % size) * BYTES + (bit >> 3)] |= 1 << (bit & 7)
+
+    def estimate(self, span: int, bucket: int, size: int) -> int:
+        """Estimated distinct items over the `span` buckets ending at `bucket`."""
+        epoch = self.epoch
+        oldest = bucket - span + 1
+        if epoch < oldest or epoch <= bucket - size:
+            return 0
+        newest = epoch if epoch < bucket else bucket
+        if oldest <= epoch - size:
+            oldest = epoch - size + 1
+        maps = self.bitmaps
+        union = 0
+        for b in range(oldest, newest + 1):
+            start = (b % size) * BYTES
+            union |= int.from_bytes(maps[start : start + BYTES])
+        return _ESTIMATE[BITS - union.bit_count()]
+
+
+def item_hash(text: str) -> int:
+    """A hash spreading items over the bitmap; stable within a process (memory state only)."""
+    h = hash(text)
+    return (h ^ (h >> 17) ^ (h >> 35)) & 0xFFFFFFFF

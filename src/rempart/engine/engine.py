@@ -1,0 +1,301 @@
+"""The engine façade: `decide(attempt)` → Verdict and `report(attempt, outcome)` → learning.
+
+Everything here is pure CPU on in-memory state. Durable effects (list changes, familiarity) and
+the journal leave through `listeners`, which queue them for background writers; the engine never
+waits on disk or network.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections import OrderedDict
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+from rempart.config import Settings
+from rempart.engine.distinct import Sketch, item_hash
+from rempart.engine.familiarity import Familiarity
+from rempart.engine.keys import device_key, net_keys
+from rempart.engine.lists import AccessList, ListEntry, normalise
+from rempart.engine.oracle import LeakOracle, NoLeaks
+from rempart.engine.policy import Rule, compile_rules
+from rempart.engine.signals import Signals
+from rempart.engine.windows import FAILURES, KINDS, REJECTS, REPORTS, UNKNOWN, Ring
+from rempart.model import Action, Attempt, Outcome, Protocol, Reason, Verdict
+
+Listener = Callable[[str, float, dict[str, Any]], None]
+
+ALLOWLISTED = Reason("allowlisted", "")
+BLOCKED_MESSAGE = "Too many failed sign-ins. Try again later."
+POSTURES = ("normal", "guarded", "strict", "closed")
+
+
+def default_rule_tables() -> list[dict[str, Any]]:
+    text = resources.files("rempart.engine").joinpath("default_policy.toml").read_text("utf-8")
+    return tomllib.loads(text)["rules"]
+
+
+class KeyState:
+    """What is tracked for one key: window counters and, for some families, a distinct sketch."""
+
+    __slots__ = ("established", "peers", "ring")
+
+    def __init__(self, ring: Ring, peers: Sketch | None, established: Sketch | None) -> None:
+        self.ring = ring
+        self.peers = peers  # failing logins (ip/subnet/wide) or failing IPs (login)
+        self.established = established  # established users (ip/subnet)
+
+
+class Engine:
+    """Decides on attempts and learns from outcomes."""
+
+    def __init__(self, settings: Settings, leaks: LeakOracle | None = None) -> None:
+        self.settings = settings
+        e = settings.engine
+        self.width, self.size = e.bucket_seconds, e.buckets
+        self.dwidth, self.dsize = e.distinct_bucket_seconds, e.distinct_buckets
+        self.swidth, self.ssize = e.shared_bucket_seconds, e.shared_buckets
+        self.max_keys = e.max_tracked_keys
+        tables = (default_rule_tables() if settings.include_default_rules else []) + list(
+            settings.rules
+        )
+        self.rules: list[Rule] = compile_rules(tables, e)
+        f = settings.familiarity
+        self.familiarity = Familiarity(f.ttl_days * 86400.0, f.max_networks, f.max_devices)
+        self.blocklist = AccessList()
+        self.allowlist = AccessList()
+        self.leaks: LeakOracle = leaks or NoLeaks()
+        self.states: OrderedDict[str, KeyState] = OrderedDict()
+        self.postures: dict[Protocol, str] = {}
+        self.listeners: list[Listener] = []
+        self.logins = settings.logins
+        # Plain counters read by the metrics collector.
+        self.decisions = [0, 0, 0, 0]  # by Action
+        self.reports = [0, 0]  # failures, successes
+        self.reason_counts: dict[str, int] = {}
+        self.evictions = 0
+
+    @classmethod
+    def in_memory(cls, settings: Settings | None = None, leaks: LeakOracle | None = None) -> Engine:
+        """An engine with no persistence at all (simulator, tests)."""
+        return cls(settings or Settings.default(), leaks)
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _emit(self, kind: str, now: float, data: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(kind, now, data)
+
+    def posture_of(self, protocol: Protocol) -> str:
+        return self.postures.get(protocol, "normal")
+
+    def _keys(self, attempt: Attempt) -> tuple[Any, str, tuple[str, ...]]:
+        net = net_keys(attempt.ip)
+        device = device_key(attempt.device_id, attempt.user_agent)
+        login = attempt.login
+        keys = (
+            "i" + net.ip,
+            "n" + net.subnet,
+            "w" + net.wide,
+            "l" + login,
+            "p" + net.ip + "|" + login,
+            ("d" + device) if device else "",
+        )
+        return net, device, keys
+
+    # --- decide --------------------------------------------------------------------------------
+    def decide(self, attempt: Attempt, now: float | None = None) -> Verdict:
+        """The verdict for an attempt, before the password is checked. Never blocks."""
+        if now is None:
+            now = time.time()
+        net, device, keys = self._keys(attempt)
+        login = attempt.login
+        if self.allowlist.match(net.ip, net.packed, login, now) is not None:
+            verdict = Verdict(Action.ALLOW, 0.0, (ALLOWLISTED,))
+        else:
+            blocked = self.blocklist.match(net.ip, net.packed, login, now)
+            if blocked is not None:
+                # An automatic entry keeps the code of the rule that made it.
+                code, _, how = blocked.reason.partition(": ")
+                code = code if how == "automatic" else "blocklisted"
+                verdict = Verdict(Action.DENY, 0.0, (Reason(code, BLOCKED_MESSAGE),))
+            else:
+                verdict = self._evaluate(Signals(self, attempt, net, device, keys, now), now)
+        self.decisions[verdict.action] += 1
+        for reason in verdict.reasons:
+            self.reason_counts[reason.code] = self.reason_counts.get(reason.code, 0) + 1
+        if self.listeners:
+            self._emit("decision", now, {"attempt": attempt, "verdict": verdict})
+        return verdict
+
+    def _evaluate(self, signals: Signals, now: float) -> Verdict:
+        strongest = Action.ALLOW
+        delay = 0.0
+        reasons: list[Reason] = []
+        blocks: list[Rule] = []
+        for rule in self.rules:
+            if not rule.test(signals):
+                continue
+            if rule.action > strongest:
+                strongest = rule.action
+            if rule.action is Action.DELAY and rule.delay > delay:
+                delay = rule.delay
+            reasons.append(Reason(rule.code, rule.message))
+            if rule.block is not None:
+                blocks.append(rule)
+        if not reasons:
+            return Verdict(Action.ALLOW)
+        if strongest is not Action.DELAY:
+            delay = 0.0
+        # Strongest reasons first, without repeating a code.
+        by_code: dict[str, Reason] = {}
+        order = {r.code: r.action for r in self.rules}
+        for reason in sorted(reasons, key=lambda r: -order.get(r.code, 0)):
+            by_code.setdefault(reason.code, reason)
+        for rule in blocks:
+            self._auto_block(rule, signals, now)
+        return Verdict(strongest, delay, tuple(by_code.values()))
+
+    def _auto_block(self, rule: Rule, signals: Signals, now: float) -> None:
+        assert rule.block is not None
+        scope, net, login = rule.block.scope, signals.net, signals.attempt.login
+        if scope == "ip":
+            kind, value = "ip", net.ip
+        elif scope == "subnet":
+            kind = "netmask"
+            value = normalise("netmask", f"{net.ip}/{64 if net.v6 else 24}")
+        elif scope == "ip_login":
+            kind, value = "ip_login", f"{net.ip}|{login}"
+        else:
+            kind, value = "login", login
+        entry = ListEntry(kind, value, now + rule.block.ttl, f"{rule.code}: automatic", now)
+        self.blocklist.put(entry)
+        self._emit("list_add", now, {"list": "block", "entry": entry, "by": "policy:" + rule.name})
+
+    # --- report --------------------------------------------------------------------------------
+    def _state(self, key: str, family: int) -> KeyState:
+        state = self.states.get(key)
+        if state is None:
+            peers = Sketch(self.dsize) if family <= 3 else None
+            established = Sketch(self.ssize) if family <= 1 else None
+            state = self.states[key] = KeyState(Ring(self.size, KINDS), peers, established)
+            if len(self.states) > self.max_keys:
+                self.states.popitem(last=False)
+                self.evictions += 1
+        else:
+            self.states.move_to_end(key)
+        return state
+
+    def report(self, attempt: Attempt, outcome: Outcome, now: float | None = None) -> None:
+        """Learn from the outcome of an attempt (counted here, never on `decide`)."""
+        if now is None:
+            now = time.time()
+        net, device, keys = self._keys(attempt)
+        bucket = int(now // self.width)
+        dbucket = int(now // self.dwidth)
+        failed = not outcome.success and not outcome.policy_reject
+        size = self.size
+        login_hash = item_hash(attempt.login)
+        ip_hash = item_hash(net.ip)
+        established = False
+        if outcome.success:
+            familiarity = self.familiarity
+            established = familiarity.familiar(attempt.login, "n" + net.subnet, now)
+            for marker in ("n" + net.subnet, ("d" + device) if device else ""):
+                if marker and familiarity.learn(attempt.login, marker, now):
+                    self._emit("familiar", now, {"login": attempt.login, "marker": marker})
+        sbucket = int(now // self.swidth)
+        for family, key in enumerate(keys):
+            if not key:
+                continue
+            state = self._state(key, family)
+            ring = state.ring
+            ring.add(REPORTS, bucket, size, KINDS)
+            if failed:
+                ring.add(FAILURES, bucket, size, KINDS)
+                if outcome.unknown_login:
+                    ring.add(UNKNOWN, bucket, size, KINDS)
+                if state.peers is not None:
+                    state.peers.add(ip_hash if family == 3 else login_hash, dbucket, self.dsize)
+            elif outcome.policy_reject:
+                ring.add(REJECTS, bucket, size, KINDS)
+            if established and state.established is not None:
+                state.established.add(login_hash, sbucket, self.ssize)
+        self.reports[1 if outcome.success else 0] += 1
+        if self.listeners:
+            self._emit("report", now, {"attempt": attempt, "outcome": outcome})
+
+    # --- operator actions ----------------------------------------------------------------------
+    def reset(self, login: str = "", ip: str = "", now: float | None = None) -> int:
+        """Forget the counters of a login, an IP, or both (wforce `reset`). Returns keys cleared."""
+        now = time.time() if now is None else now
+        cleared = 0
+        targets: list[str] = []
+        if ip:
+            net = net_keys(ip)
+            targets.append("i" + net.ip)
+            if login:
+                targets.append("p" + net.ip + "|" + login)
+        if login:
+            targets.append("l" + login)
+            if not ip:
+                suffix = "|" + login
+                targets += [k for k in self.states if k[0] == "p" and k.endswith(suffix)]
+        for key in targets:
+            if self.states.pop(key, None) is not None:
+                cleared += 1
+        self._emit("reset", now, {"login": login, "ip": ip, "cleared": cleared})
+        return cleared
+
+    def add_entry(self, which: str, entry: ListEntry, by: str = "api") -> None:
+        (self.allowlist if which == "allow" else self.blocklist).put(entry)
+        self._emit("list_add", entry.created, {"list": which, "entry": entry, "by": by})
+
+    def remove_entry(
+        self, which: str, kind: str, value: str, by: str = "api", now: float | None = None
+    ) -> ListEntry | None:
+        now = time.time() if now is None else now
+        found = (self.allowlist if which == "allow" else self.blocklist).remove(kind, value)
+        if found is not None:
+            self._emit("list_del", now, {"list": which, "entry": found, "by": by})
+        return found
+
+    def set_posture(
+        self,
+        protocol: Protocol,
+        level: str,
+        by: str,
+        reason: str,
+        now: float | None = None,
+        figures: dict[str, Any] | None = None,
+    ) -> None:
+        if level not in POSTURES:
+            raise ValueError(f"unknown posture {level!r} (one of {', '.join(POSTURES)})")
+        now = time.time() if now is None else now
+        before = self.posture_of(protocol)
+        if level == "normal":
+            self.postures.pop(protocol, None)
+        else:
+            self.postures[protocol] = level
+        self._emit(
+            "posture",
+            now,
+            {
+                "protocol": protocol.value,
+                "from": before,
+                "to": level,
+                "by": by,
+                "reason": reason,
+                "figures": figures or {},
+            },
+        )
+
+    def explain(self, attempt: Attempt, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        net, device, keys = self._keys(attempt)
+        signals = Signals(self, attempt, net, device, keys, now)
+        return {
+            "signals": signals.explain(),
+            "rules": [r.name for r in self.rules if r.test(signals)],
+        }

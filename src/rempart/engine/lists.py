@@ -1,0 +1,144 @@
+"""Block and allow lists: ip, CIDR, login and ip+login entries with expiry and reason.
+
+Lookups are in memory (dicts, one per CIDR prefix length in use); persistence belongs to the
+Store, which replays the entries at start. Allow beats block: an attempt matching any allow
+entry is allowed whatever block entries or rules say (documented in the README).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from rempart.engine.keys import KeyError_, net_keys
+
+KINDS = ("ip", "netmask", "login", "ip_login")
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    """One entry; `expires` is a UNIX time, 0 for never."""
+
+    kind: str  # one of KINDS
+    value: str  # canonical ip, network "a.b.c.d/n", login, or "ip|login"
+    expires: float
+    reason: str
+    created: float
+
+    def live(self, now: float) -> bool:
+        return self.expires == 0 or self.expires > now
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"kind": self.kind, "reason": self.reason}
+        if self.kind == "ip_login":
+            ip, _, login = self.value.partition("|")
+            out.update(ip=ip, login=login)
+        else:
+            out[{"netmask": "netmask"}.get(self.kind, self.kind)] = self.value
+        out["expires"] = self.expires
+        out["created"] = self.created
+        return out
+
+
+def normalise(kind: str, value: str, login: str = "") -> str:
+    """Canonical value of an entry, or KeyError_ naming what is wrong."""
+    if kind == "ip":
+        return net_keys(value).ip
+    if kind == "netmask":
+        try:
+            net = ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            raise KeyError_(f"not a network: {value[:64]!r}") from None
+        if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
+            mapped = net.network_address.ipv4_mapped
+            net = ipaddress.ip_network(f"{mapped}/{max(0, net.prefixlen - 96)}", strict=False)
+        return str(net)
+    if kind == "login":
+        if not value:
+            raise KeyError_("empty login")
+        return value
+    if kind == "ip_login":
+        return f"{net_keys(value).ip}|{login}"
+    raise KeyError_(f"unknown list kind {kind!r}")
+
+
+class AccessList:
+    """One list (block or allow)."""
+
+    __slots__ = ("by_ip", "by_login", "by_pair", "nets4", "nets6")
+
+    def __init__(self) -> None:
+        self.by_ip: dict[str, ListEntry] = {}
+        self.by_login: dict[str, ListEntry] = {}
+        self.by_pair: dict[str, ListEntry] = {}
+        # prefix length -> {network as int: entry}
+        self.nets4: dict[int, dict[int, ListEntry]] = {}
+        self.nets6: dict[int, dict[int, ListEntry]] = {}
+
+    def __len__(self) -> int:
+        nets = sum(len(d) for d in self.nets4.values()) + sum(len(d) for d in self.nets6.values())
+        return len(self.by_ip) + len(self.by_login) + len(self.by_pair) + nets
+
+    def put(self, entry: ListEntry) -> None:
+        if entry.kind == "ip":
+            self.by_ip[entry.value] = entry
+        elif entry.kind == "login":
+            self.by_login[entry.value] = entry
+        elif entry.kind == "ip_login":
+            self.by_pair[entry.value] = entry
+        else:
+            table, plen, number = self._net_slot(entry.value)
+            table.setdefault(plen, {})[number] = entry
+
+    def remove(self, kind: str, value: str) -> ListEntry | None:
+        if kind == "ip":
+            return self.by_ip.pop(value, None)
+        if kind == "login":
+            return self.by_login.pop(value, None)
+        if kind == "ip_login":
+            return self.by_pair.pop(value, None)
+        table, plen, number = self._net_slot(value)
+        found = table.get(plen, {}).pop(number, None)
+        if plen in table and not table[plen]:
+            del table[plen]
+        return found
+
+    def _net_slot(self, value: str) -> tuple[dict[int, dict[int, ListEntry]], int, int]:
+        net = ipaddress.ip_network(value, strict=False)
+        table = self.nets4 if net.version == 4 else self.nets6
+        bits = 32 if net.version == 4 else 128
+        return table, net.prefixlen, int(net.network_address) >> (bits - net.prefixlen)
+
+    def match(self, ip: str, packed: bytes, login: str, now: float) -> ListEntry | None:
+        """The live entry matching this ip / login / pair, if any (expired entries are dropped)."""
+        for table, key in (
+            (self.by_ip, ip),
+            (self.by_login, login),
+            (self.by_pair, f"{ip}|{login}"),
+        ):
+            if table:
+                entry = table.get(key)
+                if entry is not None:
+                    if entry.live(now):
+                        return entry
+                    del table[key]
+        nets = self.nets4 if len(packed) == 4 else self.nets6
+        if nets:
+            number = int.from_bytes(packed)
+            bits = len(packed) * 8
+            for plen, table in nets.items():
+                entry = table.get(number >> (bits - plen))
+                if entry is not None and entry.live(now):
+                    return entry
+        return None
+
+    def entries(self, now: float) -> list[ListEntry]:
+        out = [e for t in (self.by_ip, self.by_login, self.by_pair) for e in t.values()]
+        out += [e for nets in (self.nets4, self.nets6) for t in nets.values() for e in t.values()]
+        return [e for e in out if e.live(now)]
+
+
+def packed_ip(ip: str) -> bytes:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    return socket.inet_pton(family, ip)

@@ -1,0 +1,307 @@
+"""Declarative policy rules: TOML tables whose `when` expressions compile to fast closures.
+
+A rule:
+
+    [[policy.rules]]
+    name = "ip_login_delay"                       # unique; also the default reason code
+    when = "failures(ip_login, '10m') >= 3"       # an expression over signals (see SIGNALS)
+    action = "delay"                              # allow | delay | step_up | deny
+    delay = 2                                     # seconds, for delay
+    message = "Too many failed logins; slowed down."
+    block = { scope = "ip", ttl = "1h" }          # optional: also add a temporary block entry
+
+Expressions are Python-like (`and`, `or`, `not`, comparisons, `in` over a literal list,
+arithmetic) but only the names below are allowed; they are checked and compiled once at load,
+so a typo fails at start with the rule's name instead of at the first login.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rempart.config import ConfigError, EngineSettings
+from rempart.engine.windows import FAILURES, REJECTS, REPORTS, UNKNOWN
+from rempart.model import Action
+
+# Key families a counter function can be applied to.
+FAMILIES = {"ip": 0, "subnet": 1, "wide": 2, "login": 3, "ip_login": 4, "device": 5}
+SKETCH_FAMILIES = {"ip": 0, "subnet": 1, "wide": 2}
+
+# function name -> (signals method, kind or sketch, allowed families, window kind)
+COUNTERS = {
+    "attempts": REPORTS,
+    "failures": FAILURES,
+    "unknown_failures": UNKNOWN,
+    "rejects": REJECTS,
+}
+
+SIGNALS: dict[str, str] = {
+    "familiar_network": "the account has succeeded from this /24 (IPv4) or /64 (IPv6) recently",
+    "familiar_device": "the account has succeeded from this device id / client recently",
+    "familiar": "familiar_network or familiar_device",
+    "known_account": "the account has ever succeeded (in the familiarity memory)",
+    "has_device": "the attempt carries a device id or user agent",
+    "shared_ip": "many established users log in from this IP (CGNAT, NAT, a webmail fetcher)",
+    "shared_subnet": "many established users log in from this subnet",
+    "leaked_pair": "this exact login + password is in an ingested leak",
+    "login_exposed": "this login appears in an ingested leak",
+    "account_restricted": "the account's current password is exposed and not yet changed",
+    "popular_password": "the password is among the most common real passwords",
+    "v6": "the source is IPv6",
+    "tls": "the client connection used TLS",
+    "legacy": "the protocol is imap, pop3 or smtp",
+    "protocol": "the protocol name: imap, pop3, smtp, web, app, api, other",
+    "posture": "the protocol's posture: normal, guarded, strict, closed",
+}
+FUNCTIONS: dict[str, str] = {
+    "attempts(family, window)": "reported attempts in the window",
+    "failures(family, window)": "failed attempts (wrong password or unknown login)",
+    "unknown_failures(family, window)": "failures the backend reported as unknown logins",
+    "rejects(family, window)": "attempts the policy refused",
+    "failed_logins(ip|subnet|wide, window)": "distinct logins that failed from this source",
+    "failing_ips(window)": "distinct IPs that failed on this login",
+    "established_users(ip|subnet)": "distinct accounts that succeeded from this source, "
+    "each from a network already familiar to it (long window)",
+}
+
+_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | int | float, where: str) -> float:
+    """Seconds from "30s", "10m", "2h", "1d" or a number of seconds."""
+    if isinstance(text, bool):
+        raise ConfigError(f"{where}: expected a duration, got {text!r}")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ConfigError(f"{where}: duration must not be negative")
+        return float(text)
+    match = _WINDOW.match(str(text))
+    if not match:
+        raise ConfigError(f"{where}: bad duration {text!r} (use e.g. '30s', '10m', '1h')")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    scope: str  # ip | subnet | ip_login | login
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    when: str
+    action: Action
+    delay: float
+    code: str
+    message: str
+    block: Block | None
+    test: Callable[[Any], bool]
+
+
+_ALLOWED_NODES = (
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.Compare,
+    ast.Eq,
+    ast.NotEq,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.In,
+    ast.NotIn,
+    ast.BinOp,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.Constant,
+    ast.Name,
+    ast.Load,
+    ast.Call,
+    ast.List,
+    ast.Tuple,
+)
+
+
+class _Compiler(ast.NodeTransformer):
+    """Rewrites signal names and calls into attribute/method access on the signals object `s`."""
+
+    def __init__(self, rule: str, engine: EngineSettings) -> None:
+        self.rule = rule
+        self.engine = engine
+
+    def fail(self, why: str) -> ConfigError:
+        return ConfigError(f"[[policy.rules]] {self.rule!r}: {why}")
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        if not isinstance(node, _ALLOWED_NODES):
+            raise self.fail(f"'{type(node).__name__}' is not allowed in a rule expression")
+        return super().generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in SIGNALS:
+            return ast.copy_location(
+                ast.Attribute(value=ast.Name("s", ast.Load()), attr=node.id, ctx=ast.Load()), node
+            )
+        if node.id in ("true", "True"):
+            return ast.copy_location(ast.Constant(True), node)
+        if node.id in ("false", "False"):
+            return ast.copy_location(ast.Constant(False), node)
+        raise self.fail(f"unknown signal {node.id!r} (known: {', '.join(sorted(SIGNALS))})")
+
+    def _window(self, node: ast.AST, width: int, buckets: int) -> int:
+        if not isinstance(node, ast.Constant) or not isinstance(node.value, str | int | float):
+            raise self.fail("a window must be a literal such as '10m'")
+        seconds = parse_duration(node.value, f"[[policy.rules]] {self.rule!r}")
+        span = math.ceil(seconds / width)
+        if span < 1 or span > buckets:
+            raise self.fail(
+                f"window {node.value!r} must be between {width}s and {width * buckets}s "
+                "(see [engine] bucket settings)"
+            )
+        return span
+
+    def _family(self, node: ast.AST, allowed: dict[str, int]) -> int:
+        if not isinstance(node, ast.Name) or node.id not in allowed:
+            raise self.fail(f"first argument must be one of {', '.join(allowed)}")
+        return allowed[node.id]
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        if not isinstance(node.func, ast.Name) or node.keywords:
+            raise self.fail("only plain calls of signal functions are allowed")
+        name, args, e = node.func.id, node.args, self.engine
+        if name in COUNTERS:
+            if len(args) != 2:
+                raise self.fail(f"{name}(family, window) takes two arguments")
+            call = (
+                "count",
+                [
+                    self._family(args[0], FAMILIES),
+                    COUNTERS[name],
+                    self._window(args[1], e.bucket_seconds, e.buckets),
+                ],
+            )
+        elif name == "failed_logins":
+            if len(args) != 2:
+                raise self.fail("failed_logins(ip|subnet|wide, window) takes two arguments")
+            call = (
+                "failed_logins",
+                [
+                    self._family(args[0], SKETCH_FAMILIES),
+                    self._window(args[1], e.distinct_bucket_seconds, e.distinct_buckets),
+                ],
+            )
+        elif name == "failing_ips":
+            if len(args) != 1:
+                raise self.fail("failing_ips(window) takes one argument")
+            call = (
+                "failing_ips",
+                [self._window(args[0], e.distinct_bucket_seconds, e.distinct_buckets)],
+            )
+        elif name == "established_users":
+            if len(args) != 1:
+                raise self.fail("established_users(ip|subnet) takes one argument")
+            call = ("established_users", [self._family(args[0], SKETCH_FAMILIES)])
+        else:
+            raise self.fail(f"unknown function {name!r}")
+        method, values = call
+        return ast.copy_location(
+            ast.Call(
+                func=ast.Attribute(value=ast.Name("s", ast.Load()), attr=method, ctx=ast.Load()),
+                args=[ast.Constant(v) for v in values],
+                keywords=[],
+            ),
+            node,
+        )
+
+
+def compile_expression(rule: str, text: str, engine: EngineSettings) -> Callable[[Any], bool]:
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ConfigError(f"[[policy.rules]] {rule!r}: cannot parse 'when': {exc.msg}") from None
+    body = _Compiler(rule, engine).visit(tree).body
+    lam = ast.Expression(
+        ast.Lambda(
+            args=ast.arguments(
+                posonlyargs=[], args=[ast.arg("s")], kwonlyargs=[], kw_defaults=[], defaults=[]
+            ),
+            body=body,
+        )
+    )
+    ast.fix_missing_locations(lam)
+    return eval(compile(lam, f"<rule {rule}>", "eval"), {"__builtins__": {}})
+
+
+_ACTIONS = {
+    "allow": Action.ALLOW,
+    "delay": Action.DELAY,
+    "step_up": Action.STEP_UP,
+    "deny": Action.DENY,
+}
+_RULE_KEYS = {"name", "when", "action", "delay", "code", "message", "block", "description"}
+
+
+def compile_rule(table: dict[str, Any], engine: EngineSettings) -> Rule:
+    name = table.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ConfigError(f"[[policy.rules]] needs a 'name' in snake_case, got {name!r}")
+    where = f"[[policy.rules]] {name!r}"
+    unknown = set(table) - _RULE_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    when = table.get("when")
+    if not isinstance(when, str) or not when.strip():
+        raise ConfigError(f"{where}: 'when' must be a non-empty expression string")
+    action = _ACTIONS.get(str(table.get("action", "")))
+    if action is None:
+        raise ConfigError(f"{where}: 'action' must be one of {', '.join(_ACTIONS)}")
+    delay = parse_duration(table.get("delay", 0), f"{where} delay")
+    if action is Action.DELAY and delay <= 0:
+        raise ConfigError(f"{where}: a delay rule needs 'delay' > 0")
+    block = None
+    if "block" in table:
+        spec = table["block"]
+        if not isinstance(spec, dict) or spec.get("scope") not in (
+            "ip",
+            "subnet",
+            "ip_login",
+            "login",
+        ):
+            raise ConfigError(f"{where}: block needs scope = ip | subnet | ip_login | login")
+        block = Block(spec["scope"], parse_duration(spec.get("ttl", "1h"), f"{where} block.ttl"))
+        if action is not Action.DENY:
+            raise ConfigError(f"{where}: only a deny rule may add a block entry")
+    code = table.get("code", name)
+    message = table.get("message", "")
+    if not isinstance(code, str) or not isinstance(message, str):
+        raise ConfigError(f"{where}: code and message must be strings")
+    test = compile_expression(name, when, engine)
+    return Rule(name, when, action, delay, code, message, block, test)
+
+
+def compile_rules(tables: list[dict[str, Any]], engine: EngineSettings) -> list[Rule]:
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for table in tables:
+        rule = compile_rule(table, engine)
+        if rule.name in seen:
+            # A later rule with the same name replaces the earlier one (operators override
+            # shipped defaults by name).
+            rules = [r for r in rules if r.name != rule.name]
+        seen.add(rule.name)
+        rules.append(rule)
+    return rules

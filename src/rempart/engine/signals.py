@@ -1,0 +1,171 @@
+"""Signals: the lazily computed facts about one attempt that policy rules read.
+
+One `Signals` object is made per decision; each property looks at in-memory state only, and only
+when a rule asks for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rempart.engine.distinct import item_hash
+from rempart.model import LEGACY_MAIL, Attempt
+
+if TYPE_CHECKING:
+    from rempart.engine.engine import Engine, KeyState
+    from rempart.engine.keys import NetKeys
+
+
+class Signals:
+    __slots__ = (
+        "_states",
+        "attempt",
+        "bucket",
+        "dbucket",
+        "device",
+        "engine",
+        "keys",
+        "net",
+        "now",
+    )
+
+    def __init__(
+        self,
+        engine: Engine,
+        attempt: Attempt,
+        net: NetKeys,
+        device: str,
+        keys: tuple[str, ...],
+        now: float,
+    ) -> None:
+        self.engine = engine
+        self.attempt = attempt
+        self.net = net
+        self.device = device
+        self.keys = keys  # one key per family, in policy.FAMILIES order ("" when absent)
+        self.now = now
+        self.bucket = int(now // engine.width)
+        self.dbucket = int(now // engine.dwidth)
+        self._states: list[KeyState | bool | None] = [False] * len(keys)
+
+    def _state(self, family: int) -> KeyState | None:
+        state = self._states[family]
+        if state is False:
+            key = self.keys[family]
+            state = self.engine.states.get(key) if key else None
+            self._states[family] = state
+        return state  # type: ignore[return-value]
+
+    # --- counters and sketches -------------------------------------------------------------
+    def count(self, family: int, kind: int, span: int) -> int:
+        state = self._state(family)
+        if state is None:
+            return 0
+        e = self.engine
+        return state.ring.total(kind, span, self.bucket, e.size, 4)
+
+    def failed_logins(self, family: int, span: int) -> int:
+        state = self._state(family)
+        if state is None or state.peers is None:
+            return 0
+        return state.peers.estimate(span, self.dbucket, self.engine.dsize)
+
+    def failing_ips(self, span: int) -> int:
+        state = self._state(3)
+        if state is None or state.peers is None:
+            return 0
+        return state.peers.estimate(span, self.dbucket, self.engine.dsize)
+
+    def established_users(self, family: int) -> int:
+        state = self._state(family)
+        if state is None or state.established is None:
+            return 0
+        e = self.engine
+        return state.established.estimate(e.ssize, int(self.now // e.swidth), e.ssize)
+
+    # --- booleans and values -----------------------------------------------------------------
+    @property
+    def familiar_network(self) -> bool:
+        return self.engine.familiarity.familiar(self.attempt.login, "n" + self.net.subnet, self.now)
+
+    @property
+    def familiar_device(self) -> bool:
+        return bool(self.device) and self.engine.familiarity.familiar(
+            self.attempt.login, "d" + self.device, self.now
+        )
+
+    @property
+    def familiar(self) -> bool:
+        return self.familiar_network or self.familiar_device
+
+    @property
+    def known_account(self) -> bool:
+        return self.engine.familiarity.known_account(self.attempt.login)
+
+    @property
+    def has_device(self) -> bool:
+        return bool(self.device)
+
+    @property
+    def shared_ip(self) -> bool:
+        return self.established_users(0) >= self.engine.settings.engine.shared_ip_min_users
+
+    @property
+    def shared_subnet(self) -> bool:
+        return self.established_users(1) >= self.engine.settings.engine.shared_subnet_min_users
+
+    @property
+    def leaked_pair(self) -> bool:
+        return self.engine.leaks.leaked_pair(self.attempt)
+
+    @property
+    def login_exposed(self) -> bool:
+        return self.engine.leaks.login_exposed(self.attempt.login)
+
+    @property
+    def account_restricted(self) -> bool:
+        return self.engine.leaks.account_restricted(self.attempt.login)
+
+    @property
+    def popular_password(self) -> bool:
+        return self.attempt.password_popular
+
+    @property
+    def v6(self) -> bool:
+        return self.net.v6
+
+    @property
+    def tls(self) -> bool:
+        return self.attempt.tls
+
+    @property
+    def legacy(self) -> bool:
+        return self.attempt.protocol in LEGACY_MAIL
+
+    @property
+    def protocol(self) -> str:
+        return self.attempt.protocol.value
+
+    @property
+    def posture(self) -> str:
+        return self.engine.posture_of(self.attempt.protocol)
+
+    def explain(self) -> dict[str, object]:
+        """Every boolean signal's value, for the dashboard and `rempart explain`."""
+        names = (
+            "familiar_network",
+            "familiar_device",
+            "known_account",
+            "shared_ip",
+            "shared_subnet",
+            "leaked_pair",
+            "login_exposed",
+            "account_restricted",
+            "popular_password",
+            "legacy",
+            "posture",
+        )
+        return {n: getattr(self, n) for n in names}
+
+
+__all__ = ["Signals", "item_hash"]

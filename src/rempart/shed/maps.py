@@ -1,0 +1,74 @@
+"""The admission and hostile-source map files HAProxy reads at start and Rempart updates live.
+
+``admission.map``: ``<service>/<class> <percent admitted>``, one line per service and class.
+``hostile.map``: ``<address or CIDR> 1`` for every source Rempart judged hostile.
+Files are written atomically, so a restarted HAProxy starts from the last good state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from rempart.shed.classes import CLASSES, Criticality
+
+ADMISSION_MAP = "admission.map"
+HOSTILE_MAP = "hostile.map"
+
+
+def map_key(service: str, cls: Criticality) -> str:
+    return f"{service}/{cls.label}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="ascii")
+    os.replace(tmp, path)
+
+
+def write_admission(map_dir: Path, shares: Mapping[str, Mapping[Criticality, int]]) -> Path:
+    """Write ``shares[service][class]`` percentages."""
+    path = map_dir / ADMISSION_MAP
+    lines = [
+        f"{map_key(svc, cls)} {int(pct)}\n"
+        for svc, row in shares.items()
+        for cls, pct in row.items()
+    ]
+    _write_atomic(path, "".join(lines))
+    return path
+
+
+def read_admission(map_dir: Path) -> dict[str, dict[Criticality, int]]:
+    """The shares stored in ``admission.map`` (empty when the file is absent)."""
+    path = map_dir / ADMISSION_MAP
+    shares: dict[str, dict[Criticality, int]] = {}
+    if not path.exists():
+        return shares
+    for line in path.read_text(encoding="ascii").splitlines():
+        parts = line.split()
+        if len(parts) != 2 or "/" not in parts[0]:
+            continue
+        svc, label = parts[0].split("/", 1)
+        try:
+            shares.setdefault(svc, {})[Criticality.parse(label)] = max(0, min(100, int(parts[1])))
+        except ValueError:
+            continue
+    return shares
+
+
+def write_hostile(map_dir: Path, sources: Iterable[str]) -> Path:
+    path = map_dir / HOSTILE_MAP
+    _write_atomic(path, "".join(f"{source} 1\n" for source in sorted(set(sources))))
+    return path
+
+
+def ensure_maps(map_dir: Path, services: Iterable[str]) -> None:
+    """Create missing map files (all admitted, no hostile source); keep existing state."""
+    map_dir.mkdir(parents=True, exist_ok=True)
+    stored = read_admission(map_dir)
+    merged = {svc: {cls: stored.get(svc, {}).get(cls, 100) for cls in CLASSES} for svc in services}
+    if merged != {svc: stored.get(svc) for svc in merged}:
+        write_admission(map_dir, merged)
+    if not (map_dir / HOSTILE_MAP).exists():
+        write_hostile(map_dir, [])
