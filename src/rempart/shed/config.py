@@ -113,7 +113,7 @@ class HAProxySettings:
     client_timeout: float = 30.0
     server_timeout: float = 30.0
     connect_timeout: float = 5.0
-    maxconn: int = 20000
+    maxconn: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
