@@ -1,0 +1,226 @@
+"""The `rempart` command: serve, config, journal, lists, and the groups of other packages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import tomli_w
+
+from rempart.config import DEFAULTS_TOML, ConfigError, Settings, load_settings
+from rempart.engine.policy import FUNCTIONS, SIGNALS
+
+
+def _settings(config: str | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _data_dir(settings: Settings, data_dir: str | None) -> str:
+    return data_dir or settings.server.data_dir
+
+
+config_option = click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    help="TOML configuration file (defaults apply without one).",
+)
+data_dir_option = click.option(
+    "--data-dir", default=None, help="State directory (default: [server] data_dir, ./rempart-data)."
+)
+
+
+@click.group()
+@click.version_option(package_name="rempart")
+def main() -> None:
+    """Rempart: a shield for logins and availability."""
+
+
+@main.command()
+@config_option
+@data_dir_option
+@click.option("--host", default=None, help="Listen address (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Listen port (default 8084).")
+def serve(config: str | None, data_dir: str | None, host: str | None, port: int | None) -> None:
+    """Run the decision service (wforce-compatible and native APIs, metrics)."""
+    import logging
+
+    from rempart.server import run
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = _settings(config)
+    run(
+        settings,
+        _data_dir(settings, data_dir),
+        host or settings.server.host,
+        settings.server.port if port is None else port,
+    )
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("show")
+@config_option
+@click.option("--rules", is_flag=True, help="Also print the shipped default policy rules.")
+@click.option("--reference", is_flag=True, help="Print the documented defaults file.")
+def config_show(config: str | None, rules: bool, reference: bool) -> None:
+    """Print the effective configuration, every default included."""
+    if reference:
+        click.echo(DEFAULTS_TOML)
+        return
+    settings = _settings(config)
+    effective: dict[str, Any] = dict(settings.raw)
+    click.echo(tomli_w.dumps(effective))
+    if rules:
+        from rempart.engine.engine import default_rule_tables
+
+        click.echo(
+            "# shipped default rules\n"
+            + tomli_w.dumps({"policy": {"rules": default_rule_tables()}})
+        )
+        click.echo("# signals usable in 'when':")
+        for name, doc in {**SIGNALS, **FUNCTIONS}.items():
+            click.echo(f"#   {name}: {doc}")
+
+
+@config_group.command("check")
+@config_option
+def config_check(config: str | None) -> None:
+    """Validate a configuration file, rules included."""
+    from rempart.engine.engine import Engine
+
+    settings = _settings(config)
+    try:
+        engine = Engine(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"ok: {len(engine.rules)} rules")
+
+
+def parse_time(text: str | None, name: str) -> float:
+    """UNIX seconds from ISO 8601, a UNIX number, or a relative '2h' / '30m' ago."""
+    if not text:
+        return 0.0
+    from rempart.engine.policy import parse_duration
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text[-1] in "smhd" and text[:-1].replace(".", "", 1).isdigit():
+        return time.time() - parse_duration(text, name)
+    try:
+        stamp = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: use ISO 8601 (2026-11-23T14:00), UNIX seconds or a duration ago such as 2h",
+            param_hint=name,
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.timestamp()
+
+
+@main.group("journal", invoke_without_command=True)
+@click.option("--login", default="", help="Only records of this login (canonicalised).")
+@click.option("--ip", default="", help="Only records of this IP.")
+@click.option("--since", default=None, help="From (ISO time, UNIX seconds, or e.g. 2h).")
+@click.option("--until", default=None, help="Until (same forms).")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    help="decision, report, list_add, list_del, posture, reset (repeatable).",
+)
+@click.option("--limit", default=0, type=int, help="At most this many records (latest last).")
+@config_option
+@data_dir_option
+@click.pass_context
+def journal_group(
+    ctx: click.Context,
+    login: str,
+    ip: str,
+    since: str | None,
+    until: str | None,
+    kinds: tuple[str, ...],
+    limit: int,
+    config: str | None,
+    data_dir: str | None,
+) -> None:
+    """Query the journal (JSON lines on stdout)."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = (config, data_dir)
+        return
+    from rempart.engine.keys import KeyError_, canonical_login, net_keys
+    from rempart.ops.journal import Journal
+
+    settings = _settings(config)
+    try:
+        login = canonical_login(login, settings.logins) if login else ""
+        ip = net_keys(ip).ip if ip else ""
+    except KeyError_ as exc:
+        raise click.BadParameter(str(exc)) from None
+    journal = Journal(Path(_data_dir(settings, data_dir)) / "journal")
+    records = journal.records(
+        login=login,
+        ip=ip,
+        since=parse_time(since, "--since"),
+        until=parse_time(until, "--until"),
+        kinds=frozenset(kinds),
+    )
+    if limit:
+        from collections import deque
+
+        records = iter(deque(records, maxlen=limit))
+    out = sys.stdout
+    for rec in records:
+        out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+@journal_group.command("verify")
+@click.pass_obj
+def journal_verify(obj: tuple[str | None, str | None]) -> None:
+    """Check the hash chain; name the first broken record."""
+    from rempart.ops.journal import Journal
+
+    settings = _settings(obj[0])
+    journal = Journal(Path(_data_dir(settings, obj[1])) / "journal")
+    count, broken = journal.verify()
+    if broken:
+        raise click.ClickException(
+            f"journal broken at {broken.segment} line {broken.line} (seq {broken.seq}): "
+            f"{broken.why}; {count} records before it are intact"
+        )
+    click.echo(f"journal intact: {count} records")
+
+
+def _register_optional_groups() -> None:
+    """Groups owned by other packages, added when present."""
+    for module, attr in (
+        ("rempart.breach.cli", "leaks"),
+        ("rempart.sim.cli", "sim"),
+        ("rempart.shed.cli", "shed"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ImportError:
+            continue
+        group = getattr(mod, attr, None)
+        if isinstance(group, click.Command):
+            main.add_command(group)
+
+
+_register_optional_groups()

@@ -1,0 +1,271 @@
+"""The journal: an append-only, hash-chained record of decisions, reports and changes.
+
+Records are JSON lines in segment files under `<data_dir>/journal/`. Each record carries `seq`,
+`prev` (the previous record's hash) and `hash` = sha256(prev ‖ the record's canonical JSON
+without `hash`), so any edit, insertion or deletion breaks the chain at that point. The engine
+only puts events on a queue; a background thread turns them into records in batches, so
+decisions never wait on disk. A crash loses at most the last batch (`flush_interval`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rempart.engine.lists import ListEntry
+from rempart.model import Attempt, Outcome, Verdict
+
+log = logging.getLogger(__name__)
+GENESIS = "0" * 64
+
+
+def _attempt_fields(a: Attempt) -> dict[str, Any]:
+    out: dict[str, Any] = {"login": a.login, "ip": a.ip, "protocol": a.protocol.value}
+    if a.pwhash:
+        out["pwhash"] = a.pwhash  # as received; never a password
+    if a.device_id:
+        out["device_id"] = a.device_id[:200]
+    if a.user_agent:
+        out["user_agent"] = a.user_agent[:200]
+    return out
+
+
+def _entry_fields(e: ListEntry) -> dict[str, Any]:
+    return {"kind": e.kind, "value": e.value, "expires": e.expires, "reason": e.reason}
+
+
+def event_record(kind: str, now: float, data: dict[str, Any]) -> dict[str, Any]:
+    """The journal form of an engine event (no chain fields yet)."""
+    rec: dict[str, Any] = {"ts": round(now, 6), "kind": kind}
+    if kind == "decision":
+        v: Verdict = data["verdict"]
+        rec.update(_attempt_fields(data["attempt"]))
+        rec["verdict"] = v.action.label
+        if v.delay_s:
+            rec["delay_s"] = v.delay_s
+        rec["reasons"] = [r.code for r in v.reasons]
+    elif kind == "report":
+        o: Outcome = data["outcome"]
+        rec.update(_attempt_fields(data["attempt"]))
+        rec["success"] = o.success
+        if o.policy_reject:
+            rec["policy_reject"] = True
+        if o.unknown_login:
+            rec["unknown_login"] = True
+    elif kind in ("list_add", "list_del"):
+        rec.update(list=data["list"], by=data.get("by", ""), **_entry_fields(data["entry"]))
+    else:
+        rec.update({k: v for k, v in data.items() if not isinstance(v, Attempt | Outcome)})
+    return rec
+
+
+def _chain_hash(prev: str, rec: dict[str, Any]) -> str:
+    body = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((prev + body).encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class Broken:
+    segment: str
+    line: int
+    seq: int | None
+    why: str
+
+
+class Journal:
+    """Writes records; also reads and verifies them."""
+
+    def __init__(
+        self, directory: str | Path, segment_bytes: int = 64 << 20, flush_interval: float = 0.2
+    ) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.segment_bytes = segment_bytes
+        self.flush_interval = flush_interval
+        self.seq, self.last_hash = self._tail()
+        self._queue: queue.SimpleQueue[tuple[str, float, dict[str, Any]] | threading.Event | None]
+        self._queue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.write_errors = 0
+
+    # --- writing -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="rempart-journal", daemon=True)
+        self._thread.start()
+
+    def listener(self, kind: str, now: float, data: dict[str, Any]) -> None:
+        """Engine listener: O(1), no I/O."""
+        self._queue.put((kind, now, data))
+
+    def append(self, kind: str, now: float, data: dict[str, Any]) -> None:
+        self._queue.put((kind, now, data))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _segments(self) -> list[Path]:
+        return sorted(self.dir.glob("segment-*.jsonl"))
+
+    def _tail(self) -> tuple[int, str]:
+        segments = self._segments()
+        for seg in reversed(segments):
+            last = _last_line(seg)
+            if last:
+                try:
+                    rec = json.loads(last)
+                    return int(rec["seq"]), str(rec["hash"])
+                except (ValueError, KeyError):
+                    log.error(
+                        "journal %s ends with a damaged record; run `rempart journal verify`", seg
+                    )
+                    raise
+        return 0, GENESIS
+
+    def _open_segment(self) -> tuple[Any, Path]:
+        segments = self._segments()
+        if segments and segments[-1].stat().st_size < self.segment_bytes:
+            path = segments[-1]
+        else:
+            number = int(segments[-1].stem.split("-")[1]) + 1 if segments else 1
+            path = self.dir / f"segment-{number:06d}.jsonl"
+        return open(path, "a", encoding="utf-8"), path
+
+    def _run(self) -> None:
+        fh, path = self._open_segment()
+        size = path.stat().st_size
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            items = [first]
+            if first is not None and not isinstance(first, threading.Event):
+                threading.Event().wait(self.flush_interval)
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            lines: list[str] = []
+            waiters: list[threading.Event] = []
+            for item in items:
+                if item is None:
+                    stop = True
+                    continue
+                if isinstance(item, threading.Event):
+                    waiters.append(item)
+                    continue
+                try:
+                    rec = event_record(*item)
+                except Exception:  # a bad event must not stop the journal
+                    log.exception("journal: cannot record event %r", item[0])
+                    continue
+                self.seq += 1
+                rec["seq"] = self.seq
+                rec["prev"] = self.last_hash
+                rec["hash"] = self.last_hash = _chain_hash(self.last_hash, rec)
+                lines.append(json.dumps(rec, separators=(",", ":"), ensure_ascii=False))
+            if lines:
+                data = "\n".join(lines) + "\n"
+                try:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    self.written += len(lines)
+                    size += len(data.encode())
+                except OSError:
+                    self.write_errors += 1
+                    log.exception("journal write failed")
+                if size >= self.segment_bytes:
+                    fh.close()
+                    fh, path = self._open_segment()
+                    size = path.stat().st_size
+            for waiter in waiters:
+                waiter.set()
+        fh.close()
+
+    # --- reading -----------------------------------------------------------------------------
+    def records(
+        self,
+        login: str = "",
+        ip: str = "",
+        since: float = 0.0,
+        until: float = 0.0,
+        kinds: frozenset[str] = frozenset(),
+    ) -> Iterator[dict[str, Any]]:
+        """Records matching every given filter, oldest first."""
+        for seg in self._segments():
+            with open(seg, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    if (login and login not in line) or (ip and ip not in line):
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    if (since and rec.get("ts", 0) < since) or (until and rec.get("ts", 0) > until):
+                        continue
+                    if (
+                        login
+                        and rec.get("login") != login
+                        and not rec.get("value", "").endswith(login)
+                    ):
+                        continue
+                    if ip and rec.get("ip") != ip and not rec.get("value", "").startswith(ip):
+                        continue
+                    if kinds and rec.get("kind") not in kinds:
+                        continue
+                    yield rec
+
+    def verify(self) -> tuple[int, Broken | None]:
+        """Walk the chain; (records checked, first broken record or None)."""
+        prev, expected_seq, count = GENESIS, 1, 0
+        for seg in self._segments():
+            with open(seg, encoding="utf-8", errors="replace") as fh:
+                for number, line in enumerate(fh, 1):
+                    try:
+                        rec = json.loads(line)
+                        claimed = rec.pop("hash")
+                        seq = int(rec["seq"])
+                    except (ValueError, KeyError, TypeError):
+                        return count, Broken(seg.name, number, None, "not a journal record")
+                    if seq != expected_seq:
+                        return count, Broken(
+                            seg.name,
+                            number,
+                            seq,
+                            f"sequence jumps from {expected_seq - 1} to {seq}",
+                        )
+                    if rec.get("prev") != prev:
+                        return count, Broken(seg.name, number, seq, "previous-hash mismatch")
+                    if _chain_hash(prev, rec) != claimed:
+                        return count, Broken(seg.name, number, seq, "content altered")
+                    prev, expected_seq, count = claimed, seq + 1, count + 1
+        return count, None
+
+
+def _last_line(path: Path) -> str:
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        end = fh.tell()
+        pos = max(0, end - 65536)
+        fh.seek(pos)
+        tail = fh.read().rstrip(b"\n")
+    return tail.rsplit(b"\n", 1)[-1].decode("utf-8", "replace") if tail else ""

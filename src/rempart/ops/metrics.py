@@ -1,0 +1,91 @@
+"""Prometheus metrics: a collector that reads the engine's plain counters at scrape time.
+
+The decision path only increments Python ints; nothing here runs per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rempart.model import Action, Protocol
+
+if TYPE_CHECKING:
+    from rempart.server import Service
+
+POSTURE_LEVEL = {"normal": 0, "guarded": 1, "strict": 2, "closed": 3}
+
+
+class EngineCollector(Collector):
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.service
+        e = s.engine
+        decisions = CounterMetricFamily(
+            "rempart_decisions", "Decisions by verdict", labels=["verdict"]
+        )
+        for action in Action:
+            decisions.add_metric([action.label], e.decisions[action])
+        yield decisions
+        reports = CounterMetricFamily("rempart_reports", "Reported outcomes", labels=["outcome"])
+        reports.add_metric(["failure"], e.reports[0])
+        reports.add_metric(["success"], e.reports[1])
+        yield reports
+        reasons = CounterMetricFamily(
+            "rempart_reasons", "Reasons given in verdicts", labels=["code"]
+        )
+        for code, count in sorted(e.reason_counts.items()):
+            reasons.add_metric([code], count)
+        yield reasons
+        yield GaugeMetricFamily(
+            "rempart_tracked_keys", "Keys tracked in memory", value=len(e.states)
+        )
+        yield CounterMetricFamily(
+            "rempart_key_evictions", "Keys forgotten by the LRU bound", value=e.evictions
+        )
+        lists = GaugeMetricFamily("rempart_list_entries", "List entries", labels=["list"])
+        lists.add_metric(["block"], len(e.blocklist))
+        lists.add_metric(["allow"], len(e.allowlist))
+        yield lists
+        posture = GaugeMetricFamily(
+            "rempart_posture",
+            "Posture per protocol (0 normal, 1 guarded, 2 strict, 3 closed)",
+            labels=["protocol"],
+        )
+        for protocol in Protocol:
+            posture.add_metric([protocol.value], POSTURE_LEVEL[e.posture_of(protocol)])
+        yield posture
+        yield CounterMetricFamily(
+            "rempart_journal_records",
+            "Journal records written",
+            value=s.journal.written if s.journal else 0,
+        )
+        yield CounterMetricFamily(
+            "rempart_write_errors", "Failed writes (journal, store)", value=s.write_errors()
+        )
+        yield CounterMetricFamily(
+            "rempart_http_handler_errors",
+            "Handler failures (HTTP 500)",
+            value=s.app.errors if s.app else 0,
+        )
+
+
+def make_registry(service: Service, extra: list[Collector] | None = None) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EngineCollector(service))
+    for collector in extra or []:
+        registry.register(collector)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
+
+
+MetricsSource = Callable[[], bytes]

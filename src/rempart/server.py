@@ -1,0 +1,215 @@
+"""Assembles the service: settings, engine, embedded store, journal, HTTP routes, and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from rempart import __version__
+from rempart.adapters.auth import BasicAuth
+from rempart.adapters.native import NativeApi
+from rempart.adapters.wforce import WforceApi
+from rempart.config import Settings
+from rempart.engine.engine import Engine
+from rempart.engine.oracle import LeakOracle
+from rempart.httpserver import HttpApp, Request, Response, Router, json_response
+from rempart.model import Action, Attempt, Protocol
+from rempart.ops import metrics
+from rempart.ops.journal import Journal
+from rempart.state.sqlite import SqliteStore
+
+log = logging.getLogger("rempart")
+
+
+def write_secret(path: Path, value: bytes) -> None:
+    """Create a file readable by its owner only (0600 from the start, never wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(value)
+
+
+def resolve_api_password(settings: Settings, data_dir: Path) -> tuple[str, bool]:
+    """(password, generated_now): env var, then the configured file, else generated once."""
+    env = os.environ.get("REMPART_API_PASSWORD")
+    if env:
+        return env, False
+    if settings.api_password_file:
+        try:
+            return Path(settings.api_password_file).read_text().strip(), False
+        except OSError as exc:
+            raise SystemExit(
+                f"[auth] api_password_file: cannot read "
+                f"{settings.api_password_file}: {exc.strerror}"
+            ) from None
+    path = data_dir / "api-password"
+    if path.exists():
+        return path.read_text().strip(), False
+    password = secrets.token_urlsafe(24)
+    write_secret(path, password.encode() + b"\n")
+    return password, True
+
+
+def load_key(data_dir: Path, name: str) -> bytes:
+    path = data_dir / name
+    if not path.exists():
+        write_secret(path, secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+class Service:
+    """One Rempart node with embedded state."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: str | Path,
+        api_password: str,
+        leaks: LeakOracle | None = None,
+    ) -> None:
+        self.settings = settings
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+        self.engine = Engine(settings, leaks)
+        self.leaks = leaks
+        self.pw_key = load_key(self.data_dir, "fingerprint.key")
+        self.store = SqliteStore(self.data_dir)
+        self._restore()
+        self.journal: Journal | None = None
+        if settings.journal.enabled:
+            self.journal = Journal(
+                self.data_dir / "journal",
+                settings.journal.segment_bytes,
+                settings.journal.flush_interval,
+            )
+            self.journal.start()
+            self.engine.listeners.append(self.journal.listener)
+        self.engine.listeners.append(self._persist)
+        self.auth = BasicAuth(api_password)
+        self.app: HttpApp | None = None
+        self.extra_collectors: list[Any] = []
+
+    # --- state ---------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        now = time.time()
+        self.store.purge_expired(now)
+        for which, entry in self.store.load_entries():
+            if entry.live(now):
+                (self.engine.allowlist if which == "allow" else self.engine.blocklist).put(entry)
+        for login, marker, last in self.store.load_familiarity():
+            self.engine.familiarity.restore(login, marker, last)
+        for protocol in Protocol:
+            level = self.store.get_setting(f"posture.{protocol.value}")
+            if level:
+                self.engine.postures[protocol] = level
+
+    def _persist(self, kind: str, now: float, data: dict[str, Any]) -> None:
+        if kind == "list_add":
+            self.store.put_entry(data["list"], data["entry"])
+        elif kind == "list_del":
+            entry = data["entry"]
+            self.store.delete_entry(data["list"], entry.kind, entry.value)
+        elif kind == "familiar":
+            self.store.put_familiarity(data["login"], data["marker"], now)
+        elif kind == "posture":
+            level = data["to"]
+            self.store.put_setting(
+                f"posture.{data['protocol']}", None if level == "normal" else level
+            )
+
+    def flush(self) -> bool:
+        """Wait until queued durable changes are on disk (list changes from the API)."""
+        return self.store.flush()
+
+    def write_errors(self) -> int:
+        return self.store.write_errors + (self.journal.write_errors if self.journal else 0)
+
+    def fingerprint_password(self, attempt: Attempt, password: str) -> None:
+        """Fill the attempt's fingerprints from a plaintext password, which is then dropped."""
+        material = attempt.login.encode() + b"\0" + password.encode("utf-8", "surrogatepass")
+        attempt.pwhash = hashlib.blake2b(material, key=self.pw_key, digest_size=8).hexdigest()
+        fingerprint = getattr(self.leaks, "fingerprint_password", None)
+        if fingerprint is not None:
+            fingerprint(attempt, password)
+
+    def stats(self) -> dict[str, Any]:
+        e = self.engine
+        return {
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started, 1),
+            "decisions": {a.label: e.decisions[a] for a in Action},
+            "reports": {"failures": e.reports[0], "successes": e.reports[1]},
+            "tracked_keys": len(e.states),
+            "blocklist_entries": len(e.blocklist),
+            "allowlist_entries": len(e.allowlist),
+            "accounts_known": len(e.familiarity.accounts),
+            "posture": {p.value: e.posture_of(p) for p in Protocol if p is not Protocol.OTHER},
+            "reasons": dict(e.reason_counts),
+        }
+
+    # --- HTTP ----------------------------------------------------------------------------------
+    def router(self) -> Router:
+        router = Router()
+        WforceApi(self).mount(router)
+        NativeApi(self).mount(router)
+        registry = metrics.make_registry(self, self.extra_collectors)
+
+        def scrape(request: Request) -> Response:
+            return Response(200, metrics.render(registry), CONTENT_TYPE_LATEST)
+
+        router.add("GET", "/metrics", scrape)
+        router.add("GET", "/healthz", lambda r: json_response({"status": "ok"}))
+        return router
+
+    async def serve(self, host: str, port: int, ready: asyncio.Event | None = None) -> None:
+        self.app = HttpApp(self.router(), self.settings.server.max_body_bytes)
+        bound = await self.app.start(host, port)
+        log.info(
+            "rempart %s listening on http://%s:%d/ (data in %s)",
+            __version__,
+            host,
+            bound,
+            self.data_dir,
+        )
+        print(f"rempart listening on http://{host}:{bound}/", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        await self.app.stop()
+        self.close()
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+        self.store.close()
+
+
+def run(settings: Settings, data_dir: str, host: str, port: int) -> None:
+    path = Path(data_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    password, generated = resolve_api_password(settings, path)
+    if generated:
+        print(
+            f"API password generated and stored in {path / 'api-password'} (mode 0600): {password}",
+            flush=True,
+        )
+    service = Service(settings, path, password)
+    try:
+        import uvloop
+
+        uvloop.run(service.serve(host, port))
+    except ImportError:
+        asyncio.run(service.serve(host, port))

@@ -1,0 +1,175 @@
+"""The embedded store: SQLite in WAL mode under the data directory, written by one background thread."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rempart.engine.lists import ListEntry
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS list_entries (
+  list TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
+  expires REAL NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL,
+  PRIMARY KEY (list, kind, value)
+);
+CREATE TABLE IF NOT EXISTS familiarity (
+  login TEXT NOT NULL, marker TEXT NOT NULL, last REAL NOT NULL,
+  PRIMARY KEY (login, marker)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_Op = tuple[str, tuple[Any, ...]] | threading.Event | None
+
+
+class SqliteStore:
+    """Durable facts in `<data_dir>/state.sqlite3`."""
+
+    def __init__(self, data_dir: str | Path, batch_interval: float = 0.05) -> None:
+        self.path = Path(data_dir) / "state.sqlite3"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._connect()
+        self._db.executescript(_SCHEMA)
+        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        self._interval = batch_interval
+        self.write_errors = 0
+        self._writer = threading.Thread(target=self._run, name="rempart-store", daemon=True)
+        self._writer.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    # --- reads (start-up and operator queries; never on the decision path) -------------------
+    def load_entries(self) -> Iterator[tuple[str, ListEntry]]:
+        rows = self._db.execute(
+            "SELECT list, kind, value, expires, reason, created FROM list_entries"
+        ).fetchall()
+        for which, kind, value, expires, reason, created in rows:
+            yield which, ListEntry(kind, value, expires, reason, created)
+
+    def load_familiarity(self) -> Iterator[tuple[str, str, float]]:
+        yield from self._db.execute("SELECT login, marker, last FROM familiarity").fetchall()
+
+    def get_setting(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    # --- writes (queued) ---------------------------------------------------------------------
+    def put_entry(self, which: str, entry: ListEntry) -> None:
+        self._queue.put(
+            (
+                "INSERT OR REPLACE INTO list_entries VALUES (?, ?, ?, ?, ?, ?)",
+                (which, entry.kind, entry.value, entry.expires, entry.reason, entry.created),
+            )
+        )
+
+    def delete_entry(self, which: str, kind: str, value: str) -> None:
+        self._queue.put(
+            (
+                "DELETE FROM list_entries WHERE list = ? AND kind = ? AND value = ?",
+                (which, kind, value),
+            )
+        )
+
+    def put_familiarity(self, login: str, marker: str, last: float) -> None:
+        self._queue.put(
+            ("INSERT OR REPLACE INTO familiarity VALUES (?, ?, ?)", (login, marker, last))
+        )
+
+    def put_setting(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._queue.put(("DELETE FROM settings WHERE key = ?", (key,)))
+        else:
+            self._queue.put(("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value)))
+
+    def purge_expired(self, now: float) -> None:
+        self._queue.put(("DELETE FROM list_entries WHERE expires > 0 AND expires < ?", (now,)))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._writer.join(timeout=10)
+        self._db.close()
+
+    def _run(self) -> None:
+        db = self._connect()
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            batch = [first]
+            if first is not None:
+                threading.Event().wait(self._interval)  # let a batch gather
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            waiters: list[threading.Event] = []
+            try:
+                db.execute("BEGIN")
+                for op in batch:
+                    if op is None:
+                        stop = True
+                    elif isinstance(op, threading.Event):
+                        waiters.append(op)
+                    else:
+                        db.execute(op[0], op[1])
+                db.execute("COMMIT")
+                for waiter in waiters:
+                    waiter.set()
+            except sqlite3.Error:
+                self.write_errors += 1
+                log.exception("state store write failed; batch of %d kept for retry", len(batch))
+                if db.in_transaction:
+                    db.rollback()
+                for op in batch:
+                    if op is not None:
+                        self._queue.put(op)  # waiters too: they are told only once durable
+                threading.Event().wait(1.0)
+        db.close()
+
+
+class MemoryStore:
+    """A Store that keeps nothing (simulator, tests of the engine alone)."""
+
+    def load_entries(self) -> Iterator[tuple[str, ListEntry]]:
+        return iter(())
+
+    def put_entry(self, which: str, entry: ListEntry) -> None:
+        pass
+
+    def delete_entry(self, which: str, kind: str, value: str) -> None:
+        pass
+
+    def load_familiarity(self) -> Iterator[tuple[str, str, float]]:
+        return iter(())
+
+    def put_familiarity(self, login: str, marker: str, last: float) -> None:
+        pass
+
+    def get_setting(self, key: str) -> str | None:
+        return None
+
+    def put_setting(self, key: str, value: str | None) -> None:
+        pass
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
