@@ -14,6 +14,7 @@ Example (every key is optional except ``services`` when the HAProxy data plane i
     tolerance = 1.5                    # RTT may grow this much over no-load RTT before shrinking
     smoothing = 0.2                    # weight of a new limit estimate (0..1]
     error_ratio = 0.05                 # upstream 5xx/error share that halves the limit
+    utilization = 0.85                 # share of the estimated capacity admission hands out
 
     [shed.client_rate]                 # per source address and class, requests per 10 s (0: none)
     critical_plus = 0
@@ -100,6 +101,7 @@ class LimiterSettings:
     tolerance: float = 1.5
     smoothing: float = 0.2
     error_ratio: float = 0.05
+    utilization: float = 0.85
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +208,11 @@ def parse_address(text: str, key: str) -> tuple[str, int]:
 
 def _limiter(table: dict[str, Any]) -> LimiterSettings:
     key = "shed.limiter"
-    _unknown(table, {"initial", "min", "max", "tolerance", "smoothing", "error_ratio"}, key)
+    _unknown(
+        table,
+        {"initial", "min", "max", "tolerance", "smoothing", "error_ratio", "utilization"},
+        key,
+    )
     low = _number(table, "min", key, 2, 1, 1e6)
     high = _number(table, "max", key, 1000, 1, 1e6)
     if low > high:
@@ -218,6 +224,7 @@ def _limiter(table: dict[str, Any]) -> LimiterSettings:
         tolerance=_number(table, "tolerance", key, 1.5, 1.0, 10.0),
         smoothing=_number(table, "smoothing", key, 0.2, 0.01, 1.0),
         error_ratio=_number(table, "error_ratio", key, 0.05, 0.0, 1.0),
+        utilization=_number(table, "utilization", key, 0.85, 0.05, 1.0),
     )
 
 

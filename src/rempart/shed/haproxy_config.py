@@ -93,6 +93,8 @@ def render(
         f"    timeout queue {_seconds(hp.queue_timeout)}",
         "    timeout http-request 10s",
         "    timeout http-keep-alive 10s",
+        f"    http-error status 503 content-type text/plain hdr Retry-After {retry}"
+        ' string "service overloaded, retry later\\n"',
         "",
         f"frontend {FRONTEND}",
         f"    bind {hp.bind}",

@@ -225,3 +225,45 @@ async def run_streams(
     runners = [_Runner(s, host, port, deadline) for s in streams]
     results = await asyncio.gather(*(r.run() for r in runners))
     return {r.name: r for r in results}
+
+
+def main() -> None:
+    """``python -m rempart.shed.bench.loadgen '<json spec>'`` prints the results as JSON.
+
+    Spec: ``{"host": "127.0.0.1", "port": 8080, "duration": 10, "streams": [{"name": ...,
+    "path": ..., "rate": ..., "first_source": "127.1.0.1", "sources": 1000,
+    "max_connections": 500, "timeout": 2.0}]}``.
+    """
+    import json
+    import sys
+
+    spec = json.loads(sys.argv[1])
+    streams = [
+        Stream(
+            name=s["name"],
+            path=s["path"],
+            rate=float(s["rate"]),
+            sources=loopback_sources(s.get("first_source", "127.0.0.1"), int(s.get("sources", 1))),
+            max_connections=int(s.get("max_connections", 200)),
+            timeout=float(s.get("timeout", 2.0)),
+            method=s.get("method", "GET"),
+        )
+        for s in spec["streams"]
+    ]
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    duration = float(spec["duration"])
+    results = asyncio.run(run_streams(spec["host"], int(spec["port"]), streams, duration))
+    out = {
+        name: {**r.summary(duration), "latencies_ms": [round(x * 1000, 3) for x in r.latencies]}
+        for name, r in results.items()
+    }
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""One flood experiment with real HAProxy: bounded upstream, generated config, control loop.
+
+Phase 1 measures the critical routes unloaded; phase 2 adds a flood on a sheddable route from
+many loopback sources. ``enforce=False`` runs the same HAProxy without admission control (the
+baseline). Processes are started here and always stopped; everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rempart.shed.config import parse_shed
+from rempart.shed.controller import Controller
+from rempart.shed.haproxy_config import render
+from rempart.shed.maps import ensure_maps
+
+
+@dataclass
+class Load:
+    """Traffic shape of one run."""
+
+    capacity: int = 10  # upstream concurrent requests
+    work: float = 0.02  # seconds per request → capacity / work requests per second
+    critical_plus_rps: float = 40.0
+    critical_rps: float = 80.0
+    flood_rps: float = 6000.0
+    flood_sources: int = 2000
+    flood_connections: int = 800
+    baseline_seconds: float = 3.0
+    flood_seconds: float = 10.0
+    timeout: float = 2.0
+
+    @property
+    def capacity_rps(self) -> float:
+        return self.capacity / self.work
+
+
+def haproxy_binary() -> str | None:
+    return shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not come up within {timeout} s")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def shed_table(workdir: Path, upstream_port: int, front_port: int) -> dict[str, Any]:
+    """The [shed] config of the experiment: routes as in the issue's example."""
+    return {
+        "retry_after": 2,
+        "interval": 0.2,
+        "limiter": {"initial": 10, "min": 2, "max": 200, "tolerance": 1.25},
+        "haproxy": {
+            "bind": f"127.0.0.1:{front_port}",
+            "runtime_socket": str(workdir / "haproxy.sock"),
+            "map_dir": str(workdir / "maps"),
+            "queue_timeout": 1.0,
+            "maxconn": 6000,
+        },
+        "services": [
+            {"name": "web", "upstream": f"127.0.0.1:{upstream_port}", "probe_path": "/healthz"}
+        ],
+        "routes": [
+            {"name": "2fa", "class": "critical_plus", "path": "/2fa/*"},
+            {"name": "payments", "class": "critical_plus", "path": "/payments/*"},
+            {"name": "login", "class": "critical", "path": "/login"},
+            {"name": "search", "class": "sheddable", "path": "/search*"},
+            {"name": "pages", "class": "sheddable_plus", "path": "/pages/*"},
+        ],
+    }
+
+
+@contextlib.contextmanager
+def running(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _loadgen(port: int, seconds: float, streams: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = {"host": "127.0.0.1", "port": port, "duration": seconds, "streams": streams}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rempart.shed.bench.loadgen", json.dumps(spec)],
+        capture_output=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+def _streams(load: Load, flood: bool) -> list[dict[str, Any]]:
+    steady = [
+        {"name": "critical_plus", "path": "/payments/pay", "rate": load.critical_plus_rps,
+         "first_source": "127.0.1.1", "sources": 20, "timeout": load.timeout},
+        {"name": "critical", "path": "/login", "rate": load.critical_rps,
+         "first_source": "127.0.2.1", "sources": 20, "timeout": load.timeout},
+    ]  # fmt: skip
+    if flood:
+        steady.append(
+            {"name": "sheddable", "path": "/search?q=x", "rate": load.flood_rps,
+             "first_source": "127.1.0.1", "sources": load.flood_sources,
+             "max_connections": load.flood_connections, "timeout": load.timeout}
+        )  # fmt: skip
+    return steady
+
+
+async def _with_controller(controller: Controller | None, work: Any) -> Any:
+    if controller is None:
+        return await asyncio.to_thread(work)
+    stop = asyncio.Event()
+    loop_task = asyncio.ensure_future(controller.run(stop))
+    try:
+        return await asyncio.to_thread(work)
+    finally:
+        stop.set()
+        await loop_task
+
+
+def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
+    """Run both phases; returns loadgen summaries plus controller figures."""
+    binary = haproxy_binary()
+    if binary is None:
+        raise RuntimeError("haproxy is not installed")
+    workdir.mkdir(parents=True, exist_ok=True)
+    up_port, front_port = free_port(), free_port()
+    settings = parse_shed(shed_table(workdir, up_port, front_port))
+    ensure_maps(Path(settings.haproxy.map_dir), [s.name for s in settings.services])
+    cfg = workdir / "haproxy.cfg"
+    cfg.write_text(render(settings, enforce=enforce))
+    upstream_cmd = [
+        sys.executable, "-m", "rempart.shed.bench.upstream", "--port", str(up_port),
+        "--capacity", str(load.capacity), "--work", str(load.work), "--queue-timeout", "5",
+    ]  # fmt: skip
+    with (
+        running(upstream_cmd, workdir / "upstream.log"),
+        running([binary, "-db", "-f", str(cfg)], workdir / "haproxy.log"),
+    ):
+        wait_for(lambda: _port_open(up_port), "upstream")
+        wait_for(lambda: _port_open(front_port), "haproxy")
+        controller = Controller(settings) if enforce else None
+
+        async def both() -> tuple[dict[str, Any], dict[str, Any]]:
+            base = await _with_controller(
+                controller,
+                lambda: _loadgen(front_port, load.baseline_seconds, _streams(load, False)),
+            )
+            flood = await _with_controller(
+                controller, lambda: _loadgen(front_port, load.flood_seconds, _streams(load, True))
+            )
+            return base, flood
+
+        baseline, flooded = asyncio.run(both())
+    result: dict[str, Any] = {"enforce": enforce, "baseline": baseline, "flood": flooded}
+    if controller is not None:
+        svc = controller.state.services["web"]
+        result["final_limit"] = round(svc.limit, 1)
+        result["final_shares"] = {c.label: s.admitted_pct for c, s in svc.classes.items()}
+    return result

@@ -1,0 +1,203 @@
+"""The control loop: watch each upstream, adapt its concurrency limit, push admission to HAProxy.
+
+Every ``interval`` it reads ``show stat`` and the ``st_class``/``st_shed`` tables over the
+runtime socket and probes each upstream itself, feeds the RTT to the service's
+:class:`GradientLimiter`, turns limit and latency into a capacity (Little's law:
+``limit / rtt`` requests per second), decides each class's admitted share
+(:func:`decide_shares`) and applies the changes live: ``set maxconn server`` and ``set map``,
+without reload; the map file is rewritten too so that a restart resumes the last state.
+
+If the runtime socket cannot be used, nothing is changed: HAProxy keeps enforcing the last good
+limit and maps (fails static), the state says ``runtime_ok = False`` and the next successful
+tick pushes the full state again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+import time
+from pathlib import Path
+
+from rempart.shed.admission import decide_shares
+from rempart.shed.classes import CLASSES
+from rempart.shed.config import ShedSettings
+from rempart.shed.haproxy_config import CLASS_TABLE, SERVER, SHED_TABLE, backend_name
+from rempart.shed.limiter import GradientLimiter
+from rempart.shed.maps import ADMISSION_MAP, map_key, write_admission
+from rempart.shed.probe import probe_many
+from rempart.shed.runtime import HAProxyRuntime, RuntimeUnavailable, TableEntry
+from rempart.shed.state import ControllerState, ServiceState
+
+log = logging.getLogger("rempart.shed")
+
+PROBES_PER_TICK = 3
+
+
+def _int(row: dict[str, str], name: str) -> int:
+    value = row.get(name) or "0"
+    return int(value) if value.isdigit() else 0
+
+
+class Controller:
+    """Adaptive admission for every service of ``settings`` behind one HAProxy."""
+
+    def __init__(self, settings: ShedSettings, runtime: HAProxyRuntime | None = None) -> None:
+        self.settings = settings
+        self.runtime = runtime or HAProxyRuntime(settings.haproxy.runtime_socket)
+        self.map_file = str(Path(settings.haproxy.map_dir) / ADMISSION_MAP)
+        self.limiters = {s.name: GradientLimiter(settings.limiter) for s in settings.services}
+        self.state = ControllerState(
+            services={
+                s.name: ServiceState(s.name, limit=settings.limiter.initial)
+                for s in settings.services
+            }
+        )
+        self._counters: dict[str, tuple[int, int]] = {}  # service → (responses, errors)
+        self._last_tick = time.monotonic()
+        self._need_full_push = True
+
+    async def _sample_rtt(self, name: str) -> list[float]:
+        service = self.settings.service(name)
+        if not service.probe_path:
+            return []
+        timeout = max(1.0, self.settings.haproxy.queue_timeout)
+        found = await probe_many(
+            service.host, service.port, service.probe_path, PROBES_PER_TICK, timeout
+        )
+        return [r for r in found if r is not None]
+
+    def _error_ratio(self, name: str, server: dict[str, str]) -> float:
+        responses = _int(server, "stot")
+        errors = _int(server, "hrsp_5xx") + _int(server, "eresp") + _int(server, "econ")
+        before = self._counters.get(name)
+        self._counters[name] = (responses, errors)
+        if before is None or responses <= before[0]:
+            return 0.0
+        return max(0.0, errors - before[1]) / (responses - before[0])
+
+    async def tick(self) -> ControllerState:
+        """One observation and decision; never raises for an unreachable runtime socket."""
+        now = time.monotonic()
+        elapsed, self._last_tick = now - self._last_tick, now
+        probes = {
+            s.name: asyncio.ensure_future(self._sample_rtt(s.name)) for s in self.settings.services
+        }
+        try:
+            rows = await self.runtime.show_stat()
+            demand = await self.runtime.show_table(CLASS_TABLE)
+            shed = await self.runtime.show_table(SHED_TABLE)
+        except RuntimeUnavailable as exc:
+            await asyncio.gather(*probes.values())
+            self._unreachable(exc)
+            return self.state
+        servers = {r["pxname"]: r for r in rows if r.get("svname") == SERVER}
+        backends = {r["pxname"]: r for r in rows if r.get("svname") == "BACKEND"}
+        decisions: dict[str, tuple[int, dict[str, str]]] = {}
+        for service in self.settings.services:
+            rtts = await probes[service.name]
+            server = servers.get(backend_name(service.name), {})
+            backend = backends.get(backend_name(service.name), {})
+            decisions[service.name] = self._decide(
+                service.name, rtts, server, backend, demand, shed, elapsed
+            )
+        try:
+            await self._apply(decisions)
+        except RuntimeUnavailable as exc:
+            self._unreachable(exc)
+            return self.state
+        self.state.runtime_ok = True
+        self.state.last_error = None
+        self.state.ticks += 1
+        self.state.updated_at = time.time()
+        return self.state
+
+    def _decide(
+        self,
+        name: str,
+        rtts: list[float],
+        server: dict[str, str],
+        backend: dict[str, str],
+        demand: dict[str, TableEntry],
+        shed: dict[str, TableEntry],
+        elapsed: float,
+    ) -> tuple[int, dict[str, str]]:
+        state = self.state.services[name]
+        limiter = self.limiters[name]
+        state.inflight = _int(server, "scur")
+        state.queued = _int(backend, "qcur") + _int(server, "qcur")
+        state.error_ratio = self._error_ratio(name, server)
+        rtime = _int(server, "rtime") / 1000.0
+        if rtts:
+            limiter.update(
+                statistics.median(rtts),
+                state.inflight,
+                rtt_min=min(rtts),
+                elapsed=elapsed,
+                error_ratio=state.error_ratio,
+            )
+        elif rtime > 0:
+            limiter.update(rtime, state.inflight, elapsed=elapsed, error_ratio=state.error_ratio)
+        state.limit = limiter.limit
+        state.rtt = limiter.last_rtt
+        state.rtt_noload = limiter.rtt_noload
+        state.gradient = limiter.last_gradient
+        rtt = state.rtt or rtime or 0.0
+        utilization = self.settings.limiter.utilization
+        capacity = utilization * state.limit / rtt if rtt > 0 else float("inf")
+        for cls in CLASSES:
+            key = map_key(name, cls)
+            cs = state.classes[cls]
+            entry, shed_entry = demand.get(key), shed.get(key)
+            cs.demand_rps = float(entry.rate) if entry else 0.0
+            cs.requests_total = entry.count if entry else 0
+            cs.shed_rps = float(shed_entry.rate) if shed_entry else 0.0
+            cs.shed_total = shed_entry.count if shed_entry else 0
+        state.overloaded = state.queued > 0 or state.gradient < 1.0
+        shares = decide_shares(
+            capacity,
+            {c: s.demand_rps for c, s in state.classes.items()},
+            state.shares(),
+            overloaded=state.overloaded,
+        )
+        changed = {
+            map_key(name, c): str(pct)
+            for c, pct in shares.items()
+            if self._need_full_push or pct != state.classes[c].admitted_pct
+        }
+        for cls, pct in shares.items():
+            state.classes[cls].admitted_pct = pct
+        return round(state.limit), changed
+
+    async def _apply(self, decisions: dict[str, tuple[int, dict[str, str]]]) -> None:
+        changed: dict[str, str] = {}
+        for name, (limit, values) in decisions.items():
+            await self.runtime.set_maxconn(backend_name(name), SERVER, max(1, limit))
+            changed.update(values)
+        if changed:
+            await self.runtime.set_map(self.map_file, changed)
+            write_admission(
+                Path(self.settings.haproxy.map_dir),
+                {n: s.shares() for n, s in self.state.services.items()},
+            )
+        self._need_full_push = False
+
+    def _unreachable(self, exc: Exception) -> None:
+        if self.state.runtime_ok:
+            log.warning("shed: %s; HAProxy keeps its last admission state", exc)
+        self.state.runtime_ok = False
+        self.state.last_error = str(exc)
+        self.state.runtime_failures += 1
+        self._need_full_push = True
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Tick every ``interval`` until ``stop`` is set."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            started = time.monotonic()
+            await self.tick()
+            delay = max(0.0, self.settings.interval - (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
