@@ -33,7 +33,8 @@ def v6(prefix48: int, subnet: int, iid: int) -> str:
     p = prefix48 & 0xFFFFFFFFFFFF
     return (
         f"{p >> 32:x}:{(p >> 16) & 0xFFFF:x}:{p & 0xFFFF:x}:{subnet & 0xFFFF:x}:"
-        f"{(iid >> 48) & 0xFFFF:x}:{(iid >> 32) & 0xFFFF:x}:{(iid >> 16) & 0xFFFF:x}:{iid & 0xFFFF:x}"
+        f"{(iid >> 48) & 0xFFFF:x}:{(iid >> 32) & 0xFFFF:x}:"
+        f"{(iid >> 16) & 0xFFFF:x}:{iid & 0xFFFF:x}"
     )
 
 

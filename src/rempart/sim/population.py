@@ -57,6 +57,11 @@ class Population:
     changes: dict[int, tuple[str, float]] = field(default_factory=dict)
 
     @property
+    def cgnat_ips(self) -> int:
+        """Public addresses of the mobile carrier's CGNAT (mobile users share them)."""
+        return max(1, round(self.spec.users * self.spec.mobile / self.spec.cgnat_users_per_ip))
+
+    @property
     def users(self) -> int:
         return self.spec.users
 
@@ -81,7 +86,7 @@ class Population:
 
     def cgnat_ip(self, user: int, t: float) -> str:
         """CGNAT maps a subscriber to one of the carrier's public addresses, changing over time."""
-        slot = network.mix(user, int(t // 1800)) % self.spec.cgnat_ips
+        slot = network.mix(user, int(t // 1800)) % self.cgnat_ips
         return network.v4(network.MOBILE_CGNAT_V4, slot)
 
 

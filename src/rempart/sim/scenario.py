@@ -26,11 +26,13 @@ ATTACK_KINDS = (
 
 @dataclass
 class PopulationSpec:
+    """Who the users are and how they behave; sizes are relative to `users` where possible."""
+
     users: int = 100_000
     residential: float = 0.55  # share of users on a residential line (rest: mobile, corporate)
     mobile: float = 0.30  # share whose home network is a mobile carrier behind CGNAT
     ipv6_share: float = 0.5  # residential households with IPv6 (privacy addresses in a /64)
-    cgnat_ips: int = 24  # public IPv4 addresses of the CGNAT: thousands of users each
+    cgnat_users_per_ip: int = 1250  # mobile subscribers sharing one public IPv4 of the CGNAT
     company_size: int = 200  # users behind one corporate NAT address
     imap_share: float = 0.22  # users with a mail client polling IMAP
     poll_min_s: float = 300.0
@@ -42,7 +44,7 @@ class PopulationSpec:
     stale_min_h: float = 2.0
     stale_max_h: float = 12.0
     travel_share: float = 0.02  # users logging in from a hotel network for part of the day
-    aggregator_users: int = 2000  # accounts fetched over POP3 by a third-party aggregator
+    aggregator_share: float = 0.02  # accounts fetched over POP3 by a third-party aggregator
     aggregator_ips: int = 4
     aggregator_period_s: float = 600.0
     aggregator_stale_share: float = 0.02  # aggregator accounts with an outdated password
@@ -55,7 +57,7 @@ class PopulationSpec:
 
 @dataclass
 class LeakSpec:
-    size: int = 20_000  # pairs in the leaked list
+    size_per_user: float = 0.2  # pairs in the leaked list, per user of the service
     exist_share: float = 0.45  # logins that exist at this service (30-60 %)
     valid_share: float = 0.15  # of those, still using the leaked password (7-25 %)
     known_to_defender: bool = False  # the leak was ingested by the defender before the attack
@@ -72,7 +74,7 @@ class AttackSpec:
     ips: int = 1  # botnet size, spray sources, CGNAT addresses used
     per_ip_per_hour: float = 1.0  # botnet
     passwords: int = 5  # spray: top passwords tried; targeted: dictionary length
-    logins: int = 5000  # spray: logins targeted
+    logins_share: float = 0.05  # spray: share of the service's users targeted
     victim_rank: int = 0  # targeted: victim's password is the attacker's n-th guess (0: natural)
 
     def __post_init__(self) -> None:
@@ -92,20 +94,9 @@ class Scenario:
     attacks: list[AttackSpec] = field(default_factory=list)
 
     def scaled(self, users: int) -> Scenario:
-        """The same scenario for a different number of users (institution/aggregator scaled too)."""
-        ratio = users / self.population.users
-        pop = dataclasses.replace(
-            self.population,
-            users=users,
-            aggregator_users=max(1, round(self.population.aggregator_users * ratio)),
-            institution_accounts=max(1, round(self.population.institution_accounts * ratio)),
-            cgnat_ips=max(1, round(self.population.cgnat_ips * ratio)),
-        )
-        leak = dataclasses.replace(self.leak, size=max(10, round(self.leak.size * ratio)))
-        attacks = [
-            dataclasses.replace(a, logins=max(10, round(a.logins * ratio))) for a in self.attacks
-        ]
-        return dataclasses.replace(self, population=pop, leak=leak, attacks=attacks)
+        """The same scenario for a different number of users (every other size is relative)."""
+        pop = dataclasses.replace(self.population, users=users)
+        return dataclasses.replace(self, population=pop)
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

@@ -1,0 +1,168 @@
+"""Scores of one run: takeovers, friction on legitimate users, detection times, closure minutes.
+
+Owns the accounting (`Scorer.record` per event, `Scorer.result` at the end) and the result's
+JSON shape. Also keeps a per-bucket timeline (attempts by class and effect) for the chart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rempart.model import Protocol, Verdict
+from rempart.sim.defender import PostureChange
+from rempart.sim.events import LEGIT_CLASSES, Event
+from rempart.sim.outcome import ALLOWED, DELAYED, DENIED, EFFECTS, STEPPED_UP
+
+TIMELINE_BUCKET_S = 900.0
+
+
+@dataclass
+class ClassCounts:
+    attempts: int = 0
+    effects: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EFFECTS, 0))
+    affected: dict[str, set[str]] = field(
+        default_factory=lambda: {DELAYED: set(), STEPPED_UP: set(), DENIED: set()}
+    )
+    logins: set[str] = field(default_factory=set)
+
+
+class Scorer:
+    def __init__(self, duration_s: float, attack_starts: dict[str, float]) -> None:
+        self.duration_s = duration_s
+        self.attack_starts = attack_starts
+        self.classes: dict[str, ClassCounts] = {}
+        self.legit_by_protocol: dict[Protocol, set[str]] = {}
+        self.takeovers: dict[str, set[str]] = {}
+        self.takeover_attempts = 0
+        self.first_deny: dict[str, float] = {}
+        self.first_posture_code: float | None = None
+        self.reasons: dict[str, int] = {}
+        nbuckets = int(duration_s // TIMELINE_BUCKET_S) + 1
+        self.timeline: dict[str, dict[str, list[int]]] = {
+            group: {e: [0] * nbuckets for e in EFFECTS} for group in ("legit", "attack")
+        }
+
+    def record(self, event: Event, verdict: Verdict, effect: str, takeover: bool) -> None:
+        counts = self.classes.get(event.source)
+        if counts is None:
+            counts = self.classes[event.source] = ClassCounts()
+        counts.attempts += 1
+        counts.effects[effect] += 1
+        group = "legit" if event.legit else "attack"
+        self.timeline[group][effect][int(event.t // TIMELINE_BUCKET_S)] += 1
+        if event.legit:
+            by_proto = self.legit_by_protocol.get(event.protocol)
+            if by_proto is None:
+                by_proto = self.legit_by_protocol[event.protocol] = set()
+            by_proto.add(event.login)
+            counts.logins.add(event.login)
+        if effect != ALLOWED:
+            counts.affected[effect].add(event.login)
+            for reason in verdict.reasons:
+                key = f"{group}:{reason.code}"
+                self.reasons[key] = self.reasons.get(key, 0) + 1
+            if not event.legit and effect == DENIED and event.source not in self.first_deny:
+                self.first_deny[event.source] = event.t
+        if takeover:
+            self.takeover_attempts += 1
+            self.takeovers.setdefault(event.source, set()).add(event.login)
+        if (
+            self.first_posture_code is None
+            and effect != ALLOWED
+            and any(r.code.startswith("posture") for r in verdict.reasons)
+        ):
+            self.first_posture_code = event.t
+
+    def result(
+        self,
+        postures: list[PostureChange],
+        policy: str,
+        scenario: str,
+        seed: int,
+        time_scale: float = 1.0,
+    ) -> dict[str, Any]:
+        legit = [self.classes[c] for c in LEGIT_CLASSES if c in self.classes]
+        attack_names = [c for c in self.classes if c not in LEGIT_CLASSES]
+        attack_start = min(self.attack_starts.values(), default=None)
+
+        def users(effect: str, classes: list[ClassCounts]) -> int:
+            return len(set().union(*(c.affected[effect] for c in classes))) if classes else 0
+
+        closures = _closure_intervals(postures, self.duration_s, time_scale)
+        closure_minutes = sum(
+            (end - start) / 60 * len(self.legit_by_protocol.get(proto, ()))
+            for proto, start, end in closures
+        )
+        posture_times = [p.t * time_scale for p in postures if p.posture != "normal"]
+        if self.first_posture_code is not None:
+            posture_times.append(self.first_posture_code)
+        first_deny = min(self.first_deny.values(), default=None)
+        return {
+            "scenario": scenario,
+            "policy": policy,
+            "seed": seed,
+            "takeovers": sum(len(v) for v in self.takeovers.values()),
+            "takeover_attempts": self.takeover_attempts,
+            "legit": {
+                "attempts": sum(c.attempts for c in legit),
+                "denied": sum(c.effects[DENIED] for c in legit),
+                "delayed": sum(c.effects[DELAYED] for c in legit),
+                "stepped_up": sum(c.effects[STEPPED_UP] for c in legit),
+                "users_denied": users(DENIED, legit),
+                "users_delayed": users(DELAYED, legit),
+                "users_stepped_up": users(STEPPED_UP, legit),
+            },
+            "time_to_first_deny_s": _since(first_deny, attack_start),
+            "time_to_posture_change_s": _since(min(posture_times, default=None), attack_start),
+            "closure_user_minutes": round(closure_minutes, 1),
+            "closures": [
+                {"protocol": p.value, "start_s": round(s, 1), "end_s": round(e, 1)}
+                for p, s, e in closures
+            ],
+            "classes": {
+                name: {
+                    "attempts": c.attempts,
+                    **c.effects,
+                    "users": len(c.logins) if c.logins else None,
+                    "users_denied": len(c.affected[DENIED]),
+                    "users_delayed": len(c.affected[DELAYED]),
+                    "users_stepped_up": len(c.affected[STEPPED_UP]),
+                    **(
+                        {
+                            "takeovers": len(self.takeovers.get(name, ())),
+                            "time_to_first_deny_s": _since(
+                                self.first_deny.get(name), self.attack_starts.get(name)
+                            ),
+                        }
+                        if name in attack_names
+                        else {}
+                    ),
+                }
+                for name, c in sorted(self.classes.items())
+            },
+            "reasons": dict(sorted(self.reasons.items())),
+            "timeline": {"bucket_s": TIMELINE_BUCKET_S, **self.timeline},
+        }
+
+
+def _since(t: float | None, start: float | None) -> float | None:
+    if t is None or start is None:
+        return None
+    return round(max(0.0, t - start), 1)
+
+
+def _closure_intervals(
+    postures: list[PostureChange], duration_s: float, time_scale: float
+) -> list[tuple[Protocol, float, float]]:
+    """(protocol, start, end) in scenario seconds for every "closed" stretch."""
+    open_at: dict[Protocol, float] = {}
+    out: list[tuple[Protocol, float, float]] = []
+    for change in sorted(postures, key=lambda c: c.t):
+        t = change.t * time_scale
+        if change.posture == "closed":
+            open_at.setdefault(change.protocol, t)
+        elif change.protocol in open_at:
+            out.append((change.protocol, open_at.pop(change.protocol), min(t, duration_s)))
+    out.extend((p, s, duration_s) for p, s in open_at.items())
+    return out
