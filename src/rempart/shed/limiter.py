@@ -18,7 +18,7 @@ import math
 
 from rempart.shed.config import LimiterSettings
 
-NOLOAD_AGING_PER_SECOND = 0.01  # rtt_noload may rise by 1 %/s toward samples
+NOLOAD_AGING_PER_SECOND = 0.002  # rtt_noload may rise by 0.2 %/s toward samples
 
 
 class GradientLimiter:
