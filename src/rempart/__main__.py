@@ -1,0 +1,5 @@
+"""`python -m rempart` runs the CLI."""
+
+from rempart.cli import main
+
+main()

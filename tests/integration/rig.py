@@ -1,0 +1,324 @@
+"""Real components for integration tests: a `rempart serve` process and a Dovecot instance.
+
+Both run on free loopback ports with their own files in a temporary directory; nothing touches
+the system's configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import imaplib
+import json
+import os
+import poplib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import need
+
+PASSWORD = "test-api-password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RempartProcess:
+    """`rempart serve` in a subprocess, with a JSON client for its APIs."""
+
+    def __init__(self, data_dir: Path, config: str = "") -> None:
+        self.data_dir = data_dir
+        self.config_path = data_dir.parent / f"{data_dir.name}.toml"
+        self.config_path.write_text(config)
+        self.port = 0
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> RempartProcess:
+        env = {**os.environ, "REMPART_API_PASSWORD": PASSWORD}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rempart",
+                "serve",
+                "--port",
+                str(self.port or 0),
+                "--data-dir",
+                str(self.data_dir),
+                "--config",
+                str(self.config_path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            match = re.search(r"listening on http://[^:]+:(\d+)/", line)
+            if match:
+                self.port = int(match.group(1))
+                return self
+        raise RuntimeError(f"rempart serve did not start: {self.proc.stdout.read()}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        password: str | None = PASSWORD,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        if password is not None:
+            token = base64.b64encode(f"wforce:{password}".encode()).decode()
+            hdrs["Authorization"] = f"Basic {token}"
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        payload = resp.read()
+        conn.close()
+        try:
+            return resp.status, json.loads(payload)
+        except ValueError:
+            return resp.status, payload.decode("utf-8", "replace")
+
+    def command(self, name: str, body: Any = None) -> tuple[int, Any]:
+        return self.request("POST", f"/?command={name}", body if body is not None else {})
+
+
+DOVECOT_CONF = """\
+base_dir = {rig}/run
+state_dir = {rig}/state
+instance_name = rig{imap}
+log_path = {rig}/dovecot.log
+info_log_path = {rig}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_uid = vmail
+mail_gid = vmail
+first_valid_uid = 100
+mail_location = maildir:{rig}/mail/%d/%n
+pop3_uidl_format = %08Xu%08Xv
+passdb {{
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT {rig}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = {rig}/users
+  default_fields = uid=vmail gid=vmail home={rig}/mail/%d/%n
+}}
+auth_verbose = yes
+auth_policy_server_url = http://127.0.0.1:{policy_port}/
+auth_policy_server_api_header = Authorization: Basic {token}
+auth_policy_server_timeout_msecs = 2000
+auth_policy_hash_mech = sha256
+auth_policy_hash_nonce = {nonce}
+auth_policy_hash_truncate = {truncate}
+auth_policy_request_attributes = login=%{{requested_username}} pwhash=%{{hashed_password}} remote=%{{rip}} device_id=%{{client_id}} protocol=%s
+auth_policy_reject_on_fail = no
+auth_policy_check_before_auth = yes
+auth_policy_check_after_auth = yes
+auth_policy_report_after_auth = yes
+imap_id_retain = yes
+"""
+
+
+def dovecot_available() -> tuple[bool, str]:
+    if shutil.which("dovecot") is None or shutil.which("doveadm") is None:
+        return False, "install dovecot-core dovecot-imapd dovecot-pop3d"
+    if os.geteuid() != 0:
+        return False, "the Dovecot rig needs root (it switches to the vmail/dovecot users)"
+    return True, ""
+
+
+class DovecotRig:
+    """A Dovecot 2.3 with IMAP and POP3 on free ports, auth_policy pointing at Rempart."""
+
+    def __init__(
+        self,
+        root: Path,
+        policy_port: int,
+        users: dict[str, str],
+        nonce: str = "rig-nonce",
+        truncate: int = 12,
+    ) -> None:
+        ok, why = dovecot_available()
+        need("dovecot", ok, why)
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)
+        for parent in self.root.parents:  # Dovecot's users must be able to traverse the path
+            if str(parent).startswith("/tmp"):
+                with contextlib.suppress(PermissionError):
+                    os.chmod(parent, os.stat(parent).st_mode | 0o711)
+        self.imap_port, self.pop3_port = free_port(), free_port()
+        self.policy_port = policy_port
+        if subprocess.run(["id", "vmail"], capture_output=True, check=False).returncode != 0:
+            subprocess.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    "vmail",
+                ],
+                check=True,
+            )
+        (self.root / "mail").mkdir(exist_ok=True)
+        shutil.chown(self.root / "mail", "vmail", "vmail")
+        token = base64.b64encode(f"wforce:{PASSWORD}".encode()).decode()
+        conf = DOVECOT_CONF.format(
+            rig=self.root,
+            imap=self.imap_port,
+            pop3=self.pop3_port,
+            policy_port=policy_port,
+            token=token,
+            nonce=nonce,
+            truncate=truncate,
+        )
+        (self.root / "dovecot.conf").write_text(conf)
+        self.set_users(users)
+
+    def set_users(self, users: dict[str, str]) -> None:
+        lines = []
+        for login, password in users.items():
+            hashed = subprocess.run(
+                ["doveadm", "pw", "-s", "SHA512-CRYPT", "-p", password],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            lines.append(f"{login}:{hashed}::::::")
+        path = self.root / "users"
+        path.write_text("\n".join(lines) + "\n")
+        shutil.chown(path, "root", "dovecot")
+        os.chmod(path, 0o640)
+
+    def start(self) -> DovecotRig:
+        subprocess.run(["dovecot", "-c", str(self.root / "dovecot.conf")], check=True)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.imap_port), timeout=1),
+            ):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("dovecot did not start: " + self.log())
+
+    def stop(self) -> None:
+        subprocess.run(
+            ["doveadm", "-c", str(self.root / "dovecot.conf"), "stop"],
+            capture_output=True,
+            check=False,
+        )
+
+    def log(self) -> str:
+        path = self.root / "dovecot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def imap_login(self, login: str, password: str, source: str, client_id: str = "") -> str:
+        """'OK' or the server's refusal text."""
+        conn = _SourcedIMAP("127.0.0.1", self.imap_port, source)
+        try:
+            if client_id:
+                conn._simple_command("ID", f'("name" "{client_id}")')
+            conn.login(login, password)
+            conn.logout()
+            return "OK"
+        except imaplib.IMAP4.error as exc:
+            return str(exc)
+        finally:
+            with contextlib.suppress(Exception):
+                conn.shutdown()
+
+    def pop3_login(self, login: str, password: str, source: str) -> str:
+        conn = _SourcedPOP3("127.0.0.1", self.pop3_port, source)
+        try:
+            conn.user(login)
+            conn.pass_(password)
+            conn.quit()
+            return "OK"
+        except poplib.error_proto as exc:
+            return exc.args[0].decode() if isinstance(exc.args[0], bytes) else str(exc)
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+imaplib.Commands["ID"] = ("NONAUTH", "AUTH", "SELECTED")
+
+
+class _SourcedIMAP(imaplib.IMAP4):
+    def __init__(self, host: str, port: int, source: str) -> None:
+        self._source = source
+        super().__init__(host, port, timeout=60)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout, (self._source, 0))
+
+
+class _SourcedPOP3(poplib.POP3):
+    def __init__(self, host: str, port: int, source: str) -> None:
+        self._source = source
+        super().__init__(host, port, timeout=60)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout, (self._source, 0))
