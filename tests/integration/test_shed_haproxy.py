@@ -1,0 +1,56 @@
+"""Real HAProxy in front of a bounded upstream: critical routes survive a sheddable flood."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from rempart.shed.bench.experiment import Load, haproxy_binary, run
+from rempart.shed.config import parse_shed
+from rempart.shed.controller import Controller
+from rempart.shed.runtime import HAProxyRuntime
+from tests.conftest import need
+
+pytestmark = [pytest.mark.haproxy, pytest.mark.timeout(120)]
+
+
+def require_haproxy() -> None:
+    need(
+        "haproxy",
+        haproxy_binary() is not None,
+        "install Debian's haproxy (apt-get install haproxy)",
+    )
+
+
+def test_critical_routes_survive_a_flood_with_shedding(tmp_path: Path) -> None:
+    require_haproxy()
+    load = Load(flood_rps=5000, baseline_seconds=2, flood_seconds=8)  # 10x the 500 req/s capacity
+    result = run(tmp_path / "on", load, enforce=True)
+    flood = result["flood"]
+    for name in ("critical_plus", "critical"):
+        assert flood[name]["sent"] > 0.9 * load.flood_seconds * (
+            load.critical_plus_rps if name == "critical_plus" else load.critical_rps
+        )
+        assert flood[name]["success_ratio"] >= 0.999, flood[name]
+    sheddable = flood["sheddable"]
+    assert sheddable["shed"] > sheddable["ok"], sheddable  # the flood was refused, cleanly
+    assert sheddable["failed"] < 0.02 * sheddable["sent"], sheddable
+    assert result["final_shares"]["sheddable"] < 100
+    assert result["final_shares"]["critical_plus"] == 100
+
+
+def test_unreachable_runtime_socket_keeps_last_state(tmp_path: Path) -> None:
+    settings = parse_shed(
+        {
+            "haproxy": {"runtime_socket": str(tmp_path / "absent.sock"), "map_dir": str(tmp_path)},
+            "services": [{"name": "web", "upstream": "127.0.0.1:9", "probe_path": ""}],
+        }
+    )
+    controller = Controller(settings, HAProxyRuntime(settings.haproxy.runtime_socket, 0.2))
+    before = controller.state.services["web"].shares()
+    state = asyncio.run(controller.tick())
+    assert state.runtime_ok is False and "absent.sock" in (state.last_error or "")
+    assert state.services["web"].shares() == before
+    assert not (tmp_path / "admission.map").exists()  # nothing rewritten from a blind tick
