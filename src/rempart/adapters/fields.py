@@ -60,7 +60,7 @@ def number(data: dict[str, Any], name: str, default: float = 0.0, minimum: float
 
 
 def login_field(data: dict[str, Any], name: str, rules: LoginRules, required: bool = True) -> str:
-    raw = text(data, name, required, limit=MAX_LOGIN_BYTES + 64)
+    raw = text(data, name, required, limit=4 * MAX_LOGIN_BYTES)
     if not raw and not required:
         return ""
     try:
