@@ -21,7 +21,7 @@ BLOCK_BYTES = 4 << 20
 MAX_PENDING = 1 << 20
 SNIFF_BYTES = 64 << 10
 _GZIP_MAGIC = b"\x1f\x8b"
-_TEXT_CONTROLS = frozenset(b"\t\n\r\f\v")
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\f\v")
 
 
 class InputError(RuntimeError):
@@ -68,12 +68,9 @@ def binary_reason(head: bytes) -> str:
     """Why the first bytes of a stream look binary, or ''."""
     if not head:
         return ""
-    if b"\0" in head:
-        nul = head.index(b"\0")
-        return f"NUL byte at offset {nul}"
-    controls = sum(1 for b in head if b < 32 and b not in _TEXT_CONTROLS)
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
     if controls * 20 > len(head):
-        return f"{controls} control bytes in the first {len(head)}"
+        return f"{controls} NUL/control bytes in the first {len(head)}"
     return ""
 
 
