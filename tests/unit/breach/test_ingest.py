@@ -108,7 +108,7 @@ def test_bad_inputs_leave_corpus_unchanged(tmp_path: Path) -> None:
         ingest(d, [str(novalid)], BreachSettings())
     assert current_name(d) == gen
     assert pending_job(d) is not None
-    with pytest.raises(IngestError, match="interrupted ingest .* --restart"):
+    with pytest.raises(IngestError, match=r"interrupted ingest .* --restart"):
         ingest(d, [str(good)], BreachSettings())
     ingest(d, [str(good)], BreachSettings(), restart=True)
     assert pending_job(d) is None
