@@ -19,7 +19,6 @@ from rempart.sim.useragents import MissingExtra
 _passwords = click.option(
     "--passwords",
     "password_dir",
-    envvar="REMPART_PASSWORD_LISTS",
     default=None,
     help="Directory of password lists with counts (default: ../shared/data/passwords next to "
     "the repository, else a small sample shipped in the package). Env: REMPART_PASSWORD_LISTS.",
@@ -49,7 +48,7 @@ def _scenario(name: str, users: int | None) -> scenarios.Scenario:
 def _inputs(password_dir: str | None) -> experiment.Inputs:
     try:
         return experiment.Inputs.load(password_dir)
-    except MissingExtra as exc:
+    except (MissingExtra, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 

@@ -118,7 +118,7 @@ def mail_clients(pop: Population, rng: random.Random, duration_s: float) -> Peri
 def aggregator(pop: Population, rng: random.Random, duration_s: float) -> PeriodicSource:
     """A third-party fetcher: POP3 for thousands of accounts from a handful of addresses."""
     spec = pop.spec
-    count = max(1, round(spec.aggregator_share * pop.users))
+    count = round(spec.aggregator_share * pop.users)
     users = sorted(rng.sample(range(pop.users), count))
     periods = [spec.aggregator_period_s] * count
     phases = [rng.uniform(0, spec.aggregator_period_s) for _ in users]

@@ -98,13 +98,14 @@ def default_dir() -> Path:
 
 
 def locate(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The directory of real lists: explicit option, then the env var, then the default."""
-    for candidate in (explicit, os.environ.get(ENV_VAR), default_dir()):
-        if candidate and (Path(candidate) / USER_LISTS[0]).is_file():
-            return Path(candidate)
-    if explicit:
-        raise FileNotFoundError(f"no password lists in {explicit} (need {USER_LISTS[0]})")
-    return None
+    """The directory of real lists: explicit option, else the env var (either must hold the
+    lists), else the default next to the repository if present, else None (use the sample)."""
+    chosen = explicit or os.environ.get(ENV_VAR)
+    if chosen:
+        if not (Path(chosen) / USER_LISTS[0]).is_file():
+            raise FileNotFoundError(f"no password lists in {chosen} (need {USER_LISTS[0]})")
+        return Path(chosen)
+    return default_dir() if (default_dir() / USER_LISTS[0]).is_file() else None
 
 
 def load(explicit: str | os.PathLike[str] | None = None) -> PasswordLists:

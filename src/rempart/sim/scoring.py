@@ -20,6 +20,7 @@ TIMELINE_BUCKET_S = 900.0
 @dataclass
 class ClassCounts:
     attempts: int = 0
+    failed: int = 0  # let through to the password check, and the password was wrong
     effects: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EFFECTS, 0))
     affected: dict[str, set[str]] = field(
         default_factory=lambda: {DELAYED: set(), STEPPED_UP: set(), DENIED: set()}
@@ -48,6 +49,8 @@ class Scorer:
         if counts is None:
             counts = self.classes[event.source] = ClassCounts()
         counts.attempts += 1
+        if not event.correct and effect != DENIED:
+            counts.failed += 1
         counts.effects[effect] += 1
         group = "legit" if event.legit else "attack"
         self.timeline[group][effect][int(event.t // TIMELINE_BUCKET_S)] += 1
@@ -124,6 +127,7 @@ class Scorer:
                 name: {
                     "attempts": c.attempts,
                     **c.effects,
+                    "failed": c.failed,
                     "users": len(c.logins) if c.logins else None,
                     "users_denied": len(c.affected[DENIED]),
                     "users_delayed": len(c.affected[DELAYED]),
