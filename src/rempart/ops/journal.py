@@ -39,7 +39,8 @@ def _attempt_fields(a: Attempt) -> dict[str, Any]:
 
 
 def _entry_fields(e: ListEntry) -> dict[str, Any]:
-    return {"kind": e.kind, "value": e.value, "expires": e.expires, "reason": e.reason}
+    # "entry_kind", not "kind": the record's own "kind" (list_add / list_del) must survive.
+    return {"entry_kind": e.kind, "value": e.value, "expires": e.expires, "reason": e.reason}
 
 
 def event_record(kind: str, now: float, data: dict[str, Any]) -> dict[str, Any]:
