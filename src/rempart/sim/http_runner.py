@@ -79,6 +79,7 @@ class WforceClient:
             "pwhash": attempt.pwhash,
             "protocol": attempt.protocol.value,
             "device_id": attempt.device_id,
+            "user_agent": attempt.user_agent,
             "tls": attempt.tls,
         }
 

@@ -95,7 +95,9 @@ class Scenario:
 
     def scaled(self, users: int) -> Scenario:
         """The same scenario for a different number of users (every other size is relative)."""
-        pop = dataclasses.replace(self.population, users=users)
+        ratio = users / self.population.users
+        accounts = max(1, round(self.population.institution_accounts * ratio))
+        pop = dataclasses.replace(self.population, users=users, institution_accounts=accounts)
         return dataclasses.replace(self, population=pop)
 
 
