@@ -103,10 +103,3 @@ def test_http_runner_matches_in_process(server: str) -> None:
     for legit in (False, True):
         a, b = _refused(over_http, legit), _refused(in_process, legit)
         assert abs(a - b) <= 0.05 * max(a, b) + 3, (legit, a, b)
-    print(
-        "http vs in-process:",
-        over_http["takeovers"],
-        in_process["takeovers"],
-        [(_refused(over_http, g), _refused(in_process, g)) for g in (False, True)],
-        r,
-    )
