@@ -15,7 +15,7 @@ from rempart.sim.outcome import ALLOWED, DELAYED, DENIED, STEPPED_UP
 
 COLOURS = {ALLOWED: "#8fbf8f", DELAYED: "#e6c75a", STEPPED_UP: "#6fa8dc", DENIED: "#d9534f"}
 ORDER = (ALLOWED, DELAYED, STEPPED_UP, DENIED)
-W, PANEL_H, LEFT, TOP, GAP = 720, 170, 64, 34, 46
+W, PANEL_H, LEFT, TOP, GAP = 720, 170, 64, 50, 46
 
 
 def _panel(series: dict[str, list[int]], bucket_s: float, y0: float, title: str) -> list[str]:
@@ -80,11 +80,11 @@ def svg(result: dict[str, Any]) -> str:
     ]
     parts += _panel(timeline["legit"], bucket, TOP + 16, "legitimate traffic")
     parts += _panel(timeline["attack"], bucket, TOP + 16 + PANEL_H + GAP, "attack traffic")
-    x = W - 20 - 4 * 92
+    x = LEFT
     for i, effect in enumerate(ORDER):
         parts.append(
-            f'<rect x="{x + i * 92}" y="8" width="10" height="10" fill="{COLOURS[effect]}"/>'
-            f'<text x="{x + i * 92 + 14}" y="17" font-size="11">{effect.replace("_", " ")}</text>'
+            f'<rect x="{x + i * 92}" y="28" width="10" height="10" fill="{COLOURS[effect]}"/>'
+            f'<text x="{x + i * 92 + 14}" y="37" font-size="11">{effect.replace("_", " ")}</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
