@@ -15,6 +15,10 @@ Example (every key is optional except ``services`` when the HAProxy data plane i
     smoothing = 0.2                    # weight of a new limit estimate (0..1]
     error_ratio = 0.05                 # upstream 5xx/error share that halves the limit
     utilization = 0.85                 # share of the estimated capacity admission hands out
+    minrtt_interval = 10.0             # re-measure the no-load RTT this often, seconds (0: never)
+    minrtt_jitter = 0.15               # ± share of the interval, randomised
+    minrtt_duration = 0.3              # seconds the concurrency stays pinned while measuring
+    minrtt_concurrency = 3             # concurrency while measuring (critical demand is kept)
 
     [shed.client_rate]                 # per source address and class, requests per 10 s (0: none)
     critical_plus = 0
@@ -102,6 +106,10 @@ class LimiterSettings:
     smoothing: float = 0.2
     error_ratio: float = 0.05
     utilization: float = 0.85
+    minrtt_interval: float = 10.0
+    minrtt_jitter: float = 0.15
+    minrtt_duration: float = 0.3
+    minrtt_concurrency: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +218,19 @@ def _limiter(table: dict[str, Any]) -> LimiterSettings:
     key = "shed.limiter"
     _unknown(
         table,
-        {"initial", "min", "max", "tolerance", "smoothing", "error_ratio", "utilization"},
+        {
+            "initial",
+            "min",
+            "max",
+            "tolerance",
+            "smoothing",
+            "error_ratio",
+            "utilization",
+            "minrtt_interval",
+            "minrtt_jitter",
+            "minrtt_duration",
+            "minrtt_concurrency",
+        },
         key,
     )
     low = _number(table, "min", key, 2, 1, 1e6)
@@ -225,6 +245,10 @@ def _limiter(table: dict[str, Any]) -> LimiterSettings:
         smoothing=_number(table, "smoothing", key, 0.2, 0.01, 1.0),
         error_ratio=_number(table, "error_ratio", key, 0.05, 0.0, 1.0),
         utilization=_number(table, "utilization", key, 0.85, 0.05, 1.0),
+        minrtt_interval=_number(table, "minrtt_interval", key, 10.0, 0.0, 86400.0),
+        minrtt_jitter=_number(table, "minrtt_jitter", key, 0.15, 0.0, 0.5),
+        minrtt_duration=_number(table, "minrtt_duration", key, 0.3, 0.01, 60.0),
+        minrtt_concurrency=_number(table, "minrtt_concurrency", key, 3, 1, 1e6),
     )
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from rempart.shed.admission import decide_shares
-from rempart.shed.classes import CLASSES
+from rempart.shed.classes import CLASSES, Criticality
 from rempart.shed.config import ShedSettings
 from rempart.shed.haproxy_config import CLASS_TABLE, SERVER, SHED_TABLE, backend_name
 from rempart.shed.limiter import GradientLimiter
@@ -34,6 +34,7 @@ from rempart.shed.state import ControllerState, ServiceState
 log = logging.getLogger("rempart.shed")
 
 PROBES_PER_TICK = 3
+PROTECTED = (Criticality.CRITICAL_PLUS, Criticality.CRITICAL)
 
 
 def _int(row: dict[str, str], name: str) -> int:
@@ -80,8 +81,7 @@ class Controller:
 
     async def tick(self) -> ControllerState:
         """One observation and decision; never raises for an unreachable runtime socket."""
-        now = time.monotonic()
-        elapsed, self._last_tick = now - self._last_tick, now
+        self._last_tick = time.monotonic()
         probes = {
             s.name: asyncio.ensure_future(self._sample_rtt(s.name)) for s in self.settings.services
         }
@@ -101,7 +101,7 @@ class Controller:
             server = servers.get(backend_name(service.name), {})
             backend = backends.get(backend_name(service.name), {})
             decisions[service.name] = self._decide(
-                service.name, rtts, server, backend, demand, shed, elapsed
+                service.name, rtts, server, backend, demand, shed
             )
         try:
             await self._apply(decisions)
@@ -122,7 +122,6 @@ class Controller:
         backend: dict[str, str],
         demand: dict[str, TableEntry],
         shed: dict[str, TableEntry],
-        elapsed: float,
     ) -> tuple[int, dict[str, str]]:
         state = self.state.services[name]
         limiter = self.limiters[name]
@@ -130,16 +129,17 @@ class Controller:
         state.queued = _int(backend, "qcur") + _int(server, "qcur")
         state.error_ratio = self._error_ratio(name, server)
         rtime = _int(server, "rtime") / 1000.0
+        now = time.monotonic()
         if rtts:
             limiter.update(
                 statistics.median(rtts),
                 state.inflight,
                 rtt_min=min(rtts),
-                elapsed=elapsed,
+                now=now,
                 error_ratio=state.error_ratio,
             )
         elif rtime > 0:
-            limiter.update(rtime, state.inflight, elapsed=elapsed, error_ratio=state.error_ratio)
+            limiter.update(rtime, state.inflight, now=now, error_ratio=state.error_ratio)
         state.limit = limiter.limit
         state.rtt = limiter.last_rtt
         state.rtt_noload = limiter.rtt_noload
@@ -155,13 +155,18 @@ class Controller:
             cs.requests_total = entry.count if entry else 0
             cs.shed_rps = float(shed_entry.rate) if shed_entry else 0.0
             cs.shed_total = shed_entry.count if shed_entry else 0
-        state.overloaded = state.queued > 0 or state.gradient < 1.0
-        shares = decide_shares(
-            capacity,
-            {c: s.demand_rps for c, s in state.classes.items()},
-            state.shares(),
-            overloaded=state.overloaded,
-        )
+        state.measuring = limiter.measuring
+        if limiter.measuring:
+            # Re-measuring the no-load RTT: the queue is ours, keep the shares as they are.
+            shares = state.shares()
+        else:
+            state.overloaded = state.queued > 0 or state.gradient < 1.0
+            shares = decide_shares(
+                capacity,
+                {c: s.demand_rps for c, s in state.classes.items()},
+                state.shares(),
+                overloaded=state.overloaded,
+            )
         changed = {
             map_key(name, c): str(pct)
             for c, pct in shares.items()
@@ -169,7 +174,13 @@ class Controller:
         }
         for cls, pct in shares.items():
             state.classes[cls].admitted_pct = pct
-        return round(state.limit), changed
+        return max(1, round(limiter.concurrency(self._critical_reserve(state)))), changed
+
+    @staticmethod
+    def _critical_reserve(state: ServiceState) -> float:
+        """Concurrency the critical classes need (Little's law, 50 % margin, at least one)."""
+        rps = sum(state.classes[c].demand_rps for c in CLASSES if c in PROTECTED)
+        return 1.0 + 1.5 * rps * (state.rtt_noload or 0.0)
 
     async def _apply(self, decisions: dict[str, tuple[int, dict[str, str]]]) -> None:
         changed: dict[str, str] = {}

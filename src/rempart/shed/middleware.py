@@ -75,6 +75,7 @@ class AdmissionMiddleware:
         self.service = ServiceState(service, limit=self.limiter.limit)
         self.state = ControllerState(services={service: self.service})
         self.inflight = 0
+        self.critical_inflight = 0
         self.per_client: dict[str, int] = {}
         self.throttles: OrderedDict[str, AdaptiveThrottle] = OrderedDict()
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -96,15 +97,19 @@ class AdmissionMiddleware:
             self.throttles.move_to_end(key)
         return throttle
 
+    def _limit(self) -> float:
+        """The limit now; while the no-load RTT is re-measured, pinned low (critical kept)."""
+        return self.limiter.concurrency(reserve=self.critical_inflight + 1)
+
     def _fair_share_exceeded(self, key: str) -> bool:
-        limit = self.limiter.limit
+        limit = self._limit()
         if self.inflight < limit / 2:
             return False
         active = max(1, len(self.per_client))
         return self.per_client.get(key, 0) >= max(1.0, limit / active)
 
     def _has_room(self, cls: Criticality) -> bool:
-        return self.inflight < self.limiter.limit * CLASS_FRACTION[cls]
+        return self.inflight < self._limit() * CLASS_FRACTION[cls]
 
     async def _admit(self, cls: Criticality, key: str, now: float) -> bool:
         """True with a slot taken (``inflight`` counted), False to refuse."""
@@ -150,7 +155,7 @@ class AdmissionMiddleware:
             statistics.median(samples),
             self.inflight,
             rtt_min=min(samples),
-            elapsed=elapsed,
+            now=now,
             error_ratio=error_ratio,
         )
         svc = self.service
@@ -166,6 +171,7 @@ class AdmissionMiddleware:
         )
         svc.queued = len(self._waiters)
         svc.overloaded = svc.gradient < 1.0 or bool(self._waiters)
+        svc.measuring = self.limiter.measuring
         for cls in CLASSES:
             cs, req, shed = svc.classes[cls], self._window_requests[cls], self._window_shed[cls]
             cs.demand_rps, cs.shed_rps = req / elapsed, shed / elapsed
@@ -197,6 +203,8 @@ class AdmissionMiddleware:
             await self._refuse(send, cls)
             return
         self.per_client[key] = self.per_client.get(key, 0) + 1
+        critical = cls in WAITING_CLASSES
+        self.critical_inflight += critical
         status = 500
         started = time.monotonic()
 
@@ -211,6 +219,7 @@ class AdmissionMiddleware:
         finally:
             done = time.monotonic()
             self.inflight -= 1
+            self.critical_inflight -= critical
             left = self.per_client[key] - 1
             if left:
                 self.per_client[key] = left

@@ -29,6 +29,7 @@ class ServiceState:
     queued: int = 0
     error_ratio: float = 0.0
     overloaded: bool = False
+    measuring: bool = False  # re-measuring the no-load RTT (concurrency pinned low)
     classes: dict[Criticality, ClassState] = field(
         default_factory=lambda: {c: ClassState() for c in CLASSES}
     )

@@ -31,12 +31,12 @@ class Load:
     """Traffic shape of one run."""
 
     capacity: int = 10  # upstream concurrent requests
-    work: float = 0.02  # seconds per request → capacity / work requests per second
-    critical_plus_rps: float = 40.0
-    critical_rps: float = 80.0
-    flood_rps: float = 6000.0
+    work: float = 0.04  # seconds per request → capacity / work requests per second
+    critical_plus_rps: float = 20.0
+    critical_rps: float = 40.0
+    flood_rps: float = 2500.0
     flood_sources: int = 2000
-    flood_connections: int = 800
+    flood_connections: int = 500
     baseline_seconds: float = 3.0
     flood_seconds: float = 10.0
     timeout: float = 2.0
@@ -77,7 +77,13 @@ def shed_table(workdir: Path, upstream_port: int, front_port: int) -> dict[str, 
     return {
         "retry_after": 2,
         "interval": 0.2,
-        "limiter": {"initial": 10, "min": 2, "max": 200, "tolerance": 1.25},
+        "limiter": {
+            "initial": 10,
+            "min": 2,
+            "max": 200,
+            "tolerance": 1.1,
+            "minrtt_interval": 5.0,
+        },
         "haproxy": {
             "bind": f"127.0.0.1:{front_port}",
             "runtime_socket": str(workdir / "haproxy.sock"),
@@ -113,15 +119,33 @@ def running(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
                 proc.wait()
 
 
-def _loadgen(port: int, seconds: float, streams: list[dict[str, Any]]) -> dict[str, Any]:
-    spec = {"host": "127.0.0.1", "port": port, "duration": seconds, "streams": streams}
-    proc = subprocess.run(
-        [sys.executable, "-m", "rempart.shed.bench.loadgen", json.dumps(spec)],
-        capture_output=True,
-        timeout=seconds + 60,
-        check=True,
-    )
-    return json.loads(proc.stdout)
+def loadgen(port: int, seconds: float, streams: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each stream in its own generator process, all at once: the flood's client cannot slow
+    the critical clients down (they are different machines in real life), and each process is
+    bounded by ``seconds`` and its stream's ``max_connections``."""
+    procs = []
+    for stream in streams:
+        spec = {"host": "127.0.0.1", "port": port, "duration": seconds, "streams": [stream]}
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "rempart.shed.bench.loadgen", json.dumps(spec)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        )
+    merged: dict[str, Any] = {}
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=seconds + 60)
+            if proc.returncode != 0:
+                raise RuntimeError(f"load generator failed: {err.decode()[-2000:]}")
+            merged.update(json.loads(out))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return merged
 
 
 def _streams(load: Load, flood: bool) -> list[dict[str, Any]]:
@@ -178,10 +202,10 @@ def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
         async def both() -> tuple[dict[str, Any], dict[str, Any]]:
             base = await _with_controller(
                 controller,
-                lambda: _loadgen(front_port, load.baseline_seconds, _streams(load, False)),
+                lambda: loadgen(front_port, load.baseline_seconds, _streams(load, False)),
             )
             flood = await _with_controller(
-                controller, lambda: _loadgen(front_port, load.flood_seconds, _streams(load, True))
+                controller, lambda: loadgen(front_port, load.flood_seconds, _streams(load, True))
             )
             return base, flood
 
@@ -191,4 +215,6 @@ def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
         svc = controller.state.services["web"]
         result["final_limit"] = round(svc.limit, 1)
         result["final_shares"] = {c.label: s.admitted_pct for c, s in svc.classes.items()}
+        result["rtt_noload_ms"] = round((svc.rtt_noload or 0.0) * 1000, 2)
+        result["minrtt_measurements"] = controller.limiters["web"].measurements
     return result
