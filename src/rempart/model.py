@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Protocol(enum.StrEnum):
@@ -70,7 +70,7 @@ class Attempt:
     user_agent: str = ""
     tls: bool = False
     raw_login: str = ""
-    attrs: dict[str, str] = field(default_factory=dict)
+    attrs: dict[str, str] | None = None
     # Filled by adapters that saw the plaintext password (native API): leaked-pair fingerprints.
     pair_fingerprint: bytes = b""
     password_popular: bool = False

@@ -37,7 +37,7 @@ def attempt_from(data: dict[str, Any], service: Service) -> Attempt:
         user_agent=text(data, "user_agent", limit=1024),
         tls=flag(data, "tls"),
         raw_login=data["login"],
-        attrs=attrs if isinstance(attrs, dict) else {},
+        attrs=attrs if isinstance(attrs, dict) else None,
     )
 
 

@@ -15,6 +15,7 @@ BYTES = BITS // 8
 # Indexed by the number of zero bits; no zero bit left means "at least SATURATED".
 _ESTIMATE = [0] + [round(-BITS * math.log(z / BITS)) for z in range(1, BITS + 1)]
 SATURATED = _ESTIMATE[0] = _ESTIMATE[1]
+_MASK = (1 << BITS) - 1
 
 
 class Sketch:
@@ -30,7 +31,9 @@ class Sketch:
         epoch = self.epoch
         maps = self.bitmaps
         if bucket > epoch:
-            if bucket - epoch >= size:
+            if epoch < 0:
+                pass  # a new sketch is already zero
+            elif bucket - epoch >= size:
                 maps[:] = bytes(len(maps))
             else:
                 for b in range(epoch + 1, bucket + 1):
@@ -52,11 +55,20 @@ class Sketch:
         if oldest <= epoch - size:
             oldest = epoch - size + 1
         maps = self.bitmaps
+        start = oldest % size
+        count = newest - oldest + 1
+        # OR the buckets together: one big int per contiguous run, folded 256 bits at a time.
+        if start + count <= size:
+            runs = ((start, count),)
+        else:
+            runs = ((start, size - start), (0, start + count - size))
         union = 0
-        for b in range(oldest, newest + 1):
-            start = (b % size) * BYTES
-            union |= int.from_bytes(maps[start : start + BYTES])
-        return _ESTIMATE[BITS - union.bit_count()]
+        for first, n in runs:
+            value = int.from_bytes(maps[first * BYTES : (first + n) * BYTES])
+            for _ in range(n):
+                union |= value
+                value >>= BITS
+        return _ESTIMATE[BITS - (union & _MASK).bit_count()]
 
 
 def item_hash(text: str) -> int:

@@ -7,6 +7,7 @@ waits on disk or network.
 
 from __future__ import annotations
 
+import re
 import time
 import tomllib
 from collections import OrderedDict
@@ -23,7 +24,7 @@ from rempart.engine.oracle import LeakOracle, NoLeaks
 from rempart.engine.policy import Rule, compile_rules
 from rempart.engine.signals import Signals
 from rempart.engine.windows import FAILURES, KINDS, REJECTS, REPORTS, UNKNOWN, Ring
-from rempart.model import Action, Attempt, Outcome, Protocol, Reason, Verdict
+from rempart.model import ALLOW, Action, Attempt, Outcome, Protocol, Reason, Verdict
 
 Listener = Callable[[str, float, dict[str, Any]], None]
 
@@ -62,6 +63,8 @@ class Engine:
             settings.rules
         )
         self.rules: list[Rule] = compile_rules(tables, e)
+        # Per-device counters cost memory for every client; keep them only if a rule reads them.
+        self.track_devices = any(re.search(r"\(\s*device\s*,", rule.when) for rule in self.rules)
         f = settings.familiarity
         self.familiarity = Familiarity(f.ttl_days * 86400.0, f.max_networks, f.max_devices)
         self.blocklist = AccessList()
@@ -97,10 +100,11 @@ class Engine:
         keys = (
             "i" + net.ip,
             "n" + net.subnet,
-            "w" + net.wide,
+            # The IPv4 /16 is too coarse to judge; the IPv6 /48 is what rotation hides in.
+            ("w" + net.wide) if net.v6 else "",
             "l" + login,
             "p" + net.ip + "|" + login,
-            ("d" + device) if device else "",
+            ("d" + device) if device and self.track_devices else "",
         )
         return net, device, keys
 
@@ -145,7 +149,7 @@ class Engine:
             if rule.block is not None:
                 blocks.append(rule)
         if not reasons:
-            return Verdict(Action.ALLOW)
+            return ALLOW
         if strongest is not Action.DELAY:
             delay = 0.0
         # Strongest reasons first, without repeating a code.
@@ -211,15 +215,14 @@ class Engine:
                 continue
             state = self._state(key, family)
             ring = state.ring
-            ring.add(REPORTS, bucket, size, KINDS)
             if failed:
-                ring.add(FAILURES, bucket, size, KINDS)
+                ring.bump(bucket, size, KINDS, REPORTS, FAILURES)
                 if outcome.unknown_login:
                     ring.add(UNKNOWN, bucket, size, KINDS)
                 if state.peers is not None:
                     state.peers.add(ip_hash if family == 3 else login_hash, dbucket, self.dsize)
-            elif outcome.policy_reject:
-                ring.add(REJECTS, bucket, size, KINDS)
+            else:
+                ring.bump(bucket, size, KINDS, REPORTS, REJECTS if outcome.policy_reject else -1)
             if established and state.established is not None:
                 state.established.add(login_hash, sbucket, self.ssize)
         self.reports[1 if outcome.success else 0] += 1

@@ -53,7 +53,7 @@ def canonical_login(raw: str, rules: LoginRules = LoginRules()) -> str:
     return f"{local}@{domain}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=True)
 class NetKeys:
     """The network keys of one source address."""
 

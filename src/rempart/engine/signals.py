@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 class Signals:
     __slots__ = (
+        "_memo",
         "_states",
         "attempt",
         "bucket",
@@ -47,6 +48,7 @@ class Signals:
         self.bucket = int(now // engine.width)
         self.dbucket = int(now // engine.dwidth)
         self._states: list[KeyState | bool | None] = [False] * len(keys)
+        self._memo: dict[tuple[int, int, int], int] = {}
 
     def _state(self, family: int) -> KeyState | None:
         state = self._states[family]
@@ -58,30 +60,39 @@ class Signals:
 
     # --- counters and sketches -------------------------------------------------------------
     def count(self, family: int, kind: int, span: int) -> int:
-        state = self._state(family)
+        state = self._states[family]
+        if state is False:
+            state = self._state(family)
         if state is None:
             return 0
-        e = self.engine
-        return state.ring.total(kind, span, self.bucket, e.size, 4)
+        return state.ring.total(kind, span, self.bucket, self.engine.size, 4)  # type: ignore[union-attr]
 
     def failed_logins(self, family: int, span: int) -> int:
+        """Distinct failing logins from a source (estimates are memoised: rules share them)."""
+        memo = self._memo.get((0, family, span))
+        if memo is not None:
+            return memo
         state = self._state(family)
-        if state is None or state.peers is None:
-            return 0
-        return state.peers.estimate(span, self.dbucket, self.engine.dsize)
+        value = 0
+        if state is not None and state.peers is not None:
+            value = state.peers.estimate(span, self.dbucket, self.engine.dsize)
+        self._memo[(0, family, span)] = value
+        return value
 
     def failing_ips(self, span: int) -> int:
-        state = self._state(3)
-        if state is None or state.peers is None:
-            return 0
-        return state.peers.estimate(span, self.dbucket, self.engine.dsize)
+        return self.failed_logins(3, span)  # the login's sketch holds its failing IPs
 
     def established_users(self, family: int) -> int:
+        memo = self._memo.get((1, family, 0))
+        if memo is not None:
+            return memo
         state = self._state(family)
-        if state is None or state.established is None:
-            return 0
-        e = self.engine
-        return state.established.estimate(e.ssize, int(self.now // e.swidth), e.ssize)
+        value = 0
+        if state is not None and state.established is not None:
+            e = self.engine
+            value = state.established.estimate(e.ssize, int(self.now // e.swidth), e.ssize)
+        self._memo[(1, family, 0)] = value
+        return value
 
     # --- booleans and values -----------------------------------------------------------------
     @property

@@ -18,46 +18,77 @@ KINDS = 4
 
 
 class Ring:
-    """Counters of `kinds` kinds in a ring of `size` buckets."""
+    """Counters of `kinds` kinds in a ring of `size` buckets.
+
+    `cells` holds size·kinds bucket counters followed by `kinds` running totals of the whole
+    ring, so the most common read (a full-ring window on an active key) is one index.
+    """
 
     __slots__ = ("cells", "epoch")
 
     def __init__(self, size: int, kinds: int) -> None:
         self.epoch = -1  # absolute index of the newest bucket written
-        self.cells = array("I", bytes(4 * size * kinds))
+        self.cells = array("I", bytes(4 * (size + 1) * kinds))
+
+    def _advance(self, bucket: int, size: int, kinds: int) -> None:
+        epoch, cells = self.epoch, self.cells
+        if epoch < 0:
+            pass  # a new ring is already zero
+        elif bucket - epoch >= size:
+            cells[:] = array("I", bytes(4 * len(cells)))
+        else:
+            totals = size * kinds
+            for b in range(epoch + 1, bucket + 1):
+                base = (b % size) * kinds
+                for k in range(kinds):
+                    cells[totals + k] -= cells[base + k]
+                    cells[base + k] = 0
+        self.epoch = bucket
 
     def add(self, kind: int, bucket: int, size: int, kinds: int, amount: int = 1) -> None:
-        epoch = self.epoch
-        cells = self.cells
-        if bucket > epoch:
-            if bucket - epoch >= size:
-                for i in range(len(cells)):
-                    cells[i] = 0
-            else:
-                for b in range(epoch + 1, bucket + 1):
-                    base = (b % size) * kinds
-                    for k in range(kinds):
-                        cells[base + k] = 0
-            self.epoch = epoch = bucket
-        elif bucket <= epoch - size:
+        if bucket > self.epoch:
+            self._advance(bucket, size, kinds)
+        elif bucket <= self.epoch - size:
             return  # too old to count
         i = (bucket % size) * kinds + kind
-        value = cells[i] + amount
-        cells[i] = value if value < 0xFFFFFFFF else 0xFFFFFFFF
+        cells = self.cells
+        amount = min(amount, 0xFFFFFFFF - cells[size * kinds + kind])
+        cells[i] += amount
+        cells[size * kinds + kind] += amount
+
+    def bump(self, bucket: int, size: int, kinds: int, first: int, second: int = -1) -> None:
+        """Add one to `first` (and to `second` unless -1): one call per report on the hot path."""
+        if bucket > self.epoch:
+            self._advance(bucket, size, kinds)
+        elif bucket <= self.epoch - size:
+            return
+        base = (bucket % size) * kinds
+        totals = size * kinds
+        cells = self.cells
+        if cells[totals + first] < 0xFFFFFFFF:
+            cells[base + first] += 1
+            cells[totals + first] += 1
+        if second >= 0 and cells[totals + second] < 0xFFFFFFFF:
+            cells[base + second] += 1
+            cells[totals + second] += 1
 
     def total(self, kind: int, span: int, bucket: int, size: int, kinds: int) -> int:
         """Sum of `kind` over the `span` buckets ending at `bucket` (the current one)."""
         epoch = self.epoch
+        cells = self.cells
+        if epoch == bucket and span >= size:
+            return cells[size * kinds + kind]
         oldest = bucket - span + 1
         if epoch < oldest or epoch <= bucket - size:
             return 0
         newest = epoch if epoch < bucket else bucket
         if oldest <= epoch - size:
             oldest = epoch - size + 1
-        cells = self.cells
-        return sum(cells[(b % size) * kinds + kind] for b in range(oldest, newest + 1))
+        total = 0
+        for b in range(oldest, newest + 1):
+            total += cells[(b % size) * kinds + kind]
+        return total
 
     def clear(self) -> None:
         self.epoch = -1
-        for i in range(len(self.cells)):
-            self.cells[i] = 0
+        self.cells[:] = array("I", bytes(4 * len(self.cells)))

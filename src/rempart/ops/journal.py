@@ -68,8 +68,16 @@ def event_record(kind: str, now: float, data: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-def _chain_hash(prev: str, rec: dict[str, Any]) -> str:
-    body = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _dump(rec: dict[str, Any]) -> str:
+    return json.dumps(rec, separators=(",", ":"), ensure_ascii=False)
+
+
+def _chain_hash(prev: str, body: str) -> str:
+    """Hash of a record: sha256 over the previous hash and the record's JSON without `hash`.
+
+    The JSON keeps the record's key order, which `json.loads` preserves, so a verifier
+    re-serialises exactly the text that was hashed.
+    """
     return hashlib.sha256((prev + body).encode()).hexdigest()
 
 
@@ -181,8 +189,9 @@ class Journal:
                 self.seq += 1
                 rec["seq"] = self.seq
                 rec["prev"] = self.last_hash
-                rec["hash"] = self.last_hash = _chain_hash(self.last_hash, rec)
-                lines.append(json.dumps(rec, separators=(",", ":"), ensure_ascii=False))
+                body = _dump(rec)
+                self.last_hash = _chain_hash(self.last_hash, body)
+                lines.append(f'{body[:-1]},"hash":"{self.last_hash}"}}')
             if lines:
                 data = "\n".join(lines) + "\n"
                 try:
@@ -256,7 +265,7 @@ class Journal:
                         )
                     if rec.get("prev") != prev:
                         return count, Broken(seg.name, number, seq, "previous-hash mismatch")
-                    if _chain_hash(prev, rec) != claimed:
+                    if _chain_hash(prev, _dump(rec)) != claimed:
                         return count, Broken(seg.name, number, seq, "content altered")
                     prev, expected_seq, count = claimed, seq + 1, count + 1
         return count, None
