@@ -56,7 +56,8 @@ def page(
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{h(title)}</title>{meta}{links}{scripts}</head><body{cls}>{body}</body></html>"
+        f'<title>{h(title)}</title><link rel="icon" href="data:,">{meta}{links}{scripts}</head>'
+        f"<body{cls}>{body}</body></html>"
     )
 
 

@@ -51,7 +51,7 @@
     rows.forEach(function (r) { names.forEach(function (n) { const v = r[n] || 0; totals[n] = (totals[n] || 0) + v; total += v; if (v > peak) peak = v; }); });
     const W = 600, H = 170, L = 40, R = 8, T = 8, B = 22;
     const plot = box.querySelector(".plot");
-    const svg = el("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", role: "img" });
+    const svg = el("svg", { viewBox: "0 0 " + W + " " + H, role: "img" });
     const ymax = niceMax(peak);
     for (let k = 0; k <= 4; k++) {
       const y = T + (H - T - B) * (1 - k / 4);
