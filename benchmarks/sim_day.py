@@ -28,6 +28,7 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     t0 = time.perf_counter()
+    c0 = time.process_time()
     inputs = experiment.Inputs.load()
     t1 = time.perf_counter()
     sc = scenarios.load(args.scenario).scaled(args.users)
@@ -35,6 +36,7 @@ def main() -> None:
     t2 = time.perf_counter()
     result = runner.run(w, policies.make(args.policy, w))
     t3 = time.perf_counter()
+    cpu = time.process_time() - c0
     events = result["runner"]["events"]
     total = t3 - t0
     print(
@@ -48,10 +50,12 @@ def main() -> None:
                 "build_world_s": round(t2 - t1, 1),
                 "run_s": round(t3 - t2, 1),
                 "total_s": round(total, 1),
+                "cpu_s": round(cpu, 1),
                 "events_per_s": round(events / (t3 - t2)),
                 "us_per_event": round((t3 - t2) / events * 1e6, 1),
                 "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                 "within_5_min": total <= 300,
+                "cpu_within_5_min": cpu <= 300,
                 "python": platform.python_version(),
                 "takeovers": result["takeovers"],
             },

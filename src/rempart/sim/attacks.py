@@ -210,4 +210,5 @@ def choose_victims(
             words = pw.attackers.top(spec.passwords)
             pop.passwords[victim] = words[min(spec.victim_rank, len(words)) - 1]
         victims[spec.name] = victim
+        pop.pinned.add(victim)
     return victims

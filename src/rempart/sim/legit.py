@@ -104,7 +104,7 @@ def mail_clients(pop: Population, rng: random.Random, duration_s: float) -> Peri
     phases = [rng.uniform(0, p) for p in periods]
     stale: dict[int, tuple[float, float, str]] = {}
     for user in users:
-        if rng.random() < spec.password_change_share:
+        if rng.random() < spec.password_change_share and user not in pop.pinned:
             changed = rng.uniform(0.1, 0.8) * duration_s
             until = changed + rng.uniform(spec.stale_min_h, spec.stale_max_h) * 3600
             old = pop.passwords[user]

@@ -15,6 +15,8 @@ EFFECTS = (ALLOWED, DELAYED, STEPPED_UP, DENIED)
 
 
 def effect_of(event: Event, action: Action) -> str:
+    if action is Action.ALLOW:
+        return ALLOWED
     if action is Action.DENY or (action is Action.STEP_UP and event.protocol in LEGACY_MAIL):
         return DENIED
     if action is Action.STEP_UP:

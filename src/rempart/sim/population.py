@@ -55,6 +55,11 @@ class Population:
     index: dict[str, int]
     # user -> (old password, time of change); before the change the old one is current
     changes: dict[int, tuple[str, float]] = field(default_factory=dict)
+    pinned: set[int] = field(default_factory=set)  # accounts whose password must not change
+    # address caches (the hot path formats each address once)
+    _v6: dict[tuple[int, int], str] = field(default_factory=dict, repr=False)
+    _fixed: dict[int, str] = field(default_factory=dict, repr=False)
+    _cgnat: list[str] = field(default_factory=list, repr=False)
 
     @property
     def cgnat_ips(self) -> int:
@@ -78,16 +83,28 @@ class Population:
             if self.has_v6[user]:
                 # privacy address: a new interface id every 6 hours, phase per user
                 epoch = int((t + (user % 97) * 223) // 21_600)
-                return network.household_v6(user, network.mix(user, epoch))
-            return network.v4(network.RESIDENTIAL_V4, user * 3 + 11)
-        if kind == MOBILE:
+                key = (user, epoch)
+                ip = self._v6.get(key)
+                if ip is None:
+                    ip = self._v6[key] = network.household_v6(user, network.mix(user, epoch))
+                return ip
+        elif kind == MOBILE:
             return self.cgnat_ip(user, t)
-        return network.v4(network.CORPORATE_V4, user // self.spec.company_size)
+        ip = self._fixed.get(user)
+        if ip is None:
+            if kind == RESIDENTIAL:
+                ip = network.v4(network.RESIDENTIAL_V4, user * 3 + 11)
+            else:
+                ip = network.v4(network.CORPORATE_V4, user // self.spec.company_size)
+            self._fixed[user] = ip
+        return ip
 
     def cgnat_ip(self, user: int, t: float) -> str:
         """CGNAT maps a subscriber to one of the carrier's public addresses, changing over time."""
-        slot = network.mix(user, int(t // 1800)) % self.cgnat_ips
-        return network.v4(network.MOBILE_CGNAT_V4, slot)
+        pool = self._cgnat
+        if not pool:
+            pool.extend(network.v4(network.MOBILE_CGNAT_V4, s) for s in range(self.cgnat_ips))
+        return pool[network.mix(user, int(t // 1800)) % len(pool)]
 
 
 def build(spec: PopulationSpec, pw: PasswordLists, agents: UserAgents, seed: int) -> Population:

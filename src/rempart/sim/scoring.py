@@ -33,7 +33,7 @@ class Scorer:
         self.duration_s = duration_s
         self.attack_starts = attack_starts
         self.classes: dict[str, ClassCounts] = {}
-        self.legit_by_protocol: dict[Protocol, set[str]] = {}
+        self.legit_users: dict[tuple[str, Protocol], set[str]] = {}
         self.takeovers: dict[str, set[str]] = {}
         self.takeover_attempts = 0
         self.first_deny: dict[str, float] = {}
@@ -55,11 +55,11 @@ class Scorer:
         group = "legit" if event.legit else "attack"
         self.timeline[group][effect][int(event.t // TIMELINE_BUCKET_S)] += 1
         if event.legit:
-            by_proto = self.legit_by_protocol.get(event.protocol)
-            if by_proto is None:
-                by_proto = self.legit_by_protocol[event.protocol] = set()
-            by_proto.add(event.login)
-            counts.logins.add(event.login)
+            key = (event.source, event.protocol)
+            seen = self.legit_users.get(key)
+            if seen is None:
+                seen = self.legit_users[key] = set()
+            seen.add(event.login)
         if effect != ALLOWED:
             counts.affected[effect].add(event.login)
             for reason in verdict.reasons:
@@ -92,10 +92,13 @@ class Scorer:
         def users(effect: str, classes: list[ClassCounts]) -> int:
             return len(set().union(*(c.affected[effect] for c in classes))) if classes else 0
 
+        by_protocol: dict[Protocol, set[str]] = {}
+        for (source, protocol), logins in self.legit_users.items():
+            by_protocol.setdefault(protocol, set()).update(logins)
+            self.classes[source].logins.update(logins)
         closures = _closure_intervals(postures, self.duration_s, time_scale)
         closure_minutes = sum(
-            (end - start) / 60 * len(self.legit_by_protocol.get(proto, ()))
-            for proto, start, end in closures
+            (end - start) / 60 * len(by_protocol.get(proto, ())) for proto, start, end in closures
         )
         posture_times = [p.t * time_scale for p in postures if p.posture != "normal"]
         if self.first_posture_code is not None:
