@@ -1,12 +1,16 @@
-"""``rempart shed …`` commands: generate the HAProxy configuration, show the admission status.
+"""``rempart shed …`` commands: HAProxy configuration, admission status, hostile sources.
 
-Exposed as the click group ``shed``; the main CLI mounts it. Both commands read the ``[shed]``
-table of the TOML file given with ``--config``.
+Exposed as the click group ``shed``; the main CLI mounts it. Commands read the ``[shed]`` table
+of the TOML file given with ``--config`` (``hostile`` uses the defaults without one).
+``rempart shed hostile add|del|list`` changes HAProxy's hostile-source map live through the
+runtime API and then the map file, so that a restarted HAProxy keeps the change; when the runtime
+socket cannot be used nothing is changed (HAProxy keeps its last state) and the command fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import sys
 import tomllib
@@ -16,13 +20,15 @@ import click
 
 from rempart.shed.config import ShedConfigError, ShedSettings, parse_shed
 from rempart.shed.haproxy_config import render
-from rempart.shed.maps import ensure_maps
+from rempart.shed.maps import HOSTILE_MAP, ensure_maps, read_hostile, write_hostile
 from rempart.shed.runtime import HAProxyRuntime, RuntimeUnavailable
 from rempart.shed.snapshot import snapshot
 from rempart.shed.status import shed_status
 
 
-def load_settings(path: Path) -> ShedSettings:
+def load_settings(path: Path | None) -> ShedSettings:
+    if path is None:
+        return parse_shed({})
     try:
         with path.open("rb") as handle:
             table = tomllib.load(handle).get("shed", {})
@@ -92,3 +98,90 @@ def status(config_path: Path, as_json: bool) -> None:
                 f"  {label:15} admitted {cs['admitted_pct']:3d}%  demand {cs['demand_rps']:8.1f}/s"
                 f"  shed {cs['shed_rps']:8.1f}/s  (total {cs['requests_total']}, shed {cs['shed_total']})"
             )
+
+
+optional_config = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Rempart TOML file holding the [shed] table (defaults apply without one).",
+)
+
+
+def parse_source(text: str) -> str:
+    """An address or CIDR network, normalised (``10.0.0.7/24`` → ``10.0.0.0/24``)."""
+    try:
+        network = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an IP address or CIDR network") from None
+    single = network.num_addresses == 1
+    return str(network.network_address) if single else str(network)
+
+
+def _hostile_map(settings: ShedSettings) -> tuple[Path, str]:
+    map_dir = Path(settings.haproxy.map_dir)
+    return map_dir, str(map_dir / HOSTILE_MAP)
+
+
+def _live(settings: ShedSettings, action: str, source: str) -> None:
+    runtime = HAProxyRuntime(settings.haproxy.runtime_socket)
+    _, map_file = _hostile_map(settings)
+    call = runtime.add_hostile if action == "add" else runtime.del_hostile
+    try:
+        asyncio.run(call(map_file, source))
+    except RuntimeUnavailable as exc:
+        raise click.ClickException(
+            f"shed.haproxy.runtime_socket: {exc}; nothing changed "
+            "(HAProxy keeps enforcing its last hostile map)"
+        ) from None
+
+
+@shed.group("hostile")
+def hostile() -> None:
+    """Sources HAProxy refuses with 403 (live through the runtime API, kept in hostile.map)."""
+
+
+@hostile.command("add")
+@click.argument("source")
+@optional_config
+def hostile_add(source: str, config_path: Path | None) -> None:
+    """Refuse SOURCE (an address or CIDR network) from now on."""
+    settings = load_settings(config_path)
+    source = parse_source(source)
+    _live(settings, "add", source)
+    map_dir, _ = _hostile_map(settings)
+    write_hostile(map_dir, [*read_hostile(map_dir), source])
+    click.echo(f"hostile: {source} added")
+
+
+@hostile.command("del")
+@click.argument("source")
+@optional_config
+def hostile_del(source: str, config_path: Path | None) -> None:
+    """Stop refusing SOURCE."""
+    settings = load_settings(config_path)
+    source = parse_source(source)
+    _live(settings, "del", source)
+    map_dir, _ = _hostile_map(settings)
+    write_hostile(map_dir, [s for s in read_hostile(map_dir) if s != source])
+    click.echo(f"hostile: {source} removed")
+
+
+@hostile.command("list")
+@optional_config
+def hostile_list(config_path: Path | None) -> None:
+    """The hostile sources HAProxy enforces now (live map), one a line."""
+    settings = load_settings(config_path)
+    runtime = HAProxyRuntime(settings.haproxy.runtime_socket)
+    _, map_file = _hostile_map(settings)
+    try:
+        text = asyncio.run(runtime.command(f"show map {map_file}"))
+    except RuntimeUnavailable as exc:
+        raise click.ClickException(f"shed.haproxy.runtime_socket: {exc}") from None
+    if "unknown map" in text.lower():
+        raise click.ClickException(f"HAProxy does not load {map_file}: {text.strip()[:200]}")
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            click.echo(parts[1])

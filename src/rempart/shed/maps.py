@@ -57,6 +57,16 @@ def read_admission(map_dir: Path) -> dict[str, dict[Criticality, int]]:
     return shares
 
 
+def read_hostile(map_dir: Path) -> list[str]:
+    """The sources stored in ``hostile.map`` (empty when the file is absent)."""
+    path = map_dir / HOSTILE_MAP
+    if not path.exists():
+        return []
+    return [
+        line.split()[0] for line in path.read_text(encoding="ascii").splitlines() if line.split()
+    ]
+
+
 def write_hostile(map_dir: Path, sources: Iterable[str]) -> Path:
     path = map_dir / HOSTILE_MAP
     _write_atomic(path, "".join(f"{source} 1\n" for source in sorted(set(sources))))

@@ -92,9 +92,25 @@ class HAProxyRuntime:
         _check(await self.command(f"set maxconn server {backend}/{server} {int(value)}"))
 
 
+# Phrases of HAProxy 2.6 runtime answers that mean the command was not applied.
+REFUSALS = (
+    "unknown",
+    "error",
+    "not found",
+    "invalid",
+    "denied",
+    "no such",
+    "garbage",
+    "require",
+    "cannot",
+    "can't",
+    "failed",
+)
+
+
 def _check(answer: str, ignore: tuple[str, ...] = ()) -> None:
     lowered = answer.lower()
     for phrase in ignore:
         lowered = lowered.replace(phrase, "")
-    if any(marker in lowered for marker in ("unknown", "error", "not found", "invalid", "denied")):
+    if any(marker in lowered for marker in REFUSALS):
         raise RuntimeUnavailable(f"HAProxy refused the command: {answer.strip()[:200]}")
