@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -226,6 +227,88 @@ def journal_export(
     click.echo(f"exported {count} records; chain verified over {verified}", err=True)
     if broken:
         raise click.ClickException(f"journal broken at {broken.segment} line {broken.line}: {broken.why}")
+
+
+@main.group("posture")
+def posture_group() -> None:
+    """Show or set each protocol's posture on a running server."""
+
+
+url_option = click.option("--url", default=None, help="Server URL (default from [server]).")
+
+
+def _client(config: str | None, data_dir: str | None, url: str | None) -> Any:
+    from rempart.client import Client, ClientError
+
+    settings = _settings(config)
+    try:
+        return Client.for_settings(settings, _data_dir(settings, data_dir), url)
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@posture_group.command("show")
+@config_option
+@data_dir_option
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def posture_show(config: str | None, data_dir: str | None, url: str | None, as_json: bool) -> None:
+    """Posture, anomaly score and the detector's figures per protocol."""
+    from rempart.client import ClientError
+
+    try:
+        doc = _client(config, data_dir, url).call("GET", "/v1/posture")["posture"]
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"{'protocol':<9} {'posture':<8} {'score':>6}  set by   figures (per minute)")
+    for name, info in doc.items():
+        figures = info["figures"]
+        shown = ", ".join(f"{k}={v}" for k, v in figures.items()
+                          if k in ("attempts", "failures", "unfamiliar_failures", "failing_ips"))
+        by = "operator" if info["manual"] else "detector"
+        click.echo(f"{name:<9} {info['level']:<8} {info['score']:>6}  {by:<8} {shown}")
+
+
+@posture_group.command("set")
+@click.argument("protocol")
+@click.argument("level")
+@click.option("--reason", required=True, help="Why (journaled, shown to operators).")
+@click.option("--ttl", default="0", help="Hold for this long (e.g. 2h), then let the detector "
+              "decide again; 0 holds until changed.")
+@config_option
+@data_dir_option
+@url_option
+def posture_set(protocol: str, level: str, reason: str, ttl: str, config: str | None,
+                data_dir: str | None, url: str | None) -> None:
+    """Set PROTOCOL (imap, pop3, smtp, web, app, api) to LEVEL (normal, guarded, strict, closed)."""
+    from rempart.adapters.operator import PROTOCOLS
+    from rempart.client import ClientError
+    from rempart.engine.engine import POSTURES
+    from rempart.engine.policy import parse_duration
+
+    if protocol.lower() not in PROTOCOLS:
+        raise click.BadParameter(f"unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})",
+                                 param_hint="PROTOCOL")
+    if level.lower() not in POSTURES:
+        raise click.BadParameter(f"unknown level {level!r} (one of {', '.join(POSTURES)})",
+                                 param_hint="LEVEL")
+    if not reason.strip():
+        raise click.BadParameter("a reason is required", param_hint="--reason")
+    try:
+        seconds = parse_duration(ttl, "--ttl")
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--ttl: "), param_hint="--ttl") from None
+    body = {"protocol": protocol.lower(), "level": level.lower(), "reason": reason,
+            "ttl": seconds, "by": "cli:" + os.environ.get("USER", "operator")}
+    try:
+        result = _client(config, data_dir, url).call("POST", "/v1/posture", body)["posture"]
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{protocol.lower()}: {result['level']}"
+               + (f" for {ttl}" if seconds else " until changed"))
 
 
 def _register_optional_groups() -> None:

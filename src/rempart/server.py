@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from rempart import __version__
 from rempart.adapters.auth import BasicAuth
 from rempart.adapters.native import NativeApi
+from rempart.adapters.operator import OperatorApi
 from rempart.adapters.wforce import WforceApi
 from rempart.config import Settings
 from rempart.engine.engine import Engine
@@ -25,6 +26,7 @@ from rempart.httpserver import HttpApp, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Protocol
 from rempart.ops import metrics
 from rempart.ops.journal import Journal
+from rempart.ops.webhooks import WebhookSender, parse_webhooks
 from rempart.state.sqlite import SqliteStore
 
 log = logging.getLogger("rempart")
@@ -79,6 +81,8 @@ class Service:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.started = time.time()
+        if leaks is None:
+            leaks = open_leak_corpus(settings, self.data_dir)
         self.engine = Engine(settings, leaks)
         self.leaks = leaks
         self.pw_key = load_key(self.data_dir, "fingerprint.key")
@@ -94,6 +98,10 @@ class Service:
             self.journal.start()
             self.engine.listeners.append(self.journal.listener)
         self.engine.listeners.append(self._persist)
+        campaign = settings.raw.get("campaign", {})
+        self.webhooks = WebhookSender(parse_webhooks(campaign.get("webhooks")))
+        if self.webhooks.hooks:
+            self.engine.listeners.append(self.webhooks.listener)
         self.auth = BasicAuth(api_password)
         self.app: HttpApp | None = None
         self.extra_collectors: list[Any] = []
@@ -111,6 +119,8 @@ class Service:
             level = self.store.get_setting(f"posture.{protocol.value}")
             if level:
                 self.engine.postures[protocol] = level
+                if self.engine.campaign is not None:
+                    self.engine.campaign.restore(protocol.value, level)
 
     def _persist(self, kind: str, now: float, data: dict[str, Any]) -> None:
         if kind == "list_add":
@@ -139,7 +149,14 @@ class Service:
         attempt.pwhash = hashlib.blake2b(material, key=self.pw_key, digest_size=8).hexdigest()
         fingerprint = getattr(self.leaks, "fingerprint_password", None)
         if fingerprint is not None:
-            fingerprint(attempt, password)
+            found = fingerprint(attempt.login, password)
+            attempt.pair_fingerprint = found.pair_fingerprint
+            attempt.password_popular = found.password_popular
+
+    def journal_event(self, kind: str, data: dict[str, Any]) -> None:
+        """Journal an operator-side event that does not pass through the engine."""
+        if self.journal is not None:
+            self.journal.append(kind, time.time(), data)
 
     def stats(self) -> dict[str, Any]:
         e = self.engine
@@ -161,6 +178,7 @@ class Service:
         router = Router()
         WforceApi(self).mount(router)
         NativeApi(self).mount(router)
+        OperatorApi(self).mount(router)
         registry = metrics.make_registry(self, self.extra_collectors)
 
         def scrape(request: Request) -> Response:
@@ -188,14 +206,42 @@ class Service:
             loop.add_signal_handler(sig, stop.set)
         if ready is not None:
             ready.set()
+        housekeeping = asyncio.ensure_future(self._housekeeping())
         await stop.wait()
+        housekeeping.cancel()
         await self.app.stop()
         self.close()
 
+    async def _housekeeping(self) -> None:
+        """Once a second: close campaign-detector ticks; every 30 s: pick up a new leak ingest."""
+        loop = asyncio.get_running_loop()
+        beat = 0
+        while True:
+            await asyncio.sleep(1.0)
+            beat += 1
+            self.engine.tick()
+            reload = getattr(self.leaks, "reload", None)
+            if reload is not None and beat % 30 == 0:
+                try:
+                    await loop.run_in_executor(None, reload)
+                except Exception:
+                    log.exception("leak corpus reload failed; keeping the loaded one")
+
     def close(self) -> None:
+        self.webhooks.close()
         if self.journal is not None:
             self.journal.close()
         self.store.close()
+
+
+def open_leak_corpus(settings: Settings, data_dir: Path) -> LeakOracle | None:
+    """The leak corpus of this data directory (empty until `rempart leaks ingest` fills it)."""
+    try:
+        from rempart.breach.corpus import LeakCorpus
+        from rempart.breach.settings import settings_from_mapping
+    except ImportError:  # the breach extras are not installed
+        return None
+    return LeakCorpus(data_dir, settings_from_mapping(settings.raw))
 
 
 def run(settings: Settings, data_dir: str, host: str, port: int) -> None:

@@ -7,6 +7,7 @@ waits on disk or network.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import tomllib
@@ -16,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from rempart.config import Settings
+from rempart.engine.campaign import CampaignDetector, CampaignSettings
 from rempart.engine.distinct import Sketch, item_hash
 from rempart.engine.familiarity import Familiarity
 from rempart.engine.keys import device_key, net_keys
@@ -79,6 +81,10 @@ class Engine:
         self.reports = [0, 0]  # failures, successes
         self.reason_counts: dict[str, int] = {}
         self.evictions = 0
+        self.campaign_settings = CampaignSettings.from_table(settings.raw.get("campaign", {}))
+        self.campaign = (
+            CampaignDetector(self.campaign_settings) if self.campaign_settings.enabled else None
+        )
 
     @classmethod
     def in_memory(cls, settings: Settings | None = None, leaks: LeakOracle | None = None) -> Engine:
@@ -226,6 +232,25 @@ class Engine:
             if established and state.established is not None:
                 state.established.add(login_hash, sbucket, self.ssize)
         self.reports[1 if outcome.success else 0] += 1
+        if self.campaign is not None:
+            familiar = True
+            if not outcome.success:
+                fam = self.familiarity
+                familiar = fam.familiar(attempt.login, "n" + net.subnet, now) or bool(
+                    device and fam.familiar(attempt.login, "d" + device, now)
+                )
+            changes = self.campaign.observe(
+                attempt.protocol.value,
+                now,
+                not outcome.success,
+                outcome.unknown_login,
+                familiar,
+                self.leaks.leaked_pair(attempt),
+                net.ip,
+                net.subnet,
+            )
+            if changes:
+                self._apply_detector(changes, now)
         if self.listeners:
             self._emit("report", now, {"attempt": attempt, "outcome": outcome})
 
@@ -264,6 +289,38 @@ class Engine:
             self._emit("list_del", now, {"list": which, "entry": found, "by": by})
         return found
 
+    def _apply_detector(self, changes: list[tuple[str, str, str]], now: float) -> None:
+        assert self.campaign is not None
+        for protocol_name, before, after in changes:
+            protocol = Protocol.parse(protocol_name)
+            figures = dict(self.campaign.state(protocol_name).figures)
+            if after == "normal":
+                self.postures.pop(protocol, None)
+            else:
+                self.postures[protocol] = after
+            rising = POSTURES.index(after) > POSTURES.index(before)
+            self._emit(
+                "posture",
+                now,
+                {
+                    "protocol": protocol_name,
+                    "from": before,
+                    "to": after,
+                    "by": "detector",
+                    "reason": "campaign detected" if rising else "calm period elapsed",
+                    "ttl": 0,
+                    "figures": figures,
+                },
+            )
+
+    def tick(self, now: float | None = None) -> None:
+        """Let the campaign detector close elapsed ticks (a timer calls this every second)."""
+        if self.campaign is not None:
+            now = time.time() if now is None else now
+            changes = self.campaign.tick(now)
+            if changes:
+                self._apply_detector(changes, now)
+
     def set_posture(
         self,
         protocol: Protocol,
@@ -271,12 +328,20 @@ class Engine:
         by: str,
         reason: str,
         now: float | None = None,
-        figures: dict[str, Any] | None = None,
+        ttl: float = 0.0,
     ) -> None:
+        """An operator's posture: it holds for `ttl` seconds (0: until changed), then the
+        detector takes over again. Journaled with who, why and the detector's figures."""
         if level not in POSTURES:
             raise ValueError(f"unknown posture {level!r} (one of {', '.join(POSTURES)})")
+        if ttl < 0:
+            raise ValueError("a posture's ttl must not be negative")
         now = time.time() if now is None else now
         before = self.posture_of(protocol)
+        figures: dict[str, Any] = {}
+        if self.campaign is not None:
+            self.campaign.set_manual(protocol.value, level, now + ttl if ttl else math.inf)
+            figures = dict(self.campaign.state(protocol.value).figures)
         if level == "normal":
             self.postures.pop(protocol, None)
         else:
@@ -290,7 +355,8 @@ class Engine:
                 "to": level,
                 "by": by,
                 "reason": reason,
-                "figures": figures or {},
+                "ttl": ttl,
+                "figures": figures,
             },
         )
 

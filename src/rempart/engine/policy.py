@@ -81,7 +81,10 @@ def parse_duration(text: str | int | float, where: str) -> float:
         if text < 0:
             raise ConfigError(f"{where}: duration must not be negative")
         return float(text)
-    match = _WINDOW.match(str(text))
+    text = str(text).strip()
+    if text.lstrip("-").replace(".", "", 1).isdigit():
+        return parse_duration(float(text), where)
+    match = _WINDOW.match(text)
     if not match:
         raise ConfigError(f"{where}: bad duration {text!r} (use e.g. '30s', '10m', '1h')")
     return float(match.group(1)) * _UNITS[match.group(2)]

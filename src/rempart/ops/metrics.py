@@ -61,6 +61,22 @@ class EngineCollector(Collector):
         for protocol in Protocol:
             posture.add_metric([protocol.value], POSTURE_LEVEL[e.posture_of(protocol)])
         yield posture
+        if e.campaign is not None:
+            score = GaugeMetricFamily(
+                "rempart_anomaly_score", "Campaign detector anomaly score", labels=["protocol"]
+            )
+            figure = GaugeMetricFamily(
+                "rempart_campaign_figure",
+                "The campaign detector's figures over the last minute",
+                labels=["protocol", "figure"],
+            )
+            for name, info in sorted(e.campaign.snapshot().items()):
+                score.add_metric([name], info["score"])
+                for key, value in sorted(info["figures"].items()):
+                    if key != "score":
+                        figure.add_metric([name, key], value)
+            yield score
+            yield figure
         yield CounterMetricFamily(
             "rempart_journal_records",
             "Journal records written",

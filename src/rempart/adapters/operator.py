@@ -1,0 +1,106 @@
+"""Operator and account endpoints of the native API: posture, password changes, password checks.
+
+GET  /v1/posture                              postures, anomaly scores and figures
+POST /v1/posture                              {protocol, level, reason, ttl?}
+POST /v1/accounts/{login}/password-changed    lifts an exposed account's restriction
+POST /v1/password-check                       {login, password} → leaked? popular? strength
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from rempart.adapters.fields import json_object, login_field, text
+from rempart.config import ConfigError
+from rempart.engine.engine import POSTURES
+from rempart.engine.keys import KeyError_, canonical_login
+from rempart.engine.policy import parse_duration
+from rempart.httpserver import HTTPError, Request, Response, Router, json_response
+from rempart.model import Protocol
+
+if TYPE_CHECKING:
+    from rempart.server import Service
+
+PROTOCOLS = tuple(p.value for p in Protocol if p is not Protocol.OTHER)
+
+
+class OperatorApi:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.engine = service.engine
+
+    def mount(self, router: Router) -> None:
+        router.add("GET", "/v1/posture", self.get_posture)
+        router.add("POST", "/v1/posture", self.set_posture)
+        router.add("POST", "/v1/accounts/*", self.account_action)
+        router.add("POST", "/v1/password-check", self.password_check)
+
+    def posture_document(self) -> dict[str, Any]:
+        e = self.engine
+        detector = e.campaign.snapshot() if e.campaign is not None else {}
+        out: dict[str, Any] = {}
+        for name in PROTOCOLS:
+            info = detector.get(name, {})
+            until = info.get("manual_until")
+            out[name] = {
+                "level": e.posture_of(Protocol(name)),
+                "score": info.get("score", 0.0),
+                "figures": info.get("figures", {}),
+                "manual_until": None if until in (None, float("inf")) else until,
+                "manual": until is not None,
+            }
+        return out
+
+    def get_posture(self, request: Request) -> Response:
+        self.service.auth.check(request)
+        return json_response({"posture": self.posture_document()})
+
+    def set_posture(self, request: Request) -> Response:
+        self.service.auth.check(request)
+        data = json_object(request)
+        protocol = text(data, "protocol", required=True, limit=16).lower()
+        level = text(data, "level", required=True, limit=16).lower()
+        reason = text(data, "reason", required=True, limit=500).strip()
+        by = text(data, "by", limit=100) or "api"
+        if protocol not in PROTOCOLS:
+            raise HTTPError(400, f"unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})")
+        if level not in POSTURES:
+            raise HTTPError(400, f"unknown level {level!r} (one of {', '.join(POSTURES)})")
+        if not reason:
+            raise HTTPError(400, "a reason is required")
+        ttl_raw = data.get("ttl", 0)
+        try:
+            ttl = parse_duration(ttl_raw, "ttl")
+        except ConfigError as exc:
+            raise HTTPError(400, str(exc)) from None
+        self.engine.set_posture(Protocol(protocol), level, by, reason, ttl=ttl)
+        self.service.flush()
+        return json_response({"posture": self.posture_document()[protocol]})
+
+    def _corpus(self) -> Any:
+        if self.service.leaks is None:
+            raise HTTPError(404, "no leak corpus on this node")
+        return self.service.leaks
+
+    def account_action(self, request: Request) -> Response:
+        self.service.auth.check(request)
+        raw, _, action = request.params["rest"].rpartition("/")
+        if action != "password-changed" or not raw:
+            raise HTTPError(404, "use POST /v1/accounts/{login}/password-changed")
+        try:
+            login = canonical_login(unquote(raw), self.service.settings.logins)
+        except KeyError_ as exc:
+            raise HTTPError(400, str(exc)) from None
+        lifted = self._corpus().password_changed(login)
+        self.service.journal_event("password_changed", {"login": login, "lifted": lifted})
+        return json_response({"login": login, "restriction_lifted": lifted})
+
+    def password_check(self, request: Request) -> Response:
+        self.service.auth.check(request)
+        data = json_object(request)
+        login = login_field(data, "login", self.service.settings.logins)
+        password = data.get("password")
+        if not isinstance(password, str) or not password or len(password) > 1024:
+            raise HTTPError(400, "field 'password' must be a non-empty string (<= 1024 chars)")
+        return json_response(self._corpus().password_check(login, password))

@@ -1,0 +1,326 @@
+"""Campaign detection: per-protocol live baselines, an anomaly score, and a graded posture.
+
+Every reported attempt feeds its protocol's current tick (10 s by default): attempts, failures,
+unknown-login failures, failures from networks unfamiliar to the account, leaked-pair hits, and
+distinct failing source IPs / subnets (linear-counting sketches). When a tick closes, the last
+minute's figures are compared with an adaptive baseline — an exponentially weighted mean and
+variance per figure, learned only while the protocol is calm, with a separate profile per hour
+of the day once that hour has been seen on earlier days — giving a z-score per figure. The
+anomaly score is the largest z-score among the failure figures (volume alone never scores: a
+surge of successful reconnects after an outage is not an attack), and only counts once failures
+pass an absolute floor. Hysteresis moves the posture normal → guarded → strict when the score
+stays above a threshold for consecutive ticks, and back down one level after a calm period.
+`closed` is reached only if an operator sets it or the configuration allows it explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from rempart.engine.distinct import Sketch, item_hash
+
+LEVELS = ("normal", "guarded", "strict", "closed")
+FIGURES = (
+    "attempts",
+    "failures",
+    "unknown",
+    "unfamiliar_failures",
+    "leaked",
+    "failing_ips",
+    "failing_subnets",
+    "failure_ratio",
+)
+# The figures that can raise the score (per minute, except the ratio).
+SCORED = (
+    "failures",
+    "unknown",
+    "unfamiliar_failures",
+    "leaked",
+    "failing_ips",
+    "failing_subnets",
+    "failure_ratio",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSettings:
+    enabled: bool = True
+    tick_seconds: float = 10.0
+    window_ticks: int = 6  # the minute the figures are measured over
+    half_life_minutes: float = 60.0  # of the baseline's mean and variance
+    warmup_minutes: float = 10.0  # no posture change before the baseline has seen this much
+    min_failures_per_minute: float = 20.0  # absolute floor before anything scores
+    guarded_score: float = 6.0
+    strict_score: float = 12.0
+    closed_score: float = 40.0
+    consecutive_ticks: int = 2
+    calm_minutes: float = 15.0  # below `calm_score` this long → one level down
+    calm_score: float = 3.0
+    allow_auto_close: bool = False
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> CampaignSettings:
+        from rempart.config import ConfigError
+
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(table) - known - {"webhooks"}
+        if unknown:
+            raise ConfigError(f"[campaign] unknown key(s) {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for name in known & set(table):
+            default = getattr(cls(), name)
+            value = table[name]
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"[campaign] {name}: expected true or false")
+            elif isinstance(default, int | float):
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    raise ConfigError(f"[campaign] {name}: expected a positive number")
+                value = type(default)(value)
+            values[name] = value
+        made = cls(**values)
+        if not made.guarded_score < made.strict_score < made.closed_score:
+            raise ConfigError("[campaign] scores must rise: guarded < strict < closed")
+        return made
+
+
+class _Tick:
+    __slots__ = ("attempts", "failures", "leaked", "unfamiliar_failures", "unknown")
+
+    def __init__(self) -> None:
+        self.attempts = self.failures = self.unknown = 0
+        self.unfamiliar_failures = self.leaked = 0
+
+
+class _Baseline:
+    """EWMA mean and variance of one figure; per hour of day once an hour has history."""
+
+    __slots__ = ("hourly", "mean", "samples", "var")
+
+    def __init__(self) -> None:
+        self.mean = 0.0
+        self.var = 0.0
+        self.samples = 0
+        self.hourly: dict[int, tuple[float, float, int]] = {}
+
+    def learn(self, value: float, alpha: float, hour: int) -> None:
+        self.samples += 1
+        if self.samples == 1:
+            self.mean = value
+        else:
+            delta = value - self.mean
+            self.mean += alpha * delta
+            self.var = (1 - alpha) * (self.var + alpha * delta * delta)
+        mean, var, n = self.hourly.get(hour, (value, 0.0, 0))
+        delta = value - mean
+        self.hourly[hour] = (
+            mean + alpha * delta,
+            (1 - alpha) * (var + alpha * delta * delta),
+            n + 1,
+        )
+
+    def z(self, value: float, hour: int, per_day_samples: int) -> float:
+        mean, var = self.mean, self.var
+        hourly = self.hourly.get(hour)
+        # An hour's own profile counts once it holds more than a day's worth of that hour.
+        if hourly is not None and hourly[2] > per_day_samples:
+            mean, var = max(mean, hourly[0]), max(var, hourly[1])
+        # Counts are at least Poisson-noisy: never divide by less than sqrt(mean) (or 1).
+        spread = max(math.sqrt(var), math.sqrt(max(mean, 1.0)))
+        return (value - mean) / spread
+
+
+@dataclass(slots=True)
+class ProtocolState:
+    level: str = "normal"
+    score: float = 0.0
+    above: int = 0
+    calm_since: float | None = None
+    manual_until: float = 0.0  # an operator's setting holds until then (inf: until changed)
+    figures: dict[str, float] = field(default_factory=dict)
+    ticks: deque[_Tick] = field(default_factory=deque)
+    ips: Sketch | None = None
+    subnets: Sketch | None = None
+    baselines: dict[str, _Baseline] = field(default_factory=dict)
+    tick_index: int = -1
+    learned_ticks: int = 0
+
+
+class CampaignDetector:
+    """One detector for all protocols; `observe` is O(1) and does no I/O."""
+
+    def __init__(self, settings: CampaignSettings) -> None:
+        self.settings = settings
+        self.protocols: dict[str, ProtocolState] = {}
+        self.alpha = 1 - 0.5 ** (settings.tick_seconds / (settings.half_life_minutes * 60))
+        self.ticks_per_day = int(86400 / settings.tick_seconds / 24)
+
+    def state(self, protocol: str) -> ProtocolState:
+        st = self.protocols.get(protocol)
+        if st is None:
+            size = self.settings.window_ticks
+            st = self.protocols[protocol] = ProtocolState(ips=Sketch(size), subnets=Sketch(size))
+            st.baselines = {f: _Baseline() for f in FIGURES}
+        return st
+
+    def observe(
+        self,
+        protocol: str,
+        now: float,
+        failed: bool,
+        unknown: bool,
+        familiar: bool,
+        leaked: bool,
+        ip: str,
+        subnet: str,
+    ) -> list[tuple[str, str, str]]:
+        """Count one reported attempt; returns posture changes (protocol, from, to) if a tick
+        closed."""
+        st = self.state(protocol)
+        changes = self._roll(protocol, st, now)
+        tick = st.ticks[-1]
+        tick.attempts += 1
+        if failed:
+            tick.failures += 1
+            if unknown:
+                tick.unknown += 1
+            if not familiar:
+                tick.unfamiliar_failures += 1
+            size = self.settings.window_ticks
+            st.ips.add(item_hash(ip), st.tick_index, size)  # type: ignore[union-attr]
+            st.subnets.add(item_hash(subnet), st.tick_index, size)  # type: ignore[union-attr]
+        if leaked:
+            tick.leaked += 1
+        return changes
+
+    def tick(self, now: float) -> list[tuple[str, str, str]]:
+        """Close elapsed ticks of every protocol (called by a timer when traffic is quiet)."""
+        changes: list[tuple[str, str, str]] = []
+        for protocol, st in self.protocols.items():
+            changes += self._roll(protocol, st, now)
+        return changes
+
+    def _roll(self, protocol: str, st: ProtocolState, now: float) -> list[tuple[str, str, str]]:
+        index = int(now // self.settings.tick_seconds)
+        if index <= st.tick_index:
+            return []
+        changes: list[tuple[str, str, str]] = []
+        if st.tick_index >= 0:
+            elapsed = index - st.tick_index
+            if elapsed > self.settings.window_ticks + 1:
+                # A long quiet gap: close the last busy tick, then score only the final
+                # window's worth of empty ticks.
+                change = self._close(protocol, st, st.tick_index)
+                if change:
+                    changes.append(change)
+                st.ticks.clear()
+                st.ticks.append(_Tick())
+                elapsed = self.settings.window_ticks
+            for step in range(elapsed):
+                change = self._close(protocol, st, index - elapsed + step)
+                if change:
+                    changes.append(change)
+                if step < elapsed - 1:
+                    st.ticks.append(_Tick())
+                    self._trim(st)
+        st.tick_index = index
+        st.ticks.append(_Tick())
+        self._trim(st)
+        return changes
+
+    def _trim(self, st: ProtocolState) -> None:
+        while len(st.ticks) > self.settings.window_ticks:
+            st.ticks.popleft()
+
+    def _close(self, protocol: str, st: ProtocolState, closing: int) -> tuple[str, str, str] | None:
+        s = self.settings
+        ticks = list(st.ticks)
+        minutes = len(ticks) * s.tick_seconds / 60
+        attempts = sum(t.attempts for t in ticks)
+        failures = sum(t.failures for t in ticks)
+        size = s.window_ticks
+        figures = {
+            "attempts": attempts / minutes,
+            "failures": failures / minutes,
+            "unknown": sum(t.unknown for t in ticks) / minutes,
+            "unfamiliar_failures": sum(t.unfamiliar_failures for t in ticks) / minutes,
+            "leaked": sum(t.leaked for t in ticks) / minutes,
+            "failing_ips": st.ips.estimate(size, closing, size) / minutes,  # type: ignore[union-attr]
+            "failing_subnets": st.subnets.estimate(size, closing, size) / minutes,  # type: ignore[union-attr]
+            "failure_ratio": 100.0 * failures / attempts if attempts else 0.0,
+        }
+        hour = int((closing * s.tick_seconds) // 3600) % 24
+        warm = st.learned_ticks * s.tick_seconds >= s.warmup_minutes * 60
+        score = 0.0
+        if warm and figures["failures"] >= s.min_failures_per_minute:
+            score = max(st.baselines[f].z(figures[f], hour, self.ticks_per_day) for f in SCORED)
+        st.score = max(score, 0.0)
+        st.figures = {k: round(v, 2) for k, v in figures.items()}
+        st.figures["score"] = round(st.score, 2)
+        # Learn only from calm periods, so an attack never becomes the new normal.
+        if st.level == "normal" and st.score < s.guarded_score:
+            for name, value in figures.items():
+                st.baselines[name].learn(value, self.alpha, hour)
+            st.learned_ticks += 1
+        return self._move(protocol, st, closing * s.tick_seconds)
+
+    def _move(self, protocol: str, st: ProtocolState, now: float) -> tuple[str, str, str] | None:
+        s = self.settings
+        if st.manual_until and now < st.manual_until:
+            return None
+        st.manual_until = 0.0
+        target = "normal"
+        if st.score >= s.closed_score and s.allow_auto_close:
+            target = "closed"
+        elif st.score >= s.strict_score:
+            target = "strict"
+        elif st.score >= s.guarded_score:
+            target = "guarded"
+        current = LEVELS.index(st.level)
+        wanted = LEVELS.index(target)
+        if wanted > current:
+            st.above += 1
+            st.calm_since = None
+            if st.above >= s.consecutive_ticks:
+                st.above = 0
+                before, st.level = st.level, target
+                return protocol, before, target
+            return None
+        st.above = 0
+        if current == 0:
+            return None
+        if st.score >= s.calm_score:
+            st.calm_since = None
+            return None
+        if st.calm_since is None:
+            st.calm_since = now
+        if now - st.calm_since >= s.calm_minutes * 60:
+            st.calm_since = now
+            before, st.level = st.level, LEVELS[current - 1]
+            return protocol, before, st.level
+        return None
+
+    def set_manual(self, protocol: str, level: str, until: float) -> None:
+        st = self.state(protocol)
+        st.level = level
+        st.manual_until = until
+        st.above = 0
+        st.calm_since = None
+
+    def restore(self, protocol: str, level: str) -> None:
+        """Resume a posture kept across a restart; the detector may lower it after calm."""
+        self.state(protocol).level = level
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {
+            p: {
+                "level": st.level,
+                "score": round(st.score, 2),
+                "figures": dict(st.figures),
+                "manual_until": st.manual_until or None,
+            }
+            for p, st in self.protocols.items()
+        }

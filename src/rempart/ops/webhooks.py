@@ -1,0 +1,119 @@
+"""Webhooks: posture changes (and other chosen events) POSTed as signed JSON, off the hot path.
+
+Configured as `[[campaign.webhooks]] url = "...", secret = "...", events = ["posture"]`. The body
+is signed like wforce's webhooks: HMAC-SHA256 of the body with the secret, base64, in
+`X-Wforce-Signature` (and the same value in `X-Rempart-Signature`). Deliveries run on a
+background thread with retries; a slow receiver never delays a decision.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from rempart.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    url: str
+    secret: str
+    events: frozenset[str]
+
+
+def parse_webhooks(table: Any) -> list[Webhook]:
+    if table is None:
+        return []
+    if not isinstance(table, list):
+        raise ConfigError("[[campaign.webhooks]] must be an array of tables")
+    hooks = []
+    for i, item in enumerate(table):
+        where = f"[[campaign.webhooks]] #{i + 1}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table")
+        url, secret = item.get("url"), item.get("secret", "")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where} url: an http(s) URL is required")
+        if not isinstance(secret, str):
+            raise ConfigError(f"{where} secret: must be a string")
+        events = item.get("events", ["posture"])
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+            raise ConfigError(f"{where} events: must be a list of event names")
+        hooks.append(Webhook(url, secret, frozenset(events)))
+    return hooks
+
+
+def sign(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+class WebhookSender:
+    def __init__(self, hooks: list[Webhook], attempts: int = 3, timeout: float = 5.0) -> None:
+        self.hooks = hooks
+        self.attempts = attempts
+        self.timeout = timeout
+        self.sent = 0
+        self.failed = 0
+        self._queue: queue.SimpleQueue[tuple[Webhook, bytes] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="rempart-webhooks", daemon=True)
+        self._thread.start()
+
+    def listener(self, kind: str, now: float, data: dict[str, Any]) -> None:
+        for hook in self.hooks:
+            if kind in hook.events:
+                body = json.dumps(
+                    {"type": kind, "ts": now, **_plain(data)}, separators=(",", ":")
+                ).encode()
+                self._queue.put((hook, body))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            hook, body = item
+            self._deliver(hook, body)
+
+    def _deliver(self, hook: Webhook, body: bytes) -> None:
+        signature = sign(hook.secret, body)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Wforce-Signature": signature,
+            "X-Rempart-Signature": signature,
+            "User-Agent": "rempart-webhook",
+        }
+        for attempt in range(self.attempts):
+            request = urllib.request.Request(hook.url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+                    if 200 <= resp.status < 300:
+                        self.sent += 1
+                        return
+            except (urllib.error.URLError, OSError) as exc:
+                log.warning("webhook %s failed (try %d): %s", hook.url, attempt + 1, exc)
+            time.sleep(0.5 * 2**attempt)
+        self.failed += 1
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in data.items()
+        if isinstance(v, str | int | float | bool | dict | list) or v is None
+    }
