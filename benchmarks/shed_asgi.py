@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
 
-from rempart.shed.bench.asgi_experiment import run
+from rempart.shed.bench.asgi_experiment import ASGI_LOAD, run
 from rempart.shed.bench.doc import update_subsection
-from rempart.shed.bench.experiment import Load
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shed_haproxy import rows
@@ -27,10 +27,20 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--flood-seconds", type=float, default=20.0)
-    parser.add_argument("--flood-rps", type=float, default=Load.flood_rps)
+    parser.add_argument("--work", type=float, default=ASGI_LOAD.work, help="seconds per request")
+    parser.add_argument("--flood-rps", type=float, default=ASGI_LOAD.flood_rps)
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
-    load = Load(flood_seconds=args.flood_seconds, flood_rps=args.flood_rps, baseline_seconds=5)
+    capacity_rps = ASGI_LOAD.capacity / args.work
+    load = replace(
+        ASGI_LOAD,
+        work=args.work,
+        flood_seconds=args.flood_seconds,
+        flood_rps=args.flood_rps,
+        critical_plus_rps=0.1 * capacity_rps,
+        critical_rps=0.2 * capacity_rps,
+        baseline_seconds=5,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         on = run(Path(tmp) / "on", load, enforce=True)
         off = run(Path(tmp) / "off", load, enforce=False)
@@ -62,7 +72,7 @@ def main() -> None:
         DOC,
         "ASGI middleware",
         f"Command: `python benchmarks/shed_asgi.py --flood-seconds {args.flood_seconds:g} "
-        f"--flood-rps {args.flood_rps:g}` (Python {sys.version.split()[0]}, 2 cores shared by "
+        f"--work {args.work:g} --flood-rps {args.flood_rps:g}` (Python {sys.version.split()[0]}, 2 cores shared by "
         "the server and the load generators).\n\n" + text,
     )
 

@@ -13,7 +13,7 @@ from rempart.shed.controller import Controller
 from rempart.shed.runtime import HAProxyRuntime
 from tests.conftest import need
 
-pytestmark = [pytest.mark.haproxy, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.haproxy, pytest.mark.timeout(60)]
 
 
 def require_haproxy() -> None:
@@ -26,14 +26,14 @@ def require_haproxy() -> None:
 
 def test_critical_routes_survive_a_flood_with_shedding(tmp_path: Path) -> None:
     require_haproxy()
-    load = Load(flood_rps=5000, baseline_seconds=2, flood_seconds=8)  # 10x the 500 req/s capacity
+    load = Load(baseline_seconds=2, flood_seconds=6)  # 2500 req/s: 10x the 250 req/s capacity
+    assert load.flood_rps >= 10 * load.capacity_rps
     result = run(tmp_path / "on", load, enforce=True)
     flood = result["flood"]
-    for name in ("critical_plus", "critical"):
-        assert flood[name]["sent"] > 0.9 * load.flood_seconds * (
-            load.critical_plus_rps if name == "critical_plus" else load.critical_rps
-        )
-        assert flood[name]["success_ratio"] >= 0.999, flood[name]
+    for name, rate in (("critical_plus", load.critical_plus_rps), ("critical", load.critical_rps)):
+        attempted = flood[name]["sent"] + flood[name]["unsent"]
+        assert attempted >= 0.9 * load.flood_seconds * rate, flood[name]
+        assert flood[name]["success_ratio"] >= 0.999, flood[name]  # over every attempt
     sheddable = flood["sheddable"]
     assert sheddable["shed"] > sheddable["ok"], sheddable  # the flood was refused, cleanly
     assert sheddable["failed"] < 0.02 * sheddable["sent"], sheddable

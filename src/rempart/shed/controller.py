@@ -160,7 +160,9 @@ class Controller:
             # Re-measuring the no-load RTT: the queue is ours, keep the shares as they are.
             shares = state.shares()
         else:
-            state.overloaded = state.queued > 0 or state.gradient < 1.0
+            # Latency alone is not overload: probe jitter on an idle upstream must not cut shares.
+            busy = state.inflight >= state.limit / 2
+            state.overloaded = state.queued > 0 or (state.gradient < 1.0 and busy)
             shares = decide_shares(
                 capacity,
                 {c: s.demand_rps for c, s in state.classes.items()},
