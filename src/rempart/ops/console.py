@@ -84,7 +84,8 @@ class Console:
         self.live = LiveStats(service.engine)
         self.hub = Hub(self.live, self.extras)
         self.status = StatusPage(service, settings, self.notices)
-        service.engine.listeners.append(self.live.listener)
+        if settings.dashboard:  # no dashboard: nothing on the decision path
+            service.engine.listeners.append(self.live.listener)
 
     def mount(self, router: Router) -> None:
         router.add("GET", "/status", self._public(self.status.html))

@@ -102,7 +102,7 @@ def _posture_panel(console: Console, session: Session) -> str:
             f'<span class="proto">{h(PROTOCOL_LABELS.get(protocol, protocol))}</span>'
             f'<span class="badge lvl-{h(level)}" id="posture-{h(protocol)}">{h(level)}</span>'
             f'<select name="level" aria-label="new posture for {h(protocol)}">{options}</select>'
-            f'<input name="reason" placeholder="reason (required)" required maxlength="300" '
+            f'<input name="reason" placeholder="why? (required)" required maxlength="300" '
             f'aria-label="reason for {h(protocol)}">'
             '<button type="submit">Set</button></form>'
         )
@@ -175,7 +175,7 @@ def _features_panel(console: Console) -> str:
             except Exception:
                 counts = {}
         items = "".join(
-            f"<li>{h(k.replace('_', ' '))}: <b>{h(v)}</b></li>"
+            f"<li>{h(k.replace('_', ' '))}: <b>{h(_figure(v))}</b></li>"
             for k, v in counts.items()
             if isinstance(v, int | float)
         )
@@ -208,6 +208,12 @@ def _features_panel(console: Console) -> str:
     )
 
 
+def _figure(value: float) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:,}"
+
+
 def _notices_panel(console: Console, session: Session) -> str:
     current = console.notices.current()
     items = (
@@ -223,7 +229,7 @@ def _notices_panel(console: Console, session: Session) -> str:
     )
     levels = "".join(f'<option value="{lv}">{lv}</option>' for lv in LEVELS)
     return (
-        '<section class="panel" id="notices"><h2>Status page notices <a class="small-link" href="/status">open /status</a></h2>'
+        '<section class="panel span2" id="notices"><h2>Status page notices <a class="small-link" href="/status">open /status</a></h2>'
         f'<ul class="facts">{items}</ul>'
         f'<form method="post" action="/ops/notices" class="stack">{_csrf(session)}'
         f'<div class="inline"><select name="service" aria-label="service">{services}</select>'
@@ -263,7 +269,7 @@ def render(console: Console, session: Session, query: dict[str, str]) -> str:
         f'<form method="post" action="/ops/logout">{_csrf(session)}<button class="small" type="submit">Sign out</button></form>'
         "</header><main class=grid>"
         + alert
-        + f'<section class="panel wide" id="charts"><h2>Live traffic <small>last 5 minutes</small></h2><div class="charts">{charts}</div></section>'
+        + f'<section class="panel wide" id="charts"><h2>Live traffic <small>up to the last 5 minutes, updated every second</small></h2><div class="charts">{charts}</div></section>'
         + '<section class="panel wide" id="tops"><h2>Top sources and targets <small>refusals and failures, last 5 to 10 minutes</small></h2><div class="tops">'
         + _top_table("Source IPs", "top-ips", tops["ips"], "ip")
         + _top_table("Source subnets", "top-subnets", tops["subnets"], "subnet")
@@ -271,9 +277,9 @@ def render(console: Console, session: Session, query: dict[str, str]) -> str:
         + '</div><p class="hint">ASN: no ASN database is configured on this node.</p></section>'
         + _posture_panel(console, session)
         + _features_panel(console)
+        + f'<section class="panel" id="actions"><h2>Recent changes</h2><ul class="facts" id="action-list">{actions}</ul></section>'
         + _lists_panel(console, session)
         + _notices_panel(console, session)
-        + f'<section class="panel" id="actions"><h2>Recent changes</h2><ul class="facts" id="action-list">{actions}</ul></section>'
         + '<section class="panel" id="search"><h2>Journal search</h2><form method="get" action="/ops/journal" class="stack">'
         '<input name="login" placeholder="login" aria-label="login"><input name="ip" placeholder="IP" aria-label="IP">'
         '<div class="inline"><input name="since" placeholder="since (2h, ISO time)" aria-label="since">'

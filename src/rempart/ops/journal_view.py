@@ -17,7 +17,7 @@ from rempart.httpserver import HTTPError
 from rempart.ops import timeparse
 from rempart.ops.journal import Journal
 from rempart.ops.live import subnet_of
-from rempart.ops.report import bucket_width
+from rempart.ops.report import bucket_label, bucket_width
 from rempart.ops.svg import stacked_columns
 from rempart.ops.web import h, page, when
 
@@ -163,7 +163,7 @@ def render(q: Query, records: list[dict[str, Any]] | None, absent: str) -> str:
             [q.since + i * width for i in range(n)],
             width,
             series,
-            f"Decisions and failures per {width // 60} min",
+            f"Decisions and failures per {bucket_label(width)}",
         )
         rows = "".join(
             f"<tr><td>{h(when(r.get('ts')))}</td><td>{h(r.get('kind'))}</td><td>{h(r.get('protocol', ''))}</td>"

@@ -22,7 +22,16 @@ from rempart.ops.web import h, when
 
 VERDICTS = ("allow", "delay", "step_up", "deny")
 EXPOSURE_CODES = frozenset({"account_exposed", "leaked_pair", "account_restricted"})
-BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 86400)
+BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 86400)
+
+
+def bucket_label(width: int) -> str:
+    """`10 s`, `5 min`, `3 h`."""
+    if width < 60:
+        return f"{width} s"
+    if width < 3600:
+        return f"{width // 60} min"
+    return f"{width // 3600} h"
 
 
 def bucket_width(span: float) -> int:
@@ -236,13 +245,16 @@ def render(r: Report) -> str:
         f'<p class="integrity">{h(r.integrity)}</p></section>',
         '<section id="timeline"><h2>Timeline of attempts and verdicts</h2>'
         + stacked_columns(
-            starts, r.width, _columns(r, r.verdicts, VERDICTS), f"Verdicts per {r.width // 60} min"
+            starts,
+            r.width,
+            _columns(r, r.verdicts, VERDICTS),
+            f"Verdicts per {bucket_label(r.width)}",
         )
         + stacked_columns(
             starts,
             r.width,
             _columns(r, r.outcomes, ("failure", "success")),
-            f"Reported sign-ins per {r.width // 60} min",
+            f"Reported sign-ins per {bucket_label(r.width)}",
         )
         + "</section>",
         '<section id="protocols"><h2>Per protocol</h2>'
@@ -297,7 +309,7 @@ def render(r: Report) -> str:
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
         f"<title>{h(title)}</title><style>{css}</style></head><body><main>"
         f"<header><h1>{h(title)}</h1><p>Generated {h(when(r.generated))} from {r.records:,} journal "
-        f"records (UTC times, {r.width // 60}-minute buckets).</p></header>"
+        f"records (UTC times, {bucket_label(r.width)} buckets).</p></header>"
         + "".join(sections)
         + "</main></body></html>"
     )

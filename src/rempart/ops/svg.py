@@ -78,11 +78,12 @@ def stacked_columns(
                 out.append(
                     f'<rect x="{left + i * bw + 0.5:.1f}" y="{y:.1f}" width="{max(bw - 1, 0.8):.1f}" '
                     f'height="{bh:.1f}" fill="{color(name, j)}"><title>{h(name)}: {v:g} '
-                    f"at {h(time.strftime('%H:%M', time.gmtime(start)))}Z</title></rect>"
+                    f"at {h(time.strftime('%H:%M:%S', time.gmtime(start)))}Z</title></rect>"
                 )
         for i in sorted({0, n // 2, n - 1}):
             x = left + (i + 0.5) * bw
-            label = time.strftime("%m-%d %H:%M", time.gmtime(starts[i]))
+            fmt = "%H:%M:%S" if width_s < 60 else "%m-%d %H:%M"
+            label = time.strftime(fmt, time.gmtime(starts[i]))
             out.append(
                 f'<text x="{x:.1f}" y="{top + plot_h + 14}" font-size="10" text-anchor="middle" fill="#4a5568">{h(label)}Z</text>'
             )

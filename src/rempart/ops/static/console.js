@@ -3,7 +3,7 @@
 "use strict";
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
-  const WINDOW = 300; // seconds shown
+  const WINDOW = 300; // seconds kept; the charts show the last 60 to 300 seconds
   const COLORS = { allow: "#2f855a", delay: "#d69e2e", step_up: "#dd6b20", deny: "#c53030" };
   const PALETTE = ["#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b7791f", "#00838f", "#c53030", "#4a5568"];
   let history = [];
@@ -39,6 +39,8 @@
   function draw(box) {
     const kind = box.dataset.kind;
     const points = history.slice(-WINDOW);
+    const span = points.length > 1 ? points[points.length - 1].t - points[0].t : 0;
+    const shown = Math.min(WINDOW, Math.max(60, Math.ceil(span / 30) * 30));
     const names = [];
     const rows = points.map(function (p) {
       const v = extract[kind](p);
@@ -49,8 +51,8 @@
     else names.sort();
     const totals = {}; let total = 0; let peak = 0;
     rows.forEach(function (r) { names.forEach(function (n) { const v = r[n] || 0; totals[n] = (totals[n] || 0) + v; total += v; if (v > peak) peak = v; }); });
-    const W = 600, H = 170, L = 40, R = 8, T = 8, B = 22;
     const plot = box.querySelector(".plot");
+    const W = Math.max(240, plot.clientWidth || 600), H = 170, L = 40, R = 8, T = 8, B = 22;
     const svg = el("svg", { viewBox: "0 0 " + W + " " + H, role: "img" });
     const ymax = niceMax(peak);
     for (let k = 0; k <= 4; k++) {
@@ -60,11 +62,11 @@
       label.textContent = String(Math.round(ymax * k / 4 * 10) / 10);
     }
     const now = points.length ? points[points.length - 1].t : Date.now() / 1000;
-    const x = function (t) { return L + (W - L - R) * (1 - (now - t) / WINDOW); };
+    const x = function (t) { return L + (W - L - R) * (1 - (now - t) / shown); };
     const y = function (v) { return T + (H - T - B) * (1 - v / ymax); };
-    [WINDOW, WINDOW / 2, 0].forEach(function (ago) {
+    [shown, shown / 2, 0].forEach(function (ago) {
       const t = el("text", { x: x(now - ago), y: H - 6, "font-size": 10, fill: "#5a6473",
-        "text-anchor": ago === WINDOW ? "start" : ago === 0 ? "end" : "middle" }, svg);
+        "text-anchor": ago === shown ? "start" : ago === 0 ? "end" : "middle" }, svg);
       t.textContent = hhmmss(now - ago) + "Z";
     });
     names.forEach(function (n, i) {
@@ -85,7 +87,7 @@
     });
     if (!names.length) { const none = document.createElement("span"); none.textContent = "no traffic in this window"; legend.appendChild(none); }
     const tag = box.querySelector(".total");
-    tag.dataset.total = total; tag.textContent = total.toLocaleString() + " in 5 min";
+    tag.dataset.total = total; tag.textContent = total.toLocaleString() + " in " + (shown >= 120 ? shown / 60 + " min" : shown + " s");
   }
 
   function drawAll() { document.querySelectorAll(".chart-box").forEach(draw); }
