@@ -3,14 +3,20 @@
 Every reported attempt feeds its protocol's current tick (10 s by default): attempts, failures,
 unknown-login failures, failures from networks unfamiliar to the account, leaked-pair hits, and
 distinct failing source IPs / subnets (linear-counting sketches). When a tick closes, the last
-minute's figures are compared with an adaptive baseline — an exponentially weighted mean and
-variance per figure, learned only while the protocol is calm, with a separate profile per hour
-of the day once that hour has been seen on earlier days — giving a z-score per figure. The
-anomaly score is the largest z-score among the failure figures (volume alone never scores: a
-surge of successful reconnects after an outage is not an attack), and only counts once failures
-pass an absolute floor. Hysteresis moves the posture normal → guarded → strict when the score
-stays above a threshold for consecutive ticks, and back down one level after a calm period.
-`closed` is reached only if an operator sets it or the configuration allows it explicitly.
+minute is compared with an adaptive baseline of each figure's share of attempts — exponentially
+weighted mean and variance, learned only while the protocol is calm, with a profile per hour of
+the day once that hour has been seen on earlier days. The expected count is that share times
+the minute's attempts, and the z-score of the observed count is
+
+    z = (observed - expected) / sqrt(max(expected, 1) + (sd * attempts)^2)
+
+(Poisson noise plus the share's own variance). Volume alone therefore never scores — every
+client reconnecting after an outage raises attempts and failures together — while an attack adds
+failures, unfamiliar failures, unknown logins and failing sources out of proportion. The anomaly
+score is the largest z, and only counts once failures pass an absolute floor. Hysteresis moves
+the posture normal → guarded → strict when the score stays above a threshold for consecutive
+ticks, and back down one level after a calm period. `closed` is reached only if an operator sets
+it or the configuration allows it explicitly.
 """
 
 from __future__ import annotations
@@ -23,26 +29,8 @@ from typing import Any
 from rempart.engine.distinct import Sketch, item_hash
 
 LEVELS = ("normal", "guarded", "strict", "closed")
-FIGURES = (
-    "attempts",
-    "failures",
-    "unknown",
-    "unfamiliar_failures",
-    "leaked",
-    "failing_ips",
-    "failing_subnets",
-    "failure_ratio",
-)
-# The figures that can raise the score (per minute, except the ratio).
-SCORED = (
-    "failures",
-    "unknown",
-    "unfamiliar_failures",
-    "leaked",
-    "failing_ips",
-    "failing_subnets",
-    "failure_ratio",
-)
+# Counted per minute; each is also scored as a share of attempts.
+SCORED = ("failures", "unknown", "unfamiliar_failures", "leaked", "failing_ips", "failing_subnets")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +110,14 @@ class _Baseline:
             n + 1,
         )
 
-    def z(self, value: float, hour: int, per_day_samples: int) -> float:
+    def share(self, hour: int, per_day_samples: int) -> tuple[float, float]:
+        """(mean, standard deviation) of the share, the hour's profile where it has history."""
         mean, var = self.mean, self.var
         hourly = self.hourly.get(hour)
         # An hour's own profile counts once it holds more than a day's worth of that hour.
         if hourly is not None and hourly[2] > per_day_samples:
             mean, var = max(mean, hourly[0]), max(var, hourly[1])
-        # Counts are at least Poisson-noisy: never divide by less than sqrt(mean) (or 1).
-        spread = max(math.sqrt(var), math.sqrt(max(mean, 1.0)))
-        return (value - mean) / spread
+        return mean, math.sqrt(var)
 
 
 @dataclass(slots=True)
@@ -163,7 +150,7 @@ class CampaignDetector:
         if st is None:
             size = self.settings.window_ticks
             st = self.protocols[protocol] = ProtocolState(ips=Sketch(size), subnets=Sketch(size))
-            st.baselines = {f: _Baseline() for f in FIGURES}
+            st.baselines = {f: _Baseline() for f in SCORED}
         return st
 
     def observe(
@@ -242,28 +229,32 @@ class CampaignDetector:
         attempts = sum(t.attempts for t in ticks)
         failures = sum(t.failures for t in ticks)
         size = s.window_ticks
-        figures = {
-            "attempts": attempts / minutes,
-            "failures": failures / minutes,
-            "unknown": sum(t.unknown for t in ticks) / minutes,
-            "unfamiliar_failures": sum(t.unfamiliar_failures for t in ticks) / minutes,
-            "leaked": sum(t.leaked for t in ticks) / minutes,
-            "failing_ips": st.ips.estimate(size, closing, size) / minutes,  # type: ignore[union-attr]
-            "failing_subnets": st.subnets.estimate(size, closing, size) / minutes,  # type: ignore[union-attr]
-            "failure_ratio": 100.0 * failures / attempts if attempts else 0.0,
+        counts = {
+            "failures": failures,
+            "unknown": sum(t.unknown for t in ticks),
+            "unfamiliar_failures": sum(t.unfamiliar_failures for t in ticks),
+            "leaked": sum(t.leaked for t in ticks),
+            "failing_ips": st.ips.estimate(size, closing, size),  # type: ignore[union-attr]
+            "failing_subnets": st.subnets.estimate(size, closing, size),  # type: ignore[union-attr]
         }
         hour = int((closing * s.tick_seconds) // 3600) % 24
         warm = st.learned_ticks * s.tick_seconds >= s.warmup_minutes * 60
         score = 0.0
-        if warm and figures["failures"] >= s.min_failures_per_minute:
-            score = max(st.baselines[f].z(figures[f], hour, self.ticks_per_day) for f in SCORED)
-        st.score = max(score, 0.0)
-        st.figures = {k: round(v, 2) for k, v in figures.items()}
-        st.figures["score"] = round(st.score, 2)
+        if warm and failures / minutes >= s.min_failures_per_minute:
+            for name, observed in counts.items():
+                mean, sd = st.baselines[name].share(hour, self.ticks_per_day)
+                expected = mean * attempts
+                z = (observed - expected) / math.sqrt(max(expected, 1.0) + (sd * attempts) ** 2)
+                score = max(score, z)
+        st.score = score
+        st.figures = {"attempts": round(attempts / minutes, 2)}
+        st.figures.update({k: round(v / minutes, 2) for k, v in counts.items()})
+        st.figures["failure_ratio"] = round(100.0 * failures / attempts, 2) if attempts else 0.0
+        st.figures["score"] = round(score, 2)
         # Learn only from calm periods, so an attack never becomes the new normal.
-        if st.level == "normal" and st.score < s.guarded_score:
-            for name, value in figures.items():
-                st.baselines[name].learn(value, self.alpha, hour)
+        if st.level == "normal" and score < s.guarded_score and attempts:
+            for name, observed in counts.items():
+                st.baselines[name].learn(observed / attempts, self.alpha, hour)
             st.learned_ticks += 1
         return self._move(protocol, st, closing * s.tick_seconds)
 

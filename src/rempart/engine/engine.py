@@ -25,7 +25,15 @@ from rempart.engine.lists import AccessList, ListEntry, normalise
 from rempart.engine.oracle import LeakOracle, NoLeaks
 from rempart.engine.policy import Rule, compile_rules
 from rempart.engine.signals import Signals
-from rempart.engine.windows import FAILURES, KINDS, REJECTS, REPORTS, UNKNOWN, Ring
+from rempart.engine.windows import (
+    FAILURES,
+    KINDS,
+    REJECTS,
+    REPORTS,
+    UNFAMILIAR,
+    UNKNOWN,
+    Ring,
+)
 from rempart.model import ALLOW, Action, Attempt, Outcome, Protocol, Reason, Verdict
 
 Listener = Callable[[str, float, dict[str, Any]], None]
@@ -43,12 +51,19 @@ def default_rule_tables() -> list[dict[str, Any]]:
 class KeyState:
     """What is tracked for one key: window counters and, for some families, a distinct sketch."""
 
-    __slots__ = ("established", "peers", "ring")
+    __slots__ = ("established", "peers", "ring", "users")
 
-    def __init__(self, ring: Ring, peers: Sketch | None, established: Sketch | None) -> None:
+    def __init__(
+        self,
+        ring: Ring,
+        peers: Sketch | None,
+        established: Sketch | None,
+        users: Sketch | None,
+    ) -> None:
         self.ring = ring
         self.peers = peers  # failing logins (ip/subnet/wide) or failing IPs (login)
         self.established = established  # established users (ip/subnet)
+        self.users = users  # any successful users (ip/subnet)
 
 
 class Engine:
@@ -189,7 +204,8 @@ class Engine:
         if state is None:
             peers = Sketch(self.dsize) if family <= 3 else None
             established = Sketch(self.ssize) if family <= 1 else None
-            state = self.states[key] = KeyState(Ring(self.size, KINDS), peers, established)
+            users = Sketch(self.ssize) if family <= 1 else None
+            state = self.states[key] = KeyState(Ring(self.size, KINDS), peers, established, users)
             if len(self.states) > self.max_keys:
                 self.states.popitem(last=False)
                 self.evictions += 1
@@ -209,12 +225,17 @@ class Engine:
         login_hash = item_hash(attempt.login)
         ip_hash = item_hash(net.ip)
         established = False
+        familiarity = self.familiarity
         if outcome.success:
-            familiarity = self.familiarity
             established = familiarity.familiar(attempt.login, "n" + net.subnet, now)
             for marker in ("n" + net.subnet, ("d" + device) if device else ""):
                 if marker and familiarity.learn(attempt.login, marker, now):
                     self._emit("familiar", now, {"login": attempt.login, "marker": marker})
+            familiar = True
+        else:
+            familiar = familiarity.familiar(attempt.login, "n" + net.subnet, now) or bool(
+                device and familiarity.familiar(attempt.login, "d" + device, now)
+            )
         sbucket = int(now // self.swidth)
         for family, key in enumerate(keys):
             if not key:
@@ -225,20 +246,18 @@ class Engine:
                 ring.bump(bucket, size, KINDS, REPORTS, FAILURES)
                 if outcome.unknown_login:
                     ring.add(UNKNOWN, bucket, size, KINDS)
+                if not familiar:
+                    ring.add(UNFAMILIAR, bucket, size, KINDS)
                 if state.peers is not None:
                     state.peers.add(ip_hash if family == 3 else login_hash, dbucket, self.dsize)
             else:
                 ring.bump(bucket, size, KINDS, REPORTS, REJECTS if outcome.policy_reject else -1)
-            if established and state.established is not None:
-                state.established.add(login_hash, sbucket, self.ssize)
+            if outcome.success and state.users is not None:
+                state.users.add(login_hash, sbucket, self.ssize)
+                if established:
+                    state.established.add(login_hash, sbucket, self.ssize)  # type: ignore[union-attr]
         self.reports[1 if outcome.success else 0] += 1
         if self.campaign is not None:
-            familiar = True
-            if not outcome.success:
-                fam = self.familiarity
-                familiar = fam.familiar(attempt.login, "n" + net.subnet, now) or bool(
-                    device and fam.familiar(attempt.login, "d" + device, now)
-                )
             changes = self.campaign.observe(
                 attempt.protocol.value,
                 now,

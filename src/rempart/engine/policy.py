@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rempart.config import ConfigError, EngineSettings
-from rempart.engine.windows import FAILURES, REJECTS, REPORTS, UNKNOWN
+from rempart.engine.windows import FAILURES, REJECTS, REPORTS, UNFAMILIAR, UNKNOWN
 from rempart.model import Action
 
 # Key families a counter function can be applied to.
@@ -38,6 +38,7 @@ COUNTERS = {
     "failures": FAILURES,
     "unknown_failures": UNKNOWN,
     "rejects": REJECTS,
+    "unfamiliar_failures": UNFAMILIAR,
 }
 
 SIGNALS: dict[str, str] = {
@@ -46,8 +47,9 @@ SIGNALS: dict[str, str] = {
     "familiar": "familiar_network or familiar_device",
     "known_account": "the account has ever succeeded (in the familiarity memory)",
     "has_device": "the attempt carries a device id or user agent",
-    "shared_ip": "many established users log in from this IP (CGNAT, NAT, a webmail fetcher)",
-    "shared_subnet": "many established users log in from this subnet",
+    "shared_ip": "many established users log in from this IP (CGNAT, NAT, a webmail fetcher), "
+    "or twice as many successful users with at most one failure in four attempts",
+    "shared_subnet": "the same for the subnet",
     "leaked_pair": "this exact login + password is in an ingested leak",
     "login_exposed": "this login appears in an ingested leak",
     "account_restricted": "the account's current password is exposed and not yet changed",
@@ -63,8 +65,11 @@ FUNCTIONS: dict[str, str] = {
     "failures(family, window)": "failed attempts (wrong password or unknown login)",
     "unknown_failures(family, window)": "failures the backend reported as unknown logins",
     "rejects(family, window)": "attempts the policy refused",
+    "unfamiliar_failures(family, window)": "failures from a network and device the account "
+    "has not succeeded from",
     "failed_logins(ip|subnet|wide, window)": "distinct logins that failed from this source",
     "failing_ips(window)": "distinct IPs that failed on this login",
+    "successful_users(ip|subnet)": "distinct accounts that succeeded from this source (long window)",
     "established_users(ip|subnet)": "distinct accounts that succeeded from this source, "
     "each from a network already familiar to it (long window)",
 }
@@ -214,10 +219,10 @@ class _Compiler(ast.NodeTransformer):
                 "failing_ips",
                 [self._window(args[0], e.distinct_bucket_seconds, e.distinct_buckets)],
             )
-        elif name == "established_users":
+        elif name in ("established_users", "successful_users"):
             if len(args) != 1:
-                raise self.fail("established_users(ip|subnet) takes one argument")
-            call = ("established_users", [self._family(args[0], SKETCH_FAMILIES)])
+                raise self.fail(f"{name}(ip|subnet) takes one argument")
+            call = (name, [self._family(args[0], {"ip": 0, "subnet": 1})])
         else:
             raise self.fail(f"unknown function {name!r}")
         method, values = call

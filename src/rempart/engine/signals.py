@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rempart.engine.distinct import item_hash
+from rempart.engine.windows import KINDS
 from rempart.model import LEGACY_MAIL, Attempt
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class Signals:
             state = self._state(family)
         if state is None:
             return 0
-        return state.ring.total(kind, span, self.bucket, self.engine.size, 4)  # type: ignore[union-attr]
+        return state.ring.total(kind, span, self.bucket, self.engine.size, KINDS)  # type: ignore[union-attr]
 
     def failed_logins(self, family: int, span: int) -> int:
         """Distinct failing logins from a source (estimates are memoised: rules share them)."""
@@ -83,16 +84,34 @@ class Signals:
         return self.failed_logins(3, span)  # the login's sketch holds its failing IPs
 
     def established_users(self, family: int) -> int:
-        memo = self._memo.get((1, family, 0))
+        return self._users(family, True)
+
+    def successful_users(self, family: int) -> int:
+        return self._users(family, False)
+
+    def _users(self, family: int, established: bool) -> int:
+        memo = self._memo.get((1 + established, family, 0))
         if memo is not None:
             return memo
         state = self._state(family)
         value = 0
-        if state is not None and state.established is not None:
-            e = self.engine
-            value = state.established.estimate(e.ssize, int(self.now // e.swidth), e.ssize)
-        self._memo[(1, family, 0)] = value
+        if state is not None:
+            sketch = state.established if established else state.users
+            if sketch is not None:
+                e = self.engine
+                value = sketch.estimate(e.ssize, int(self.now // e.swidth), e.ssize)
+        self._memo[(1 + established, family, 0)] = value
         return value
+
+    def _shared(self, family: int, minimum: int) -> bool:
+        """Many established users; or many successful users and mostly successes in the hour
+        (an attacker replaying a leaked list succeeds on a few accounts among many failures)."""
+        if self.established_users(family) >= minimum:
+            return True
+        if self.successful_users(family) < 2 * minimum:
+            return False
+        span = self.engine.size
+        return 4 * self.count(family, 1, span) <= self.count(family, 0, span)
 
     # --- booleans and values -----------------------------------------------------------------
     @property
@@ -119,11 +138,11 @@ class Signals:
 
     @property
     def shared_ip(self) -> bool:
-        return self.established_users(0) >= self.engine.settings.engine.shared_ip_min_users
+        return self._shared(0, self.engine.settings.engine.shared_ip_min_users)
 
     @property
     def shared_subnet(self) -> bool:
-        return self.established_users(1) >= self.engine.settings.engine.shared_subnet_min_users
+        return self._shared(1, self.engine.settings.engine.shared_subnet_min_users)
 
     @property
     def leaked_pair(self) -> bool:

@@ -14,7 +14,8 @@ REPORTS = 0  # every reported attempt
 FAILURES = 1  # wrong password or unknown login (not policy rejections)
 UNKNOWN = 2  # failures the backend said were for an unknown login
 REJECTS = 3  # attempts the policy refused (reported with policy_reject)
-KINDS = 4
+UNFAMILIAR = 4  # failures from a network and device the account has not succeeded from
+KINDS = 5
 
 
 class Ring:
