@@ -1,12 +1,14 @@
 """Rempart's engine as a simulated defender: the real `Engine`, in memory, on the virtual clock.
 
 Owns the adapter only: it builds `Engine.in_memory(settings, leaks)` (the scenario's leak is
-handed over when the scenario says the defender ingested it) and records the engine's posture
-changes so that the scorer can time them.
+handed over when the scenario says the defender ingested it), drives the engine's once-a-second
+timer (`Engine.tick`, which closes campaign-detector ticks) on the virtual clock, and records
+the engine's posture changes so that the scorer can time them.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from rempart.config import Settings, load_settings
@@ -24,6 +26,7 @@ class RempartEngine:
         self.engine = engine
         self.posture_changes: list[PostureChange] = []
         self._postures: dict = {}
+        self._next_tick = -math.inf
 
     @classmethod
     def for_world(cls, world: World, config: str | Path | None = None) -> RempartEngine:
@@ -34,6 +37,9 @@ class RempartEngine:
         return cls(Engine.in_memory(settings, leaks))
 
     def decide(self, attempt: Attempt, now: float) -> Verdict:
+        if now >= self._next_tick:  # what the server's one-second timer does
+            self.engine.tick(now)
+            self._next_tick = math.floor(now) + 1.0
         verdict = self.engine.decide(attempt, now)
         self._watch(now)
         return verdict
