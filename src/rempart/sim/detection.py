@@ -23,6 +23,21 @@ FRICTION_FIXES = {
     "ip_login_failures": "a stale client (password changed) failing on every poll; a delay is "
     "the intended answer, a deny should wait for a distinct-password count",
     "login_targeted": "an unfamiliar network for a targeted account; expected friction",
+    "shared_ip_unfamiliar": "users on a shared address (CGNAT) not yet familiar on it: CGNAT "
+    "moves a subscriber between the pool's addresses, so familiarity should cover the pool "
+    "(its /24) rather than one address",
+    "ipv6_rotation": "many households in one /48 failing: the /48 is an ISP's, not an "
+    "attacker's; the rule needs the share of established users in the /48",
+    "posture_strict": "legitimate users on networks their account has not seen (travel, a new "
+    "CGNAT address, a rotated IPv6 privacy address) while the protocol is strict: familiarity "
+    "by /64 and by CGNAT pool, and a shorter strict period, would spare them",
+    "posture_strict_step_up": "as posture_strict, on web/app (a step-up, which they pass)",
+    "posture_guarded": "a stale client failing while the protocol is guarded",
+    "posture_guarded_spray": "several users failing behind one address while guarded; "
+    "needs `shared_ip` to hold",
+    "posture_guarded_leaked": "a popular password typed from an unfamiliar network while "
+    "guarded: intended, but costly for travellers",
+    "posture_closed": "the protocol was closed",
     "account_exposed": "the account's password is in the leak: intended (the user must change it)",
     "leaked_pair": "the user typed a leaked password: intended",
 }
