@@ -22,7 +22,7 @@ from rempart.adapters.wforce import WforceApi
 from rempart.config import Settings
 from rempart.engine.engine import Engine
 from rempart.engine.oracle import LeakOracle
-from rempart.httpserver import HttpApp, Request, Response, Router, json_response
+from rempart.httpserver import HttpApp, HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Protocol
 from rempart.ops import metrics
 from rempart.ops.journal import Journal
@@ -105,6 +105,10 @@ class Service:
         self.auth = BasicAuth(api_password)
         self.app: HttpApp | None = None
         self.extra_collectors: list[Any] = []
+        self.shed_controller: Any = None
+        self.shed_settings: Any = None
+        if settings.raw.get("shed", {}).get("services"):
+            self._setup_shed(settings.raw["shed"])
 
     # --- state ---------------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -173,6 +177,40 @@ class Service:
             "reasons": dict(e.reason_counts),
         }
 
+    # --- admission control (shed/) ---------------------------------------------------------
+    def _setup_shed(self, table: dict[str, Any]) -> None:
+        from rempart.shed.config import ShedConfigError, parse_shed
+        from rempart.shed.controller import Controller
+        from rempart.shed.metrics import ShedCollector
+
+        try:
+            self.shed_settings = parse_shed(table)
+        except ShedConfigError as exc:
+            raise SystemExit(f"config: {exc}") from None
+        self.shed_controller = Controller(self.shed_settings)
+        self.extra_collectors.append(ShedCollector(lambda: self.shed_controller.state))
+
+    def shed_status(self) -> dict[str, Any] | None:
+        if self.shed_controller is None:
+            return None
+        from rempart.shed.status import shed_status
+
+        return shed_status(self.shed_controller.state)
+
+    def shed_public_status(self) -> dict[str, Any] | None:
+        if self.shed_controller is None:
+            return None
+        from rempart.shed.status import public_status
+
+        return public_status(self.shed_controller.state, self.shed_settings)
+
+    def _shed_endpoint(self, request: Request) -> Response:
+        self.auth.check(request)
+        status = self.shed_status()
+        if status is None:
+            raise HTTPError(404, "load shedding is not configured on this node ([shed])")
+        return json_response(status)
+
     # --- HTTP ----------------------------------------------------------------------------------
     def router(self) -> Router:
         router = Router()
@@ -186,6 +224,7 @@ class Service:
 
         router.add("GET", "/metrics", scrape)
         router.add("GET", "/healthz", lambda r: json_response({"status": "ok"}))
+        router.add("GET", "/v1/shed/status", self._shed_endpoint)
         __import__("rempart.ops.console", fromlist=["mount"]).mount(router, self)
         return router
 
@@ -207,8 +246,13 @@ class Service:
         if ready is not None:
             ready.set()
         housekeeping = asyncio.ensure_future(self._housekeeping())
+        shedding = None
+        if self.shed_controller is not None:
+            shedding = asyncio.ensure_future(self.shed_controller.run(stop))
         await stop.wait()
         housekeeping.cancel()
+        if shedding is not None:
+            await asyncio.wait_for(shedding, 5)
         await self.app.stop()
         self.close()
 
