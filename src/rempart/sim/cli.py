@@ -6,8 +6,8 @@ and where results are written: JSON and a chart under `--out` (default `sim-resu
 
 from __future__ import annotations
 
+import json
 import os
-import time
 from pathlib import Path
 
 import click
@@ -171,22 +171,40 @@ def compare(
 @click.option("--users", type=int, default=20_000, show_default=True)
 @_seed
 @click.option("--scenario", "only", multiple=True, help="Only these scenarios (repeatable).")
+@click.option(
+    "--reuse",
+    is_flag=True,
+    help="Reuse results already in --out for the same scenario, seed and users (text only).",
+)
 @_passwords
 @_out
 def detection_doc(
-    output: Path, users: int, seed: int, only: tuple[str, ...], password_dir: str | None, out: Path
+    output: Path,
+    users: int,
+    seed: int,
+    only: tuple[str, ...],
+    reuse: bool,
+    password_dir: str | None,
+    out: Path,
 ) -> None:
     """Regenerate docs/detection.md: every shipped scenario against every policy."""
     inputs = _inputs(password_dir)
-    started = time.perf_counter()
     rows = []
     for name in only or scenarios.shipped():
         sc = _scenario(name, users)
-        click.echo(f"{name}…", err=True)
-        results = experiment.compare(sc, seed, inputs)
-        report.save_json(results, out / f"{sc.name}-compare-seed{seed}.json")
+        saved = out / f"{sc.name}-compare-seed{seed}.json"
+        results = json.loads(saved.read_text("utf-8")) if reuse and saved.is_file() else []
+        if (
+            not results
+            or {r.get("users") for r in results} != {users}
+            or [r["policy"] for r in results] != list(policies.NAMES)
+        ):
+            click.echo(f"{name}…", err=True)
+            results = experiment.compare(sc, seed, inputs)
+            report.save_json(results, saved)
         rows.append((sc, results))
-    text = detection.document(rows, seed, users, time.perf_counter() - started)
+    seconds = sum(r["runner"]["seconds"] for _, results in rows for r in results)
+    text = detection.document(rows, seed, users, seconds)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, "utf-8")
     click.echo(f"wrote {output}")
