@@ -68,3 +68,128 @@ def test_attacker_refused_legit_user_unaffected_and_block_survives_restart(rig) 
     rempart.restart()
     assert "Too many" in dovecot.imap_login("bob@example.org", "tr0ub4dor", attacker)
     assert dovecot.imap_login("bob@example.org", "tr0ub4dor", "127.0.0.3") == "OK"
+
+
+def test_strict_imap_keeps_familiar_clients_and_refuses_new_networks(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.rig import PASSWORD
+
+    rempart = RempartProcess(tmp_path / "rempart-data").start()
+    dovecot = DovecotRig(tmp_path / "dovecot", rempart.port, USERS)
+    try:
+        dovecot.start()
+        home, elsewhere = "127.0.0.2", "127.0.9.9"
+        assert dovecot.imap_login("alice@example.org", "correct-horse", home, "Thunderbird") == "OK"
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rempart",
+                "posture",
+                "set",
+                "imap",
+                "strict",
+                "--reason",
+                "stuffing campaign",
+                "--ttl",
+                "2h",
+                "--url",
+                rempart.url,
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "REMPART_API_PASSWORD": PASSWORD},
+        )
+        assert cli.returncode == 0, cli.stderr
+        # The familiar client keeps working.
+        assert dovecot.imap_login("alice@example.org", "correct-horse", home, "Thunderbird") == "OK"
+        # The same password from a new network (even claiming the same client) is refused with
+        # a message saying how to get back in.
+        refused = dovecot.imap_login("alice@example.org", "correct-horse", elsewhere, "Thunderbird")
+        assert "only sign in from a device or network you have used before" in refused, refused
+        assert "app password" in refused and "http" not in refused
+        # POP3 is untouched.
+        assert dovecot.pop3_login("alice@example.org", "correct-horse", elsewhere) == "OK"
+        status, doc = rempart.request("GET", "/v1/posture")
+        assert doc["posture"]["imap"]["level"] == "strict" and doc["posture"]["imap"]["manual"]
+        assert doc["posture"]["pop3"]["level"] == "normal"
+    finally:
+        dovecot.stop()
+        rempart.stop()
+    # The change is journaled with who and why.
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rempart",
+            "journal",
+            "--data-dir",
+            str(tmp_path / "rempart-data"),
+            "--kind",
+            "posture",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert '"reason": "stuffing campaign"' in out and '"by": "cli:' in out
+
+
+def test_exposed_account_is_restricted_alone_until_password_change(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.rig import free_port
+
+    config = '[dovecot]\nhash_nonce = "rig-nonce"\nhash_truncate_bits = 0\n'
+    data = tmp_path / "rempart-data"
+    rempart = RempartProcess(data, config)
+    rempart.port = free_port()
+    dovecot = DovecotRig(tmp_path / "dovecot", rempart.port, USERS, nonce="rig-nonce", truncate=0)
+    combo = tmp_path / "combo.txt"
+    combo.write_text(
+        "junk line without separator\nAlice@Example.org:correct-horse\n"
+        "bob@example.org:not-his-password\nnobody@example.org:123456\n"
+    )
+    ingest = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rempart",
+            "leaks",
+            "ingest",
+            str(combo),
+            "--source",
+            "test-leak",
+            "--data-dir",
+            str(data),
+            "--config",
+            str(rempart.config_path),
+            "--audit-userdb",
+            str(dovecot.root / "users"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    rempart.start()
+    try:
+        dovecot.start()
+        refused = dovecot.imap_login("alice@example.org", "correct-horse", "127.0.0.2")
+        assert "appeared in a data leak" in refused and "website" in refused, refused
+        assert "http" not in refused
+        assert dovecot.imap_login("bob@example.org", "tr0ub4dor", "127.0.0.3") == "OK"
+        status, body = rempart.request("POST", "/v1/accounts/alice@example.org/password-changed")
+        assert status == 200 and body["restriction_lifted"] is True
+        dovecot.set_users({**USERS, "alice@example.org": "a-new-long-passphrase"})
+        assert dovecot.imap_login("alice@example.org", "a-new-long-passphrase", "127.0.0.2") == "OK"
+        # The old, leaked password stays refused even though the restriction is lifted.
+        dovecot.set_users(USERS)
+        refused = dovecot.imap_login("alice@example.org", "correct-horse", "127.0.0.4")
+        assert "appeared in a data leak" in refused, refused
+    finally:
+        dovecot.stop()
+        rempart.stop()

@@ -34,7 +34,7 @@ from rempart.engine.windows import (
     UNKNOWN,
     Ring,
 )
-from rempart.model import ALLOW, Action, Attempt, Outcome, Protocol, Reason, Verdict
+from rempart.model import ALLOW, LEGACY_MAIL, Action, Attempt, Outcome, Protocol, Reason, Verdict
 
 Listener = Callable[[str, float, dict[str, Any]], None]
 
@@ -234,7 +234,9 @@ class Engine:
             familiar = True
         else:
             familiar = familiarity.familiar(attempt.login, "n" + net.subnet, now) or bool(
-                device and familiarity.familiar(attempt.login, "d" + device, now)
+                device
+                and attempt.protocol not in LEGACY_MAIL
+                and familiarity.familiar(attempt.login, "d" + device, now)
             )
         sbucket = int(now // self.swidth)
         for family, key in enumerate(keys):

@@ -43,7 +43,8 @@ COUNTERS = {
 
 SIGNALS: dict[str, str] = {
     "familiar_network": "the account has succeeded from this /24 (IPv4) or /64 (IPv6) recently",
-    "familiar_device": "the account has succeeded from this device id / client recently",
+    "familiar_device": "the account has succeeded from this device id recently (web and app "
+    "only: an IMAP ID is shared by every user of a mail client and easily copied)",
     "familiar": "familiar_network or familiar_device",
     "known_account": "the account has ever succeeded (in the familiarity memory)",
     "has_device": "the attempt carries a device id or user agent",

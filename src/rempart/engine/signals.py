@@ -120,8 +120,12 @@ class Signals:
 
     @property
     def familiar_device(self) -> bool:
-        return bool(self.device) and self.engine.familiarity.familiar(
-            self.attempt.login, "d" + self.device, self.now
+        # A mail client's IMAP ID ("Thunderbird 115") is shared by millions and trivially
+        # copied: on legacy protocols only the network makes an attempt familiar.
+        return (
+            bool(self.device)
+            and self.attempt.protocol not in LEGACY_MAIL
+            and self.engine.familiarity.familiar(self.attempt.login, "d" + self.device, self.now)
         )
 
     @property
