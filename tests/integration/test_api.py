@@ -84,7 +84,7 @@ def test_both_command_forms_and_lists(server: RempartProcess) -> None:
         {"login": "x@example.org", "remote": "192.0.2.9", "pwhash": "0001", "protocol": "imap"},
     )
     assert body["status"] == -1 and body["msg"]
-    code, body = server.command(
+    _code, body = server.command(
         "allow",
         {
             "login": "Doctor@Example.org",
@@ -100,7 +100,7 @@ def test_both_command_forms_and_lists(server: RempartProcess) -> None:
     assert wl["wl_entries"]["iplogins"][0]["login"] == "doctor@example.org"
     assert server.command("delBLEntry", {"netmask": "192.0.2.0/24"}) == (200, {"status": "ok"})
     assert server.command("delBLEntry", {"netmask": "192.0.2.0/24"})[0] == 404
-    code, body = server.command("allow", {"login": "x@example.org", "remote": "192.0.2.9"})
+    _code, body = server.command("allow", {"login": "x@example.org", "remote": "192.0.2.9"})
     assert body["status"] == 0
 
 

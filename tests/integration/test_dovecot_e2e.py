@@ -113,7 +113,7 @@ def test_strict_imap_keeps_familiar_clients_and_refuses_new_networks(tmp_path: P
         assert "app password" in refused and "http" not in refused
         # POP3 is untouched.
         assert dovecot.pop3_login("alice@example.org", "correct-horse", elsewhere) == "OK"
-        status, doc = rempart.request("GET", "/v1/posture")
+        _status, doc = rempart.request("GET", "/v1/posture")
         assert doc["posture"]["imap"]["level"] == "strict" and doc["posture"]["imap"]["manual"]
         assert doc["posture"]["pop3"]["level"] == "normal"
     finally:
