@@ -79,7 +79,7 @@ def test_both_command_forms_and_lists(server: RempartProcess) -> None:
         )[0]
         == 200
     )
-    code, body = server.command(
+    _code, body = server.command(
         "allow",
         {"login": "x@example.org", "remote": "192.0.2.9", "pwhash": "0001", "protocol": "imap"},
     )
