@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from rempart.engine.engine import Engine
 
 VERDICTS = tuple(a.label for a in Action)
+OUTCOMES = ("failure", "success")
 HISTORY_SECONDS = 300  # points kept for the live charts
 GENERATION_SECONDS = 300  # top lists cover the current and the previous generation
-MAX_KEYS = 20000  # per top table, pruned on tick
+MAX_KEYS = 10000  # per top table, pruned on tick
 TOP_N = 10
 
 
@@ -42,7 +43,7 @@ class _Table:
     def __init__(self) -> None:
         self.cur: dict[str, int] = {}
         self.prev: dict[str, int] = {}
-        self.reasons: dict[str, tuple[str, ...]] = {}
+        self.reasons: dict[str, tuple[Any, ...]] = {}  # key -> last verdict's Reason tuple
 
     def rotate(self) -> None:
         self.prev, self.cur = self.cur, {}
@@ -64,7 +65,24 @@ class _Table:
             ((cur.get(k, 0) + prev.get(k, 0), k) for k in candidates), key=lambda p: (-p[0], p[1])
         )
         return [
-            {"key": k, "count": c, "reasons": list(self.reasons.get(k, ()))} for c, k in scored[:n]
+            {"key": k, "count": c, "reasons": [r.code for r in self.reasons.get(k, ())]}
+            for c, k in scored[:n]
+        ]
+
+    def by_subnet(self, n: int = TOP_N) -> list[dict[str, Any]]:
+        """Top subnets, summed from the per-IP counts (done here, not on the decision path)."""
+        totals: dict[str, int] = {}
+        reasons: dict[str, tuple[Any, ...]] = {}
+        for table in (self.prev, self.cur):
+            for ip, count in table.items():
+                net = subnet_of(ip)
+                totals[net] = totals.get(net, 0) + count
+                why = self.reasons.get(ip)
+                if why:
+                    reasons[net] = why
+        best = heapq.nlargest(n, totals.items(), key=lambda kv: (kv[1], kv[0]))
+        return [
+            {"key": k, "count": c, "reasons": [r.code for r in reasons.get(k, ())]} for k, c in best
         ]
 
 
@@ -74,70 +92,72 @@ class LiveStats:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         # Cumulative counters bumped by the listener.
-        self.decisions: dict[tuple[str, int], int] = {}
-        self.reports: dict[tuple[str, bool], int] = {}
+        self.decisions: dict[Protocol, list[int]] = {p: [0] * len(VERDICTS) for p in Protocol}
+        self.reports: dict[Protocol, list[int]] = {p: [0, 0] for p in Protocol}  # failed, succeeded
         self.ips = _Table()
-        self.subnets = _Table()
         self.logins = _Table()
         self.actions: deque[dict[str, Any]] = deque(maxlen=50)
         # Per-second history, filled by tick().
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SECONDS)
-        self._last: tuple[dict[Any, int], dict[Any, int], dict[str, int]] = ({}, {}, {})
+        self._last: tuple[dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {})
         self._generation_started = time.time()
-        self._last_tick = 0.0
+        self._tops: tuple[float, dict[str, list[dict[str, Any]]]] = (0.0, {})
 
     # --- hot path ------------------------------------------------------------------------------
     def listener(self, kind: str, now: float, data: dict[str, Any]) -> None:
-        """Engine listener: a few dict increments, nothing else."""
+        """Engine listener: a few dict increments, nothing else (no allocation beyond keys)."""
         if kind == "decision":
             attempt = data["attempt"]
             verdict = data["verdict"]
-            key = (attempt.protocol, verdict.action)
-            d = self.decisions
-            d[key] = d.get(key, 0) + 1
-            if verdict.action:
-                codes = tuple(r.code for r in verdict.reasons)
-                self._hostile(attempt.ip, attempt.login, codes)
+            action = verdict.action
+            self.decisions[attempt.protocol][action] += 1
+            if action:
+                ip, login = attempt.ip, attempt.login
+                ips, logins = self.ips, self.logins
+                ips.cur[ip] = ips.cur.get(ip, 0) + 1
+                logins.cur[login] = logins.cur.get(login, 0) + 1
+                ips.reasons[ip] = logins.reasons[login] = verdict.reasons
         elif kind == "report":
             attempt = data["attempt"]
             success = data["outcome"].success
-            key2 = (attempt.protocol, success)
-            r = self.reports
-            r[key2] = r.get(key2, 0) + 1
+            self.reports[attempt.protocol][success] += 1
             if not success:
-                self._hostile(attempt.ip, attempt.login, ())
+                ip, login = attempt.ip, attempt.login
+                cur = self.ips.cur
+                cur[ip] = cur.get(ip, 0) + 1
+                cur = self.logins.cur
+                cur[login] = cur.get(login, 0) + 1
         elif kind in ("list_add", "list_del", "posture", "reset"):
             self.actions.append(_action(kind, now, data))
-
-    def _hostile(self, ip: str, login: str, codes: tuple[str, ...]) -> None:
-        subnet = subnet_of(ip)
-        for table, key in ((self.ips, ip), (self.subnets, subnet), (self.logins, login)):
-            cur = table.cur
-            cur[key] = cur.get(key, 0) + 1
-            if codes:
-                table.reasons[key] = codes
 
     # --- once a second ---------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> dict[str, Any]:
         """Append one history point (the deltas since the last tick) and return it."""
         now = time.time() if now is None else now
-        decisions, reports, reasons = (
-            dict(self.decisions),
-            dict(self.reports),
-            dict(self.engine.reason_counts),
-        )
+        decisions = {
+            f"{p.value}/{VERDICTS[i]}": n
+            for p, row in self.decisions.items()
+            for i, n in enumerate(row)
+            if n
+        }
+        reports = {
+            f"{p.value}/{OUTCOMES[i]}": n
+            for p, row in self.reports.items()
+            for i, n in enumerate(row)
+            if n
+        }
+        reasons = dict(self.engine.reason_counts)
         last_d, last_r, last_c = self._last
         point: dict[str, Any] = {"t": round(now, 3), "decisions": {}, "reports": {}, "reasons": {}}
-        for (protocol, action), n in decisions.items():
-            delta = n - last_d.get((protocol, action), 0)
-            if delta:
-                per = point["decisions"].setdefault(str(protocol), {})
-                per[VERDICTS[action]] = delta
-        for (protocol, success), n in reports.items():
-            delta = n - last_r.get((protocol, success), 0)
-            if delta:
-                per = point["reports"].setdefault(str(protocol), {})
-                per["success" if success else "failure"] = delta
+        for source, target, last in (
+            (decisions, point["decisions"], last_d),
+            (reports, point["reports"], last_r),
+        ):
+            for key, n in source.items():
+                delta = n - last.get(key, 0)
+                if delta:
+                    protocol, _, label = key.partition("/")
+                    target.setdefault(protocol, {})[label] = delta
         for code, n in reasons.items():
             delta = n - last_c.get(code, 0)
             if delta:
@@ -146,23 +166,32 @@ class LiveStats:
         self.history.append(point)
         if now - self._generation_started >= GENERATION_SECONDS:
             self._generation_started = now
-            for table in (self.ips, self.subnets, self.logins):
+            for table in (self.ips, self.logins):
                 table.rotate()
-        for table in (self.ips, self.subnets, self.logins):
+        for table in (self.ips, self.logins):
             table.prune()
-        self._last_tick = now
         return point
 
-    def tops(self) -> dict[str, list[dict[str, Any]]]:
-        return {"ips": self.ips.top(), "subnets": self.subnets.top(), "logins": self.logins.top()}
+    def tops(self, max_age: float = 2.0) -> dict[str, list[dict[str, Any]]]:
+        """Top IPs, subnets and logins (recomputed at most every `max_age` seconds)."""
+        now = time.monotonic()
+        if now - self._tops[0] >= max_age or not self._tops[1]:
+            tops = {
+                "ips": self.ips.top(),
+                "subnets": self.ips.by_subnet(),
+                "logins": self.logins.top(),
+            }
+            self._tops = (now, tops)
+        return self._tops[1]
 
     def totals(self) -> dict[str, Any]:
         """Cumulative counts since start, per protocol."""
         out: dict[str, dict[str, int]] = {}
-        for (protocol, action), n in self.decisions.items():
-            out.setdefault(str(protocol), {})[VERDICTS[action]] = n
-        for (protocol, success), n in self.reports.items():
-            out.setdefault(str(protocol), {})["success" if success else "failure"] = n
+        for table, labels in ((self.decisions, VERDICTS), (self.reports, OUTCOMES)):
+            for protocol, row in table.items():
+                for i, n in enumerate(row):
+                    if n:
+                        out.setdefault(protocol.value, {})[labels[i]] = n
         return out
 
     def postures(self) -> dict[str, str]:
