@@ -43,20 +43,23 @@ default_domain = ""
 
 [engine]
 # Sliding-window counters: `buckets` buckets of `bucket_seconds` each (default: one hour in
-# 5-minute buckets). Rule windows must be multiples of bucket_seconds.
+# 5-minute buckets; 16-bit counters that saturate at 65,535). Rule windows are rounded up to
+# whole buckets.
 bucket_seconds = 300
 buckets = 12
 # Distinct-count sketches (linear counting, 256 bits per bucket, standard error ~5% up to a
-# few hundred distinct values): short window for attack detection, long one for shared IPs.
+# few hundred distinct values): one hour in 15-minute buckets for attack detection...
 distinct_bucket_seconds = 900
 distinct_buckets = 4
-shared_bucket_seconds = 14400
-shared_buckets = 6
+# ...and a day in 8-hour buckets for the users of shared addresses.
+shared_bucket_seconds = 28800
+shared_buckets = 3
 # Most keys tracked in memory; the least recently used are forgotten beyond this.
 max_tracked_keys = 2000000
 # A source is "shared" (CGNAT, corporate NAT, a webmail's fetcher) when at least this many
-# distinct accounts logged in successfully from it, each from a network already familiar to
-# the account, within the long window. Shared sources are never banned wholesale.
+# distinct accounts logged in successfully from it within the day, each from a network already
+# familiar to the account; or twice as many successful accounts while at most one attempt in
+# four fails over the hour. Shared sources are never banned wholesale.
 shared_ip_min_users = 10
 shared_subnet_min_users = 20
 

@@ -205,7 +205,9 @@ class Engine:
             peers = Sketch(self.dsize) if family <= 3 else None
             established = Sketch(self.ssize) if family <= 1 else None
             users = Sketch(self.ssize) if family <= 1 else None
-            state = self.states[key] = KeyState(Ring(self.size, KINDS), peers, established, users)
+            # ip+login is the most numerous key and rules only read its failures.
+            ring = Ring(self.size, 1) if family == 4 else Ring(self.size, KINDS)
+            state = self.states[key] = KeyState(ring, peers, established, users)
             if len(self.states) > self.max_keys:
                 self.states.popitem(last=False)
                 self.evictions += 1
@@ -244,6 +246,10 @@ class Engine:
                 continue
             state = self._state(key, family)
             ring = state.ring
+            if family == 4:
+                if failed:
+                    ring.add(0, bucket, size, 1)
+                continue
             if failed:
                 ring.bump(bucket, size, KINDS, REPORTS, FAILURES)
                 if outcome.unknown_login:

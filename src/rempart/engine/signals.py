@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rempart.engine.distinct import item_hash
-from rempart.engine.windows import KINDS
+from rempart.engine.windows import FAILURES, KINDS
 from rempart.model import LEGACY_MAIL, Attempt
 
 if TYPE_CHECKING:
@@ -27,8 +27,13 @@ class Signals:
         "device",
         "engine",
         "keys",
+        "legacy",
         "net",
         "now",
+        "posture",
+        "protocol",
+        "tls",
+        "v6",
     )
 
     def __init__(
@@ -50,6 +55,13 @@ class Signals:
         self.dbucket = int(now // engine.dwidth)
         self._states: list[KeyState | bool | None] = [False] * len(keys)
         self._memo: dict[tuple[int, int, int], int] = {}
+        # Cheap facts every rule may read, set once instead of computed per rule.
+        protocol = attempt.protocol
+        self.protocol = protocol.value
+        self.legacy = protocol in LEGACY_MAIL
+        self.posture = engine.postures.get(protocol, "normal")
+        self.v6 = net.v6
+        self.tls = attempt.tls
 
     def _state(self, family: int) -> KeyState | None:
         state = self._states[family]
@@ -66,6 +78,10 @@ class Signals:
             state = self._state(family)
         if state is None:
             return 0
+        if family == 4:  # ip+login rings hold failures only
+            if kind != FAILURES:
+                return 0
+            return state.ring.total(0, span, self.bucket, self.engine.size, 1)  # type: ignore[union-attr]
         return state.ring.total(kind, span, self.bucket, self.engine.size, KINDS)  # type: ignore[union-attr]
 
     def failed_logins(self, family: int, span: int) -> int:
@@ -163,26 +179,6 @@ class Signals:
     @property
     def popular_password(self) -> bool:
         return self.attempt.password_popular
-
-    @property
-    def v6(self) -> bool:
-        return self.net.v6
-
-    @property
-    def tls(self) -> bool:
-        return self.attempt.tls
-
-    @property
-    def legacy(self) -> bool:
-        return self.attempt.protocol in LEGACY_MAIL
-
-    @property
-    def protocol(self) -> str:
-        return self.attempt.protocol.value
-
-    @property
-    def posture(self) -> str:
-        return self.engine.posture_of(self.attempt.protocol)
 
     def explain(self) -> dict[str, object]:
         """Every boolean signal's value, for the dashboard and `rempart explain`."""

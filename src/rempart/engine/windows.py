@@ -16,27 +16,31 @@ UNKNOWN = 2  # failures the backend said were for an unknown login
 REJECTS = 3  # attempts the policy refused (reported with policy_reject)
 UNFAMILIAR = 4  # failures from a network and device the account has not succeeded from
 KINDS = 5
+# Counters are 16-bit and saturate: a key past 65,535 in the ring counts as "at least that",
+# far beyond any threshold, at half the memory of 32-bit cells.
+CEILING = 0xFFFF
 
 
 class Ring:
     """Counters of `kinds` kinds in a ring of `size` buckets.
 
     `cells` holds size·kinds bucket counters followed by `kinds` running totals of the whole
-    ring, so the most common read (a full-ring window on an active key) is one index.
+    ring, so the most common read (a full-ring window on an active key) is one index. Totals
+    saturate at CEILING and bucket counters only grow while their total can.
     """
 
     __slots__ = ("cells", "epoch")
 
     def __init__(self, size: int, kinds: int) -> None:
         self.epoch = -1  # absolute index of the newest bucket written
-        self.cells = array("I", bytes(4 * (size + 1) * kinds))
+        self.cells = array("H", bytes(2 * (size + 1) * kinds))
 
     def _advance(self, bucket: int, size: int, kinds: int) -> None:
         epoch, cells = self.epoch, self.cells
         if epoch < 0:
             pass  # a new ring is already zero
         elif bucket - epoch >= size:
-            cells[:] = array("I", bytes(4 * len(cells)))
+            cells[:] = array("H", bytes(2 * len(cells)))
         else:
             totals = size * kinds
             for b in range(epoch + 1, bucket + 1):
@@ -53,7 +57,7 @@ class Ring:
             return  # too old to count
         i = (bucket % size) * kinds + kind
         cells = self.cells
-        amount = min(amount, 0xFFFFFFFF - cells[size * kinds + kind])
+        amount = min(amount, CEILING - cells[size * kinds + kind])
         cells[i] += amount
         cells[size * kinds + kind] += amount
 
@@ -66,10 +70,10 @@ class Ring:
         base = (bucket % size) * kinds
         totals = size * kinds
         cells = self.cells
-        if cells[totals + first] < 0xFFFFFFFF:
+        if cells[totals + first] < CEILING:
             cells[base + first] += 1
             cells[totals + first] += 1
-        if second >= 0 and cells[totals + second] < 0xFFFFFFFF:
+        if second >= 0 and cells[totals + second] < CEILING:
             cells[base + second] += 1
             cells[totals + second] += 1
 
@@ -92,4 +96,4 @@ class Ring:
 
     def clear(self) -> None:
         self.epoch = -1
-        self.cells[:] = array("I", bytes(4 * len(self.cells)))
+        self.cells[:] = array("H", bytes(2 * len(self.cells)))
