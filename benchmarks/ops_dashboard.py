@@ -161,10 +161,10 @@ def main() -> None:
         plain.stop()
         live.stop()
     a, b = statistics.mean(without), statistics.mean(with_dash)
-    ratio = b / a
     pairs = [w / o for o, w in zip(without, with_dash, strict=True)]
+    ratio = statistics.median(pairs)
     print(
-        f"mean without {a:,.0f} req/s, with dashboard {b:,.0f} req/s, ratio {ratio:.3f} "
+        f"mean without {a:,.0f} req/s, with dashboard {b:,.0f} req/s, median ratio {ratio:.3f} "
         f"(per round {', '.join(f'{p:.3f}' for p in pairs)})"
     )
     if not args.no_write:
