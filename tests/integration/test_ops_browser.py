@@ -359,15 +359,16 @@ def test_journal_timeline_one_click_from_top_source(browser, server: Server) -> 
         },
     )
     sign_in(browser, server)
-    link = wait_for(
-        lambda: next(
-            a
-            for a in browser.find_elements(By.CSS_SELECTOR, "#top-ips a")
-            if a.text == "198.51.100.88"
+    # The table is rebuilt every second, so find the link and follow it in one script call.
+    clicked = wait_for(
+        lambda: browser.execute_script(
+            "const a = [...document.querySelectorAll('#top-ips a')]"
+            ".find(x => x.textContent === '198.51.100.88'); if (a) { a.click(); return true; }"
+            " return false;"
         ),
         what="top source link",
     )
-    link.click()
+    assert clicked
     rows = wait_for(
         lambda: browser.find_elements(By.CSS_SELECTOR, "#journal-results tbody tr td:nth-child(5)"),
         what="journal rows",
