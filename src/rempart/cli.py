@@ -77,10 +77,17 @@ def config_group() -> None:
 @config_option
 @click.option("--rules", is_flag=True, help="Also print the shipped default policy rules.")
 @click.option("--reference", is_flag=True, help="Print the documented defaults file.")
-def config_show(config: str | None, rules: bool, reference: bool) -> None:
+@click.option("--reference-shed", is_flag=True, help="Print the documented [shed] keys.")
+def config_show(config: str | None, rules: bool, reference: bool, reference_shed: bool) -> None:
     """Print the effective configuration, every default included."""
     if reference:
         click.echo(DEFAULTS_TOML)
+        return
+    if reference_shed:
+        from rempart.shed import config as shed_config
+
+        doc = shed_config.__doc__ or ""
+        click.echo(doc.split("::", 1)[1].split("Errors raise", 1)[0].rstrip())
         return
     settings = _settings(config)
     effective: dict[str, Any] = dict(settings.raw)
@@ -106,9 +113,25 @@ def config_check(config: str | None) -> None:
     settings = _settings(config)
     try:
         engine = Engine(settings)
-    except ConfigError as exc:
+        check_package_tables(settings)
+    except (ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"ok: {len(engine.rules)} rules")
+
+
+def check_package_tables(settings: Settings) -> None:
+    """Run the parsers of the tables other packages own; each raises naming the bad key."""
+    from rempart.breach.settings import settings_from_mapping
+    from rempart.ops.settings import ops_settings
+    from rempart.ops.webhooks import parse_webhooks
+    from rempart.shed.config import parse_shed
+
+    raw = settings.raw
+    settings_from_mapping(raw)
+    ops_settings(raw)
+    parse_webhooks(raw.get("campaign", {}).get("webhooks"))
+    if "shed" in raw:
+        parse_shed(raw["shed"])
 
 
 def parse_time(text: str | None, name: str) -> float:
@@ -226,7 +249,9 @@ def journal_export(
     )
     click.echo(f"exported {count} records; chain verified over {verified}", err=True)
     if broken:
-        raise click.ClickException(f"journal broken at {broken.segment} line {broken.line}: {broken.why}")
+        raise click.ClickException(
+            f"journal broken at {broken.segment} line {broken.line}: {broken.why}"
+        )
 
 
 @main.group("posture")
@@ -266,8 +291,11 @@ def posture_show(config: str | None, data_dir: str | None, url: str | None, as_j
     click.echo(f"{'protocol':<9} {'posture':<8} {'score':>6}  set by   figures (per minute)")
     for name, info in doc.items():
         figures = info["figures"]
-        shown = ", ".join(f"{k}={v}" for k, v in figures.items()
-                          if k in ("attempts", "failures", "unfamiliar_failures", "failing_ips"))
+        shown = ", ".join(
+            f"{k}={v}"
+            for k, v in figures.items()
+            if k in ("attempts", "failures", "unfamiliar_failures", "failing_ips")
+        )
         by = "operator" if info["manual"] else "detector"
         click.echo(f"{name:<9} {info['level']:<8} {info['score']:>6}  {by:<8} {shown}")
 
@@ -276,13 +304,23 @@ def posture_show(config: str | None, data_dir: str | None, url: str | None, as_j
 @click.argument("protocol")
 @click.argument("level")
 @click.option("--reason", required=True, help="Why (journaled, shown to operators).")
-@click.option("--ttl", default="0", help="Hold for this long (e.g. 2h), then let the detector "
-              "decide again; 0 holds until changed.")
+@click.option(
+    "--ttl",
+    default="0",
+    help="Hold for this long (e.g. 2h), then let the detector decide again; 0 holds until changed.",
+)
 @config_option
 @data_dir_option
 @url_option
-def posture_set(protocol: str, level: str, reason: str, ttl: str, config: str | None,
-                data_dir: str | None, url: str | None) -> None:
+def posture_set(
+    protocol: str,
+    level: str,
+    reason: str,
+    ttl: str,
+    config: str | None,
+    data_dir: str | None,
+    url: str | None,
+) -> None:
     """Set PROTOCOL (imap, pop3, smtp, web, app, api) to LEVEL (normal, guarded, strict, closed)."""
     from rempart.adapters.operator import PROTOCOLS
     from rempart.client import ClientError
@@ -290,25 +328,33 @@ def posture_set(protocol: str, level: str, reason: str, ttl: str, config: str | 
     from rempart.engine.policy import parse_duration
 
     if protocol.lower() not in PROTOCOLS:
-        raise click.BadParameter(f"unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})",
-                                 param_hint="PROTOCOL")
+        raise click.BadParameter(
+            f"unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})", param_hint="PROTOCOL"
+        )
     if level.lower() not in POSTURES:
-        raise click.BadParameter(f"unknown level {level!r} (one of {', '.join(POSTURES)})",
-                                 param_hint="LEVEL")
+        raise click.BadParameter(
+            f"unknown level {level!r} (one of {', '.join(POSTURES)})", param_hint="LEVEL"
+        )
     if not reason.strip():
         raise click.BadParameter("a reason is required", param_hint="--reason")
     try:
         seconds = parse_duration(ttl, "--ttl")
     except ConfigError as exc:
         raise click.BadParameter(str(exc).removeprefix("--ttl: "), param_hint="--ttl") from None
-    body = {"protocol": protocol.lower(), "level": level.lower(), "reason": reason,
-            "ttl": seconds, "by": "cli:" + os.environ.get("USER", "operator")}
+    body = {
+        "protocol": protocol.lower(),
+        "level": level.lower(),
+        "reason": reason,
+        "ttl": seconds,
+        "by": "cli:" + os.environ.get("USER", "operator"),
+    }
     try:
         result = _client(config, data_dir, url).call("POST", "/v1/posture", body)["posture"]
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{protocol.lower()}: {result['level']}"
-               + (f" for {ttl}" if seconds else " until changed"))
+    click.echo(
+        f"{protocol.lower()}: {result['level']}" + (f" for {ttl}" if seconds else " until changed")
+    )
 
 
 def _register_optional_groups() -> None:

@@ -93,6 +93,63 @@ include_defaults = true
 # pwhash against the leak corpus (set hash_truncate_bits to 0 or >= 64 for a useful match).
 hash_nonce = ""
 hash_truncate_bits = 12
+
+[campaign]
+# The campaign detector: per protocol, the last minute's failures, unknown logins, failures
+# from networks unfamiliar to the account, leaked-pair hits and failing sources, each compared
+# with its learned share of attempts; the largest z-score moves the posture.
+enabled = true
+tick_seconds = 10.0
+# Ticks in the measured window (6 x 10 s = the last minute).
+window_ticks = 6
+# Half-life of the learned baselines; they learn only while the protocol is calm.
+half_life_minutes = 60.0
+# No posture change before the baselines have learned this long.
+warmup_minutes = 10.0
+# Nothing scores below this many failures per minute on the protocol.
+min_failures_per_minute = 20.0
+# Score thresholds (z-scores) for each posture, held for `consecutive_ticks` ticks.
+guarded_score = 6.0
+strict_score = 12.0
+closed_score = 40.0
+consecutive_ticks = 2
+# Below calm_score for calm_minutes, the posture steps down one level.
+calm_minutes = 15.0
+calm_score = 3.0
+# Whether the detector may close a protocol on its own (otherwise only an operator can).
+allow_auto_close = false
+# Signed webhooks for posture changes:
+# [[campaign.webhooks]]
+# url = "https://hooks.example.org/rempart"
+# secret = "..."            # HMAC-SHA256 of the body, base64, in X-Wforce-Signature
+# events = ["posture"]
+
+[leaks]
+# How many of the shipped popular passwords (most frequent first) count as popular.
+popular_top_n = 100000
+# zxcvbn score (0-4) a new password needs for `password-check` to call it acceptable.
+min_strength = 3
+# Lines per ingest checkpoint: a kill -9 loses at most this much work.
+chunk_lines = 1000000
+# Processes verifying leaked passwords against the user store; 0 = one per core.
+audit_workers = 0
+# Longer passwords are rejected as junk lines.
+max_password_bytes = 256
+
+[ops]
+# Idle lifetime of an operator session on the dashboard, minutes.
+session_minutes = 30.0
+# "auto": Secure cookies when the request came over TLS (X-Forwarded-Proto); or "true"/"false".
+cookie_secure = "auto"
+# Mount the operator dashboard at /ops/ (the public status page /status is always on).
+dashboard = true
+
+[status]
+# Title of the public status page; list its services under [status.services] as name = "label".
+title = "Service status"
+
+# [shed] configures admission control (criticality classes, HAProxy data plane): see
+# `rempart config show --reference-shed` for every key with its default.
 """
 
 
@@ -190,11 +247,13 @@ _KNOWN = defaults()
 def _check_unknown(merged: dict[str, Any]) -> None:
     for section, table in merged.items():
         if section not in _KNOWN:
-            if section in {"leaks", "shed", "sim", "campaign", "ops", "posture", "status"}:
+            if section in {"shed", "sim"}:
                 continue
             raise ConfigError(f"unknown section [{section}]")
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table")
+        if section in {"campaign", "leaks", "ops", "status"}:
+            continue  # validated by their own packages' parsers
         for key in table:
             if key not in _KNOWN[section] and not (section == "policy" and key == "rules"):
                 raise ConfigError(f"[{section}] unknown key {key!r}")
