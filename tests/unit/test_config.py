@@ -53,7 +53,7 @@ def test_bad_settings_name_the_key(data: dict, message: str) -> None:
 def test_bad_toml_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[server\nport = 1\n")
-    with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml: invalid TOML"):
         load_settings(path)
     with pytest.raises(ConfigError, match="cannot read config"):
         load_settings(tmp_path / "missing.toml")
