@@ -66,7 +66,13 @@ def list_scenarios() -> None:
 
 @sim.command()
 @click.argument("scenario")
-@click.option("--policy", type=click.Choice(policies.NAMES), default="rempart", show_default=True)
+@click.option(
+    "--policy",
+    type=click.Choice(policies.NAMES),
+    default="rempart",
+    show_default=True,
+    help="In-process policy (the http runner scores whatever the server runs).",
+)
 @_seed
 @_users
 @click.option("--runner", type=click.Choice(["inprocess", "http"]), default="inprocess")
