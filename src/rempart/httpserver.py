@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httptools
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ class Request:
         if not self.body:
             raise HTTPError(400, "empty body: a JSON object is expected")
         try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
             raise HTTPError(400, f"malformed JSON: {exc}") from None
 
     def form(self) -> dict[str, str]:
@@ -93,9 +93,7 @@ class Response:
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        status, json.dumps(data, separators=(",", ":")).encode(), "application/json", headers or {}
-    )
+    return Response(status, orjson.dumps(data), "application/json", headers or {})
 
 
 Handler = Callable[[Request], Response | Awaitable[Response]]

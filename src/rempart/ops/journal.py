@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from rempart.engine.lists import ListEntry
 from rempart.model import Attempt, Outcome, Verdict
 
@@ -69,7 +71,7 @@ def event_record(kind: str, now: float, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dump(rec: dict[str, Any]) -> str:
-    return json.dumps(rec, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(rec).decode()
 
 
 def _chain_hash(prev: str, body: str) -> str:

@@ -122,13 +122,21 @@ class SqliteStore:
             waiters: list[threading.Event] = []
             try:
                 db.execute("BEGIN")
+                # Consecutive writes of the same statement go in one executemany.
+                run_sql, run_params = "", []
                 for op in batch:
                     if op is None:
                         stop = True
                     elif isinstance(op, threading.Event):
                         waiters.append(op)
+                    elif op[0] == run_sql:
+                        run_params.append(op[1])
                     else:
-                        db.execute(op[0], op[1])
+                        if run_params:
+                            db.executemany(run_sql, run_params)
+                        run_sql, run_params = op[0], [op[1]]
+                if run_params:
+                    db.executemany(run_sql, run_params)
                 db.execute("COMMIT")
                 for waiter in waiters:
                     waiter.set()
