@@ -66,7 +66,11 @@ class Request:
 
     @property
     def query(self) -> dict[str, str]:
-        return {k: v[-1] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
+        qs = self.query_string
+        if "%" not in qs and "+" not in qs and "&" not in qs and qs.count("=") == 1:
+            key, _, value = qs.partition("=")  # the common "command=allow"
+            return {key: value}
+        return {k: v[-1] for k, v in parse_qs(qs, keep_blank_values=True).items()}
 
     def json(self) -> Any:
         if not self.body:

@@ -23,7 +23,7 @@ from rempart.engine.familiarity import Familiarity
 from rempart.engine.keys import device_key, net_keys
 from rempart.engine.lists import AccessList, ListEntry, normalise
 from rempart.engine.oracle import LeakOracle, NoLeaks
-from rempart.engine.policy import Rule, compile_rules
+from rempart.engine.policy import Rule, compile_rules, compile_ruleset
 from rempart.engine.signals import Signals
 from rempart.engine.windows import (
     FAILURES,
@@ -80,6 +80,8 @@ class Engine:
             settings.rules
         )
         self.rules: list[Rule] = compile_rules(tables, e)
+        self.matching_rules = compile_ruleset(self.rules, e)
+        self._code_strength = {r.code: r.action for r in self.rules}
         # Per-device counters cost memory for every client; keep them only if a rule reads them.
         self.track_devices = any(re.search(r"\(\s*device\s*,", rule.when) for rule in self.rules)
         f = settings.familiarity
@@ -90,6 +92,7 @@ class Engine:
         self.states: OrderedDict[str, KeyState] = OrderedDict()
         self.postures: dict[Protocol, str] = {}
         self.listeners: list[Listener] = []
+        self._key_cache: dict[tuple[str, str, str, str], tuple[Any, str, tuple[str, ...]]] = {}
         self.logins = settings.logins
         # Plain counters read by the metrics collector.
         self.decisions = [0, 0, 0, 0]  # by Action
@@ -115,6 +118,18 @@ class Engine:
         return self.postures.get(protocol, "normal")
 
     def _keys(self, attempt: Attempt) -> tuple[Any, str, tuple[str, ...]]:
+        # Dovecot asks `allow` twice and then reports the same attempt: a small cache of the
+        # latest attempts' keys turns three derivations into one.
+        cache_key = (attempt.ip, attempt.login, attempt.device_id, attempt.user_agent)
+        found = self._key_cache.get(cache_key)
+        if found is not None:
+            return found
+        if len(self._key_cache) >= 4096:
+            self._key_cache.clear()
+        found = self._key_cache[cache_key] = self._derive_keys(attempt)
+        return found
+
+    def _derive_keys(self, attempt: Attempt) -> tuple[Any, str, tuple[str, ...]]:
         net = net_keys(attempt.ip)
         device = device_key(attempt.device_id, attempt.user_agent)
         login = attempt.login
@@ -155,13 +170,15 @@ class Engine:
         return verdict
 
     def _evaluate(self, signals: Signals, now: float) -> Verdict:
+        matched = self.matching_rules(signals)
+        if not matched:
+            return ALLOW
         strongest = Action.ALLOW
         delay = 0.0
         reasons: list[Reason] = []
         blocks: list[Rule] = []
-        for rule in self.rules:
-            if not rule.test(signals):
-                continue
+        for index in matched:
+            rule = self.rules[index]
             if rule.action > strongest:
                 strongest = rule.action
             if rule.action is Action.DELAY and rule.delay > delay:
@@ -175,7 +192,7 @@ class Engine:
             delay = 0.0
         # Strongest reasons first, without repeating a code.
         by_code: dict[str, Reason] = {}
-        order = {r.code: r.action for r in self.rules}
+        order = self._code_strength
         for reason in sorted(reasons, key=lambda r: -order.get(r.code, 0)):
             by_code.setdefault(reason.code, reason)
         for rule in blocks:

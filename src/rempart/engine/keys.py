@@ -6,6 +6,7 @@ Everything here runs once per attempt on the hot path, so it leans on `socket.in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
 from dataclasses import dataclass, field
@@ -64,10 +65,12 @@ class NetKeys:
     packed: bytes
 
 
+@functools.lru_cache(maxsize=65536)
 def net_keys(address: str) -> NetKeys:
     """Derive the network keys of an address; IPv4-mapped IPv6 is treated as IPv4.
 
-    Raises KeyError_ for anything that is not a literal IPv4 or IPv6 address.
+    Raises KeyError_ for anything that is not a literal IPv4 or IPv6 address. Results are
+    cached (the same source sends allow, allow and report in a row); treat them as read-only.
     """
     text = address.strip()
     if text.startswith("[") and text.endswith("]"):

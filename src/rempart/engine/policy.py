@@ -237,22 +237,62 @@ class _Compiler(ast.NodeTransformer):
         )
 
 
-def compile_expression(rule: str, text: str, engine: EngineSettings) -> Callable[[Any], bool]:
+def _expression_tree(rule: str, text: str, engine: EngineSettings) -> ast.expr:
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ConfigError(f"[[policy.rules]] {rule!r}: cannot parse 'when': {exc.msg}") from None
-    body = _Compiler(rule, engine).visit(tree).body
-    lam = ast.Expression(
-        ast.Lambda(
-            args=ast.arguments(
-                posonlyargs=[], args=[ast.arg("s")], kwonlyargs=[], kw_defaults=[], defaults=[]
-            ),
-            body=body,
-        )
+    return _Compiler(rule, engine).visit(tree).body
+
+
+def _function(name: str, body: list[ast.stmt], filename: str) -> Callable[[Any], Any]:
+    func = ast.FunctionDef(
+        name=name,
+        args=ast.arguments(
+            posonlyargs=[], args=[ast.arg("s")], kwonlyargs=[], kw_defaults=[], defaults=[]
+        ),
+        body=body,
+        decorator_list=[],
+        returns=None,
+        type_params=[],
     )
-    ast.fix_missing_locations(lam)
-    return eval(compile(lam, f"<rule {rule}>", "eval"), {"__builtins__": {}})
+    module = ast.Module(body=[func], type_ignores=[])
+    ast.fix_missing_locations(module)
+    namespace: dict[str, Any] = {"__builtins__": {}}
+    exec(compile(module, filename, "exec"), namespace)  # noqa: S102 - checked expressions only
+    return namespace[name]
+
+
+def compile_expression(rule: str, text: str, engine: EngineSettings) -> Callable[[Any], bool]:
+    """One rule's `when` as a function of the signals object."""
+    body = _expression_tree(rule, text, engine)
+    return _function("test", [ast.Return(value=body)], f"<rule {rule}>")
+
+
+def compile_ruleset(rules: list[Rule], engine: EngineSettings) -> Callable[[Any], list[int]]:
+    """All rules as one function returning the indices of the rules that match.
+
+    One call per decision instead of one per rule: the common case (nothing matches) costs a
+    single frame.
+    """
+    matched = ast.Name("matched", ast.Load())
+    body: list[ast.stmt] = [
+        ast.Assign(
+            targets=[ast.Name("matched", ast.Store())], value=ast.List(elts=[], ctx=ast.Load())
+        )
+    ]
+    for index, rule in enumerate(rules):
+        test = _expression_tree(rule.name, rule.when, engine)
+        append = ast.Expr(
+            ast.Call(
+                func=ast.Attribute(matched, "append", ast.Load()),
+                args=[ast.Constant(index)],
+                keywords=[],
+            )
+        )
+        body.append(ast.If(test=test, body=[append], orelse=[]))
+    body.append(ast.Return(value=matched))
+    return _function("matching_rules", body, "<policy>")
 
 
 _ACTIONS = {
