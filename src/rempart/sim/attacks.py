@@ -20,6 +20,9 @@ from rempart.sim.population import DOMAIN, Population
 from rempart.sim.scenario import AttackSpec, LeakSpec
 from rempart.sim.useragents import UserAgents
 
+LEAK_REPLAYS = frozenset({"stuffing", "botnet", "ipv6_64", "ipv6_48", "cgnat_stuffing"})
+"""Attack kinds that replay the leaked list (spray and targeted guess instead)."""
+
 
 @dataclass(frozen=True, slots=True)
 class LeakedPair:

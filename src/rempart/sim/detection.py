@@ -121,10 +121,15 @@ def document(
         "",
         report.legend(),
         "",
-        "Takeovers are shown as `taken / valid leaked pairs` (leaked pairs still valid at the "
-        "start); the targeted and spray attacks do not use the leak, so their takeovers can "
-        "exceed it. A step-up on IMAP/POP3/SMTP counts as a deny; on web/app legitimate users "
-        "pass it and attackers do not. A delay lets the attempt proceed.",
+        "A step-up on IMAP/POP3/SMTP counts as a deny; on web/app legitimate users pass it "
+        "and attackers do not. A delay lets the attempt proceed. Legitimate users whose own "
+        "password is in a leak the defender knows (`known-leak`) are locked on purpose.",
+        "",
+        "## Summary",
+        "",
+        "Each cell: accounts taken over · legitimate users denied or stepped up at least once.",
+        "",
+        report.summary([(sc.name, results) for sc, results in rows]),
         "",
     ]
     for scenario, results in rows:

@@ -11,7 +11,12 @@ from typing import Any
 
 COLUMNS = (
     ("policy", "policy"),
-    ("takeovers", "takeovers"),
+    (
+        "takeovers",
+        "accounts taken over (a correct login by the attacker, let through or delayed); "
+        "`taken / valid` when the attack replays the leak: valid = leaked pairs still "
+        "current at the start",
+    ),
     ("legit denied", "legit attempts denied (users)"),
     ("delayed", "legit attempts delayed (users)"),
     ("stepped up", "legit attempts stepped up (users)"),
@@ -49,6 +54,19 @@ def row(result: dict[str, Any]) -> list[str]:
         duration(result["time_to_posture_change_s"]),
         f"{result['closure_user_minutes']:,.0f}",
     ]
+
+
+def summary(rows: list[tuple[str, list[dict[str, Any]]]]) -> str:
+    """One row per scenario, one column per policy: takeovers · users denied or stepped up."""
+    names = [r["policy"] for r in rows[0][1]] if rows else []
+    lines = ["| scenario | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for scenario, results in rows:
+        cells = [
+            f"{r['takeovers']:,} · {r['legit']['users_denied'] + r['legit']['users_stepped_up']:,}"
+            for r in results
+        ]
+        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(results: list[dict[str, Any]], markdown: bool = False) -> str:

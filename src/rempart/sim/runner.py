@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rempart.model import Attempt
+from rempart.sim.attacks import LEAK_REPLAYS
 from rempart.sim.defender import Defender, posture_log
 from rempart.sim.outcome import effect_of, is_takeover, outcome_of
 from rempart.sim.scoring import Scorer
@@ -68,5 +69,6 @@ def run(
         "truncated": truncated,
     }
     result["attack_kinds"] = {a.name: a.kind for a in world.scenario.attacks}
-    result["valid_leaked_pairs"] = len(world.leak.valid_at(world.pop, 0.0))
+    replays = any(a.kind in LEAK_REPLAYS for a in world.scenario.attacks)
+    result["valid_leaked_pairs"] = len(world.leak.valid_at(world.pop, 0.0)) if replays else None
     return result

@@ -108,7 +108,7 @@ class Scorer:
             "scenario": scenario,
             "policy": policy,
             "seed": seed,
-            "takeovers": sum(len(v) for v in self.takeovers.values()),
+            "takeovers": len(set().union(*self.takeovers.values())),  # distinct accounts
             "takeover_attempts": self.takeover_attempts,
             "legit": {
                 "attempts": sum(c.attempts for c in legit),

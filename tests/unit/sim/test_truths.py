@@ -54,3 +54,15 @@ def test_closure_cuts_off_every_legit_user_of_the_protocol(inputs: experiment.In
         assert counts["users_denied"] == counts["users"], cls  # every one of them
     assert result["classes"]["user"]["denied"] == 0  # web and app stay open
     assert result["closure_user_minutes"] > 0
+
+
+def test_takeovers_count_distinct_accounts_across_attacks(inputs: experiment.Inputs) -> None:
+    sc = tiny(
+        leak={"size_per_user": 0.5, "exist_share": 0.6, "valid_share": 0.25},
+        attack=[STUFFING, {**STUFFING, "name": "again", "start_h": 2.0}],
+    )
+    result = experiment.run_one(sc, "none", 5, inputs)
+    assert result["classes"]["stuffing"]["takeovers"] == 22
+    assert result["classes"]["again"]["takeovers"] == 22
+    assert result["takeovers"] == 22  # the same 22 accounts
+    assert result["takeover_attempts"] == 44
