@@ -148,14 +148,16 @@ class AttackBuilder:
         )
 
     def _botnet(self, spec: AttackSpec, rng: random.Random) -> list[Event]:
-        """Each bot tries at most `per_ip_per_hour` times an hour, spaced exactly that far apart."""
-        spacing = 3600.0 / spec.per_ip_per_hour
+        """Each bot tries at most `per_ip_per_hour` times an hour, its tries evenly spaced; a
+        short list is spread over the whole attack (slower still) rather than sent in a burst."""
         start = spec.start_h * 3600
         end = start + spec.duration_h * 3600
         bots = [network.v4(network.BOTNET_V4, o) for o in rng.sample(range(1 << 23), spec.ips)]
         offsets = [rng.random() for _ in bots]
         pairs = list(self.leak.pairs)
         rng.shuffle(pairs)
+        rounds = max(1.0, len(pairs) / spec.ips)
+        spacing = max(3600.0 / spec.per_ip_per_hour, (end - start) / rounds)
         events: list[Event] = []
         for k, pair in enumerate(pairs):
             bot, rnd = k % spec.ips, k // spec.ips
