@@ -126,8 +126,8 @@ def document(
         "POP3 aggregator fetches 2 % of the accounts every 10 min from 4 addresses (2 % of them "
         "with an outdated password); an institution's 100 SMTP senders work 8:00-19:00. "
         "Passwords are drawn with their real popularity (SecLists lists with counts); user "
-        "agents from fake-useragent's data. The leak holds 0.2 pairs per user (1 for the "
-        "botnet), 45 % of its logins exist here and 15 % of those still have that password.",
+        "agents from fake-useragent's data. The leak holds 0.2 pairs per user (1 in `botnet`, "
+        "0.5 in `campaign`); 45 % of its logins exist here, 15 % of those still current.",
         "",
         "Reproduce: `rempart sim detection-doc` (all of this), `rempart sim compare SCENARIO` "
         "(one table, JSON and an HTML chart under `sim-results/`), `rempart sim run SCENARIO "
