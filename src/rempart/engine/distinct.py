@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from rempart.engine.windows import live_buckets
+
 BITS = 256
 BYTES = BITS // 8
 # Indexed by the number of zero bits; no zero bit left means "at least SATURATED".
@@ -47,13 +49,10 @@ class Sketch:
 
     def estimate(self, span: int, bucket: int, size: int) -> int:
         """Estimated distinct items over the `span` buckets ending at `bucket`."""
-        epoch = self.epoch
-        oldest = bucket - span + 1
-        if epoch < oldest or epoch <= bucket - size:
+        live = live_buckets(self.epoch, span, bucket, size)
+        if live is None:
             return 0
-        newest = epoch if epoch < bucket else bucket
-        if oldest <= epoch - size:
-            oldest = epoch - size + 1
+        oldest, newest = live
         maps = self.bitmaps
         start = oldest % size
         count = newest - oldest + 1

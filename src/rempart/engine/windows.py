@@ -21,6 +21,15 @@ KINDS = 5
 CEILING = 0xFFFF
 
 
+def live_buckets(epoch: int, span: int, bucket: int, size: int) -> tuple[int, int] | None:
+    """(oldest, newest) absolute buckets of a `span`-bucket window ending at `bucket` that still
+    hold data in a ring of `size` whose newest write was at `epoch`; None when none do."""
+    oldest = bucket - span + 1
+    if epoch < oldest or epoch <= bucket - size:
+        return None
+    return max(oldest, epoch - size + 1), min(epoch, bucket)
+
+
 class Ring:
     """Counters of `kinds` kinds in a ring of `size` buckets.
 
@@ -83,12 +92,10 @@ class Ring:
         cells = self.cells
         if epoch == bucket and span >= size:
             return cells[size * kinds + kind]
-        oldest = bucket - span + 1
-        if epoch < oldest or epoch <= bucket - size:
+        live = live_buckets(epoch, span, bucket, size)
+        if live is None:
             return 0
-        newest = epoch if epoch < bucket else bucket
-        if oldest <= epoch - size:
-            oldest = epoch - size + 1
+        oldest, newest = live
         total = 0
         for b in range(oldest, newest + 1):
             total += cells[(b % size) * kinds + kind]
