@@ -8,6 +8,7 @@ behind a CGNAT that legitimate users share. Every event carries the truth: was i
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,14 +157,14 @@ class AttackBuilder:
         offsets = [rng.random() for _ in bots]
         pairs = list(self.leak.pairs)
         rng.shuffle(pairs)
-        rounds = max(1.0, len(pairs) / spec.ips)
+        rounds = max(1, math.ceil(len(pairs) / spec.ips))
         spacing = max(3600.0 / spec.per_ip_per_hour, (end - start) / rounds)
         events: list[Event] = []
         for k, pair in enumerate(pairs):
             bot, rnd = k % spec.ips, k // spec.ips
             t = start + (rnd + offsets[bot]) * spacing
             if t >= end:
-                break
+                continue  # more pairs than the bots can try within the attack at this rate
             ua = self.agents.desktop.sample(rng, 1)[0]
             events.append(self._event(t, pair.login, pair.password, bots[bot], spec, ua))
         return events

@@ -27,6 +27,13 @@ def test_botnet_is_low_and_slow(inputs: experiment.Inputs) -> None:
     gaps = [b - a for ts in by_ip.values() for a, b in itertools.pairwise(ts)]
     assert min(gaps) >= 3600  # at most one try per address per hour
     assert max(e.t for e in events) > 3600 + 0.6 * 36_000  # spread over the attack
+    assert max(e.t for e in events) < 3600 + 36_000
+
+
+def test_botnet_caps_at_its_rate(inputs: experiment.Inputs) -> None:
+    spec = {"kind": "botnet", "start_h": 1, "duration_h": 2, "ips": 100, "per_ip_per_hour": 1}
+    events = _attack_events(inputs, spec)
+    assert len(events) == 200  # 300 pairs, but 100 bots x 2 hours x 1 per hour
 
 
 def test_ipv6_rotation_stays_in_its_prefix(inputs: experiment.Inputs) -> None:
