@@ -43,10 +43,14 @@ FRICTION_FIXES = {
 }
 # What would fix a loss on takeovers, by attack kind.
 TAKEOVER_FIXES = {
-    "botnet": "one try per address per hour is below every per-IP threshold: needs the "
-    "service-wide campaign detector (failure rate and unknown-login share per protocol) to "
-    "raise the protocol's posture to strict, where unfamiliar network + legacy protocol is "
-    "denied, and the leak corpus (`leaked_pair`) when the list is known",
+    "botnet": "one try per address per hour is below every per-address threshold, so only "
+    "the campaign detector can see it. It does when the botnet makes about 20 or more failing "
+    "tries a minute (scenario `botnet`: strict posture within minutes), not when it goes "
+    "slower (in `campaign` it makes about 14 a minute, under the detector's floor "
+    "`min_failures_per_minute = 20`, and the posture relaxes once the single-source replay is "
+    "blocked). Fix: a floor relative to the protocol's volume and a longer (hourly) window "
+    "for the unknown-login and failing-network shares; the leak corpus (`known-leak`) stops "
+    "it at any rate",
     "ipv6_48": "each try comes from a new /64: needs counting on the /48 (`wide`) with a "
     "threshold low enough for the attack rate, or the campaign posture",
     "ipv6_64": "needs the /64 (`subnet`) counters to apply to IPv6",
@@ -55,7 +59,10 @@ TAKEOVER_FIXES = {
     "cgnat_stuffing": "the attacker hides among established users of a shared address: per-login "
     "familiarity on a strict posture is the answer",
     "spray": "one try per account: needs `popular_password` with an unfamiliar network",
-    "targeted": "needs the per-login failing-IP count to trigger before the right guess",
+    "targeted": "`login_targeted` needs 8 failing addresses and this attacker uses 3, each "
+    "staying just under the per-address lockout (10 failures in 15 min); a per-login count "
+    "of failures from unfamiliar networks (say 20 in an hour → step-up) would stop it, as "
+    "fail2ban's 5-failure bans do here",
 }
 
 
@@ -94,9 +101,9 @@ def fixes(result: dict[str, Any]) -> list[str]:
         if cls.get("takeovers"):
             kind = result.get("attack_kinds", {}).get(name, name)
             hint = TAKEOVER_FIXES.get(kind, "")
-            out.append(
-                f"{cls['takeovers']} takeovers by `{name}`" + (f": {hint}." if hint else ".")
-            )
+            n = cls["takeovers"]
+            label = f"{n} takeover{'s' if n != 1 else ''} by `{name}`"
+            out.append(label + (f": {hint}." if hint else "."))
     return out
 
 
