@@ -107,7 +107,7 @@ half_life_minutes = 60.0
 # No posture change before the baselines have learned this long.
 warmup_minutes = 10.0
 # Nothing scores below this many failures per minute on the protocol.
-min_failures_per_minute = 20.0
+min_failures_per_minute = 5.0
 # Score thresholds (z-scores) for each posture, held for `consecutive_ticks` ticks.
 guarded_score = 6.0
 strict_score = 12.0

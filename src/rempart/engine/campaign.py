@@ -40,7 +40,7 @@ class CampaignSettings:
     window_ticks: int = 6  # the minute the figures are measured over
     half_life_minutes: float = 60.0  # of the baseline's mean and variance
     warmup_minutes: float = 10.0  # no posture change before the baseline has seen this much
-    min_failures_per_minute: float = 20.0  # absolute floor before anything scores
+    min_failures_per_minute: float = 5.0  # absolute floor before anything scores
     guarded_score: float = 6.0
     strict_score: float = 12.0
     closed_score: float = 40.0

@@ -73,15 +73,19 @@ def test_operator_rule_overrides_default_by_name() -> None:
     assert [r.name for r in engine.rules].count("ip_login_failures") == 1
 
 
-def test_one_account_from_one_ip_is_delayed_then_denied() -> None:
+def test_one_account_from_one_ip_is_delayed_then_refused() -> None:
     engine = Engine.in_memory()
+    play(engine, attempt("alice@example.org", "198.51.100.20"), True, T0 - 60)  # her home
     a = attempt("alice@example.org", "192.0.2.1")
     actions = [play(engine, a, False, T0 + i) for i in range(12)]
     assert actions[:3] == [Action.ALLOW] * 3
     assert actions[3] is Action.DELAY
-    assert Action.DENY in actions
-    # The same account from another address is unaffected.
-    assert engine.decide(attempt("alice@example.org", "192.0.2.2"), T0 + 20).action is Action.ALLOW
+    assert actions[-1] in (Action.DENY, Action.STEP_UP)
+    # The account's own network is unaffected; a fresh unfamiliar one must prove itself.
+    home = engine.decide(attempt("alice@example.org", "198.51.100.20"), T0 + 20)
+    assert home.action is Action.ALLOW
+    elsewhere = engine.decide(attempt("alice@example.org", "192.0.2.2"), T0 + 20)
+    assert elsewhere.action is Action.STEP_UP and elsewhere.codes == ["login_targeted"]
 
 
 def test_source_spraying_many_logins_is_banned_but_users_elsewhere_are_not() -> None:
