@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import os
@@ -21,6 +22,7 @@ from rempart.adapters.operator import OperatorApi
 from rempart.adapters.wforce import WforceApi
 from rempart.config import Settings
 from rempart.engine.engine import Engine
+from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.oracle import LeakOracle
 from rempart.httpserver import HttpApp, HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Protocol
@@ -103,6 +105,7 @@ class Service:
         if self.webhooks.hooks:
             self.engine.listeners.append(self.webhooks.listener)
         self.auth = BasicAuth(api_password)
+        self._logins: dict[str, str] = {}
         self.app: HttpApp | None = None
         self.extra_collectors: list[Any] = []
         self.shed_controller: Any = None
@@ -156,6 +159,23 @@ class Service:
             found = fingerprint(attempt.login, password)
             attempt.pair_fingerprint = found.pair_fingerprint
             attempt.password_popular = found.password_popular
+
+    def canonical_login(self, raw: str) -> str:
+        """The canonical form of a login from a request; HTTPError 400 when it is unusable.
+
+        Cached: the same login arrives in allow, allow and report."""
+        login = self._logins.get(raw)
+        if login is None:
+            try:
+                login = canonical_login(raw, self.settings.logins)
+            except KeyError_ as exc:
+                raise HTTPError(400, f"field 'login': {exc}") from None
+            if not login:
+                raise HTTPError(400, "field 'login' is empty")
+            if len(self._logins) >= 65536:
+                self._logins.clear()
+            self._logins[raw] = login
+        return login
 
     def journal_event(self, kind: str, data: dict[str, Any]) -> None:
         """Journal an operator-side event that does not pass through the engine."""
@@ -245,6 +265,8 @@ class Service:
             loop.add_signal_handler(sig, stop.set)
         if ready is not None:
             ready.set()
+        gc.freeze()  # everything loaded at start (lists, familiarity, corpus) stays
+        gc.set_threshold(50_000, 20, 100)
         housekeeping = asyncio.ensure_future(self._housekeeping())
         shedding = None
         if self.shed_controller is not None:
@@ -257,13 +279,18 @@ class Service:
         self.close()
 
     async def _housekeeping(self) -> None:
-        """Once a second: close campaign-detector ticks; every 30 s: pick up a new leak ingest."""
+        """Once a second: close campaign-detector ticks and move surviving objects out of the
+        garbage collector's sight; every 30 s: pick up a new leak ingest."""
         loop = asyncio.get_running_loop()
         beat = 0
         while True:
             await asyncio.sleep(1.0)
             beat += 1
             self.engine.tick()
+            # Tracked keys are long-lived and never form cycles: without this, every full
+            # collection walks all of them (100+ ms pauses at a million keys). Frozen objects
+            # are still freed by reference counting when the LRU drops them.
+            gc.freeze()
             reload = getattr(self.leaks, "reload", None)
             if reload is not None and beat % 30 == 0:
                 try:

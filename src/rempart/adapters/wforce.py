@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rempart.adapters.fields import flag, ip_field, json_object, login_field, number, text
-from rempart.engine.keys import KeyError_
+from rempart.engine.keys import KeyError_, net_keys
 from rempart.engine.lists import ListEntry, normalise
 from rempart.httpserver import HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Outcome, Protocol
@@ -26,10 +26,44 @@ _OK = b'{"status":"ok"}'
 
 
 def attempt_from(data: dict[str, Any], service: Service) -> Attempt:
-    login = login_field(data, "login", service.settings.logins)
-    attrs = data.get("attrs")
+    """The Attempt of a wforce body; a 400 naming the field for anything malformed."""
+    get = data.get
+    login, remote = get("login"), get("remote")
+    pwhash, protocol = get("pwhash", ""), get("protocol", "")
+    device, agent, tls = get("device_id", ""), get("user_agent", ""), get("tls", False)
+    attrs = get("attrs")
+    # Fast path: what Dovecot sends (all strings, tls a boolean, sane sizes).
+    if (
+        type(login) is str
+        and type(remote) is str
+        and type(pwhash) is str
+        and type(protocol) is str
+        and type(device) is str
+        and type(agent) is str
+        and type(tls) is bool
+        and len(remote) <= 128
+        and len(pwhash) <= 128
+        and len(protocol) <= 32
+        and len(device) <= 1024
+        and len(agent) <= 1024
+    ):
+        try:
+            ip = net_keys(remote).ip
+        except KeyError_ as exc:
+            raise HTTPError(400, f"field 'remote': {exc}") from None
+        return Attempt(
+            login=service.canonical_login(login),
+            ip=ip,
+            protocol=Protocol.parse(protocol),
+            pwhash=pwhash,
+            device_id=device,
+            user_agent=agent,
+            tls=tls,
+            raw_login=login,
+            attrs=attrs if isinstance(attrs, dict) else None,
+        )
     return Attempt(
-        login=login,
+        login=login_field(data, "login", service.settings.logins),
         ip=ip_field(data, "remote"),
         protocol=Protocol.parse(text(data, "protocol", limit=32)),
         pwhash=text(data, "pwhash", limit=128),
