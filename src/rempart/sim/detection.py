@@ -56,8 +56,12 @@ TAKEOVER_FIXES = {
     "ipv6_64": "needs the /64 (`subnet`) counters to apply to IPv6",
     "stuffing": "the first tries of a source come before any threshold: only the leak corpus "
     "or a strict posture stops those",
-    "cgnat_stuffing": "the attacker hides among established users of a shared address: per-login "
-    "familiarity on a strict posture is the answer",
+    "cgnat_stuffing": "the attacker shares the carrier's addresses with its victims, so for "
+    "the victims on that carrier the network is familiar and nothing per address or per network "
+    "tells them apart; Rempart declines to cut off the thousands of users behind those addresses "
+    "(fail2ban and wforce pay for their lower count with thousands of legitimate users cut off, "
+    "see the table). What stops it: the leak corpus (`known-leak`: 0 takeovers), device-bound familiarity "
+    "on web and app, and app passwords for IMAP",
     "spray": "one try per account: needs `popular_password` with an unfamiliar network",
     "targeted": "`login_targeted` needs 8 failing addresses and this attacker uses 3, each "
     "staying just under the per-address lockout (10 failures in 15 min); a per-login count "
