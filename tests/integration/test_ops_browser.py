@@ -228,7 +228,8 @@ def test_block_entry_added_in_ui_refuses_next_allow(browser, server: Server) -> 
     browser.find_element(By.ID, "entry-expires").send_keys("2h")
     browser.find_element(By.ID, "entry-reason").send_keys("password spraying seen on IMAP")
     browser.find_element(By.ID, "entry-add").click()
-    assert "Block entry added" in browser.find_element(By.ID, "done").text
+    done = wait_for(lambda: browser.find_elements(By.ID, "done"), what="the confirmation")
+    assert "Block entry added" in done[0].text
     assert "203.0.113.9" in browser.find_element(By.ID, "entries").text
     answer = server.api("allow", attempt)
     assert answer["status"] == -1
@@ -255,7 +256,10 @@ def test_forged_csrf_token_is_refused(browser, server: Server) -> None:  # type:
     browser.find_element(By.ID, "entry-value").send_keys("192.0.2.66")
     browser.find_element(By.ID, "entry-reason").send_keys("should not happen")
     browser.find_element(By.ID, "entry-add").click()
-    assert "CSRF" in browser.find_element(By.ID, "error").text
+    error = wait_for(
+        lambda: browser.find_elements(By.ID, "error"), what="the refusal page after the post"
+    )
+    assert "CSRF" in error[0].text
     entries = server.api("getBL", {})
     assert "192.0.2.66" not in json.dumps(entries)
     attempt = {
@@ -278,13 +282,17 @@ def test_posture_change_needs_reason_and_shows_on_status_page(browser, server: S
         "arguments[0].removeAttribute('required')", row.find_element(By.NAME, "reason")
     )
     row.find_element(By.TAG_NAME, "button").click()
-    assert "reason is required" in browser.find_element(By.ID, "error").text
+    error = wait_for(lambda: browser.find_elements(By.ID, "error"), what="the refusal")
+    assert "reason is required" in error[0].text
     browser.get(server.base + "/ops/")
     row = browser.find_element(By.CSS_SELECTOR, "#posture form:first-of-type")
     Select(row.find_element(By.NAME, "level")).select_by_value("strict")
     row.find_element(By.NAME, "reason").send_keys("credential stuffing on IMAP")
     row.find_element(By.TAG_NAME, "button").click()
-    assert browser.find_element(By.ID, "posture-imap").text == "strict"
+    wait_for(
+        lambda: browser.find_element(By.ID, "posture-imap").text == "strict",
+        what="the new posture on the dashboard",
+    )
     browser.get(server.base + "/status")
     imap = browser.find_element(By.ID, "svc-imap").text
     assert "new devices must first sign in on the website" in imap
