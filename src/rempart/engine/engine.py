@@ -186,8 +186,6 @@ class Engine:
             reasons.append(Reason(rule.code, rule.message))
             if rule.block is not None:
                 blocks.append(rule)
-        if not reasons:
-            return ALLOW
         if strongest is not Action.DELAY:
             delay = 0.0
         # Strongest reasons first, without repeating a code.
@@ -410,5 +408,5 @@ class Engine:
         signals = Signals(self, attempt, net, device, keys, now)
         return {
             "signals": signals.explain(),
-            "rules": [r.name for r in self.rules if r.test(signals)],
+            "rules": [self.rules[i].name for i in self.matching_rules(signals)],
         }

@@ -111,7 +111,6 @@ class Rule:
     code: str
     message: str
     block: Block | None
-    test: Callable[[Any], bool]
 
 
 _ALLOWED_NODES = (
@@ -264,12 +263,6 @@ def _function(name: str, body: list[ast.stmt], filename: str) -> Callable[[Any],
     return namespace[name]
 
 
-def compile_expression(rule: str, text: str, engine: EngineSettings) -> Callable[[Any], bool]:
-    """One rule's `when` as a function of the signals object."""
-    body = _expression_tree(rule, text, engine)
-    return _function("test", [ast.Return(value=body)], f"<rule {rule}>")
-
-
 def compile_ruleset(rules: list[Rule], engine: EngineSettings) -> Callable[[Any], list[int]]:
     """All rules as one function returning the indices of the rules that match.
 
@@ -339,8 +332,8 @@ def compile_rule(table: dict[str, Any], engine: EngineSettings) -> Rule:
     message = table.get("message", "")
     if not isinstance(code, str) or not isinstance(message, str):
         raise ConfigError(f"{where}: code and message must be strings")
-    test = compile_expression(name, when, engine)
-    return Rule(name, when, action, delay, code, message, block, test)
+    _expression_tree(name, when, engine)  # checked now, so a bad rule fails at load
+    return Rule(name, when, action, delay, code, message, block)
 
 
 def compile_rules(tables: list[dict[str, Any]], engine: EngineSettings) -> list[Rule]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rempart.engine.distinct import item_hash
 from rempart.engine.windows import FAILURES, KINDS
 from rempart.model import LEGACY_MAIL, Attempt
 
@@ -196,6 +195,3 @@ class Signals:
             "posture",
         )
         return {n: getattr(self, n) for n in names}
-
-
-__all__ = ["Signals", "item_hash"]

@@ -70,17 +70,13 @@ def event_record(kind: str, now: float, data: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-def _dump(rec: dict[str, Any]) -> str:
-    return orjson.dumps(rec).decode()
-
-
-def _chain_hash(prev: str, body: str) -> str:
+def _chain_hash(prev: str, body: bytes) -> str:
     """Hash of a record: sha256 over the previous hash and the record's JSON without `hash`.
 
     The JSON keeps the record's key order, which `json.loads` preserves, so a verifier
-    re-serialises exactly the text that was hashed.
+    re-serialises exactly the bytes that were hashed.
     """
-    return hashlib.sha256((prev + body).encode()).hexdigest()
+    return hashlib.sha256(prev.encode() + body).hexdigest()
 
 
 @dataclass(slots=True)
@@ -127,7 +123,7 @@ class Journal:
             rec["seq"] = self.seq
             rec["prev"] = self.last_hash
             body = orjson.dumps(rec)
-            self.last_hash = digest = hashlib.sha256(self.last_hash.encode() + body).hexdigest()
+            self.last_hash = digest = _chain_hash(self.last_hash, body)
         self._queue.put(b'%s,"hash":"%s"}\n' % (body[:-1], digest.encode()))
 
     append = listener
@@ -262,7 +258,7 @@ class Journal:
                         )
                     if rec.get("prev") != prev:
                         return count, Broken(seg.name, number, seq, "previous-hash mismatch")
-                    if _chain_hash(prev, _dump(rec)) != claimed:
+                    if _chain_hash(prev, orjson.dumps(rec)) != claimed:
                         return count, Broken(seg.name, number, seq, "content altered")
                     prev, expected_seq, count = claimed, seq + 1, count + 1
         return count, None
