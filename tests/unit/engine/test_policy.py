@@ -95,7 +95,9 @@ def test_source_spraying_many_logins_is_banned_but_users_elsewhere_are_not() -> 
         for i in range(40)
     ]
     first_deny = actions.index(Action.DENY)
-    assert 5 <= first_deny <= 13
+    # The distinct-login count is a linear-counting sketch (256 bits per bucket): two of a
+    # dozen logins can share a bit, so the ban may come a couple of attempts later.
+    assert 5 <= first_deny <= 16
     assert all(x is Action.DENY for x in actions[first_deny:])
     verdict = engine.decide(attempt("newcomer@example.org", "198.51.100.7"), T0 + 100)
     assert verdict.action is Action.DENY and verdict.codes == ["spray_pattern"]
