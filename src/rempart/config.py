@@ -76,6 +76,38 @@ max_devices = 8
 # own may prefer -2.
 step_up_status = -1
 
+[nginx]
+# The nginx auth_request endpoint GET /v1/nginx/auth (see `rempart nginx-config`).
+# Peers whose client-address header is believed: the nginx in front of Rempart. From any other
+# peer the socket's address is the client's.
+trusted_proxies = ["127.0.0.1", "::1"]
+# The header carrying the client's address ("X-Forwarded-For": its rightmost untrusted hop).
+client_ip_header = "X-Real-IP"
+# Where the login comes from when the original request has no HTTP Basic credentials (nginx
+# passes those as X-Original-Authorization); "" judges such requests per source address.
+login_header = "X-Rempart-Login"
+# Header with a device or client id ("" for none); the User-Agent is always read.
+device_header = "X-Device-Id"
+# Header naming the protocol (web, app, api...), else `protocol`.
+protocol_header = "X-Rempart-Protocol"
+protocol = "web"
+# step_up: "refuse" answers 401 (the client app starts its second factor); "forward" lets the
+# request pass with X-Rempart-Verdict: step_up for the upstream app to enforce.
+step_up = "refuse"
+
+[tail]
+# Log files `rempart serve` follows where no hook exists, each with its parser (dovecot,
+# postfix, sshd, nginx; or regex = '...' with named groups ip and login, plus outcome):
+# files = [{ path = "/var/log/mail.log", parser = "postfix" },
+#          { path = "/var/log/auth.log", regex = 'Failed password for (?P<login>\\S+) from (?P<ip>\\S+)', outcome = "failure", protocol = "other" }]
+files = []
+# How often the files are checked for new lines, rotation and truncation (seconds).
+poll_seconds = 0.5
+# Where read offsets survive restarts ("" = <data_dir>/tail-offsets.json).
+state_file = ""
+# A file seen for the first time is read from its end ("end") or from its start ("start").
+start_at = "end"
+
 [journal]
 # Append-only, hash-chained journal of decisions, reports and changes, under <data_dir>/journal.
 enabled = true
