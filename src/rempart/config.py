@@ -180,6 +180,26 @@ dashboard = true
 # Title of the public status page; list its services under [status.services] as name = "label".
 title = "Service status"
 
+[state]
+# Where durable facts live and whether nodes share what they learn:
+# "sqlite": one node, lists, familiarity and posture in <data_dir>/state.sqlite3 (embedded);
+# "redis": scale-out, N nodes share lists, posture, familiarity and counters through Redis and
+# each keeps deciding from its own memory (a local SQLite mirror included) if Redis goes away.
+backend = "sqlite"
+# Redis to use with backend = "redis" (redis://[user:password@]host:port/db, rediss://, unix://).
+redis_url = "redis://127.0.0.1:6379/0"
+# Prefix of every Redis key, so several clusters can share one Redis (letters, digits, ":_.-").
+key_prefix = "rempart:"
+# This node's name in the shared streams and in `stats` ("" = hostname:pid).
+node_id = ""
+# How often a node sends its reports and changes to the others, seconds.
+sync_interval = 0.1
+# Entries kept in the shared report stream (each one node's batch of at most 500 reports); a
+# starting node warms its counters from what is kept.
+stream_maxlen = 20000
+# Reports a node keeps for Redis while Redis is unreachable (the oldest dropped beyond).
+buffer_records = 100000
+
 # [shed] configures admission control (criticality classes, HAProxy data plane): see
 # `rempart config show --reference-shed` for every key with its default.
 """
@@ -224,6 +244,50 @@ class JournalSettings:
     flush_interval: float
 
 
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    backend: str = "sqlite"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "rempart:"
+    node_id: str = ""
+    sync_interval: float = 0.1
+    stream_maxlen: int = 20000
+    buffer_records: int = 100000
+
+
+def _state(t: dict[str, Any]) -> StateSettings:
+    backend = _typed(t, "state", "backend", str)
+    if backend not in ("sqlite", "redis"):
+        raise ConfigError(f'[state] backend: "sqlite" or "redis", got {backend!r}')
+    url = _typed(t, "state", "redis_url", str)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        # The URL may carry a password: name only its scheme.
+        scheme = url.partition(":")[0]
+        raise ConfigError(
+            f"[state] redis_url: must start with redis://, rediss:// or unix://, not {scheme!r}"
+        )
+    prefix = _typed(t, "state", "key_prefix", str)
+    if not prefix or not all(c.isalnum() or c in ":_.-" for c in prefix):
+        raise ConfigError(f"[state] key_prefix: letters, digits and ':_.-' only, got {prefix!r}")
+    node_id = _typed(t, "state", "node_id", str)
+    if len(node_id) > 64 or not all(c.isalnum() or c in ":_.-" for c in node_id):
+        raise ConfigError(
+            f"[state] node_id: at most 64 letters, digits and ':_.-', got {node_id[:80]!r}"
+        )
+    interval = _typed(t, "state", "sync_interval", float, 0.01)
+    if interval > 5:
+        raise ConfigError(f"[state] sync_interval: at most 5 seconds, got {interval!r}")
+    return StateSettings(
+        backend=backend,
+        redis_url=url,
+        key_prefix=prefix,
+        node_id=node_id,
+        sync_interval=interval,
+        stream_maxlen=_typed(t, "state", "stream_maxlen", int, 100),
+        buffer_records=_typed(t, "state", "buffer_records", int, 1000),
+    )
+
+
 @dataclass(slots=True)
 class Settings:
     """The effective configuration."""
@@ -238,6 +302,7 @@ class Settings:
     include_default_rules: bool
     rules: list[dict[str, Any]]
     raw: dict[str, Any] = field(default_factory=dict)
+    state: StateSettings = field(default_factory=lambda: StateSettings())
 
     @classmethod
     def default(cls) -> Settings:
@@ -339,6 +404,7 @@ def from_mapping(data: dict[str, Any]) -> Settings:
         include_default_rules=_typed(merged["policy"], "policy", "include_defaults", bool),
         rules=rules,
         raw=merged,
+        state=_state(merged["state"]),
     )
 
 

@@ -29,7 +29,7 @@ from rempart.model import Action, Attempt, Protocol
 from rempart.ops import metrics
 from rempart.ops.journal import Journal
 from rempart.ops.webhooks import WebhookSender, parse_webhooks
-from rempart.state.sqlite import SqliteStore
+from rempart.state import open_replication, open_store
 
 log = logging.getLogger("rempart")
 
@@ -88,7 +88,7 @@ class Service:
         self.engine = Engine(settings, leaks)
         self.leaks = leaks
         self.pw_key = load_key(self.data_dir, "fingerprint.key")
-        self.store = SqliteStore(self.data_dir)
+        self.store = open_store(settings, self.data_dir)
         self._restore()
         self.journal: Journal | None = None
         if settings.journal.enabled:
@@ -112,6 +112,8 @@ class Service:
         self.shed_settings: Any = None
         if settings.raw.get("shed", {}).get("services"):
             self._setup_shed(settings.raw["shed"])
+        # Scale-out over Redis: this node's share of the cluster's reports and changes.
+        self.replication = open_replication(self)
 
     # --- state ---------------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -195,6 +197,7 @@ class Service:
             "accounts_known": len(e.familiarity.accounts),
             "posture": {p.value: e.posture_of(p) for p in Protocol if p is not Protocol.OTHER},
             "reasons": dict(e.reason_counts),
+            **({"redis": self.replication.status()} if self.replication else {}),
         }
 
     # --- admission control (shed/) ---------------------------------------------------------
@@ -265,6 +268,8 @@ class Service:
             loop.add_signal_handler(sig, stop.set)
         if ready is not None:
             ready.set()
+        if self.replication is not None:
+            self.replication.attach(loop)
         gc.freeze()  # everything loaded at start (lists, familiarity, corpus) stays
         gc.set_threshold(50_000, 20, 100)
         housekeeping = asyncio.ensure_future(self._housekeeping())
@@ -302,6 +307,8 @@ class Service:
         self.webhooks.close()
         if self.journal is not None:
             self.journal.close()
+        if self.replication is not None:
+            self.replication.close()
         self.store.close()
 
 

@@ -1,1 +1,56 @@
-"""State stores: the Store interface, the embedded SQLite store and the Redis store."""
+"""State stores: the Store interface, the embedded SQLite store and the Redis store.
+
+`open_store` picks the store `[state] backend` names; the Redis modules (and the `redis`
+package, the `rempart[redis]` extra) are imported only when it is "redis".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rempart.config import Settings
+    from rempart.state.store import Store
+
+
+def open_store(settings: Settings, data_dir: str | Path) -> Store:
+    """The configured store. With Redis, a local SQLite store mirrors every write (see
+    `rempart.state.redis`)."""
+    from rempart.state.sqlite import SqliteStore
+
+    local = SqliteStore(data_dir)
+    st = settings.state
+    if st.backend != "redis":
+        return local
+    try:
+        from rempart.state.redis import RedisStore
+    except ImportError:
+        local.close()
+        raise SystemExit(
+            '[state] backend = "redis" needs the redis package: pip install "rempart[redis]"'
+        ) from None
+    return RedisStore(
+        st.redis_url,
+        prefix=st.key_prefix,
+        node_id=st.node_id,
+        local=local,
+        familiarity_ttl=settings.familiarity.ttl_days * 86400.0,
+        sync_interval=st.sync_interval,
+        stream_maxlen=st.stream_maxlen,
+        buffer_records=st.buffer_records,
+    )
+
+
+def open_replication(service: Any) -> Any:
+    """With the Redis store: the node's `Replicator`, listening to its engine, its metrics
+    registered with the service; None otherwise. `attach(loop)` starts it."""
+    store = service.store
+    if service.settings.state.backend != "redis":
+        return None
+    from rempart.state.replication import ReplicationCollector, Replicator
+
+    e = service.settings.engine
+    replicator = Replicator(service.engine, store, backfill_seconds=e.bucket_seconds * e.buckets)
+    service.extra_collectors.append(ReplicationCollector(replicator))
+    return replicator

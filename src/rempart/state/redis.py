@@ -1,0 +1,378 @@
+"""The scale-out store: durable facts in Redis, shared by every node, and the link that carries
+the nodes' change and report feeds.
+
+Redis layout (every key under the configured prefix, `rempart:` by default):
+
+- `list:{block|allow}:{kind}:{value}`: a hash `{reason, created, expires}` per list entry, with
+  a native expiry (`PEXPIREAT`) when the entry has one, so Redis forgets it by itself.
+- `fam:{login}`: a hash `marker -> last success` per account, expiring `ttl_days` after the
+  latest success (Redis 7.0 has no per-field expiry; stale markers are dropped on load).
+- `settings`: a hash of settings (posture per protocol).
+- `changes` and `reports`: the streams other nodes read (see `rempart.state.replication`).
+
+Writes never happen on the decision path: the engine's listeners queue them, and one writer
+thread sends whatever gathered every `sync_interval` seconds in one pipeline (store writes,
+change records and report batches together, in order). `flush()` waits until what was queued
+is in Redis. When Redis is unreachable the writer keeps the queue and retries with backoff;
+the optional local SQLite store mirrors every write, so `flush()` can still confirm a change as
+durable (on this node, and in Redis as soon as it is back) and a node that starts while Redis is
+down loads the facts it last knew.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import queue
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import redis
+
+from rempart.engine.lists import ListEntry
+from rempart.state.store import Store
+
+log = logging.getLogger(__name__)
+
+# What the writer queue carries: a Redis command, a change record for the `changes` stream, a
+# flush marker, or None to stop.
+_Command = tuple[str, tuple[Any, ...]]
+_Op = _Command | bytes | threading.Event | None
+
+REDIS_ERRORS = (redis.RedisError, OSError)
+# Changes are rare (list edits, postures, new familiar networks): keep plenty for catch-up.
+CHANGES_MAXLEN = 100_000
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Backoff:
+    """Delays between reconnection attempts: 0.25 s doubling to 5 s, reset by a success."""
+
+    def __init__(self, first: float = 0.25, cap: float = 5.0) -> None:
+        self.first, self.cap = first, cap
+        self.delay = first
+
+    def next(self) -> float:
+        delay = self.delay
+        self.delay = min(self.cap, self.delay * 2)
+        return delay
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+class RedisStore:
+    """Durable facts in Redis; implements `Store`, plus the feeds `Replicator` uses."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "rempart:",
+        node_id: str = "",
+        local: Store | None = None,
+        familiarity_ttl: float = 90 * 86400.0,
+        sync_interval: float = 0.1,
+        stream_maxlen: int = 20_000,
+        buffer_records: int = 100_000,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        # A token per process: a restarted node reads its previous life's reports like any
+        # other node's, and two nodes given the same name still hear each other.
+        self.node_id = f"{node_id or default_node_id()}#{secrets.token_hex(3)}"
+        self.local = local
+        self.familiarity_ttl = familiarity_ttl
+        self.interval = sync_interval
+        self.stream_maxlen = stream_maxlen
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=2.0, socket_connect_timeout=1.0, retry_on_timeout=False
+        )
+        self.changes_stream = prefix + "changes"
+        self.reports_stream = prefix + "reports"
+        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        # Reports waiting to be sent; bounded, so an outage costs at most this much memory.
+        self._reports: collections.deque[list[Any]] = collections.deque(maxlen=buffer_records)
+        self.up = False
+        self.last_error = ""
+        self.down_since: float | None = time.time()
+        self.write_errors = 0
+        self.errors = 0
+        self.reports_sent = 0
+        self.reports_dropped = 0
+        self.changes_sent = 0
+        self._wake = threading.Event()
+        self._stopping = False
+        self._check()
+        self._writer = threading.Thread(target=self._run, name="rempart-redis-writer", daemon=True)
+        self._writer.start()
+
+    # --- health --------------------------------------------------------------------------
+    def _check(self) -> bool:
+        try:
+            self.client.ping()
+        except REDIS_ERRORS as exc:
+            self.mark(False, exc)
+            return False
+        self.mark(True)
+        return True
+
+    def mark(self, up: bool, error: BaseException | None = None) -> None:
+        """Record the link's state (any thread); logs only transitions."""
+        if error is not None:
+            self.errors += 1
+            self.last_error = f"{type(error).__name__}: {error}"[:200]
+        if up == self.up:
+            return
+        self.up = up
+        if up:
+            again = "again" if self.down_since is not None and self.errors else "(shared state)"
+            log.warning("redis %s reachable %s", self._where(), again)
+            self.down_since = None
+        else:
+            log.warning(
+                "redis %s unreachable (%s); serving from local state",
+                self._where(),
+                self.last_error,
+            )
+            self.down_since = time.time()
+
+    def _where(self) -> str:
+        # The URL without credentials, for logs.
+        return self.url.rsplit("@", 1)[-1]
+
+    # --- reads (start-up and operator queries; never on the decision path) ---------------
+    def _scan_hashes(self, pattern: str) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+        keys: list[bytes] = []
+        for key in self.client.scan_iter(match=pattern, count=1000):
+            keys.append(key)
+            if len(keys) >= 500:
+                yield from self._hgetall(keys)
+                keys = []
+        if keys:
+            yield from self._hgetall(keys)
+
+    def _hgetall(self, keys: list[bytes]) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        yield from zip(keys, pipe.execute(), strict=True)
+
+    def load_entries(self) -> Iterator[tuple[str, ListEntry]]:
+        try:
+            found = list(self._load_entries())
+        except REDIS_ERRORS as exc:
+            self.mark(False, exc)
+            if self.local is not None:
+                yield from self.local.load_entries()
+            return
+        yield from found
+
+    def _load_entries(self) -> Iterator[tuple[str, ListEntry]]:
+        start = len(self.prefix) + len("list:")
+        for key, fields in self._scan_hashes(self.prefix + "list:*"):
+            which, kind, value = key.decode()[start:].split(":", 2)
+            if not fields:
+                continue  # expired between SCAN and HGETALL
+            yield (
+                which,
+                ListEntry(
+                    kind,
+                    value,
+                    float(fields[b"expires"]),
+                    fields[b"reason"].decode(),
+                    float(fields[b"created"]),
+                ),
+            )
+
+    def load_familiarity(self) -> Iterator[tuple[str, str, float]]:
+        try:
+            found = list(self._load_familiarity())
+        except REDIS_ERRORS as exc:
+            self.mark(False, exc)
+            if self.local is not None:
+                yield from self.local.load_familiarity()
+            return
+        yield from found
+
+    def _load_familiarity(self) -> Iterator[tuple[str, str, float]]:
+        start = len(self.prefix) + len("fam:")
+        oldest = time.time() - self.familiarity_ttl
+        for key, fields in self._scan_hashes(self.prefix + "fam:*"):
+            login = key.decode()[start:]
+            for marker, last in fields.items():
+                when = float(last)
+                if when >= oldest:
+                    yield login, marker.decode(), when
+
+    def get_setting(self, key: str) -> str | None:
+        try:
+            value = self.client.hget(self.prefix + "settings", key)
+        except REDIS_ERRORS as exc:
+            self.mark(False, exc)
+            return self.local.get_setting(key) if self.local is not None else None
+        return value.decode() if value is not None else None
+
+    # --- writes (queued) ---------------------------------------------------------------
+    def _entry_key(self, which: str, kind: str, value: str) -> str:
+        return f"{self.prefix}list:{which}:{kind}:{value}"
+
+    def put_entry(self, which: str, entry: ListEntry) -> None:
+        fields = {"reason": entry.reason, "created": entry.created, "expires": entry.expires}
+        key = self._entry_key(which, entry.kind, entry.value)
+        self._queue.put(("delete", (key,)))
+        self._queue.put(("hset", (key, None, None, fields)))
+        if entry.expires:
+            self._queue.put(("pexpireat", (key, int(entry.expires * 1000))))
+        if self.local is not None:
+            self.local.put_entry(which, entry)
+
+    def delete_entry(self, which: str, kind: str, value: str) -> None:
+        self._queue.put(("delete", (self._entry_key(which, kind, value),)))
+        if self.local is not None:
+            self.local.delete_entry(which, kind, value)
+
+    def put_familiarity(self, login: str, marker: str, last: float) -> None:
+        key = f"{self.prefix}fam:{login}"
+        self._queue.put(("hset", (key, marker, last)))
+        self._queue.put(("pexpireat", (key, int((last + self.familiarity_ttl) * 1000))))
+        if self.local is not None:
+            self.local.put_familiarity(login, marker, last)
+
+    def put_setting(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._queue.put(("hdel", (self.prefix + "settings", key)))
+        else:
+            self._queue.put(("hset", (self.prefix + "settings", key, value)))
+        if self.local is not None:
+            self.local.put_setting(key, value)
+
+    def purge_expired(self, now: float) -> None:
+        # Redis expires list entries by itself; only the local mirror needs purging.
+        purge = getattr(self.local, "purge_expired", None)
+        if purge is not None:
+            purge(now)
+
+    # --- feeds (the Replicator's records) ----------------------------------------------
+    def publish_change(self, record: dict[str, Any]) -> None:
+        """Queue a change record for the other nodes, in order with the store writes."""
+        record["n"] = self.node_id
+        self._queue.put(orjson.dumps(record))
+
+    def publish_report(self, record: list[Any]) -> None:
+        """Buffer a report record; sent with the next batch (the oldest dropped if full)."""
+        reports = self._reports
+        if len(reports) == reports.maxlen:
+            self.reports_dropped += 1
+        reports.append(record)
+
+    # --- durability --------------------------------------------------------------------
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued is in Redis. While Redis is down, or slower than two
+        seconds, wait for the local mirror instead: the change is durable here and stays
+        queued for Redis (the API must not hang a caller for the length of an outage)."""
+        if self.up:
+            done = threading.Event()
+            self._queue.put(done)
+            self._wake.set()
+            if done.wait(min(timeout, 2.0)):
+                return True
+        if self.local is not None:
+            return self.local.flush(timeout)
+        return False
+
+    def close(self) -> None:
+        self._stopping = True
+        self._queue.put(None)
+        self._wake.set()
+        self._writer.join(timeout=5 if self.up else 1)
+        if self.local is not None:
+            self.local.close()
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+    # --- the writer thread -------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = Backoff()
+        pending: list[_Op] = []  # taken from the queue, not yet written
+        stop = False
+        while True:
+            if not pending and not self._reports:
+                if stop:
+                    return
+                self._wake.wait(self.interval)
+            elif self.up:
+                self._wake.wait(self.interval)  # let a batch gather
+            self._wake.clear()
+            while True:
+                try:
+                    pending.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if None in pending:
+                stop = True
+                pending = [op for op in pending if op is not None]
+            reports = self._take_reports()
+            if not pending and not reports:
+                continue
+            try:
+                self._write(pending, reports)
+            except REDIS_ERRORS as exc:
+                self.mark(False, exc)
+                self.write_errors += 1
+                # Put the batch back before what arrived since; the bound drops the oldest.
+                merged = reports + self._take_reports()
+                self.reports_dropped += max(0, len(merged) - (self._reports.maxlen or 0))
+                self._reports.extend(merged)
+                if stop:
+                    return  # shutting down with Redis away: the local mirror has the facts
+                time.sleep(backoff.next())
+                continue
+            backoff.reset()
+            self.mark(True)
+            for op in pending:
+                if isinstance(op, threading.Event):
+                    op.set()
+            pending = []
+
+    def _take_reports(self) -> list[list[Any]]:
+        reports = self._reports
+        # popleft while the engine appends on the right: both are atomic, nothing is lost.
+        return [reports.popleft() for _ in range(len(reports))]
+
+    def _write(self, ops: list[_Op], reports: list[list[Any]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        changes = 0
+        for op in ops:
+            if isinstance(op, bytes):
+                pipe.xadd(
+                    self.changes_stream,
+                    {"d": op},
+                    maxlen=CHANGES_MAXLEN,
+                    approximate=True,
+                )
+                changes += 1
+            elif isinstance(op, tuple):
+                name, args = op
+                getattr(pipe, name)(*args)
+        # One stream entry per chunk of reports: XADD costs Redis far more than a longer value.
+        for start in range(0, len(reports), 500):
+            chunk = reports[start : start + 500]
+            pipe.xadd(
+                self.reports_stream,
+                {"n": self.node_id, "r": orjson.dumps(chunk)},
+                maxlen=self.stream_maxlen,
+                approximate=True,
+            )
+        pipe.execute()
+        self.changes_sent += changes
+        self.reports_sent += len(reports)

@@ -1,0 +1,370 @@
+"""Agreement between nodes over Redis: every node applies the others' reports and changes to its
+own engine, so N stateless nodes count the same attempts and enforce the same lists and posture.
+
+Design. Each decision stays pure CPU on local memory: the counters a rule reads are the node's
+own rings and sketches, fed by *every* node's reports.
+- Out: an engine listener turns each report into a compact record (time, login, ip, protocol,
+  password and device fingerprints, outcome flags) and each list change, posture change, newly
+  learned familiar network or counter reset into a change record. `RedisStore`'s writer thread
+  sends them every `sync_interval` (0.1 s) in one pipeline: reports as one `XADD` per batch of
+  up to 500 records to the `reports` stream, changes as one entry each to the `changes` stream
+  (capped with `MAXLEN ~`).
+- In: one reader thread per node blocks on `XREAD` over both streams, skips its own records,
+  and hands the rest to the event loop, which applies them to the engine in chunks with the
+  engine's listeners muted, so nothing is journaled, persisted or published twice (a posture
+  change that a remote report makes this node's detector take still goes through).
+
+Why streams rather than a counter per key in Redis (hashes per key and bucket, HyperLogLog for
+distinct counts): reading shared counters at decision time costs a network round trip per
+decision (or a cache that is as stale as a feed), the engine's rings, sketches and rules would
+need a second implementation, and a node without Redis would have nothing local to decide on.
+Streams keep the engine unchanged, make each node a full replica that keeps deciding alone
+when Redis goes away, and, unlike pub/sub, let a node catch up from the last entry it read
+after a disconnection, and a node that starts warm its counters from the retained history.
+The cost is that every node applies every report (CPU grows with the cluster's total report
+rate; `benchmarks/redis_scaleout.py` measures it), and agreement is eventual: a report reaches
+the other nodes after one batch interval and one read, typically well under a second.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rempart.engine.lists import ListEntry
+from rempart.model import Attempt, Outcome, Protocol
+from rempart.state.redis import REDIS_ERRORS, Backoff, RedisStore
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from rempart.engine.engine import Engine, Listener
+
+log = logging.getLogger(__name__)
+
+SUCCESS, POLICY_REJECT, UNKNOWN_LOGIN = 1, 2, 4
+# Records applied per turn of the event loop, so a catch-up never stalls decisions for long.
+APPLY_CHUNK = 2000
+
+
+def _stream_id(when: float) -> str:
+    return f"{int(when * 1000)}-0"
+
+
+class Replicator:
+    """Publishes this node's reports and changes, applies the other nodes' ones."""
+
+    def __init__(self, engine: Engine, store: RedisStore, backfill_seconds: float = 0.0) -> None:
+        self.engine = engine
+        self.store = store
+        self.node_id = store.node_id
+        now = time.time()
+        # Reports from the last counter window warm a starting node; changes from a few seconds
+        # before the store was loaded cover the race between loading and reading.
+        self.last_ids: dict[str, str | bytes] = {
+            store.changes_stream: _stream_id(now - 10.0),
+            store.reports_stream: _stream_id(now - backfill_seconds),
+        }
+        self.inbox: collections.deque[tuple[str, Any]] = collections.deque()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
+        self.reports_received = 0
+        self.changes_received = 0
+        self.apply_errors = 0
+        self.lag_s = 0.0  # age of the latest remote report when it was applied
+        self.peers: dict[str, float] = {}  # node id -> when last heard from
+        engine.listeners.append(self.listener)
+
+    # --- out -------------------------------------------------------------------------------
+    def listener(self, kind: str, now: float, data: dict[str, Any]) -> None:
+        if kind == "decision":
+            return
+        if kind == "report":
+            a: Attempt = data["attempt"]
+            o: Outcome = data["outcome"]
+            flags = (
+                (SUCCESS if o.success else 0)
+                | (POLICY_REJECT if o.policy_reject else 0)
+                | (UNKNOWN_LOGIN if o.unknown_login else 0)
+            )
+            self.store.publish_report(
+                [
+                    now,
+                    a.login,
+                    a.ip,
+                    a.protocol.value,
+                    a.pwhash,
+                    a.device_id,
+                    a.user_agent,
+                    flags,
+                    a.pair_fingerprint.hex(),
+                    a.password_popular,
+                ]
+            )
+        elif kind == "list_add":
+            e: ListEntry = data["entry"]
+            self.store.publish_change(
+                {
+                    "k": kind,
+                    "list": data["list"],
+                    "kind": e.kind,
+                    "value": e.value,
+                    "expires": e.expires,
+                    "reason": e.reason,
+                    "created": e.created,
+                }
+            )
+        elif kind == "list_del":
+            e = data["entry"]
+            self.store.publish_change(
+                {"k": kind, "list": data["list"], "kind": e.kind, "value": e.value}
+            )
+        elif kind == "familiar":
+            self.store.publish_change(
+                {"k": kind, "login": data["login"], "marker": data["marker"], "last": now}
+            )
+        elif kind == "posture":
+            self.store.publish_change(
+                {
+                    "k": kind,
+                    "protocol": data["protocol"],
+                    "to": data["to"],
+                    "by": data["by"],
+                    "ttl": data.get("ttl", 0),
+                    "at": now,
+                }
+            )
+        elif kind == "reset":
+            self.store.publish_change({"k": kind, "login": data["login"], "ip": data["ip"]})
+
+    # --- in: the reader thread ---------------------------------------------------------------
+    def attach(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Start reading; records are applied on `loop` (None: by calling `apply_pending`)."""
+        self.loop = loop
+        self._reader = threading.Thread(target=self._read, name="rempart-redis-reader", daemon=True)
+        self._reader.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join(timeout=3)
+
+    def _read(self) -> None:
+        store = self.store
+        backoff = Backoff()
+        while not self._stop.is_set():
+            try:
+                result = store.client.xread(self.last_ids, count=APPLY_CHUNK, block=500)
+            except REDIS_ERRORS as exc:
+                store.mark(False, exc)
+                self._stop.wait(backoff.next())
+                continue
+            backoff.reset()
+            store.mark(True)
+            if not result:
+                continue
+            try:
+                self._receive(result)
+            except Exception:
+                self.apply_errors += 1
+                log.exception("unreadable record in the shared streams; skipped")
+            self._wake()
+
+    def _receive(self, result: list[Any]) -> None:
+        changes_stream = self.store.changes_stream.encode()
+        heard = time.time()
+        for stream, entries in result:
+            for entry_id, fields in entries:
+                self.last_ids[stream.decode()] = entry_id
+                if stream == changes_stream:
+                    record = orjson.loads(fields[b"d"])
+                    node = record["n"]
+                    if node != self.node_id:
+                        self.inbox.append((record["k"], record))
+                        self.changes_received += 1
+                else:
+                    node = fields[b"n"].decode()
+                    if node != self.node_id:
+                        records = orjson.loads(fields[b"r"])
+                        self.inbox.append(("reports", records))
+                        self.reports_received += len(records)
+                if node != self.node_id:
+                    self.peers[node] = heard
+
+    def _wake(self) -> None:
+        if self.loop is None or self._scheduled or not self.inbox:
+            return
+        self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self.apply_pending)
+        except RuntimeError:  # the loop is closed: the node is stopping
+            self._scheduled = False
+
+    # --- in: applying, on the engine's thread ------------------------------------------------
+    def apply_pending(self) -> int:
+        """Apply received records to the engine (at most about APPLY_CHUNK reports per call);
+        returns how many records were applied."""
+        self._scheduled = False
+        engine = self.engine
+        saved = engine.listeners
+        engine.listeners = [self._only_postures(saved)]
+        applied = 0
+        try:
+            while self.inbox and applied < APPLY_CHUNK:
+                kind, payload = self.inbox.popleft()
+                try:
+                    applied += self._apply(kind, payload)
+                except Exception:
+                    self.apply_errors += 1
+                    log.exception("could not apply a %s record from another node", kind)
+        finally:
+            engine.listeners = saved
+        if self.inbox:
+            self._wake()
+        return applied
+
+    @staticmethod
+    def _only_postures(listeners: list[Listener]) -> Listener:
+        def forward(kind: str, now: float, data: dict[str, Any]) -> None:
+            # This node's detector reacting to the combined traffic is this node's decision.
+            if kind == "posture":
+                for listener in listeners:
+                    listener(kind, now, data)
+
+        return forward
+
+    def _apply(self, kind: str, record: Any) -> int:
+        engine = self.engine
+        local = self.store.local
+        if kind == "reports":
+            report = engine.report
+            for ts, login, ip, protocol, pwhash, device, agent, flags, pair, popular in record:
+                attempt = Attempt(
+                    login,
+                    ip,
+                    Protocol(protocol),
+                    pwhash,
+                    device,
+                    agent,
+                    pair_fingerprint=bytes.fromhex(pair) if pair else b"",
+                    password_popular=popular,
+                )
+                outcome = Outcome(
+                    bool(flags & SUCCESS), bool(flags & POLICY_REJECT), bool(flags & UNKNOWN_LOGIN)
+                )
+                report(attempt, outcome, ts)
+            if record:
+                self.lag_s = max(0.0, time.time() - record[-1][0])
+            return len(record)
+        if kind == "list_add":
+            entry = ListEntry(
+                record["kind"],
+                record["value"],
+                record["expires"],
+                record["reason"],
+                record["created"],
+            )
+            (engine.allowlist if record["list"] == "allow" else engine.blocklist).put(entry)
+            if local is not None:
+                local.put_entry(record["list"], entry)
+        elif kind == "list_del":
+            lst = engine.allowlist if record["list"] == "allow" else engine.blocklist
+            lst.remove(record["kind"], record["value"])
+            if local is not None:
+                local.delete_entry(record["list"], record["kind"], record["value"])
+        elif kind == "familiar":
+            login, marker, last = record["login"], record["marker"], record["last"]
+            known = engine.familiarity.accounts.get(login, {}).get(marker)
+            if known is None or last > known:
+                engine.familiarity.learn(login, marker, last)
+        elif kind == "posture":
+            protocol, level = Protocol(record["protocol"]), record["to"]
+            if level == "normal":
+                engine.postures.pop(protocol, None)
+            else:
+                engine.postures[protocol] = level
+            if engine.campaign is not None:
+                if record["by"] == "detector":
+                    engine.campaign.restore(protocol.value, level)
+                else:
+                    ttl = record["ttl"]
+                    until = record["at"] + ttl if ttl else math.inf
+                    engine.campaign.set_manual(protocol.value, level, until)
+            if local is not None:
+                local.put_setting(f"posture.{protocol.value}", None if level == "normal" else level)
+        elif kind == "reset":
+            engine.reset(login=record["login"], ip=record["ip"])
+        return 1
+
+    # --- reporting ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        store = self.store
+        now = time.time()
+        return {
+            "backend": "redis",
+            "node_id": self.node_id,
+            "up": store.up,
+            "down_since": store.down_since,
+            "last_error": store.last_error,
+            "peers": sorted(n for n, seen in self.peers.items() if now - seen < 60),
+            "reports_sent": store.reports_sent,
+            "reports_received": self.reports_received,
+            "reports_dropped": store.reports_dropped,
+            "reports_buffered": len(store._reports),
+            "changes_sent": store.changes_sent,
+            "changes_received": self.changes_received,
+            "apply_backlog": len(self.inbox),
+            "lag_s": round(self.lag_s, 3),
+            "errors": store.errors,
+        }
+
+
+class ReplicationCollector(Collector):
+    """Prometheus metrics of the link to Redis (`rempart_redis_up` first of all)."""
+
+    def __init__(self, replicator: Replicator) -> None:
+        self.replicator = replicator
+
+    def collect(self) -> Iterator[Metric]:
+        r = self.replicator
+        s = r.store
+        yield GaugeMetricFamily(
+            "rempart_redis_up",
+            "1 while this node reaches Redis; 0 while it decides from its local state alone",
+            value=1 if s.up else 0,
+        )
+        yield GaugeMetricFamily(
+            "rempart_redis_peers",
+            "Other nodes heard from through Redis in the last minute",
+            value=sum(1 for seen in r.peers.values() if time.time() - seen < 60),
+        )
+        yield GaugeMetricFamily(
+            "rempart_redis_lag_seconds",
+            "Age of the latest report from another node when it was applied here",
+            value=r.lag_s,
+        )
+        yield GaugeMetricFamily(
+            "rempart_redis_reports_buffered",
+            "Reports waiting to be sent to Redis",
+            value=len(s._reports),
+        )
+        for name, help_text, value in (
+            ("reports_sent", "Reports sent to the other nodes", s.reports_sent),
+            ("reports_received", "Reports received from the other nodes", r.reports_received),
+            ("reports_dropped", "Reports dropped while Redis was unreachable", s.reports_dropped),
+            ("changes_sent", "List, posture and familiarity changes sent", s.changes_sent),
+            ("changes_received", "Changes received from the other nodes", r.changes_received),
+            ("errors", "Failed Redis operations", s.errors),
+        ):
+            yield CounterMetricFamily(f"rempart_redis_{name}", help_text, value=value)

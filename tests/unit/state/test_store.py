@@ -1,0 +1,137 @@
+"""The Store suite, run against every durable store: embedded SQLite and Redis (a real
+redis-server; its absence skips here and fails in CI, REMPART_REQUIRE_REDIS=1)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rempart.engine.lists import ListEntry
+from rempart.state.sqlite import SqliteStore
+from rempart.state.store import Store
+from tests.redis_server import RedisServer
+
+OpenStore = Callable[[], Store]
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
+    """Opens a store over the same durable state each time it is called (a node restarting)."""
+    opened: list[Store] = []
+    if request.param == "sqlite":
+
+        def factory() -> Store:
+            opened.append(SqliteStore(tmp_path))
+            return opened[-1]
+
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        from rempart.state.redis import RedisStore
+
+        prefix = f"t{next(_prefixes)}:"  # a fresh namespace per test
+
+        def factory() -> Store:
+            opened.append(RedisStore(server.url, prefix=prefix, sync_interval=0.01))
+            return opened[-1]
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+def entries(store: Store) -> dict[tuple[str, str, str], ListEntry]:
+    return {(which, e.kind, e.value): e for which, e in store.load_entries()}
+
+
+def test_list_entries_survive_a_restart(open_store: OpenStore) -> None:
+    now = time.time()
+    store = open_store()
+    block = ListEntry("ip", "203.0.113.7", now + 3600, "stuffing", now)
+    allow = ListEntry("netmask", "2001:db8::/64", 0.0, "partner: fetcher", now)
+    pair = ListEntry("ip_login", "2001:db8::1|alice@example.org", 0.0, "", now)
+    store.put_entry("block", block)
+    store.put_entry("allow", allow)
+    store.put_entry("block", pair)
+    assert store.flush()
+    store.close()
+    found = entries(open_store())
+    assert found[("block", "ip", "203.0.113.7")] == block
+    assert found[("allow", "netmask", "2001:db8::/64")] == allow
+    assert found[("block", "ip_login", "2001:db8::1|alice@example.org")] == pair
+    assert len(found) == 3
+
+
+def test_replacing_and_deleting_entries(open_store: OpenStore) -> None:
+    now = time.time()
+    store = open_store()
+    store.put_entry("block", ListEntry("login", "bob@example.org", now + 60, "first", now))
+    store.put_entry("block", ListEntry("login", "bob@example.org", 0.0, "second", now + 1))
+    store.put_entry("block", ListEntry("ip", "198.51.100.1", 0.0, "gone soon", now))
+    store.delete_entry("block", "ip", "198.51.100.1")
+    store.delete_entry("allow", "ip", "198.51.100.9")  # absent: nothing happens
+    assert store.flush()
+    found = entries(open_store())
+    assert list(found) == [("block", "login", "bob@example.org")]
+    entry = found[("block", "login", "bob@example.org")]
+    assert (entry.reason, entry.expires) == ("second", 0.0)
+
+
+def test_expired_entries_are_not_loaded(open_store: OpenStore) -> None:
+    now = time.time()
+    store = open_store()
+    store.put_entry("block", ListEntry("ip", "192.0.2.1", now - 5, "expired", now - 60))
+    store.put_entry("block", ListEntry("ip", "192.0.2.2", now + 60, "live", now))
+    store.purge_expired(now)  # type: ignore[attr-defined]
+    assert store.flush()
+    assert set(entries(open_store())) == {("block", "ip", "192.0.2.2")}
+
+
+def test_familiarity_keeps_the_latest_success(open_store: OpenStore) -> None:
+    now = time.time()
+    store = open_store()
+    store.put_familiarity("alice@example.org", "n192.0.2.0/24", now - 100)
+    store.put_familiarity("alice@example.org", "n192.0.2.0/24", now - 10)
+    store.put_familiarity("alice@example.org", "dphone", now - 50)
+    store.put_familiarity("bob@example.org", "n2001:db8::/64", now)
+    assert store.flush()
+    found = sorted(open_store().load_familiarity())
+    assert found == sorted(
+        [
+            ("alice@example.org", "n192.0.2.0/24", pytest.approx(now - 10)),
+            ("alice@example.org", "dphone", pytest.approx(now - 50)),
+            ("bob@example.org", "n2001:db8::/64", pytest.approx(now)),
+        ]
+    )
+
+
+def test_settings(open_store: OpenStore) -> None:
+    store = open_store()
+    assert store.get_setting("posture.imap") is None
+    store.put_setting("posture.imap", "strict")
+    store.put_setting("posture.pop3", "guarded")
+    store.put_setting("posture.pop3", None)
+    assert store.flush()
+    reopened = open_store()
+    assert reopened.get_setting("posture.imap") == "strict"
+    assert reopened.get_setting("posture.pop3") is None
+
+
+def test_flush_waits_for_every_queued_write(open_store: OpenStore) -> None:
+    store = open_store()
+    now = time.time()
+    for i in range(2000):
+        store.put_familiarity(f"user{i}@example.org", "n10.0.0.0/24", now)
+    assert store.flush()
+    assert sum(1 for _ in open_store().load_familiarity()) == 2000
