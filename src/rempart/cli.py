@@ -121,6 +121,8 @@ def config_check(config: str | None) -> None:
 
 def check_package_tables(settings: Settings) -> None:
     """Run the parsers of the tables other packages own; each raises naming the bad key."""
+    from rempart.adapters.logtail import tail_settings
+    from rempart.adapters.nginx import NginxSettings
     from rempart.breach.settings import settings_from_mapping
     from rempart.ops.settings import ops_settings
     from rempart.ops.webhooks import parse_webhooks
@@ -128,6 +130,8 @@ def check_package_tables(settings: Settings) -> None:
 
     raw = settings.raw
     settings_from_mapping(raw)
+    NginxSettings.from_raw(raw)
+    tail_settings(raw)
     ops_settings(raw)
     parse_webhooks(raw.get("campaign", {}).get("webhooks"))
     if "shed" in raw:
@@ -366,6 +370,8 @@ def _register_optional_groups() -> None:
         ("rempart.ops.cli", "status"),
         ("rempart.ops.cli", "report"),
         ("rempart.ops.cli", "operator"),
+        ("rempart.adapters.cli", "tail"),
+        ("rempart.adapters.cli", "nginx_config_command"),
     ):
         try:
             mod = __import__(module, fromlist=[attr])

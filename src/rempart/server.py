@@ -17,7 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from rempart import __version__
 from rempart.adapters.auth import BasicAuth
+from rempart.adapters.logtail import start_tailing
 from rempart.adapters.native import NativeApi
+from rempart.adapters.nginx import NginxApi
 from rempart.adapters.operator import OperatorApi
 from rempart.adapters.wforce import WforceApi
 from rempart.config import Settings
@@ -240,6 +242,7 @@ class Service:
         WforceApi(self).mount(router)
         NativeApi(self).mount(router)
         OperatorApi(self).mount(router)
+        NginxApi(self).mount(router)
         registry = metrics.make_registry(self, self.extra_collectors)
 
         def scrape(request: Request) -> Response:
@@ -276,8 +279,11 @@ class Service:
         shedding = None
         if self.shed_controller is not None:
             shedding = asyncio.ensure_future(self.shed_controller.run(stop))
+        tailing = start_tailing(self, stop)  # [tail] files: log tailing in this process
         await stop.wait()
         housekeeping.cancel()
+        if tailing is not None:
+            await asyncio.wait_for(tailing, 5)
         if shedding is not None:
             await asyncio.wait_for(shedding, 5)
         await self.app.stop()

@@ -1,0 +1,306 @@
+"""The nginx `auth_request` adapter: `GET /v1/nginx/auth`, and the nginx snippet that uses it.
+
+nginx asks with a body-less subrequest before it lets a login request through; only the status
+counts: 2xx lets the request pass, 401 and 403 are passed to the client (nginx copies only
+`WWW-Authenticate`; other headers reach the client or the upstream through `auth_request_set`),
+and anything else becomes a 500 (logged by nginx as "auth request unexpected status: N").
+
+How Rempart answers (bodies are always empty):
+
+| verdict  | status | headers                                                              |
+|----------|--------|----------------------------------------------------------------------|
+| allow    | 204    | X-Rempart-Verdict: allow                                             |
+| delay    | 403    | X-Rempart-Verdict: delay, Retry-After: seconds (nginx cannot hold a  |
+|          |        | request, so the client is told when to retry instead)                |
+| deny     | 403    | X-Rempart-Verdict: deny                                              |
+| step_up  | 401    | `[nginx] step_up = "refuse"` (default): WWW-Authenticate:             |
+|          |        | Rempart-Step-Up (no browser password prompt); the client app starts  |
+|          | 204    | its second factor. `"forward"`: the request passes with               |
+|          |        | X-Rempart-Verdict: step_up, which the snippet hands to the upstream.  |
+
+Every answer carries X-Rempart-Reason (reason codes), X-Rempart-Message (ASCII) and
+X-Rempart-Login (the canonical login judged), so nginx can log them for `rempart tail`.
+
+Bad input from the *client* (an undecodable Authorization, an over-long login) never makes a
+4xx, which nginx would turn into a 500: the attempt is judged per source address instead. Only
+a proxy misconfiguration answers otherwise: no client address from a trusted proxy gives 400,
+a wrong API password 407 (not 401: nginx would pass it on and browsers would prompt). nginx
+turns both into a 500, or into the fail-open fallback of the generated snippet, and names the
+status in its error log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rempart.adapters.sources import TrustedProxies, source_login
+from rempart.config import ConfigError
+from rempart.engine.keys import KeyError_, canonical_login
+from rempart.httpserver import HTTPError, Request, Response, Router
+from rempart.model import Action, Attempt, Protocol
+
+if TYPE_CHECKING:
+    from rempart.server import Service
+
+PATH = "/v1/nginx/auth"
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
+MAX_HEADER_VALUE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class NginxSettings:
+    trusted_proxies: tuple[str, ...]
+    client_ip_header: str
+    login_header: str
+    device_header: str
+    protocol_header: str
+    protocol: Protocol
+    step_up: str
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> NginxSettings:
+        """Typed `[nginx]` settings; ConfigError naming the key otherwise."""
+        table = raw.get("nginx", {})
+
+        def string(key: str) -> str:
+            value = table.get(key, "")
+            if not isinstance(value, str):
+                raise ConfigError(f"[nginx] {key}: expected a string, got {value!r}")
+            return value.strip()
+
+        proxies = table.get("trusted_proxies", [])
+        if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
+            raise ConfigError("[nginx] trusted_proxies: expected a list of addresses/networks")
+        try:
+            TrustedProxies(proxies)
+        except ValueError as exc:
+            raise ConfigError(f"[nginx] trusted_proxies: {exc}") from None
+        step_up = string("step_up")
+        if step_up not in ("refuse", "forward"):
+            raise ConfigError(f'[nginx] step_up: "refuse" or "forward", got {step_up!r}')
+        protocol = Protocol.parse(string("protocol"))
+        if protocol is Protocol.OTHER and string("protocol").lower() != "other":
+            raise ConfigError(f"[nginx] protocol: unknown protocol {string('protocol')!r}")
+        header = string("client_ip_header")
+        if not header:
+            raise ConfigError("[nginx] client_ip_header: must not be empty")
+        return cls(
+            trusted_proxies=tuple(proxies),
+            client_ip_header=header,
+            login_header=string("login_header"),
+            device_header=string("device_header"),
+            protocol_header=string("protocol_header"),
+            protocol=protocol,
+            step_up=step_up,
+        )
+
+
+def header_value(text: str) -> str:
+    """A header-safe form of a message: printable ASCII, bounded."""
+    return _UNSAFE.sub("?", text)[:MAX_HEADER_VALUE]
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """(user, password) of an HTTP Basic `Authorization` value; None when absent or malformed."""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+class NginxApi:
+    """The endpoint nginx's `auth_request` subrequest calls."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.engine = service.engine
+        try:
+            self.settings = NginxSettings.from_raw(service.settings.raw)
+        except ConfigError as exc:
+            raise SystemExit(f"config: {exc}") from None
+        self.proxies = TrustedProxies(self.settings.trusted_proxies)
+
+    def mount(self, router: Router) -> None:
+        router.add("GET", PATH, self.auth)
+        router.add("POST", PATH, self.auth)  # without `proxy_method GET`, nginx keeps the method
+
+    def check_api_password(self, request: Request) -> None:
+        try:
+            self.service.auth.check(request)
+        except HTTPError as exc:
+            raise HTTPError(
+                407,
+                f"{exc.reason}: nginx must send the API password in "
+                "'proxy_set_header Authorization' (see `rempart nginx-config`)",
+                {"Proxy-Authenticate": 'Basic realm="rempart"'},
+            ) from None
+
+    def attempt(self, request: Request) -> Attempt:
+        s = self.settings
+        headers = request.headers
+        ip = self.proxies.client_address(request.client, headers, s.client_ip_header)
+        if ip is None:
+            raise HTTPError(
+                400,
+                f"no client address in {s.client_ip_header} from the trusted proxy "
+                f"{request.client}: set 'proxy_set_header {s.client_ip_header} $remote_addr'",
+            )
+        protocol = s.protocol
+        if s.protocol_header:
+            named = Protocol.parse(headers.get(s.protocol_header.lower()))
+            if named is not Protocol.OTHER:
+                protocol = named
+        raw_login, password = "", None
+        credentials = basic_credentials(headers.get("x-original-authorization", ""))
+        if credentials is not None:
+            raw_login, password = credentials
+        elif s.login_header:
+            raw_login = headers.get(s.login_header.lower(), "")
+        login = ""
+        if raw_login:
+            try:
+                login = canonical_login(raw_login, self.service.settings.logins)
+            except KeyError_:
+                login, password = "", None  # judged per source rather than failing the request
+        attrs = {
+            "uri": headers.get("x-original-uri", "")[:MAX_HEADER_VALUE],
+            "method": headers.get("x-original-method", "")[:16],
+        }
+        attempt = Attempt(
+            login=login or source_login(ip),
+            ip=ip,
+            protocol=protocol,
+            device_id=headers.get(s.device_header.lower(), "")[:MAX_HEADER_VALUE]
+            if s.device_header
+            else "",
+            user_agent=headers.get("user-agent", "")[:MAX_HEADER_VALUE],
+            tls=headers.get("x-forwarded-proto", "") == "https",
+            raw_login=raw_login[:MAX_HEADER_VALUE],
+            attrs=attrs,
+        )
+        if password is not None and len(password) <= 1024:
+            # Fingerprinted at once for the leaked-pair check, then dropped.
+            self.service.fingerprint_password(attempt, password)
+        return attempt
+
+    def auth(self, request: Request) -> Response:
+        self.check_api_password(request)
+        attempt = self.attempt(request)
+        verdict = self.engine.decide(attempt)
+        action = verdict.action
+        headers = {"X-Rempart-Verdict": action.label}
+        if attempt.raw_login and not attempt.login.startswith("["):
+            headers["X-Rempart-Login"] = header_value(attempt.login)
+        if verdict.reasons:
+            headers["X-Rempart-Reason"] = ",".join(verdict.codes)
+            headers["X-Rempart-Message"] = header_value(verdict.message)
+        if action is Action.ALLOW:
+            return Response(204, b"", "text/plain", headers)
+        if action is Action.DELAY:
+            headers["Retry-After"] = str(max(1, math.ceil(verdict.delay_s)))
+            return Response(403, b"", "text/plain", headers)
+        if action is Action.STEP_UP:
+            if self.settings.step_up == "forward":
+                return Response(204, b"", "text/plain", headers)
+            headers["WWW-Authenticate"] = 'Rempart-Step-Up realm="login"'
+            return Response(401, b"", "text/plain", headers)
+        return Response(403, b"", "text/plain", headers)
+
+
+def nginx_config(
+    *,
+    rempart: str,
+    api_password: str,
+    location: str,
+    upstream: str,
+    listen: str = "80",
+    access_log: str = "/var/log/nginx/rempart-login.log",
+    login_variable: str = "",
+    protocol: str = "web",
+    fail_open: bool = True,
+) -> str:
+    """A working nginx configuration (the `http {}` part and one `server {}`) protecting
+    `location` with Rempart, its outcomes logged for `rempart tail --parser nginx`."""
+    token = base64.b64encode(f"nginx:{api_password}".encode()).decode()
+    login_line = (
+        f"        proxy_set_header X-Rempart-Login {login_variable};\n" if login_variable else ""
+    )
+    fallback = ""
+    error_page = ""
+    if fail_open:
+        error_page = (
+            "        # Rempart unreachable or misconfigured (nginx logs the status): let logins\n"
+            "        # through rather than take them down. Remove for fail-closed.\n"
+            "        error_page 500 502 503 504 = @rempart_unavailable;\n"
+        )
+        fallback = (
+            "    location @rempart_unavailable {\n"
+            f"        proxy_pass {upstream};\n"
+            "        proxy_set_header X-Rempart-Verdict unavailable;\n"
+            "        access_log " + access_log + " rempart;\n"
+            "    }\n\n"
+        )
+    return f"""\
+# Generated by `rempart nginx-config`: the login location asks Rempart before every request.
+# --- in the http {{}} block -------------------------------------------------------------------
+upstream rempart {{
+    server {rempart};
+    keepalive 16;
+}}
+# One line per login request, read by `rempart tail --parser nginx` to report outcomes.
+log_format rempart 'rempart ip=$remote_addr login="$rempart_login" status=$status '
+                   'verdict=$rempart_verdict outcome="$upstream_http_x_rempart_outcome" '
+                   'method=$request_method uri="$request_uri"';
+
+server {{
+    listen {listen};
+
+    location = {location} {{
+        auth_request /_rempart_auth;
+        auth_request_set $rempart_verdict $upstream_http_x_rempart_verdict;
+        auth_request_set $rempart_reason $upstream_http_x_rempart_reason;
+        auth_request_set $rempart_message $upstream_http_x_rempart_message;
+        auth_request_set $rempart_retry $upstream_http_retry_after;
+        auth_request_set $rempart_login $upstream_http_x_rempart_login;
+        add_header X-Rempart-Reason $rempart_reason always;
+        add_header X-Rempart-Message $rempart_message always;
+        add_header Retry-After $rempart_retry always;
+        # The app sees the verdict (step_up with [nginx] step_up = "forward") and may answer
+        # X-Rempart-Outcome: success | failure | unknown_login to override the status mapping.
+        proxy_set_header X-Rempart-Verdict $rempart_verdict;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_pass {upstream};
+        access_log {access_log} rempart;
+{error_page}    }}
+
+{fallback}    location = /_rempart_auth {{
+        internal;
+        proxy_pass http://rempart{PATH};
+        proxy_method GET;
+        proxy_pass_request_body off;
+        proxy_set_header Content-Length "";
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Authorization "Basic {token}";
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For "";
+        proxy_set_header X-Original-URI $request_uri;
+        proxy_set_header X-Original-Method $request_method;
+        proxy_set_header X-Original-Authorization $http_authorization;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Rempart-Protocol {protocol};
+{login_line}        proxy_connect_timeout 2s;
+        proxy_read_timeout 2s;
+    }}
+}}
+"""
