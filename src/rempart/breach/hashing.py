@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rempart.breach.fingerprints import Fingerprinter
+from rempart.breach.fpset import sorted_unique
 from rempart.breach.parser import (
     R_CANON,
     R_EMPTY_LOGIN,
@@ -131,12 +132,12 @@ def hash_lines(
         if len(s) < SAMPLE_LINES:
             s.append(lineno)
     ld = np.frombuffer(bytes(login_buf), dtype=">u8").reshape(-1, 2)
-    logins = np.unique(ld[:, 0].astype(np.uint64))
-    pairs = np.unique(np.frombuffer(bytes(pair_buf), dtype=">u8").astype(np.uint64))
+    logins = sorted_unique(ld[:, 0].astype(np.uint64))
+    pairs = sorted_unique(np.frombuffer(bytes(pair_buf), dtype=">u8").astype(np.uint64))
     dovecot = _EMPTY
     if dovecot_on and valid:
         heads = np.frombuffer(bytes(dove_buf), dtype=">u8").astype(np.uint64)
-        dovecot = np.unique(ld[:, 1].astype(np.uint64) ^ (heads >> np.uint64(fpr.shift)))
+        dovecot = sorted_unique(ld[:, 1].astype(np.uint64) ^ (heads >> np.uint64(fpr.shift)))
     return Batch(
         logins=logins,
         pairs=pairs,

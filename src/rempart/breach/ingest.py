@@ -25,7 +25,7 @@ import numpy as np
 from rempart.breach import store
 from rempart.breach.audit import Auditor, UserDb
 from rempart.breach.fingerprints import Fingerprinter
-from rempart.breach.fpset import union_sorted
+from rempart.breach.fpset import sorted_unique, union_sorted
 from rempart.breach.hashing import SAMPLE_LINES, Batch, hash_lines
 from rempart.breach.keyfile import load_or_create_key
 from rempart.breach.reader import InputError, check_input, identity, open_stream, read_blocks
@@ -350,4 +350,4 @@ def _commit(
 def _union_all(arrays: list[np.ndarray]) -> np.ndarray:
     if not arrays:
         return np.zeros(0, dtype=np.uint64)
-    return np.unique(np.concatenate(arrays))
+    return sorted_unique(np.concatenate(arrays))
