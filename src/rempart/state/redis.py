@@ -47,6 +47,13 @@ _Command = tuple[str, tuple[Any, ...]]
 _Op = _Command | bytes | threading.Event | None
 
 REDIS_ERRORS = (redis.RedisError, OSError)
+# Errors that mean "Redis is away (or failing over) for now": worth retrying the same batch.
+REDIS_AWAY = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    OSError,
+)
 # Changes are rare (list edits, postures, new familiar networks): keep plenty for catch-up.
 CHANGES_MAXLEN = 100_000
 
@@ -112,7 +119,12 @@ class RedisStore:
         self.changes_sent = 0
         self._wake = threading.Event()
         self._stopping = False
-        self._check()
+        self._seed_check = False
+        if self._check():
+            try:
+                self._seed_if_empty()
+            except REDIS_ERRORS as exc:
+                self.mark(False, exc)
         self._writer = threading.Thread(target=self._run, name="rempart-redis-writer", daemon=True)
         self._writer.start()
 
@@ -135,6 +147,7 @@ class RedisStore:
             return
         self.up = up
         if up:
+            self._seed_check = True  # Redis may have come back empty
             again = "again" if self.down_since is not None and self.errors else "(shared state)"
             log.warning("redis %s reachable %s", self._where(), again)
             self.down_since = None
@@ -175,7 +188,20 @@ class RedisStore:
             if self.local is not None:
                 yield from self.local.load_entries()
             return
+        if self.local is not None:
+            self._align_local(found)
         yield from found
+
+    def _align_local(self, found: list[tuple[str, ListEntry]]) -> None:
+        """Make the local mirror's lists what Redis holds (others changed them meanwhile)."""
+        assert self.local is not None
+        mine = {(w, e.kind, e.value): e for w, e in self.local.load_entries()}
+        shared = {(w, e.kind, e.value): e for w, e in found}
+        for which, kind, value in mine.keys() - shared.keys():
+            self.local.delete_entry(which, kind, value)
+        for key, entry in shared.items():
+            if mine.get(key) != entry:
+                self.local.put_entry(key[0], entry)
 
     def _load_entries(self) -> Iterator[tuple[str, ListEntry]]:
         start = len(self.prefix) + len("list:")
@@ -220,19 +246,75 @@ class RedisStore:
         except REDIS_ERRORS as exc:
             self.mark(False, exc)
             return self.local.get_setting(key) if self.local is not None else None
-        return value.decode() if value is not None else None
+        found = value.decode() if value is not None else None
+        if self.local is not None and self.local.get_setting(key) != found:
+            self.local.put_setting(key, found)
+        return found
+
+    # --- an emptied Redis ----------------------------------------------------------------
+    def _seed_if_empty(self) -> bool:
+        """If Redis holds no Rempart state (a new Redis, or one restarted without persistence),
+        fill it from this node's local mirror; True if this node did. Only the first node to
+        get there seeds (SET NX of the epoch key); a new cluster migrating from the embedded
+        store starts this way with the SQLite facts of its first node."""
+        if not self.client.set(self.prefix + "epoch", self.node_id, nx=True):
+            return False
+        if self.local is None:
+            return True
+        now = time.time()
+        ops: list[_Command] = []
+        entries = 0
+        for which, entry in self.local.load_entries():
+            if entry.live(now):
+                ops += self._entry_ops(which, entry)
+                entries += 1
+        for login, marker, last in self.local.load_familiarity():
+            if last + self.familiarity_ttl > now:
+                ops += self._familiarity_ops(login, marker, last)
+        load_settings = getattr(self.local, "load_settings", None)
+        settings = load_settings() if load_settings is not None else {}
+        ops += [self._setting_op(key, value) for key, value in settings.items()]
+        for start in range(0, len(ops), 5000):
+            pipe = self.client.pipeline(transaction=False)
+            for name, args in ops[start : start + 5000]:
+                getattr(pipe, name)(*args)
+            pipe.execute()
+        if ops:
+            log.warning(
+                "redis held no Rempart state: seeded it from this node (%d list entries, "
+                "%d settings, familiarity)",
+                entries,
+                len(settings),
+            )
+        return True
 
     # --- writes (queued) ---------------------------------------------------------------
     def _entry_key(self, which: str, kind: str, value: str) -> str:
         return f"{self.prefix}list:{which}:{kind}:{value}"
 
-    def put_entry(self, which: str, entry: ListEntry) -> None:
+    def _entry_ops(self, which: str, entry: ListEntry) -> list[_Command]:
         fields = {"reason": entry.reason, "created": entry.created, "expires": entry.expires}
         key = self._entry_key(which, entry.kind, entry.value)
-        self._queue.put(("delete", (key,)))
-        self._queue.put(("hset", (key, None, None, fields)))
+        ops: list[_Command] = [("delete", (key,)), ("hset", (key, None, None, fields))]
         if entry.expires:
-            self._queue.put(("pexpireat", (key, int(entry.expires * 1000))))
+            ops.append(("pexpireat", (key, int(entry.expires * 1000))))
+        return ops
+
+    def _familiarity_ops(self, login: str, marker: str, last: float) -> list[_Command]:
+        key = f"{self.prefix}fam:{login}"
+        return [
+            ("hset", (key, marker, last)),
+            ("pexpireat", (key, int((last + self.familiarity_ttl) * 1000))),
+        ]
+
+    def _setting_op(self, key: str, value: str | None) -> _Command:
+        if value is None:
+            return ("hdel", (self.prefix + "settings", key))
+        return ("hset", (self.prefix + "settings", key, value))
+
+    def put_entry(self, which: str, entry: ListEntry) -> None:
+        for op in self._entry_ops(which, entry):
+            self._queue.put(op)
         if self.local is not None:
             self.local.put_entry(which, entry)
 
@@ -242,17 +324,13 @@ class RedisStore:
             self.local.delete_entry(which, kind, value)
 
     def put_familiarity(self, login: str, marker: str, last: float) -> None:
-        key = f"{self.prefix}fam:{login}"
-        self._queue.put(("hset", (key, marker, last)))
-        self._queue.put(("pexpireat", (key, int((last + self.familiarity_ttl) * 1000))))
+        for op in self._familiarity_ops(login, marker, last):
+            self._queue.put(op)
         if self.local is not None:
             self.local.put_familiarity(login, marker, last)
 
     def put_setting(self, key: str, value: str | None) -> None:
-        if value is None:
-            self._queue.put(("hdel", (self.prefix + "settings", key)))
-        else:
-            self._queue.put(("hset", (self.prefix + "settings", key, value)))
+        self._queue.put(self._setting_op(key, value))
         if self.local is not None:
             self.local.put_setting(key, value)
 
@@ -322,13 +400,20 @@ class RedisStore:
                 stop = True
                 pending = [op for op in pending if op is not None]
             reports = self._take_reports()
+            if self._seed_check and self.up:
+                self._seed_check = False
+                try:
+                    self._seed_if_empty()
+                except REDIS_ERRORS as exc:
+                    self.mark(False, exc)
+                except Exception:
+                    log.exception("could not seed redis from the local mirror")
             if not pending and not reports:
                 continue
             try:
                 self._write(pending, reports)
-            except REDIS_ERRORS as exc:
-                self.mark(False, exc)
-                self.write_errors += 1
+            except REDIS_AWAY as exc:
+                self.mark(False, exc)  # counted in `errors`; nothing is lost yet
                 # Put the batch back before what arrived since; the bound drops the oldest.
                 merged = reports + self._take_reports()
                 self.reports_dropped += max(0, len(merged) - (self._reports.maxlen or 0))
@@ -336,6 +421,13 @@ class RedisStore:
                 if stop:
                     return  # shutting down with Redis away: the local mirror has the facts
                 time.sleep(backoff.next())
+                continue
+            except Exception:
+                # A write Redis refuses for what it is, not for being away: retrying would
+                # refuse it forever. Dropped and counted; flush() waiters fall back to local.
+                self.write_errors += 1
+                log.exception("redis refused a batch of %d writes; dropped", len(pending))
+                pending = []
                 continue
             backoff.reset()
             self.mark(True)

@@ -65,6 +65,10 @@ class SqliteStore:
         row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def load_settings(self) -> dict[str, str]:
+        """Every setting (the Redis store re-seeds an emptied Redis from this node's copy)."""
+        return dict(self._db.execute("SELECT key, value FROM settings").fetchall())
+
     # --- writes (queued) ---------------------------------------------------------------------
     def put_entry(self, which: str, entry: ListEntry) -> None:
         self._queue.put(
