@@ -197,6 +197,7 @@ class DovecotRig:
         users: dict[str, str],
         nonce: str = "rig-nonce",
         truncate: int = 12,
+        policy: bool = True,
     ) -> None:
         ok, why = dovecot_available()
         need("dovecot", ok, why)
@@ -233,6 +234,8 @@ class DovecotRig:
             nonce=nonce,
             truncate=truncate,
         )
+        if not policy:  # no auth_policy at all: a Dovecot that only writes its log
+            conf = conf.replace(f"auth_policy_server_url = http://127.0.0.1:{policy_port}/\n", "")
         (self.root / "dovecot.conf").write_text(conf)
         self.set_users(users)
 

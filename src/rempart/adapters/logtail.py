@@ -82,12 +82,14 @@ class Line:
 class FileFollower:
     """The complete lines appended to one path, across rotations and restarts."""
 
-    def __init__(self, path: str | Path, saved: Position | None, start_at: str = "end") -> None:
+    def __init__(
+        self, path: str | Path, saved: list[Position] | None, start_at: str = "end"
+    ) -> None:
         self.path = Path(path)
         self.current: _Open | None = None
         self.rotated: list[_Open] = []
         self.long_lines = 0
-        self._open_initial(saved, start_at)
+        self._open_initial(saved or [], start_at)
 
     # --- opening ------------------------------------------------------------------------------
     def _stat(self) -> os.stat_result | None:
@@ -124,25 +126,25 @@ class FileFollower:
                 return folder / name
         return None
 
-    def _open_initial(self, saved: Position | None, start_at: str) -> None:
+    def _open_initial(self, saved: list[Position], start_at: str) -> None:
         st = self._stat()
-        if saved is None:
+        if not saved:
             if st is not None:
                 self.current = self._open(self.path, st.st_size if start_at == "end" else 0)
             return
-        if st is not None and (st.st_dev, st.st_ino) == (saved.dev, saved.ino):
-            self.current = self._open(self.path, saved.offset)
-            return
-        # Rotated while we were down: finish the old file first, then read the new one whole.
-        old = self._find_by_inode(saved.dev, saved.ino)
-        if old is not None:
-            opened = self._open(old, saved.offset)
-            if opened is not None:
-                opened.until = float("inf")  # drained once, then dropped
-                self.rotated.append(opened)
-        else:
-            log.warning("tail %s: the file read before the restart is gone", self.path)
-        if st is not None:
+        for pos in saved:  # oldest first: files rotated away, then the one at the path
+            if st is not None and (st.st_dev, st.st_ino) == (pos.dev, pos.ino):
+                self.current = self._open(self.path, pos.offset)
+                return
+            # Rotated (perhaps while we were down): finish it before the newer files.
+            old = self._find_by_inode(pos.dev, pos.ino)
+            opened = self._open(old, pos.offset) if old is not None else None
+            if opened is None:
+                log.warning("tail %s: a file read before the restart is gone", self.path)
+                continue
+            opened.until = float("inf")  # drained once, then dropped
+            self.rotated.append(opened)
+        if st is not None:  # a file started since: read it whole
             self.current = self._open(self.path, 0)
 
     # --- reading ------------------------------------------------------------------------------
@@ -216,13 +218,14 @@ class FileFollower:
         item.offset = line.start
         item.buffer = b""
 
-    def position(self) -> Position | None:
-        """Where a restart resumes: the oldest file still open (a rotated one first), at the
-        end of its last processed line."""
-        for item in [*self.rotated, self.current]:
-            if item is not None:
-                return Position(item.dev, item.ino, item.offset)
-        return None
+    def positions(self) -> list[Position]:
+        """Where a restart resumes: every file still open (rotated ones first, oldest first),
+        each at the end of its last processed line."""
+        return [
+            Position(item.dev, item.ino, item.offset)
+            for item in [*self.rotated, self.current]
+            if item is not None
+        ]
 
     def close(self) -> None:
         for item in [*self.rotated, self.current]:
@@ -382,25 +385,26 @@ class Tailer:
         saved = self._load()
         self.sources = [Source(str(Path(p)), parser) for p, parser in sources]
         for src in self.sources:
-            pos = saved.get(os.path.abspath(src.path))
-            src.follower = FileFollower(src.path, pos, start_at)
-        self._saved: dict[str, Any] = {k: v.to_json() for k, v in saved.items()}
+            src.follower = FileFollower(src.path, saved.get(os.path.abspath(src.path)), start_at)
+        self._saved: dict[str, Any] = {k: [p.to_json() for p in v] for k, v in saved.items()}
         self._record_positions()
         self._save()  # a first start "at the end" must resume there, not at a later end
 
     def _record_positions(self) -> None:
         for src in self.sources:
             assert src.follower is not None
-            pos = src.follower.position()
-            if pos is not None:
-                self._saved[os.path.abspath(src.path)] = pos.to_json()
+            self._saved[os.path.abspath(src.path)] = [p.to_json() for p in src.follower.positions()]
 
-    def _load(self) -> dict[str, Position]:
+    def _load(self) -> dict[str, list[Position]]:
+        """{absolute path: [positions, oldest file first]} from the offsets file."""
         if self.state_file is None or not self.state_file.exists():
             return {}
         try:
             data = json.loads(self.state_file.read_text())
-            return {k: Position(v["dev"], v["ino"], v["offset"]) for k, v in data.items()}
+            return {
+                path: [Position(int(p["dev"]), int(p["ino"]), int(p["offset"])) for p in files]
+                for path, files in data.items()
+            }
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("tail: ignoring unreadable offsets file %s: %s", self.state_file, exc)
             return {}

@@ -93,6 +93,14 @@ def test_rename_rotation_reads_the_old_file_to_its_end(tmp_path: Path) -> None:
     assert sorted(sink.logins()) == [f"user{i}@example.org" for i in (1, 2, 3, 4)]
     assert len(sink.events) == 4
     t.close()
+    # Restarted while the rotated file was still watched: nothing is read twice.
+    again = Collect()
+    t = tailer(log, again, tmp_path / "offsets.json")
+    drain(t)
+    write(log, fail(5))
+    drain(t)
+    t.close()
+    assert again.logins() == ["user5@example.org"]
 
 
 def test_truncation_reads_from_the_start(tmp_path: Path) -> None:
@@ -117,7 +125,7 @@ def test_restart_resumes_without_repeating_or_losing(tmp_path: Path) -> None:
     drain(t)
     t.close()
     assert first.logins() == ["user1@example.org"]
-    assert json.loads(state.read_text())[str(log)]["offset"] == log.stat().st_size
+    assert json.loads(state.read_text())[str(log)][-1]["offset"] == log.stat().st_size
 
     write(log, fail(2))  # written while the tailer was down
     second = Collect()
