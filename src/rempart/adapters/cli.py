@@ -123,18 +123,21 @@ def tail(
         state_file = str(Path(directory) / "tail-offsets-cli.json")
     start_at = "start" if from_start or print_only else configured.start_at
     tailer = Tailer(sources, sink, state_file, start_at)
+    backoff = 0.0
     try:
         while True:
             try:
                 while tailer.poll_once():
                     pass
+                backoff = 0.0
             except SinkError as exc:
                 if once:
                     raise click.ClickException(f"{exc} (offsets kept; run again)") from None
-                click.echo(f"rempart tail: {exc}; retrying", err=True)
+                backoff = min(30.0, max(1.0, backoff * 2))
+                click.echo(f"rempart tail: {exc}; retrying in {backoff:g} s", err=True)
             if once:
                 break
-            time.sleep(configured.poll_seconds)
+            time.sleep(backoff or configured.poll_seconds)
     except KeyboardInterrupt:
         pass
     finally:

@@ -388,7 +388,7 @@ class Tailer:
             src.follower = FileFollower(src.path, saved.get(os.path.abspath(src.path)), start_at)
         self._saved: dict[str, Any] = {k: [p.to_json() for p in v] for k, v in saved.items()}
         self._record_positions()
-        self._save()  # a first start "at the end" must resume there, not at a later end
+        self.save()  # a first start "at the end" must resume there, not at a later end
 
     def _record_positions(self) -> None:
         for src in self.sources:
@@ -409,12 +409,14 @@ class Tailer:
             log.warning("tail: ignoring unreadable offsets file %s: %s", self.state_file, exc)
             return {}
 
-    def _save(self) -> None:
+    def save(self) -> None:
+        """Write the offsets noted by the last `apply` (atomically: temporary file, rename)."""
         if self.state_file is None:
             return
+        snapshot = json.dumps(self._saved)
         tmp = self.state_file.with_name(self.state_file.name + ".tmp")
         with open(tmp, "w") as fh:
-            json.dump(self._saved, fh)
+            fh.write(snapshot)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.state_file)
@@ -429,9 +431,11 @@ class Tailer:
                 batches.append((src, lines))
         return batches
 
-    def apply(self, batches: list[tuple[Source, list[Line]]]) -> int:
-        """Parse and send, then save how far each file got. At the first line the sink cannot
-        take (SinkError) every file rewinds to its first unsent line, kept for the next poll."""
+    def apply(self, batches: list[tuple[Source, list[Line]]], save: bool = True) -> int:
+        """Parse and send, then note how far each file got (and save it, unless `save` is
+        False: then call `save()`, e.g. from a worker thread). At the first line the sink
+        cannot take (SinkError) every file rewinds to its first unsent line, kept for the next
+        poll."""
         handled = 0
         error: SinkError | None = None
         for src, lines in batches:
@@ -449,24 +453,26 @@ class Tailer:
                     rewound.add(id(line.item))
                     src.follower.rewind(line)
         self._record_positions()
-        self._save()
+        if save:
+            self.save()
         if error is not None:
             raise error
         return handled
 
     def _line(self, src: Source, text: str) -> None:
-        src.stats.lines += 1
         try:
             event = src.parser.parse(text)
         except BadLine as exc:
+            src.stats.lines += 1
             src.stats.bad += 1
             log.warning("tail %s: bad line skipped (%s): %.200s", src.path, exc, text)
             return
-        if event is None:
+        if event is not None:
+            self.sink.send(event)  # may raise SinkError: the line is read again later
+            src.stats.events += 1
+        else:
             src.stats.ignored += 1
-            return
-        src.stats.events += 1
-        self.sink.send(event)
+        src.stats.lines += 1
 
     def poll_once(self) -> int:
         batches = self.read()
@@ -564,7 +570,8 @@ async def run_in_service(service: Service, settings: TailSettings, stop: asyncio
             try:
                 batches = await loop.run_in_executor(None, tailer.read)
                 if batches:
-                    tailer.apply(batches)
+                    tailer.apply(batches, save=False)  # engine calls: on the loop
+                    await loop.run_in_executor(None, tailer.save)
             except Exception:
                 log.exception("tail: poll failed; retrying")
             with contextlib.suppress(TimeoutError):
