@@ -4,8 +4,10 @@ own engine, so N stateless nodes count the same attempts and enforce the same li
 Design. Each decision stays pure CPU on local memory: the counters a rule reads are the node's
 own rings and sketches, fed by *every* node's reports.
 - Out: an engine listener turns each report into a compact record (time, login, ip, protocol,
-  password and device fingerprints, outcome flags) and each list change, posture change, newly
-  learned familiar network or counter reset into a change record. `RedisStore`'s writer thread
+  password and device fingerprints, outcome flags) and each list change, posture change or
+  counter reset into a change record. A familiar network needs no record of its own: the
+  successful report that taught it teaches every node (and `RedisStore` keeps it for nodes
+  that start later). `RedisStore`'s writer thread
   sends them every `sync_interval` (0.1 s) in one pipeline: reports as one `XADD` per batch of
   up to 500 records to the `reports` stream, changes as one entry each to the `changes` stream
   (capped with `MAXLEN ~`).
@@ -108,7 +110,7 @@ class Replicator:
                     a.device_id,
                     a.user_agent,
                     flags,
-                    a.pair_fingerprint.hex(),
+                    a.pair_fingerprint.hex() if a.pair_fingerprint else "",
                     a.password_popular,
                 ]
             )
@@ -129,10 +131,6 @@ class Replicator:
             e = data["entry"]
             self.store.publish_change(
                 {"k": kind, "list": data["list"], "kind": e.kind, "value": e.value}
-            )
-        elif kind == "familiar":
-            self.store.publish_change(
-                {"k": kind, "login": data["login"], "marker": data["marker"], "last": now}
             )
         elif kind == "posture":
             self.store.publish_change(
@@ -283,11 +281,6 @@ class Replicator:
             lst.remove(record["kind"], record["value"])
             if local is not None:
                 local.delete_entry(record["list"], record["kind"], record["value"])
-        elif kind == "familiar":
-            login, marker, last = record["login"], record["marker"], record["last"]
-            known = engine.familiarity.accounts.get(login, {}).get(marker)
-            if known is None or last > known:
-                engine.familiarity.learn(login, marker, last)
         elif kind == "posture":
             protocol, level = Protocol(record["protocol"]), record["to"]
             if level == "normal":
@@ -363,7 +356,7 @@ class ReplicationCollector(Collector):
             ("reports_sent", "Reports sent to the other nodes", s.reports_sent),
             ("reports_received", "Reports received from the other nodes", r.reports_received),
             ("reports_dropped", "Reports dropped while Redis was unreachable", s.reports_dropped),
-            ("changes_sent", "List, posture and familiarity changes sent", s.changes_sent),
+            ("changes_sent", "List, posture and counter-reset changes sent", s.changes_sent),
             ("changes_received", "Changes received from the other nodes", r.changes_received),
             ("errors", "Failed Redis operations", s.errors),
         ):
