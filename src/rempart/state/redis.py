@@ -181,6 +181,9 @@ class RedisStore:
         yield from zip(keys, pipe.execute(), strict=True)
 
     def load_entries(self) -> Iterator[tuple[str, ListEntry]]:
+        if not self.up and self.local is not None:
+            yield from self.local.load_entries()  # Redis was unreachable a moment ago: do not wait on it
+            return
         try:
             found = list(self._load_entries())
         except REDIS_ERRORS as exc:
@@ -221,6 +224,9 @@ class RedisStore:
             )
 
     def load_familiarity(self) -> Iterator[tuple[str, str, float]]:
+        if not self.up and self.local is not None:
+            yield from self.local.load_familiarity()  # Redis was unreachable a moment ago: do not wait on it
+            return
         try:
             found = list(self._load_familiarity())
         except REDIS_ERRORS as exc:
@@ -241,6 +247,8 @@ class RedisStore:
                     yield login, marker.decode(), when
 
     def get_setting(self, key: str) -> str | None:
+        if not self.up and self.local is not None:
+            return self.local.get_setting(key)
         try:
             value = self.client.hget(self.prefix + "settings", key)
         except REDIS_ERRORS as exc:

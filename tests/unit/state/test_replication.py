@@ -3,6 +3,7 @@ echo, and what a node does while Redis is away (decides alone, buffers, catches 
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,8 @@ from rempart.engine.keys import net_keys
 from rempart.engine.lists import ListEntry
 from rempart.model import Action, Attempt, Outcome, Protocol
 from rempart.state.sqlite import SqliteStore
-from tests.redis_server import RedisServer
+from tests.conftest import need
+from tests.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.redis
 _prefixes = itertools.count()
@@ -184,3 +186,26 @@ def test_a_node_keeps_deciding_while_redis_is_away_and_catches_up(
     # Redis came back empty (no persistence): the nodes seeded it again from their mirrors.
     expected = {"192.0.2.99", "mallory@example.org"}
     settle(until=lambda: {e.value for _, e in b.store.load_entries()} == expected)
+
+
+def test_a_node_starting_while_redis_is_down_uses_its_local_mirror(tmp_path: Path) -> None:
+    need("redis", importlib.util.find_spec("redis") is not None, "pip install redis")
+    from rempart.state.redis import RedisStore
+
+    now = time.time()
+    local = SqliteStore(tmp_path)
+    local.put_entry("block", ListEntry("ip", "192.0.2.7", 0.0, "known here", now))
+    local.put_setting("posture.imap", "guarded")
+    local.put_familiarity("alice@example.org", "n4:192.0.2", now)
+    assert local.flush()
+    start = time.monotonic()
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    store = RedisStore(dead, local=local, sync_interval=0.02)
+    try:
+        assert [e.value for _, e in store.load_entries()] == ["192.0.2.7"]
+        assert store.get_setting("posture.imap") == "guarded"
+        assert [m for _, m, _ in store.load_familiarity()] == ["n4:192.0.2"]
+        assert time.monotonic() - start < 2.0
+        assert store.up is False and "Connection" in store.last_error
+    finally:
+        store.close()
