@@ -1,18 +1,24 @@
 """The ingest hot loop: a batch of raw lines in, sorted unique fingerprint arrays out.
 
-This is the only per-line code of an ingest, kept in one function so that the per-line cost is
-a parse, one canonicalisation and two or three C hash calls; the Dovecot fingerprints are combined
-vectorised at the end of the batch (see fingerprints.py for the layout).
+Lines go through in slices of `SLICE_LINES`. In each slice the common shape is parsed and
+fingerprinted in bulk by the columnar fast path (fastpath.py); the other lines (URL prefixes,
+`+tag`s, other encodings, junk) go one by one through the per-line path below, which is the
+reference: a parse, one canonicalisation and two or three C hash calls. The per-line path also
+gives every rejection, in line order, so the first rejected line numbers are those of the file.
+The Dovecot fingerprints are combined vectorised at the end (see fingerprints.py for the layout).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, count
+from operator import not_
 
 import numpy as np
 
+from rempart.breach import fastpath
 from rempart.breach.fingerprints import Fingerprinter
 from rempart.breach.fpset import sorted_unique
 from rempart.breach.parser import (
@@ -25,11 +31,13 @@ from rempart.breach.parser import (
 )
 from rempart.engine.keys import KeyError_, LoginRules, canonical_login
 
-_FAST: dict[int, object] = {}
-
 SAMPLE_LINES = 5
 """Line numbers kept per rejection reason for the summary."""
 
+SLICE_LINES = 1 << 16
+"""Lines handled in bulk at a time: bounds the fast path's temporary lists (~10 MB)."""
+
+_FAST: dict[int, object] = {}
 _EMPTY = np.zeros(0, dtype=np.uint64)
 
 
@@ -57,95 +65,176 @@ def hash_lines(
     audit_logins: Collection[str] = (),
     all_utf8: bool = False,
     track_accepted: bool = False,
+    columnar: bool = True,
 ) -> Batch:
     """Parse and fingerprint `lines` (numbered from `first_lineno`), deduplicated and sorted.
 
     `all_utf8` may be set when the caller checked the whole block decodes as UTF-8 (skips the
     per-field check). Logins in `audit_logins` get their (login, password) kept for the audit,
-    in memory only.
+    in memory only. `columnar=False` sends every line through the per-line path (for tests and
+    the benchmark's comparison).
     """
-    blake2b = hashlib.blake2b
-    sha256 = hashlib.sha256
-    k_login = fpr._k_login
-    k_pair = fpr._k_pair
-    nonce = fpr._nonce
-    dovecot_on = fpr.dovecot.enabled
-    fast = _FAST.get(max_password)
-    if fast is None:
-        fast = _FAST[max_password] = fast_pattern(max_password).fullmatch
-    login_buf = bytearray()
-    pair_buf = bytearray()
-    dove_buf = bytearray()
-    rejected: dict[str, int] = {}
-    samples: dict[str, list[int]] = {}
-    audit: set[tuple[str, bytes]] = set()
-    accepted: list[int] | None = [] if track_accepted else None
-    last_raw = b"\xff"
-    canon_b = b""
-    digest = b""
-    pair_prefix = b""
-    canon = ""
-    valid = 0
-    lineno = first_lineno - 1
-    for line in lines:
-        lineno += 1
-        m = fast(line)  # type: ignore[operator]
-        parts = m.groups() if m is not None else split_line(line, max_password)
-        if parts.__class__ is str:
-            reason = parts  # type: ignore[assignment]
-        else:
-            login_raw, password = parts  # type: ignore[misc]
-            if not all_utf8:
-                password = to_utf8(password)
-            if login_raw != last_raw:
-                try:
-                    canon = canonical_login(
-                        login_raw.decode() if all_utf8 else to_text(login_raw), rules
-                    )
-                except KeyError_:
-                    canon = "\0"
-                if not canon or canon[0] in "@\0":
-                    reason = R_CANON if canon == "\0" else R_EMPTY_LOGIN
-                    last_raw = b"\xff"
-                    rejected[reason] = rejected.get(reason, 0) + 1
-                    s = samples.setdefault(reason, [])
-                    if len(s) < SAMPLE_LINES:
-                        s.append(lineno)
-                    continue
-                last_raw = login_raw
-                canon_b = canon.encode("utf-8", "surrogatepass")
-                digest = blake2b(k_login + canon_b, digest_size=16).digest()
-                pair_prefix = k_pair + canon_b + b"\0"
-            login_buf += digest
-            pair_buf += blake2b(pair_prefix + password, digest_size=8).digest()
-            if dovecot_on:
-                user = login_raw.lower() if all_utf8 else to_utf8(login_raw).lower()
-                dove_buf += sha256(nonce + user + b"\0" + password).digest()[:8]
-            if audit_logins and canon in audit_logins:
-                audit.add((canon, password))
-            if accepted is not None:
-                accepted.append(lineno)
-            valid += 1
+    acc = _Accumulator(fpr, rules, max_password, audit_logins, all_utf8, track_accepted)
+    for start in range(0, len(lines), SLICE_LINES):
+        part = list(lines[start : start + SLICE_LINES])
+        first = first_lineno + start
+        columns = fastpath.split_block(part, max_password) if columnar else None
+        if columns is None:
+            acc.add_slow(zip(count(first), part))
             continue
-        rejected[reason] = rejected.get(reason, 0) + 1
-        s = samples.setdefault(reason, [])
-        if len(s) < SAMPLE_LINES:
-            s.append(lineno)
-    ld = np.frombuffer(bytes(login_buf), dtype=">u8").reshape(-1, 2)
-    logins = sorted_unique(ld[:, 0].astype(np.uint64))
-    pairs = sorted_unique(np.frombuffer(bytes(pair_buf), dtype=">u8").astype(np.uint64))
-    dovecot = _EMPTY
-    if dovecot_on and valid:
-        heads = np.frombuffer(bytes(dove_buf), dtype=">u8").astype(np.uint64)
-        dovecot = sorted_unique(ld[:, 1].astype(np.uint64) ^ (heads >> np.uint64(fpr.shift)))
-    return Batch(
-        logins=logins,
-        pairs=pairs,
-        dovecot=dovecot,
-        lines=len(lines),
-        valid=valid,
-        rejected=rejected,
-        samples=samples,
-        audit=audit,
-        accepted_lines=accepted,
-    )
+        logins, passwords = columns
+        slow = compress(count(first), map(not_, logins))
+        acc.add_slow((n, part[n - first]) for n in slow)
+        acc.add_fast(list(filter(None, logins)), list(compress(passwords, logins)))
+        if acc.accepted is not None:
+            acc.accepted.extend(compress(count(first), logins))
+    return acc.batch(len(lines))
+
+
+class _Accumulator:
+    """Fingerprints and rejections gathered over one batch, from both paths."""
+
+    def __init__(
+        self,
+        fpr: Fingerprinter,
+        rules: LoginRules,
+        max_password: int,
+        audit_logins: Collection[str],
+        all_utf8: bool,
+        track_accepted: bool,
+    ) -> None:
+        self.fpr = fpr
+        self.rules = rules
+        self.max_password = max_password
+        self.audit_logins = audit_logins
+        self.all_utf8 = all_utf8
+        self.login_parts: list[np.ndarray] = []  # rows of (login fp, Dovecot mask)
+        self.pair_parts: list[np.ndarray] = []
+        self.dovecot_parts: list[np.ndarray] = []  # leading 8 bytes of Dovecot's sha256
+        self.valid = 0
+        self.rejected: dict[str, int] = {}
+        self.samples: dict[str, list[int]] = {}
+        self.audit: set[tuple[str, bytes]] = set()
+        self.accepted: list[int] | None = [] if track_accepted else None
+
+    def add_fast(self, logins: list[bytes], passwords: list[bytes]) -> None:
+        """Lines the fast path split: canonicalise and fingerprint them in bulk."""
+        if not logins:
+            return
+        canon, users = fastpath.canonical_columns(logins, self.rules)
+        digests, pairs, dovecot = fastpath.fingerprint_columns(self.fpr, canon, users, passwords)
+        self._add_digests(digests, pairs, dovecot, 32)
+        self.valid += len(logins)
+        if self.audit_logins:
+            texts = list(map(bytes.decode, canon))
+            wanted = map(self.audit_logins.__contains__, texts)
+            self.audit.update(compress(zip(texts, passwords, strict=True), wanted))
+
+    def _add_digests(self, logins: bytes, pairs: bytes, dovecot: bytes, dove_size: int) -> None:
+        self.login_parts.append(np.frombuffer(logins, dtype=">u8").reshape(-1, 2))
+        self.pair_parts.append(np.frombuffer(pairs, dtype=">u8"))
+        if dovecot:
+            heads = np.frombuffer(dovecot, dtype=">u8").reshape(-1, dove_size // 8)[:, 0]
+            self.dovecot_parts.append(heads)
+
+    def add_slow(self, numbered: Iterable[tuple[int, bytes]]) -> None:
+        """The per-line path: (line number, line) pairs, in line order."""
+        blake2b = hashlib.blake2b
+        sha256 = hashlib.sha256
+        fpr = self.fpr
+        k_login = fpr._k_login
+        k_pair = fpr._k_pair
+        nonce = fpr._nonce
+        dovecot_on = fpr.dovecot.enabled
+        rules = self.rules
+        max_password = self.max_password
+        all_utf8 = self.all_utf8
+        audit_logins = self.audit_logins
+        audit = self.audit
+        accepted = self.accepted
+        rejected = self.rejected
+        samples = self.samples
+        fast = _FAST.get(max_password)
+        if fast is None:
+            fast = _FAST[max_password] = fast_pattern(max_password).fullmatch
+        login_buf = bytearray()
+        pair_buf = bytearray()
+        dove_buf = bytearray()
+        last_raw = b"\xff"
+        canon_b = b""
+        digest = b""
+        pair_prefix = b""
+        canon = ""
+        valid = 0
+        for lineno, line in numbered:
+            m = fast(line)  # type: ignore[operator]
+            parts = m.groups() if m is not None else split_line(line, max_password)
+            if parts.__class__ is str:
+                reason = parts  # type: ignore[assignment]
+            else:
+                login_raw, password = parts  # type: ignore[misc]
+                if not all_utf8:
+                    password = to_utf8(password)
+                if login_raw != last_raw:
+                    try:
+                        canon = canonical_login(
+                            login_raw.decode() if all_utf8 else to_text(login_raw), rules
+                        )
+                    except KeyError_:
+                        canon = "\0"
+                    if not canon or canon[0] in "@\0":
+                        reason = R_CANON if canon == "\0" else R_EMPTY_LOGIN
+                        last_raw = b"\xff"
+                        rejected[reason] = rejected.get(reason, 0) + 1
+                        s = samples.setdefault(reason, [])
+                        if len(s) < SAMPLE_LINES:
+                            s.append(lineno)
+                        continue
+                    last_raw = login_raw
+                    canon_b = canon.encode("utf-8", "surrogatepass")
+                    digest = blake2b(k_login + canon_b, digest_size=16).digest()
+                    pair_prefix = k_pair + canon_b + b"\0"
+                login_buf += digest
+                pair_buf += blake2b(pair_prefix + password, digest_size=8).digest()
+                if dovecot_on:
+                    user = login_raw.lower() if all_utf8 else to_utf8(login_raw).lower()
+                    dove_buf += sha256(nonce + user + b"\0" + password).digest()[:8]
+                if audit_logins and canon in audit_logins:
+                    audit.add((canon, password))
+                if accepted is not None:
+                    accepted.append(lineno)
+                valid += 1
+                continue
+            rejected[reason] = rejected.get(reason, 0) + 1
+            s = samples.setdefault(reason, [])
+            if len(s) < SAMPLE_LINES:
+                s.append(lineno)
+        self.valid += valid
+        if valid:
+            self._add_digests(bytes(login_buf), bytes(pair_buf), bytes(dove_buf), 8)
+
+    def batch(self, lines: int) -> Batch:
+        """Sorted unique arrays of everything added."""
+        rows = _concat(self.login_parts).reshape(-1, 2)
+        dovecot = _EMPTY
+        if self.dovecot_parts:
+            heads = _concat(self.dovecot_parts)
+            dovecot = sorted_unique(rows[:, 1] ^ (heads >> np.uint64(self.fpr.shift)))
+        return Batch(
+            logins=sorted_unique(rows[:, 0]),
+            pairs=sorted_unique(_concat(self.pair_parts)),
+            dovecot=dovecot,
+            lines=lines,
+            valid=self.valid,
+            rejected=self.rejected,
+            samples=self.samples,
+            audit=self.audit,
+            accepted_lines=self.accepted,
+        )
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    """One native-order uint64 array of big-endian parts."""
+    if not parts:
+        return _EMPTY
+    return np.concatenate(parts).astype(np.uint64)
