@@ -132,6 +132,24 @@ class Router:
         return None, {}, known
 
 
+def _parse_target(url: bytes) -> tuple[str, str]:
+    """(path, query string) of a request target; remembered, as clients repeat a few targets."""
+    parsed = httptools.parse_url(url)
+    target = (
+        parsed.path.decode("latin-1") if parsed.path else "/",
+        parsed.query.decode("latin-1") if parsed.query else "",
+    )
+    if len(_URLS) >= 1024:
+        _URLS.clear()
+    _URLS[url] = target
+    return target
+
+
+_URLS: dict[bytes, tuple[str, str]] = {}
+# Status line and content type of responses without extra headers, by (status, content type).
+_PLAIN_HEADS: dict[tuple[int, str], bytes] = {}
+
+
 class _Connection(asyncio.Protocol):
     __slots__ = (
         "app",
@@ -205,13 +223,14 @@ class _Connection(asyncio.Protocol):
         if self.body is None:
             self.queue.append(HTTPError(413, f"body larger than {self.app.max_body} bytes"))
         else:
-            url = httptools.parse_url(self.url)
-            path = url.path.decode("latin-1") if url.path else "/"
+            target = _URLS.get(self.url)
+            if target is None:
+                target = _parse_target(self.url)
             self.queue.append(
                 Request(
                     self.parser.get_method().decode("latin-1"),
-                    path,
-                    url.query.decode("latin-1") if url.query else "",
+                    target[0],
+                    target[1],
                     self.headers,
                     b"".join(self.body),
                     self.client,
@@ -229,7 +248,7 @@ class _Connection(asyncio.Protocol):
                     self._write(self.app.error_response(item), keep_alive=False)
                     return
                 result = self.app.dispatch(item)
-                if inspect.isawaitable(result):
+                if type(result) is not Response and inspect.isawaitable(result):
                     self.worker = asyncio.ensure_future(self._drain(result))
                     return
                 self.queue.pop(0)
@@ -246,6 +265,14 @@ class _Connection(asyncio.Protocol):
         self._kick()
 
     def _head(self, response: Response, extra: str) -> bytes:
+        if not response.headers:
+            prefix = _PLAIN_HEADS.get((response.status, response.content_type))
+            if prefix is None:
+                prefix = _PLAIN_HEADS[(response.status, response.content_type)] = (
+                    f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Status')}\r\n"
+                    f"Content-Type: {response.content_type}\r\n"
+                ).encode("latin-1")
+            return prefix + extra.encode("latin-1")
         lines = [
             f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Status')}\r\n",
             f"Content-Type: {response.content_type}\r\n",
@@ -318,7 +345,7 @@ class HttpApp:
             self.errors += 1
             log.exception("handler failed for %s %s", request.method, request.path)
             return self.error_response(HTTPError(500, "internal error"))
-        if inspect.isawaitable(result):
+        if type(result) is not Response and inspect.isawaitable(result):
             return self._guard(result)
         return result
 

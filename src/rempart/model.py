@@ -42,7 +42,10 @@ class Action(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return _ACTION_LABELS[self]
+
+
+_ACTION_LABELS = ("allow", "delay", "step_up", "deny")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rempart.server import Service
 
 _OK = b'{"status":"ok"}'
+_ALLOWED = b'{"status":0,"msg":"","r_attrs":{}}'
 
 
 def attempt_from(data: dict[str, Any], service: Service) -> Attempt:
@@ -123,6 +124,8 @@ class WforceApi:
         verdict = self.engine.decide(attempt)
         action = verdict.action
         if action is Action.ALLOW:
+            if not verdict.reasons:
+                return Response(200, _ALLOWED)
             status = 0
         elif action is Action.DELAY:
             status = max(1, math.ceil(verdict.delay_s))

@@ -217,12 +217,10 @@ class Engine:
     def _state(self, key: str, family: int) -> KeyState:
         state = self.states.get(key)
         if state is None:
-            peers = Sketch(self.dsize) if family <= 3 else None
-            established = Sketch(self.ssize) if family <= 1 else None
-            users = Sketch(self.ssize) if family <= 1 else None
-            # ip+login is the most numerous key and rules only read its failures.
+            # ip+login is the most numerous key and rules only read its failures. Sketches are
+            # made on first use: most sources only ever fail, or only ever succeed.
             ring = Ring(self.size, 1) if family == 4 else Ring(self.size, KINDS)
-            state = self.states[key] = KeyState(ring, peers, established, users)
+            state = self.states[key] = KeyState(ring, None, None, None)
             if len(self.states) > self.max_keys:
                 self.states.popitem(last=False)
                 self.evictions += 1
@@ -271,14 +269,23 @@ class Engine:
                     ring.add(UNKNOWN, bucket, size, KINDS)
                 if not familiar:
                     ring.add(UNFAMILIAR, bucket, size, KINDS)
-                if state.peers is not None:
-                    state.peers.add(ip_hash if family == 3 else login_hash, dbucket, self.dsize)
+                if family <= 3:
+                    peers = state.peers
+                    if peers is None:
+                        peers = state.peers = Sketch(self.dsize)
+                    peers.add(ip_hash if family == 3 else login_hash, dbucket, self.dsize)
             else:
                 ring.bump(bucket, size, KINDS, REPORTS, REJECTS if outcome.policy_reject else -1)
-            if outcome.success and state.users is not None:
-                state.users.add(login_hash, sbucket, self.ssize)
+            if outcome.success and family <= 1:
+                users = state.users
+                if users is None:
+                    users = state.users = Sketch(self.ssize)
+                users.add(login_hash, sbucket, self.ssize)
                 if established:
-                    state.established.add(login_hash, sbucket, self.ssize)  # type: ignore[union-attr]
+                    sketch = state.established
+                    if sketch is None:
+                        sketch = state.established = Sketch(self.ssize)
+                    sketch.add(login_hash, sbucket, self.ssize)
         self.reports[1 if outcome.success else 0] += 1
         if self.campaign is not None:
             changes = self.campaign.observe(

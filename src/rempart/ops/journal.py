@@ -2,9 +2,13 @@
 
 Records are JSON lines in segment files under `<data_dir>/journal/`. Each record carries `seq`,
 `prev` (the previous record's hash) and `hash` = sha256(prev ‖ the record's canonical JSON
-without `hash`), so any edit, insertion or deletion breaks the chain at that point. The engine
-only puts events on a queue; a background thread turns them into records in batches, so
-decisions never wait on disk. A crash loses at most the last batch (`flush_interval`).
+without `hash`), so any edit, insertion or deletion breaks the chain at that point.
+
+On the decision path the listener only appends the event to a pending queue (well under a
+microsecond). Pending events are turned into chained lines in batches — by the caller's thread
+once `batch_records` have gathered, else by the writer thread within `flush_interval` — and a
+background thread writes and syncs them, so decisions never wait on disk. A crash loses at most
+the events of the last `flush_interval`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,41 +34,54 @@ log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 
 
-def _attempt_fields(a: Attempt) -> dict[str, Any]:
-    out: dict[str, Any] = {"login": a.login, "ip": a.ip, "protocol": a.protocol.value}
-    if a.pwhash:
-        out["pwhash"] = a.pwhash  # as received; never a password
-    if a.device_id:
-        out["device_id"] = a.device_id[:200]
-    if a.user_agent:
-        out["user_agent"] = a.user_agent[:200]
-    return out
-
-
 def _entry_fields(e: ListEntry) -> dict[str, Any]:
     # "entry_kind", not "kind": the record's own "kind" (list_add / list_del) must survive.
     return {"entry_kind": e.kind, "value": e.value, "expires": e.expires, "reason": e.reason}
 
 
+def _micros(now: float) -> float:
+    """The time to the microsecond (a third of the cost of `round(now, 6)`)."""
+    return int(now * 1e6) / 1e6
+
+
+def _attempt_record(kind: str, now: float, a: Attempt) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "ts": _micros(now),
+        "kind": kind,
+        "login": a.login,
+        "ip": a.ip,
+        "protocol": a.protocol.value,
+    }
+    if a.pwhash:
+        rec["pwhash"] = a.pwhash  # as received; never a password
+    if a.device_id:
+        rec["device_id"] = a.device_id[:200]
+    if a.user_agent:
+        rec["user_agent"] = a.user_agent[:200]
+    return rec
+
+
 def event_record(kind: str, now: float, data: dict[str, Any]) -> dict[str, Any]:
     """The journal form of an engine event (no chain fields yet)."""
-    rec: dict[str, Any] = {"ts": round(now, 6), "kind": kind}
     if kind == "decision":
         v: Verdict = data["verdict"]
-        rec.update(_attempt_fields(data["attempt"]))
+        rec = _attempt_record(kind, now, data["attempt"])
         rec["verdict"] = v.action.label
         if v.delay_s:
             rec["delay_s"] = v.delay_s
         rec["reasons"] = [r.code for r in v.reasons]
-    elif kind == "report":
+        return rec
+    if kind == "report":
         o: Outcome = data["outcome"]
-        rec.update(_attempt_fields(data["attempt"]))
+        rec = _attempt_record(kind, now, data["attempt"])
         rec["success"] = o.success
         if o.policy_reject:
             rec["policy_reject"] = True
         if o.unknown_login:
             rec["unknown_login"] = True
-    elif kind in ("list_add", "list_del"):
+        return rec
+    rec = {"ts": _micros(now), "kind": kind}
+    if kind in ("list_add", "list_del"):
         rec.update(list=data["list"], by=data.get("by", ""), **_entry_fields(data["entry"]))
     else:
         rec.update({k: v for k, v in data.items() if not isinstance(v, Attempt | Outcome)})
@@ -98,6 +116,9 @@ class Journal:
         self.segment_bytes = segment_bytes
         self.flush_interval = flush_interval
         self.seq, self.last_hash = self._tail()
+        # Events not yet encoded; a deque because appends from any thread are atomic.
+        self._pending: deque[tuple[str, float, dict[str, Any]]] = deque()
+        self.batch_records = 128
         self._queue: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -110,33 +131,54 @@ class Journal:
         self._thread.start()
 
     def listener(self, kind: str, now: float, data: dict[str, Any]) -> None:
-        """Engine listener: turns the event into its chained record now (a few µs, no I/O) and
-        queues the line; the writer thread only writes and syncs, so it never competes with
-        the decision path for the interpreter."""
-        try:
-            rec = event_record(kind, now, data)
-        except Exception:  # a bad event must not fail a decision
-            log.exception("journal: cannot record event %r", kind)
+        """Engine listener: queue the event; encode a batch once enough have gathered."""
+        pending = self._pending
+        pending.append((kind, now, data))
+        if len(pending) >= self.batch_records:
+            self.encode_pending()
+
+    def encode_pending(self) -> None:
+        """Turn the pending events into chained lines and hand them to the writer thread.
+
+        One tight loop per batch: the lock keeps the chain and the queue in the same order
+        when the writer thread and the decision path both encode."""
+        pending = self._pending
+        if not pending:
             return
+        lines: list[bytes] = []
+        dumps, chain, popleft = orjson.dumps, _chain_hash, pending.popleft
         with self._lock:
-            self.seq += 1
-            rec["seq"] = self.seq
-            rec["prev"] = self.last_hash
-            body = orjson.dumps(rec)
-            self.last_hash = digest = _chain_hash(self.last_hash, body)
-        self._queue.put(b'%s,"hash":"%s"}\n' % (body[:-1], digest.encode()))
+            seq, prev = self.seq, self.last_hash
+            while pending:
+                kind, now, data = popleft()
+                try:
+                    rec = event_record(kind, now, data)
+                except Exception:  # a bad event must not fail a decision
+                    log.exception("journal: cannot record event %r", kind)
+                    continue
+                seq += 1
+                rec["seq"] = seq
+                rec["prev"] = prev
+                body = dumps(rec)
+                prev = chain(prev, body)
+                lines.append(b'%s,"hash":"%s"}\n' % (body[:-1], prev.encode()))
+            self.seq, self.last_hash = seq, prev
+            if lines:
+                self._queue.put(b"".join(lines))
 
     append = listener
 
     def flush(self, timeout: float = 10.0) -> bool:
         if self._thread is None:
             return True
+        self.encode_pending()
         done = threading.Event()
         self._queue.put(done)
         return done.wait(timeout)
 
     def close(self) -> None:
         if self._thread is not None:
+            self.encode_pending()
             self._queue.put(None)
             self._thread.join(timeout=10)
             self._thread = None
@@ -173,10 +215,15 @@ class Journal:
         size = path.stat().st_size
         stop = False
         while not stop:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self.flush_interval)
+            except queue.Empty:
+                self.encode_pending()  # events that arrived too slowly to fill a batch
+                continue
             items = [first]
             if isinstance(first, bytes):
                 threading.Event().wait(self.flush_interval)  # let a batch gather
+            self.encode_pending()
             while True:
                 try:
                     items.append(self._queue.get_nowait())
@@ -191,7 +238,7 @@ class Journal:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
-                    self.written += len(lines)
+                    self.written += data.count(b"\n")
                     size += len(data)
                 except OSError:
                     self.write_errors += 1
