@@ -206,7 +206,7 @@ def propagation(a: Client, b: Client, trials: int, net: int) -> dict[str, dict[s
         sent = time.monotonic()
         while b.command("allow", attempt)["status"] <= 0:
             if time.monotonic() - sent > 10:
-                raise SystemExit("a report did not reach node B within 10 s")
+                raise SystemExit(f"a report did not reach node B within 10 s: {b.stats()}")
             time.sleep(0.002)
         report_delays.append(time.monotonic() - sent)
         blocked = f"10.{net + 100}.{i // 250}.{i % 250 + 1}"
@@ -219,6 +219,19 @@ def propagation(a: Client, b: Client, trials: int, net: int) -> dict[str, dict[s
             time.sleep(0.002)
         list_delays.append(time.monotonic() - sent)
     return {"report": summary(report_delays), "list_change": summary(list_delays)}
+
+
+def caught_up(client: Client, timeout: float = 120.0) -> None:
+    """Wait until a node has applied everything it received (and received for a while)."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        status = client.stats()["redis"]
+        if status["apply_backlog"] == 0 and status["reports_received"] == last:
+            return
+        last = status["reports_received"]
+        time.sleep(0.5)
+    raise SystemExit(f"a node did not catch up within {timeout} s: {status}")
 
 
 def summary(delays: list[float]) -> dict[str, float]:
@@ -263,12 +276,12 @@ def main() -> None:
         # would have applied A's reports on the same two cores during the cost runs.)
         node_b, b_port = start_node(tmp / "node-b", redis_cfg)
         procs.append(node_b)
-        time.sleep(2.0)  # B warms its counters from the stream's history first
+        caught_up(Client(b_port))  # B first warms its counters from the stream's history
         a_client = Client(a_port)
         before = a_client.stats()["redis"]["reports_received"]
         cpu0 = cpu_seconds(node_a.pid)
         out, _ = wrk(b_port, script, args.seconds).communicate(timeout=args.seconds + 30)
-        time.sleep(1.0)
+        caught_up(a_client)
         apply_cpu = cpu_seconds(node_a.pid) - cpu0
         applied = a_client.stats()["redis"]["reports_received"] - before
         # 3. propagation, quiet and under load on A.

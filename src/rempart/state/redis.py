@@ -112,7 +112,7 @@ class RedisStore:
         self.up = False
         self.last_error = ""
         self.down_since: float | None = time.time()
-        self.write_errors = 0
+        self.dropped_batches = 0  # refused by Redis for what they were (see _run)
         self.errors = 0
         self.reports_sent = 0
         self.reports_dropped = 0
@@ -127,6 +127,11 @@ class RedisStore:
                 self.mark(False, exc)
         self._writer = threading.Thread(target=self._run, name="rempart-redis-writer", daemon=True)
         self._writer.start()
+
+    @property
+    def write_errors(self) -> int:
+        """Writes lost or failed: batches Redis refused, and the local mirror's failures."""
+        return self.dropped_batches + getattr(self.local, "write_errors", 0)
 
     # --- health --------------------------------------------------------------------------
     def _check(self) -> bool:
@@ -433,7 +438,7 @@ class RedisStore:
             except Exception:
                 # A write Redis refuses for what it is, not for being away: retrying would
                 # refuse it forever. Dropped and counted; flush() waiters fall back to local.
-                self.write_errors += 1
+                self.dropped_batches += 1
                 log.exception("redis refused a batch of %d writes; dropped", len(pending))
                 pending = []
                 continue

@@ -310,7 +310,7 @@ class Replicator:
             "up": store.up,
             "down_since": store.down_since,
             "last_error": store.last_error,
-            "peers": sorted(n for n, seen in self.peers.items() if now - seen < 60),
+            "peers": sorted(n for n, seen in list(self.peers.items()) if now - seen < 60),
             "reports_sent": store.reports_sent,
             "reports_received": self.reports_received,
             "reports_dropped": store.reports_dropped,
@@ -340,7 +340,7 @@ class ReplicationCollector(Collector):
         yield GaugeMetricFamily(
             "rempart_redis_peers",
             "Other nodes heard from through Redis in the last minute",
-            value=sum(1 for seen in r.peers.values() if time.time() - seen < 60),
+            value=sum(1 for seen in list(r.peers.values()) if time.time() - seen < 60),
         )
         yield GaugeMetricFamily(
             "rempart_redis_lag_seconds",

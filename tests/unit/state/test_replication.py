@@ -209,3 +209,24 @@ def test_a_node_starting_while_redis_is_down_uses_its_local_mirror(tmp_path: Pat
         assert store.up is False and "Connection" in store.last_error
     finally:
         store.close()
+
+
+def test_a_write_redis_refuses_is_dropped_and_the_writer_goes_on(redis_server: RedisServer) -> None:
+    import redis
+
+    from rempart.state.redis import RedisStore
+
+    prefix = f"w{next(_prefixes)}:"
+    redis.Redis.from_url(redis_server.url).set(prefix + "settings", "not a hash")
+    store = RedisStore(redis_server.url, prefix=prefix, sync_interval=0.02)
+    try:
+        store.put_setting("posture.imap", "strict")  # WRONGTYPE: refused, whatever the retries
+        assert not store.flush(timeout=1.0)  # never confirmed durable (and no local mirror)
+        assert store.dropped_batches == 1 and store.write_errors == 1
+        now = time.time()
+        store.put_entry("block", ListEntry("ip", "192.0.2.8", 0.0, "after", now))
+        assert store.flush()
+        assert [e.value for _, e in store.load_entries()] == ["192.0.2.8"]
+        assert store.up
+    finally:
+        store.close()
