@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from rempart import __version__
 from rempart.adapters.auth import BasicAuth
-from rempart.adapters.logtail import start_tailing
+from rempart.adapters.logtail import tail_plan
 from rempart.adapters.native import NativeApi
 from rempart.adapters.nginx import NginxApi
 from rempart.adapters.operator import OperatorApi
@@ -255,6 +255,7 @@ class Service:
         return router
 
     async def serve(self, host: str, port: int, ready: asyncio.Event | None = None) -> None:
+        tail = tail_plan(self)  # [tail] files, validated before listening
         self.app = HttpApp(self.router(), self.settings.server.max_body_bytes)
         bound = await self.app.start(host, port)
         log.info(
@@ -279,7 +280,7 @@ class Service:
         shedding = None
         if self.shed_controller is not None:
             shedding = asyncio.ensure_future(self.shed_controller.run(stop))
-        tailing = start_tailing(self, stop)  # [tail] files: log tailing in this process
+        tailing = tail(stop) if tail is not None else None  # log tailing in this process
         await stop.wait()
         housekeeping.cancel()
         if tailing is not None:

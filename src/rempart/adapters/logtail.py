@@ -49,6 +49,7 @@ log = logging.getLogger("rempart.tail")
 MAX_LINE_BYTES = 65536
 READ_CHUNK = 1 << 20
 ROTATED_GRACE_SECONDS = 5.0
+SUMMARY_SECONDS = 300.0
 
 
 @dataclass(slots=True)
@@ -551,6 +552,24 @@ def canonicalizer(service: Service) -> Callable[[str], str]:
     return canonical
 
 
+def log_summary(tailer: Tailer) -> None:
+    """What each file gave since the start; a file whose lines all go unmatched says so (its
+    daemon's log format may have changed)."""
+    for src in tailer.sources:
+        s = src.stats
+        level = logging.WARNING if s.lines >= 1000 and not s.events else logging.INFO
+        log.log(
+            level,
+            "tail %s (%s): %d lines, %d events, %d ignored, %d bad",
+            src.path,
+            src.parser.name,
+            s.lines,
+            s.events,
+            s.ignored,
+            s.bad,
+        )
+
+
 async def run_in_service(service: Service, settings: TailSettings, stop: asyncio.Event) -> None:
     """`rempart serve`'s tailer: file reads in a worker thread, engine calls on the loop."""
     state = settings.state_file or str(service.data_dir / "tail-offsets.json")
@@ -565,8 +584,12 @@ async def run_in_service(service: Service, settings: TailSettings, stop: asyncio
         ),
     )
     log.info("tailing %s", ", ".join(p for p, _ in settings.files))
+    summary_at = time.monotonic() + SUMMARY_SECONDS
     try:
         while not stop.is_set():
+            if time.monotonic() >= summary_at:
+                summary_at += SUMMARY_SECONDS
+                log_summary(tailer)
             try:
                 batches = await loop.run_in_executor(None, tailer.read)
                 if batches:
@@ -580,12 +603,13 @@ async def run_in_service(service: Service, settings: TailSettings, stop: asyncio
         tailer.close()
 
 
-def start_tailing(service: Service, stop: asyncio.Event) -> asyncio.Future[None] | None:
-    """The tailing task of `rempart serve` when `[tail] files` lists files, else None."""
+def tail_plan(service: Service) -> Callable[[asyncio.Event], asyncio.Future[None]] | None:
+    """For `rempart serve`: None without `[tail] files`, else what starts the tailing task.
+    A bad `[tail]` table stops the server before it listens, naming the entry and the key."""
     try:
         settings = tail_settings(service.settings.raw)
     except ConfigError as exc:
         raise SystemExit(f"config: {exc}") from None
     if not settings.files:
         return None
-    return asyncio.ensure_future(run_in_service(service, settings, stop))
+    return lambda stop: asyncio.ensure_future(run_in_service(service, settings, stop))

@@ -27,6 +27,15 @@ a proxy misconfiguration answers otherwise: no client address from a trusted pro
 a wrong API password 407 (not 401: nginx would pass it on and browsers would prompt). nginx
 turns both into a 500, or into the fail-open fallback of the generated snippet, and names the
 status in its error log.
+
+Outcomes: stock nginx has no hook after the upstream answered that could call Rempart. `mirror`
+subrequests start with the request, before the status exists; `post_action` is undocumented and
+runs in the worker without retries; `log_by_lua` needs OpenResty. What Debian's nginx does do
+reliably is write its access log after every request, so the generated snippet logs the login
+location in `log_format rempart` (address, the login Rempart judged, status, verdict, the app's
+optional `X-Rempart-Outcome` header) and `rempart tail --parser nginx` (or `[tail]` in `rempart
+serve`) reports from it, with offsets that survive restarts and rotation. Backends that prefer
+to report themselves call `POST /v1/report`.
 """
 
 from __future__ import annotations
