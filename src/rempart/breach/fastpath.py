@@ -20,10 +20,14 @@ from itertools import compress, repeat
 from operator import itemgetter
 
 from rempart.breach.fingerprints import Fingerprinter
-from rempart.engine.keys import LoginRules, canonical_login
+from rempart.breach.parser import MAX_LINE_BYTES
+from rempart.engine.keys import MAX_LOGIN_BYTES, LoginRules, canonical_login
 
 # Printable ASCII without space, `:;|` (separators), `@` and `+` (tag folding).
 _LOGIN_CHAR = rb"[\x21-\x2a\x2c-\x39\x3c-\x3f\x41-\x7b\x7d\x7e]"
+
+# A login of at most 1024 bytes, its separator and such a password stay within MAX_LINE_BYTES.
+_MAX_FAST_PASSWORD = MAX_LINE_BYTES - MAX_LOGIN_BYTES - 1
 
 _blake2b = hashlib.blake2b
 _sha256 = hashlib.sha256
@@ -36,7 +40,7 @@ def block_pattern(max_password: int) -> re.Pattern[bytes]:
     """Matches every line of a `\\n`-joined block once: (login, password), or (b'', b'')."""
     return re.compile(
         rb"(?m)^(?:(%s{1,512}@%s{1,511})[:;\t|](?!//)([\x20-\x7e]{1,%d})\r?$|.*)"
-        % (_LOGIN_CHAR, _LOGIN_CHAR, max_password)
+        % (_LOGIN_CHAR, _LOGIN_CHAR, min(max_password, _MAX_FAST_PASSWORD))
     )
 
 

@@ -42,8 +42,9 @@ def fast_pattern(max_password: int = 256) -> re.Pattern[bytes]:
     does not match go through `split_line`.
     """
     return re.compile(
+        rb"(?=[^\x00-\x20\x7f:;|\t]{1,%d}[:;\t|])(?=[^\n]{0,%d}\r?\Z)"  # the length limits
         rb"([^\x00-\x20\x7f:;|\t@]{0,1023}@[^\x00-\x20\x7f:;|\t]{0,1023})"
-        rb"[:;\t|](?!//)([\x20-\x7e]{1,%d})\r?" % max_password
+        rb"[:;\t|](?!//)([\x20-\x7e]{1,%d})\r?" % (MAX_LOGIN_BYTES, MAX_LINE_BYTES, max_password)
     )
 
 

@@ -45,7 +45,7 @@ login = st.one_of(
 password = st.one_of(
     st.from_regex(rb"[\x20-\x7e]{0,12}", fullmatch=True),
     st.binary(max_size=12).filter(lambda b: b"\n" not in b),
-    st.sampled_from([b"p" * 256, b"p" * 257, b"pw\r", b"pw\r\r", b"//x", b"p\xe4ss"]),
+    st.sampled_from([b"p" * 256, b"p" * 257, b"p" * 3100, b"pw\r", b"pw\r\r", b"//x", b"p\xe4ss"]),
 )
 common = st.builds(
     lambda a, d, s, b, e: a + b"@" + d + s + b + e,
@@ -84,30 +84,33 @@ def _same(a: hashing.Batch, b: hashing.Batch) -> None:
     st.sampled_from(RULE_SETS),
     st.sampled_from(FPRS),
     st.sampled_from([1, 3, 4096]),
+    st.sampled_from([256, 5, 4000]),
 )
 def test_fast_path_and_slow_path_give_the_same_batch(
-    lines: list[bytes], rules: LoginRules, fpr: Fingerprinter, slice_lines: int
+    lines: list[bytes], rules: LoginRules, fpr: Fingerprinter, slice_lines: int, max_pw: int
 ) -> None:
     audit = {"alice@example.org", "bob@gmail.example"} | {
         canonical_login(x.decode(), rules) for x in (b"Alice@Example.org", b"bob@x.org")
     }
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(hashing, "SLICE_LINES", slice_lines)
-        fast = hash_lines(lines, 7, fpr, rules, 256, audit, track_accepted=True)
-    slow = hash_lines(lines, 7, fpr, rules, 256, audit, track_accepted=True, columnar=False)
+        fast = hash_lines(lines, 7, fpr, rules, max_pw, audit, track_accepted=True)
+    slow = hash_lines(lines, 7, fpr, rules, max_pw, audit, track_accepted=True, columnar=False)
     _same(fast, slow)
 
 
 @settings(max_examples=1000, deadline=None)
-@given(line, st.sampled_from(RULE_SETS))
-def test_fast_split_and_canonical_agree_with_the_parser(raw: bytes, rules: LoginRules) -> None:
-    columns = fastpath.split_block([raw], 256)
+@given(line, st.sampled_from(RULE_SETS), st.sampled_from([256, 5, 4000]))
+def test_fast_split_and_canonical_agree_with_the_parser(
+    raw: bytes, rules: LoginRules, max_pw: int
+) -> None:
+    columns = fastpath.split_block([raw], max_pw)
     assert columns is not None
     (login,), (pw,) = columns
     if not login:
         return
-    full = p.parse_line(raw, rules)
-    assert p.split_line(raw) == (login, pw)
+    full = p.parse_line(raw, rules, max_pw)
+    assert p.split_line(raw, max_pw) == (login, pw)
     (canon,), (user,) = fastpath.canonical_columns([login], rules)
     assert full == (canon.decode(), user, pw)
 
@@ -140,6 +143,24 @@ def test_common_shapes_take_the_fast_path() -> None:
 )
 def test_unusual_lines_are_left_to_the_per_line_path(raw: bytes) -> None:
     assert fastpath.split_block([raw], 256) == ([b""], [b""])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"a" * 1020 + b"@xyz:" + b"p" * 3071,  # 4096 bytes: accepted
+        b"a" * 1020 + b"@xyz:" + b"p" * 3072,  # 4097 bytes: too long
+        b"a" * 600 + b"@" + b"x" * 600 + b":pw",  # login over 1024 bytes
+        b"a@example.org:" + b"p" * 3500,
+    ],
+)
+def test_long_lines_get_the_same_verdict_on_every_path(raw: bytes) -> None:
+    fpr = FPRS[1]
+    fast = hash_lines([raw], 1, fpr, LoginRules(), 4000)
+    slow = hash_lines([raw], 1, fpr, LoginRules(), 4000, columnar=False)
+    _same(fast, slow)
+    m = p.fast_pattern(4000).fullmatch(raw)
+    assert m is None or m.groups() == p.split_line(raw, 4000)
 
 
 def test_split_block_refuses_misaligned_lines() -> None:

@@ -88,6 +88,20 @@ lines = st.one_of(
 )
 
 
+@pytest.mark.parametrize(
+    ("line", "max_password"),
+    [
+        (b"a" * 600 + b"@" + b"x" * 600 + b":pw", 256),  # login over 1024 bytes, parts under
+        (b"a@x.org:" + b"p" * 5000, 10_000),  # line over 4096 bytes, password allowed
+        (b"a" * 1020 + b"@xyz:" + b"p" * 3071 + b"\r", 4000),  # 4096 bytes and a CR
+    ],
+)
+def test_fast_path_keeps_the_length_limits(line: bytes, max_password: int) -> None:
+    m = p.fast_pattern(max_password).fullmatch(line)
+    got = p.split_line(line, max_password)
+    assert (m.groups() if m else got) == got
+
+
 @settings(max_examples=2000, deadline=None)
 @given(lines)
 def test_fast_path_agrees_with_split_line(line: bytes) -> None:
