@@ -162,6 +162,12 @@ action = "deny"
 block = {{ scope = "ip", ttl = "1h" }}
 message = "Too many different accounts tried from your address. Try again later."
 
+[[policy.rules]]
+name = "confirm_after_failure"
+when = "failures(login, '1h') >= 1 and failures(ip, '1h') <= 1"
+action = "step_up"
+message = "Confirm it is you."
+
 [tail]
 files = [{{ path = "{log}", parser = "nginx" }}]
 poll_seconds = 0.1
@@ -257,6 +263,18 @@ def test_spraying_source_refused_by_nginx_legit_user_passes(stack) -> None:
         f'rempart ip={HOME} login="alice@example.org" status=200 verdict=allow'
     )
     assert any(f"ip={ATTACKER}" in line and "status=403 verdict=deny" in line for line in lines)
+
+    # One failure on carol's account from home: the next try must be confirmed (step_up is a
+    # 401 whose challenge nginx hands to the client; no Basic prompt).
+    assert get(port, HOME, "carol@example.org", "guess")[0] == 401
+    carol = {"login": "carol@example.org", "ip": HOME, "protocol": "web"}
+    wait_for(
+        lambda: "confirm_after_failure" in rempart.request("POST", "/v1/explain", carol)[1]["rules"]
+    )
+    status, headers, _ = get(port, HOME, "carol@example.org", "guess")
+    assert status == 401
+    assert headers["www-authenticate"].startswith("Rempart-Step-Up")
+    assert headers["x-rempart-message"] == "Confirm it is you."
 
     # Rempart down: the generated configuration lets logins through (fail-open) and says so.
     rempart.stop()
