@@ -10,8 +10,10 @@ The Dovecot fingerprints are combined vectorised at the end (see fingerprints.py
 
 from __future__ import annotations
 
+import gc
 import hashlib
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress, count
 from operator import not_
@@ -75,20 +77,37 @@ def hash_lines(
     the benchmark's comparison).
     """
     acc = _Accumulator(fpr, rules, max_password, audit_logins, all_utf8, track_accepted)
-    for start in range(0, len(lines), SLICE_LINES):
-        part = list(lines[start : start + SLICE_LINES])
-        first = first_lineno + start
-        columns = fastpath.split_block(part, max_password) if columnar else None
-        if columns is None:
-            acc.add_slow(zip(count(first), part))
-            continue
-        logins, passwords = columns
-        slow = compress(count(first), map(not_, logins))
-        acc.add_slow((n, part[n - first]) for n in slow)
-        acc.add_fast(list(filter(None, logins)), list(compress(passwords, logins)))
-        if acc.accepted is not None:
-            acc.accepted.extend(compress(count(first), logins))
+    with _without_cyclic_gc():
+        for start in range(0, len(lines), SLICE_LINES):
+            part = list(lines[start : start + SLICE_LINES])
+            _add_slice(acc, part, first_lineno + start, columnar)
     return acc.batch(len(lines))
+
+
+def _add_slice(acc: _Accumulator, part: list[bytes], first: int, columnar: bool) -> None:
+    columns = fastpath.split_block(part, acc.max_password) if columnar else None
+    if columns is None:
+        acc.add_slow(zip(count(first), part))
+        return
+    logins, passwords = columns
+    slow = compress(count(first), map(not_, logins))
+    acc.add_slow((n, part[n - first]) for n in slow)
+    acc.add_fast(list(filter(None, logins)), list(compress(passwords, logins)))
+    if acc.accepted is not None:
+        acc.accepted.extend(compress(count(first), logins))
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """The fast path makes a tuple per line, which no cycle holds; left on, the cyclic GC walks
+    them ~100 times per slice (6% of the ingest time measured here)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Accumulator:
