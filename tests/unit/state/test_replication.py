@@ -106,6 +106,18 @@ def test_a_spray_split_across_two_nodes_is_denied_on_the_combined_count(nodes) -
         assert ring.total(1, 12, ring.epoch, node.engine.size, 5) == 20
 
 
+def test_a_counter_reset_on_one_node_resets_the_others(nodes) -> None:
+    a, b = nodes("a"), nodes("b")
+    for i in range(14):
+        fail(a, f"r{i}@example.org")
+    settle(a, b, until=lambda: verdict(b) is Action.DENY)
+    a.engine.blocklist.remove("ip", SPRAYER)  # the spray rule's automatic block, if any
+    b.engine.blocklist.remove("ip", SPRAYER)
+    a.engine.reset(ip=SPRAYER)
+    settle(a, b, until=lambda: "i" + SPRAYER not in b.engine.states)
+    assert verdict(b) is Action.ALLOW
+
+
 def test_lists_posture_and_familiarity_reach_the_other_node(nodes) -> None:
     a, b = nodes("a"), nodes("b")
     now = time.time()
