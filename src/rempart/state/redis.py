@@ -35,6 +35,8 @@ from typing import Any
 
 import orjson
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from rempart.engine.lists import ListEntry
 from rempart.state.store import Store
@@ -47,13 +49,17 @@ _Command = tuple[str, tuple[Any, ...]]
 _Op = _Command | bytes | threading.Event | None
 
 REDIS_ERRORS = (redis.RedisError, OSError)
-# Errors that mean "Redis is away (or failing over) for now": worth retrying the same batch.
-REDIS_AWAY = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.exceptions.ReadOnlyError,
-    OSError,
-)
+
+
+def redis_away(exc: BaseException) -> bool:
+    """Whether a failed write is worth retrying as it is: Redis is away, failing over or not
+    answering sense; not when it refused the command itself (a ResponseError such as WRONGTYPE
+    would be refused forever)."""
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        return True
+    return isinstance(exc, REDIS_ERRORS) and not isinstance(exc, redis.ResponseError)
+
+
 # ARGV: prefix, ttl in ms, then (login, marker, last success) triples. Keys are built in the
 # script, so it is for a single Redis (or a primary with replicas), not Redis Cluster.
 _FAMILIAR_LUA = """
@@ -65,7 +71,7 @@ for i = 3, #ARGV, 3 do
 end
 return 0
 """
-# Changes are rare (list edits, postures, new familiar networks): keep plenty for catch-up.
+# Changes are rare (list edits, postures, counter resets): keep plenty for catch-up.
 CHANGES_MAXLEN = 100_000
 
 
@@ -112,8 +118,13 @@ class RedisStore:
         self.familiarity_ttl = familiarity_ttl
         self.interval = sync_interval
         self.stream_maxlen = stream_maxlen
+        # No retries inside redis-py: the writer and reader retry with their own backoff, and
+        # a call must fail fast for `up` to say the truth.
         self.client = redis.Redis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=1.0, retry_on_timeout=False
+            url,
+            socket_timeout=2.0,
+            socket_connect_timeout=1.0,
+            retry=Retry(NoBackoff(), 0),
         )
         self.changes_stream = prefix + "changes"
         self.reports_stream = prefix + "reports"
@@ -129,7 +140,6 @@ class RedisStore:
         self.reports_dropped = 0
         self.changes_sent = 0
         self._wake = threading.Event()
-        self._stopping = False
         self._seed_check = False
         if self._check():
             try:
@@ -393,7 +403,6 @@ class RedisStore:
         return False
 
     def close(self) -> None:
-        self._stopping = True
         self._queue.put(None)
         self._wake.set()
         self._writer.join(timeout=5 if self.up else 1)
@@ -436,7 +445,13 @@ class RedisStore:
                 continue
             try:
                 self._write(pending, reports)
-            except REDIS_AWAY as exc:
+            except Exception as exc:
+                if not redis_away(exc):
+                    # Dropped and counted; flush() waiters fall back to the local mirror.
+                    self.dropped_batches += 1
+                    log.exception("redis refused a batch of %d writes; dropped", len(pending))
+                    pending = []
+                    continue
                 self.mark(False, exc)  # counted in `errors`; nothing is lost yet
                 # Put the batch back before what arrived since; the bound drops the oldest.
                 merged = reports + self._take_reports()
@@ -445,13 +460,6 @@ class RedisStore:
                 if stop:
                     return  # shutting down with Redis away: the local mirror has the facts
                 time.sleep(backoff.next())
-                continue
-            except Exception:
-                # A write Redis refuses for what it is, not for being away: retrying would
-                # refuse it forever. Dropped and counted; flush() waiters fall back to local.
-                self.dropped_batches += 1
-                log.exception("redis refused a batch of %d writes; dropped", len(pending))
-                pending = []
                 continue
             backoff.reset()
             self.mark(True)
