@@ -146,6 +146,12 @@ class RedisStore:
                 self._seed_if_empty()
             except REDIS_ERRORS as exc:
                 self.mark(False, exc)
+        else:
+            log.warning(
+                "redis %s unreachable at start (%s); starting from the local mirror",
+                self._where(),
+                self.last_error,
+            )
         self._writer = threading.Thread(target=self._run, name="rempart-redis-writer", daemon=True)
         self._writer.start()
 
