@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 SUCCESS, POLICY_REJECT, UNKNOWN_LOGIN = 1, 2, 4
 # Records applied per turn of the event loop, so a catch-up never stalls decisions for long.
 APPLY_CHUNK = 2000
+# Received batches waiting for the engine's thread beyond which the reader pauses (memory bound).
+INBOX_LIMIT = 1000
 
 
 def _stream_id(when: float) -> str:
@@ -162,6 +164,11 @@ class Replicator:
         store = self.store
         backoff = Backoff()
         while not self._stop.is_set():
+            if len(self.inbox) > INBOX_LIMIT:
+                # The engine's thread is behind (a catch-up, a busy node): read no further.
+                self._wake()
+                self._stop.wait(0.05)
+                continue
             try:
                 result = store.client.xread(self.last_ids, count=APPLY_CHUNK, block=500)
             except REDIS_ERRORS as exc:
