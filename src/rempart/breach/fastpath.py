@@ -1,8 +1,9 @@
 """The columnar fast path of ingest: the common line shape, parsed and fingerprinted in bulk.
 
 Most combo-list lines are `local@domain:password` in printable ASCII. For a block of lines, one
-multi-line regex `findall` splits all of them at once, and the canonical logins and the three
-fingerprints come out of C-level `map` pipelines, so no Python bytecode runs per line.
+multi-line regex `findall` splits all of them at once; the canonical logins, the messages and
+Dovecot's SHA-256 come out of C-level `map` pipelines, and the two keyed BLAKE2b digests out of
+one tight loop over pre-keyed states. No parse or canonicalisation runs per line in Python.
 
 The pattern takes only lines whose result is plain to predict: ASCII login with one `@`, no `+`,
 no spaces, at most 1024 bytes, printable-ASCII password. There the per-line parser's fields are
