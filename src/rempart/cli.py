@@ -60,12 +60,17 @@ def serve(config: str | None, data_dir: str | None, host: str | None, port: int 
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = _settings(config)
-    run(
-        settings,
-        _data_dir(settings, data_dir),
-        host or settings.server.host,
-        settings.server.port if port is None else port,
-    )
+    from rempart.engine.asn import AsnTableError
+
+    try:
+        run(
+            settings,
+            _data_dir(settings, data_dir),
+            host or settings.server.host,
+            settings.server.port if port is None else port,
+        )
+    except AsnTableError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.group("config")

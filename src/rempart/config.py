@@ -108,6 +108,13 @@ state_file = ""
 # A file seen for the first time is read from its end ("end") or from its start ("start").
 start_at = "end"
 
+[asn]
+# An IP-to-ASN table (iptoasn.com's ip2asn-combined.tsv format, plain or .gz: range_start,
+# range_end, AS_number, country, description, tab-separated). When set, every attempt also
+# gets an `asn` key: rules can count failures(asn, '15m') or failed_logins(asn, '1h') per
+# network operator, and `explain` names the AS. Rempart ships no ASN data ("" = off).
+database = ""
+
 [journal]
 # Append-only, hash-chained journal of decisions, reports and changes, under <data_dir>/journal.
 enabled = true

@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from rempart.config import Settings
+from rempart.engine.asn import load_configured
 from rempart.engine.campaign import CampaignDetector, CampaignSettings
 from rempart.engine.distinct import Sketch, item_hash
 from rempart.engine.familiarity import Familiarity
@@ -37,6 +38,7 @@ from rempart.engine.windows import (
 from rempart.model import ALLOW, LEGACY_MAIL, Action, Attempt, Outcome, Protocol, Reason, Verdict
 
 Listener = Callable[[str, float, dict[str, Any]], None]
+ASN = 6  # the key family of the announcing autonomous system (see policy.FAMILIES)
 
 ALLOWLISTED = Reason("allowlisted", "")
 BLOCKED_MESSAGE = "Too many failed sign-ins. Try again later."
@@ -89,6 +91,8 @@ class Engine:
         self.blocklist = AccessList()
         self.allowlist = AccessList()
         self.leaks: LeakOracle = leaks or NoLeaks()
+        # Optional operator-provided IP-to-ASN table: adds the `asn` key family.
+        self.asn_table = load_configured(settings.raw)
         self.states: OrderedDict[str, KeyState] = OrderedDict()
         self.postures: dict[Protocol, str] = {}
         self.listeners: list[Listener] = []
@@ -141,8 +145,15 @@ class Engine:
             "l" + login,
             "p" + net.ip + "|" + login,
             ("d" + device) if device and self.track_devices else "",
+            self._asn_key(net.packed),
         )
         return net, device, keys
+
+    def _asn_key(self, packed: bytes) -> str:
+        if self.asn_table is None:
+            return ""
+        asn = self.asn_table.lookup(packed)
+        return f"a{asn}" if asn else ""
 
     # --- decide --------------------------------------------------------------------------------
     def decide(self, attempt: Attempt, now: float | None = None) -> Verdict:
@@ -269,7 +280,7 @@ class Engine:
                     ring.add(UNKNOWN, bucket, size, KINDS)
                 if not familiar:
                     ring.add(UNFAMILIAR, bucket, size, KINDS)
-                if family <= 3:
+                if family <= 3 or family == ASN:
                     peers = state.peers
                     if peers is None:
                         peers = state.peers = Sketch(self.dsize)
@@ -413,7 +424,9 @@ class Engine:
         now = time.time() if now is None else now
         net, device, keys = self._keys(attempt)
         signals = Signals(self, attempt, net, device, keys, now)
+        asn = keys[ASN][1:]
         return {
             "signals": signals.explain(),
+            "asn": self.asn_table.describe(int(asn)) if asn and self.asn_table else "",
             "rules": [self.rules[i].name for i in self.matching_rules(signals)],
         }

@@ -29,8 +29,8 @@ from rempart.engine.windows import FAILURES, REJECTS, REPORTS, UNFAMILIAR, UNKNO
 from rempart.model import Action
 
 # Key families a counter function can be applied to.
-FAMILIES = {"ip": 0, "subnet": 1, "wide": 2, "login": 3, "ip_login": 4, "device": 5}
-SKETCH_FAMILIES = {"ip": 0, "subnet": 1, "wide": 2}
+FAMILIES = {"ip": 0, "subnet": 1, "wide": 2, "login": 3, "ip_login": 4, "device": 5, "asn": 6}
+SKETCH_FAMILIES = {"ip": 0, "subnet": 1, "wide": 2, "asn": 6}
 
 # function name -> (signals method, kind or sketch, allowed families, window kind)
 COUNTERS = {
@@ -68,7 +68,7 @@ FUNCTIONS: dict[str, str] = {
     "rejects(family, window)": "attempts the policy refused",
     "unfamiliar_failures(family, window)": "failures from a network and device the account "
     "has not succeeded from",
-    "failed_logins(ip|subnet|wide, window)": "distinct logins that failed from this source",
+    "failed_logins(ip|subnet|wide|asn, window)": "distinct logins that failed from this source",
     "failing_ips(window)": "distinct IPs that failed on this login",
     "successful_users(ip|subnet)": "distinct accounts that succeeded from this source (long window)",
     "established_users(ip|subnet)": "distinct accounts that succeeded from this source, "
@@ -204,7 +204,7 @@ class _Compiler(ast.NodeTransformer):
             )
         elif name == "failed_logins":
             if len(args) != 2:
-                raise self.fail("failed_logins(ip|subnet|wide, window) takes two arguments")
+                raise self.fail("failed_logins(ip|subnet|wide|asn, window) takes two arguments")
             call = (
                 "failed_logins",
                 [
