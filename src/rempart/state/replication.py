@@ -254,6 +254,7 @@ class Replicator:
         local = self.store.local
         if kind == "reports":
             report = engine.report
+            successes = 0
             for ts, login, ip, protocol, pwhash, device, agent, flags, pair, popular in record:
                 attempt = Attempt(
                     login,
@@ -269,6 +270,11 @@ class Replicator:
                     bool(flags & SUCCESS), bool(flags & POLICY_REJECT), bool(flags & UNKNOWN_LOGIN)
                 )
                 report(attempt, outcome, ts)
+                successes += flags & SUCCESS
+            # `rempart_reports` stays what this node was told, so a sum over the nodes counts
+            # each report once; the others' reports are `rempart_redis_reports_received`.
+            engine.reports[1] -= successes
+            engine.reports[0] -= len(record) - successes
             if record:
                 self.lag_s = max(0.0, time.time() - record[-1][0])
             return len(record)

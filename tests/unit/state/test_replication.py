@@ -100,6 +100,7 @@ def test_a_spray_split_across_two_nodes_is_denied_on_the_combined_count(nodes) -
     assert "spray_pattern" in codes
     # Each node counts every report once: its own (not echoed back) plus the other's.
     assert a.replicator.reports_received == 10 and b.replicator.reports_received == 10
+    assert a.engine.reports == [10, 0] and b.engine.reports == [10, 0]  # per-node metrics
     key = "i" + SPRAYER
     for node in (a, b):
         ring = node.engine.states[key].ring
