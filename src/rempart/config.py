@@ -147,10 +147,17 @@ half_life_minutes = 60.0
 warmup_minutes = 10.0
 # Nothing scores below this many failures per minute on the protocol.
 min_failures_per_minute = 5.0
-# Score thresholds (z-scores) for each posture, held for `consecutive_ticks` ticks.
+# Events of a kind the baseline may have missed in the attempts it learned from (Jeffreys'
+# 0.5): a figure never seen so far is expected at that rate, not taken as impossible.
+prior_events = 0.5
+# Score thresholds (z-scores) for each posture.
 guarded_score = 6.0
 strict_score = 12.0
 closed_score = 40.0
+# One tick at or above prompt_score raises the posture one level at once (at most one level
+# a tick); a score between a level's threshold and prompt_score must hold consecutive_ticks
+# ticks (only when prompt_score is set above guarded_score).
+prompt_score = 6.0
 consecutive_ticks = 2
 # Below calm_score for calm_minutes, the posture steps down one level.
 calm_minutes = 15.0

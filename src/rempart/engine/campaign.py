@@ -2,21 +2,34 @@
 
 Every reported attempt feeds its protocol's current tick (10 s by default): attempts, failures,
 unknown-login failures, failures from networks unfamiliar to the account, leaked-pair hits, and
-distinct failing source IPs / subnets (linear-counting sketches). When a tick closes, the last
-minute is compared with an adaptive baseline of each figure's share of attempts — exponentially
-weighted mean and variance, learned only while the protocol is calm, with a profile per hour of
-the day once that hour has been seen on earlier days. The expected count is that share times
-the minute's attempts, and the z-score of the observed count is
+distinct failing source IPs, subnets and IPs failing from a network unfamiliar to the account
+(linear-counting sketches). Each figure has an adaptive baseline of its share of attempts —
+exponentially weighted mean and variance, learned only while the protocol is calm (a tick is
+learned one window late and dropped if anything anomalous comes first, so the first seconds
+of an attack never become the new normal), with a profile per hour of the day once that hour
+has been seen on earlier days. The expected count over a window is that share times the
+window's attempts. Volume alone therefore never scores — every client reconnecting after an
+outage raises attempts and failures together — while an attack adds failures, unfamiliar
+failures, unknown logins and failing sources out of proportion.
 
-    z = (observed - expected) / sqrt(max(expected, 1) + (sd * attempts)^2)
+When a tick closes, each figure is scored as a z-score:
 
-(Poisson noise plus the share's own variance). Volume alone therefore never scores — every
-client reconnecting after an outage raises attempts and failures together — while an attack adds
-failures, unfamiliar failures, unknown logins and failing sources out of proportion. The anomaly
-score is the largest z, and only counts once failures pass an absolute floor. Hysteresis moves
-the posture normal → guarded → strict when the score stays above a threshold for consecutive
-ticks, and back down one level after a calm period. `closed` is reached only if an operator sets
-it or the configuration allows it explicitly.
+- raw counts (which come in bursts: one client retrying) over the last minute, with a variance
+  floor: z = (observed - expected) / sqrt(max(expected, 1) + (sd * attempts)^2);
+- distinct sources (one client is one source, so they cannot burst) over every window of the
+  last 1 to 6 ticks, by the exact Poisson tail P(X >= observed) of an expected count that adds
+  `prior_events` (Jeffreys' half event) over the attempts the baseline has learned from, so a
+  figure never seen so far is not taken as impossible; capped by the normal z with the
+  share's own spread. A few sources failing from networks unfamiliar to their accounts, in a
+  protocol where that never happens, thus count within seconds, while a figure that is
+  common needs a large excess.
+
+The anomaly score is the largest z, and only counts once failures pass an absolute floor per
+minute. The posture rises normal → guarded → strict one level per tick when a tick scores at
+least `prompt_score`; weaker evidence (between a level's threshold and `prompt_score`, when
+an operator sets it above the threshold) must hold for consecutive ticks. It steps back down
+one level after a calm period. `closed` is reached only if an operator sets it or the
+configuration allows it explicitly.
 """
 
 from __future__ import annotations
@@ -24,13 +37,18 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 from rempart.engine.distinct import Sketch, item_hash
 
 LEVELS = ("normal", "guarded", "strict", "closed")
-# Counted per minute; each is also scored as a share of attempts.
-SCORED = ("failures", "unknown", "unfamiliar_failures", "leaked", "failing_ips", "failing_subnets")
+# Counted per window; each is scored as a share of attempts. Raw counts can come in bursts (one
+# client retrying), so they are judged with a normal z and a variance floor; distinct sources
+# cannot (one client is one source), so they are judged by their Poisson tail even when few.
+RAW = ("failures", "unknown", "unfamiliar_failures", "leaked")
+DISTINCT = ("failing_ips", "failing_subnets", "unfamiliar_ips")
+SCORED = RAW + DISTINCT
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +59,12 @@ class CampaignSettings:
     half_life_minutes: float = 60.0  # of the baseline's mean and variance
     warmup_minutes: float = 10.0  # no posture change before the baseline has seen this much
     min_failures_per_minute: float = 5.0  # absolute floor before anything scores
+    prior_events: float = 0.5  # events the baseline may have missed (Jeffreys prior)
     guarded_score: float = 6.0
     strict_score: float = 12.0
     closed_score: float = 40.0
-    consecutive_ticks: int = 2
+    consecutive_ticks: int = 2  # ticks a score below `prompt_score` must hold to raise
+    prompt_score: float = 6.0  # one tick at or above this raises the posture one level
     calm_minutes: float = 15.0  # below `calm_score` this long → one level down
     calm_score: float = 3.0
     allow_auto_close: bool = False
@@ -75,6 +95,45 @@ class CampaignSettings:
         return made
 
 
+def _excess(observed: float, expected: float, spread: float) -> float:
+    """How far `observed` stands above `expected`, as a z-score; never negative.
+
+    The smaller of two views: the exact Poisson tail P(X >= observed) turned into a normal
+    z, right for a few events where a normal approximation is not; and the normal z with the
+    baseline's own spread added to the Poisson variance, so a figure that naturally varies
+    from minute to minute needs a larger excess.
+    """
+    if observed <= expected or expected <= 0.0:
+        return 0.0
+    normal = (observed - expected) / math.sqrt(expected + spread * spread)
+    return min(_poisson_z(observed, expected), normal)
+
+
+_NORMAL = NormalDist()
+
+
+def _poisson_z(observed: float, expected: float) -> float:
+    """The normal z of the Poisson upper tail P(X >= observed | expected)."""
+    x = round(observed)
+    if x > 100:  # the signed root of the deviance is as good as exact here
+        k = x - 0.5
+        return math.sqrt(2.0 * (k * math.log(k / expected) - (k - expected)))
+    # log P(X = x), then the tail as P(X = x) * (1 + l/(x+1) + l^2/((x+1)(x+2)) + ...).
+    log_p = -expected + x * math.log(expected) - math.lgamma(x + 1)
+    total = term = 1.0
+    j = x
+    while term > 1e-12 * total and j < x + 1000:
+        j += 1
+        term *= expected / j
+        total += term
+    log_p += math.log(total)
+    if log_p >= math.log(0.5):
+        return 0.0
+    if log_p < -700.0:  # below what a float holds: the tail's asymptote
+        return math.sqrt(-2.0 * log_p - math.log(-4.0 * math.pi * log_p))
+    return -_NORMAL.inv_cdf(math.exp(log_p))
+
+
 class _Tick:
     __slots__ = ("attempts", "failures", "leaked", "unfamiliar_failures", "unknown")
 
@@ -95,20 +154,17 @@ class _Baseline:
         self.hourly: dict[int, tuple[float, float, int]] = {}
 
     def learn(self, value: float, alpha: float, hour: int) -> None:
+        # A plain average until the samples outnumber the half-life's (1/alpha): the first
+        # windows of the day, a few attempts each, must not weigh for hours.
         self.samples += 1
-        if self.samples == 1:
-            self.mean = value
-        else:
-            delta = value - self.mean
-            self.mean += alpha * delta
-            self.var = (1 - alpha) * (self.var + alpha * delta * delta)
-        mean, var, n = self.hourly.get(hour, (value, 0.0, 0))
+        a = max(alpha, 1.0 / self.samples)
+        delta = value - self.mean
+        self.mean += a * delta
+        self.var = (1 - a) * (self.var + a * delta * delta)
+        mean, var, n = self.hourly.get(hour, (0.0, 0.0, 0))
+        a = max(alpha, 1.0 / (n + 1))
         delta = value - mean
-        self.hourly[hour] = (
-            mean + alpha * delta,
-            (1 - alpha) * (var + alpha * delta * delta),
-            n + 1,
-        )
+        self.hourly[hour] = (mean + a * delta, (1 - a) * (var + a * delta * delta), n + 1)
 
     def share(self, hour: int, per_day_samples: int) -> tuple[float, float]:
         """(mean, standard deviation) of the share, the hour's profile where it has history."""
@@ -131,9 +187,13 @@ class ProtocolState:
     ticks: deque[_Tick] = field(default_factory=deque)
     ips: Sketch | None = None
     subnets: Sketch | None = None
+    strangers: Sketch | None = None  # failing IPs on networks unfamiliar to the account
     baselines: dict[str, _Baseline] = field(default_factory=dict)
     tick_index: int = -1
     learned_ticks: int = 0
+    evidence: float = 0.0  # attempts the baselines learned from (same half-life)
+    # Closed ticks waiting to be learned: (hour, share of each scored figure, tick's attempts).
+    pending: deque[tuple[int, tuple[float, ...], int]] = field(default_factory=deque)
 
 
 class CampaignDetector:
@@ -149,7 +209,9 @@ class CampaignDetector:
         st = self.protocols.get(protocol)
         if st is None:
             size = self.settings.window_ticks
-            st = self.protocols[protocol] = ProtocolState(ips=Sketch(size), subnets=Sketch(size))
+            st = self.protocols[protocol] = ProtocolState(
+                ips=Sketch(size), subnets=Sketch(size), strangers=Sketch(size)
+            )
             st.baselines = {f: _Baseline() for f in SCORED}
         return st
 
@@ -174,10 +236,12 @@ class CampaignDetector:
             tick.failures += 1
             if unknown:
                 tick.unknown += 1
+            size = self.settings.window_ticks
+            ip_hash = item_hash(ip)
             if not familiar:
                 tick.unfamiliar_failures += 1
-            size = self.settings.window_ticks
-            st.ips.add(item_hash(ip), st.tick_index, size)  # type: ignore[union-attr]
+                st.strangers.add(ip_hash, st.tick_index, size)  # type: ignore[union-attr]
+            st.ips.add(ip_hash, st.tick_index, size)  # type: ignore[union-attr]
             st.subnets.add(item_hash(subnet), st.tick_index, size)  # type: ignore[union-attr]
         if leaked:
             tick.leaked += 1
@@ -222,41 +286,75 @@ class CampaignDetector:
         while len(st.ticks) > self.settings.window_ticks:
             st.ticks.popleft()
 
-    def _close(self, protocol: str, st: ProtocolState, closing: int) -> tuple[str, str, str] | None:
-        s = self.settings
-        ticks = list(st.ticks)
-        minutes = len(ticks) * s.tick_seconds / 60
-        attempts = sum(t.attempts for t in ticks)
-        failures = sum(t.failures for t in ticks)
-        size = s.window_ticks
-        counts = {
-            "failures": failures,
+    def _counts(self, st: ProtocolState, closing: int, span: int) -> tuple[int, dict[str, int]]:
+        """Attempts and the scored counts over the last `span` ticks ending at `closing`."""
+        ticks = list(st.ticks)[-span:]
+        size = self.settings.window_ticks
+        return sum(t.attempts for t in ticks), {
+            "failures": sum(t.failures for t in ticks),
             "unknown": sum(t.unknown for t in ticks),
             "unfamiliar_failures": sum(t.unfamiliar_failures for t in ticks),
             "leaked": sum(t.leaked for t in ticks),
-            "failing_ips": st.ips.estimate(size, closing, size),  # type: ignore[union-attr]
-            "failing_subnets": st.subnets.estimate(size, closing, size),  # type: ignore[union-attr]
+            "failing_ips": st.ips.estimate(span, closing, size),  # type: ignore[union-attr]
+            "failing_subnets": st.subnets.estimate(span, closing, size),  # type: ignore[union-attr]
+            "unfamiliar_ips": st.strangers.estimate(span, closing, size),  # type: ignore[union-attr]
         }
+
+    def _close(self, protocol: str, st: ProtocolState, closing: int) -> tuple[str, str, str] | None:
+        s = self.settings
+        size = s.window_ticks
+        minutes = len(st.ticks) * s.tick_seconds / 60
+        attempts, counts = self._counts(st, closing, size)
+        failures = counts["failures"]
         hour = int((closing * s.tick_seconds) // 3600) % 24
         warm = st.learned_ticks * s.tick_seconds >= s.warmup_minutes * 60
         score = 0.0
-        if warm and failures / minutes >= s.min_failures_per_minute:
-            for name, observed in counts.items():
-                mean, sd = st.baselines[name].share(hour, self.ticks_per_day)
-                expected = mean * attempts
-                z = (observed - expected) / math.sqrt(max(expected, 1.0) + (sd * attempts) ** 2)
-                score = max(score, z)
+        if warm:
+            shares = {name: st.baselines[name].share(hour, self.ticks_per_day) for name in SCORED}
+            # What the baseline may have missed: `prior_events` over the attempts it has seen.
+            unseen = s.prior_events / max(st.evidence, 1.0)
+            for span in range(1, min(size, len(st.ticks)) + 1):
+                if span == size:
+                    n, window = attempts, counts
+                else:
+                    n, window = self._counts(st, closing, span)
+                if not n:
+                    continue
+                for name in RAW if span == size else ():
+                    mean, sd = shares[name]
+                    expected = mean * n
+                    z = (window[name] - expected) / math.sqrt(max(expected, 1.0) + (sd * n) ** 2)
+                    score = max(score, z)
+                for name in DISTINCT:
+                    mean, sd = shares[name]
+                    score = max(score, _excess(window[name], (mean + unseen) * n, sd * n))
+        anomalous = score >= s.guarded_score  # even below the floor
+        if failures / minutes < s.min_failures_per_minute:
+            score = 0.0
         st.score = score
         st.figures = {"attempts": round(attempts / minutes, 2)}
         st.figures.update({k: round(v / minutes, 2) for k, v in counts.items()})
         st.figures["failure_ratio"] = round(100.0 * failures / attempts, 2) if attempts else 0.0
         st.figures["score"] = round(score, 2)
-        # Learn only from calm periods, so an attack never becomes the new normal.
-        if st.level == "normal" and score < s.guarded_score and attempts:
-            for name, observed in counts.items():
-                st.baselines[name].learn(observed / attempts, self.alpha, hour)
-            st.learned_ticks += 1
+        # Learn only from calm periods, so an attack never becomes the new normal: a tick is
+        # learned one window late, and forgotten if anything anomalous comes first (the first
+        # seconds of an attack score low, before it passes the floor or a threshold).
+        if st.level != "normal" or anomalous:
+            st.pending.clear()
+        elif attempts:
+            shares = tuple(counts[name] / attempts for name in SCORED)
+            st.pending.append((hour, shares, st.ticks[-1].attempts))
+            if len(st.pending) > size:
+                self._learn(st, *st.pending.popleft())
         return self._move(protocol, st, closing * s.tick_seconds)
+
+    def _learn(
+        self, st: ProtocolState, hour: int, shares: tuple[float, ...], attempts: int
+    ) -> None:
+        for name, share in zip(SCORED, shares, strict=True):
+            st.baselines[name].learn(share, self.alpha, hour)
+        st.learned_ticks += 1
+        st.evidence = (1 - self.alpha) * st.evidence + attempts
 
     def _move(self, protocol: str, st: ProtocolState, now: float) -> tuple[str, str, str] | None:
         s = self.settings
@@ -275,11 +373,14 @@ class CampaignDetector:
         if wanted > current:
             st.above += 1
             st.calm_since = None
-            if st.above >= s.consecutive_ticks:
-                st.above = 0
-                before, st.level = st.level, target
-                return protocol, before, target
-            return None
+            if st.score >= s.prompt_score:
+                # Strong evidence: one level up at once, at most one level per tick.
+                target = LEVELS[current + 1]
+            elif st.above < s.consecutive_ticks:
+                return None  # weak evidence must hold
+            st.above = 0
+            before, st.level = st.level, target
+            return protocol, before, target
         st.above = 0
         if current == 0:
             return None
