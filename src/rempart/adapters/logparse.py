@@ -14,6 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
+from urllib.parse import unquote
 
 from rempart.engine.keys import KeyError_, net_keys
 from rempart.model import Outcome, Protocol
@@ -66,6 +67,7 @@ class LogParser:
     protocol: Protocol
     rules: list[Rule]
     samples: list[dict[str, Any]] = field(default_factory=list)
+    percent_encoded_login: bool = False
 
     def parse(self, line: str) -> LogEvent | None:
         """The event of a line; None when no rule (or an `ignore` rule) matches it.
@@ -84,6 +86,8 @@ class LogParser:
             except KeyError_:
                 raise BadLine("ip", f"not an IP address: {raw_ip[:64]!r}") from None
             login = (groups.get("login") or "").strip()
+            if self.percent_encoded_login:
+                login = unquote(login)
             if len(login) > 1024:
                 raise BadLine("login", "longer than 1024 characters")
             protocol = rule.protocol or self.protocol
@@ -130,12 +134,16 @@ def parser_from_mapping(name: str, data: dict[str, Any]) -> LogParser:
         for i, r in enumerate(rules_data, 1)
     ]
     samples = data.get("samples", [])
+    encoding = data.get("login_encoding", "plain")
+    if encoding not in ("plain", "percent"):
+        raise ParserError(f"parser {name}: login_encoding is 'plain' or 'percent'")
     return LogParser(
         name=name,
         description=str(data.get("description", "")),
         protocol=_protocol(data.get("protocol", "other"), f"parser {name}"),
         rules=rules,
         samples=samples if isinstance(samples, list) else [],
+        percent_encoded_login=encoding == "percent",
     )
 
 

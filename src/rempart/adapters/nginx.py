@@ -19,7 +19,8 @@ How Rempart answers (bodies are always empty):
 |          |        | X-Rempart-Verdict: step_up, which the snippet hands to the upstream.  |
 
 Every answer carries X-Rempart-Reason (reason codes), X-Rempart-Message (ASCII) and
-X-Rempart-Login (the canonical login judged), so nginx can log them for `rempart tail`.
+X-Rempart-Login (the canonical login judged, percent-encoded), so nginx can log them for
+`rempart tail`.
 
 Bad input from the *client* (an undecodable Authorization, an over-long login) never makes a
 4xx, which nginx would turn into a 500: the attempt is judged per source address instead. Only
@@ -46,6 +47,7 @@ import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from rempart.adapters.sources import TrustedProxies, source_login
 from rempart.config import ConfigError
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from rempart.server import Service
 
 PATH = "/v1/nginx/auth"
+LOGIN_SAFE = "@.+-_~!$&'()*,;=:"
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
 MAX_HEADER_VALUE = 1024
 
@@ -112,6 +115,14 @@ class NginxSettings:
 def header_value(text: str) -> str:
     """A header-safe form of a message: printable ASCII, bounded."""
     return _UNSAFE.sub("?", text)[:MAX_HEADER_VALUE]
+
+
+def utf8(value: str) -> str:
+    """A header value as sent: the HTTP layer decodes bytes as latin-1; logins travel as UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:
@@ -174,7 +185,7 @@ class NginxApi:
         if credentials is not None:
             raw_login, password = credentials
         elif s.login_header:
-            raw_login = headers.get(s.login_header.lower(), "")
+            raw_login = utf8(headers.get(s.login_header.lower(), ""))
         login = ""
         if raw_login:
             try:
@@ -209,7 +220,8 @@ class NginxApi:
         action = verdict.action
         headers = {"X-Rempart-Verdict": action.label}
         if attempt.raw_login and not attempt.login.startswith("["):
-            headers["X-Rempart-Login"] = header_value(attempt.login)
+            # Percent-encoded: any login survives the header and nginx's log line.
+            headers["X-Rempart-Login"] = quote(attempt.login, safe=LOGIN_SAFE)
         if verdict.reasons:
             headers["X-Rempart-Reason"] = ",".join(verdict.codes)
             headers["X-Rempart-Message"] = header_value(verdict.message)

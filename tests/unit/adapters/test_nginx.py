@@ -142,6 +142,20 @@ def test_client_garbage_is_judged_per_source_never_a_4xx(app: HttpApp) -> None:
         assert "X-Rempart-Login" not in answer.headers
 
 
+def test_any_login_survives_the_round_trip_through_nginx(app: HttpApp) -> None:
+    from rempart.adapters.logparse import load_parser
+
+    raw = "Jürgen@x.org".encode().decode("latin-1")  # as the HTTP layer hands it over
+    answer = ask(app, {"X-Real-IP": "192.0.2.8", "X-Rempart-Login": raw})
+    assert answer.headers["X-Rempart-Login"] == "j%C3%BCrgen@x.org"
+    logged = (
+        f'rempart ip=192.0.2.8 login="{answer.headers["X-Rempart-Login"]}" status=401 '
+        'verdict=allow outcome="-" method=GET uri="/login"'
+    )
+    event = load_parser("nginx").parse(logged)
+    assert event is not None and event.login == "jürgen@x.org"
+
+
 def test_missing_client_address_from_the_proxy_is_a_400(app: HttpApp) -> None:
     answer = ask(app, {})
     assert answer.status == 400
