@@ -97,7 +97,8 @@ def _keyed_blake2b(
     fpr: Fingerprinter, canon: list[bytes], pair_messages: list[bytes]
 ) -> tuple[bytes, bytes]:
     """Login digests and pair fingerprints, each hashed from a copy of a state that has already
-    absorbed its secret prefix: cheaper than a constructor call with keywords (0.3 vs 0.55 us)."""
+    absorbed its secret prefix: cheaper than a constructor call with `digest_size=`
+    (about 0.4 vs 0.55-0.7 us measured here)."""
     new_login = _blake2b(fpr._k_login, digest_size=16).copy
     new_pair = _blake2b(fpr._k_pair, digest_size=8).copy
     logins = bytearray()
