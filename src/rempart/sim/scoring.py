@@ -101,6 +101,7 @@ class Scorer:
             (end - start) / 60 * len(by_protocol.get(proto, ())) for proto, start, end in closures
         )
         posture_times = [p.t * time_scale for p in postures if p.posture != "normal"]
+        strict_times = [p.t * time_scale for p in postures if p.posture in ("strict", "closed")]
         if self.first_posture_code is not None:
             posture_times.append(self.first_posture_code)
         first_deny = min(self.first_deny.values(), default=None)
@@ -121,6 +122,7 @@ class Scorer:
             },
             "time_to_first_deny_s": _since(first_deny, attack_start),
             "time_to_posture_change_s": _since(min(posture_times, default=None), attack_start),
+            "time_to_strict_s": _since(min(strict_times, default=None), attack_start),
             "closure_user_minutes": round(closure_minutes, 1),
             "closures": [
                 {"protocol": p.value, "start_s": round(s, 1), "end_s": round(e, 1)}
