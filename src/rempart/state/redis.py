@@ -8,6 +8,8 @@ Redis layout (every key under the configured prefix, `rempart:` by default):
 - `fam:{login}`: a hash `marker -> last success` per account, expiring `ttl_days` after the
   latest success (Redis 7.0 has no per-field expiry; stale markers are dropped on load).
 - `settings`: a hash of settings (posture per protocol).
+- `epoch`: set by the first node that finds Redis without Rempart state; that node seeds it
+  from its local mirror (a new cluster, or a Redis restarted without persistence).
 - `changes` and `reports`: the streams other nodes read (see `rempart.state.replication`).
 
 Writes never happen on the decision path: the engine's listeners queue them, and one writer

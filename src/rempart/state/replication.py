@@ -7,10 +7,9 @@ own rings and sketches, fed by *every* node's reports.
   password and device fingerprints, outcome flags) and each list change, posture change or
   counter reset into a change record. A familiar network needs no record of its own: the
   successful report that taught it teaches every node (and `RedisStore` keeps it for nodes
-  that start later). `RedisStore`'s writer thread
-  sends them every `sync_interval` (0.1 s) in one pipeline: reports as one `XADD` per batch of
-  up to 500 records to the `reports` stream, changes as one entry each to the `changes` stream
-  (capped with `MAXLEN ~`).
+  that start later). `RedisStore`'s writer thread sends them every `sync_interval` (0.1 s)
+  in one pipeline: reports as one `XADD` per batch of up to 500 records to the `reports`
+  stream, changes as one entry each to the `changes` stream (both capped with `MAXLEN ~`).
 - In: one reader thread per node blocks on `XREAD` over both streams, skips its own records,
   and hands the rest to the event loop, which applies them to the engine in chunks with the
   engine's listeners muted, so nothing is journaled, persisted or published twice (a posture
@@ -25,7 +24,9 @@ when Redis goes away, and, unlike pub/sub, let a node catch up from the last ent
 after a disconnection, and a node that starts warm its counters from the retained history.
 The cost is that every node applies every report (CPU grows with the cluster's total report
 rate; `benchmarks/redis_scaleout.py` measures it), and agreement is eventual: a report reaches
-the other nodes after one batch interval and one read, typically well under a second.
+the other nodes after one batch interval and one read (about 0.1 s), and a spray split
+across nodes can pass its threshold by what the others sent during that interval. Delivery is
+at least once: a batch resent after a connection broke mid-pipeline may count twice.
 """
 
 from __future__ import annotations
