@@ -182,7 +182,7 @@ def test_a_node_keeps_deciding_while_redis_is_away_and_catches_up(
         # A decides from its own counters, at once.
         start = time.monotonic()
         assert verdict(a) is Action.DENY
-        assert time.monotonic() - start < 0.05
+        assert time.monotonic() - start < 0.5  # no connection attempt (timeouts are 1-2 s)
         assert verdict(b) is Action.ALLOW
         # A list change is confirmed durable by the local mirror without waiting for Redis.
         now = time.time()
