@@ -49,7 +49,10 @@ password = st.one_of(
 )
 common = st.builds(
     lambda a, d, s, b, e: a + b"@" + d + s + b + e,
-    st.from_regex(rb"[A-Za-z0-9._-]{1,10}", fullmatch=True),
+    st.one_of(
+        st.from_regex(rb"[A-Za-z0-9._-]{1,10}", fullmatch=True),
+        st.sampled_from([b"alice", b"Alice", b"bob"]),  # audited accounts
+    ),
     st.sampled_from([b"example.org", b"Mail.Example.ORG", b"googlemail.example", b"x.y"]),
     st.sampled_from([b":", b";", b"\t", b"|"]),
     st.from_regex(rb"[\x20-\x7e]{1,12}", fullmatch=True),
