@@ -93,7 +93,8 @@ def ingest_once(combo: Path, data: Path) -> None:
     wall = time.perf_counter() - t0
     c1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
-    print(json.dumps({"wall": wall, "cpu": cpu, "corpus": summary["corpus"]}))
+    peak = c1.ru_maxrss * 1024  # kB on Linux
+    print(json.dumps({"wall": wall, "cpu": cpu, "peak_rss": peak, "corpus": summary["corpus"]}))
 
 
 def run_ingest(combo: Path, data: Path, key: bytes, src: str | None) -> dict:
@@ -170,7 +171,7 @@ def _report(label: str, n: int, got: dict, base: float) -> None:
     rate = n / got["wall"]
     print(f"{label}: {rate:,.0f} lines/s wall, {n / got['cpu']:,.0f} lines per CPU-second "
           f"(one core), {got['wall']:.1f} s; overhead vs baseline x{base / rate:.1f} (wall), "
-          f"x{base * got['cpu'] / n:.1f} (CPU)")  # fmt: skip
+          f"x{base * got['cpu'] / n:.1f} (CPU); peak RSS {got['peak_rss'] / 1e6:.0f} MB")  # fmt: skip
 
 
 def lookups(data: Path, counts: dict[str, int]) -> None:
