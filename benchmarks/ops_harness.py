@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from rempart.process import ServeProcess
 
 PASSWORD = "ops-bench-password"
 AUTH = "Basic " + base64.b64encode(f"wforce:{PASSWORD}".encode()).decode()
@@ -30,34 +31,14 @@ CHROME_FLAGS = (
 )
 
 
-class Server:
+class Server(ServeProcess):
     """`rempart serve --port 0` with its own data directory; `base` is its URL."""
 
     def __init__(self, config: str = "", data_dir: Path | None = None) -> None:
-        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="rempart-ops-"))
-        cfg = self.data_dir / "rempart.toml"
-        cfg.write_text("[journal]\nflush_interval = 0.05\n" + config)
-        self.proc = subprocess.Popen(
-            [
-                *REMPART,
-                "serve",
-                "--config",
-                str(cfg),
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                "0",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, "REMPART_API_PASSWORD": PASSWORD},
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if "listening on http://" not in line:
-            raise RuntimeError(f"rempart serve did not start: {line!r}")
-        self.base = line.split("listening on ", 1)[1].strip().rstrip("/")
+        data_dir = data_dir or Path(tempfile.mkdtemp(prefix="rempart-ops-"))
+        body = "[journal]\nflush_interval = 0.05\n" + config
+        super().__init__(data_dir, body, PASSWORD, config_path=data_dir / "rempart.toml")
+        self.start()
 
     def api(self, command: str, body: dict[str, Any]) -> Any:
         req = urllib.request.Request(
@@ -72,13 +53,6 @@ class Server:
         return subprocess.run(
             [*REMPART, *args, "--data-dir", str(self.data_dir)], capture_output=True, text=True
         )
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def chromium(width: int = 1440, height: int = 1000) -> Any:

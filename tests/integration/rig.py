@@ -13,15 +13,14 @@ import imaplib
 import json
 import os
 import poplib
-import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from rempart.process import ServeProcess
 from tests.conftest import need
 
 PASSWORD = "test-api-password"
@@ -33,64 +32,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class RempartProcess:
+class RempartProcess(ServeProcess):
     """`rempart serve` in a subprocess, with a JSON client for its APIs."""
 
-    def __init__(self, data_dir: Path, config: str = "") -> None:
-        self.data_dir = data_dir
-        self.config_path = data_dir.parent / f"{data_dir.name}.toml"
-        self.config_path.write_text(config)
-        self.port = 0
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> RempartProcess:
-        env = {**os.environ, "REMPART_API_PASSWORD": PASSWORD}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rempart",
-                "serve",
-                "--port",
-                str(self.port or 0),
-                "--data-dir",
-                str(self.data_dir),
-                "--config",
-                str(self.config_path),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            match = re.search(r"listening on http://[^:]+:(\d+)/", line)
-            if match:
-                self.port = int(match.group(1))
-                return self
-        raise RuntimeError(f"rempart serve did not start: {self.proc.stdout.read()}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+    def __init__(self, data_dir: Path, config: str = "", env: dict[str, str] | None = None) -> None:
+        super().__init__(data_dir, config, PASSWORD, env)
 
     def request(
         self,
@@ -262,6 +208,14 @@ class DovecotRig:
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.imap_port), timeout=1),
             ):
+                # Start the auth process now: spawned by the first login on a loaded machine,
+                # it can miss the login's deadline ("Temporary authentication failure").
+                subprocess.run(
+                    ["doveadm", "-c", str(self.root / "dovecot.conf"), "auth", "lookup", "-"],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
                 return self
             time.sleep(0.1)
         raise RuntimeError("dovecot did not start: " + self.log())

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from rempart.process import ServeProcess
 from tests.conftest import need
 
 pytestmark = pytest.mark.browser
@@ -41,25 +42,13 @@ FLAGS = (
 )
 
 
-class Server:
-    """`rempart serve --port 0` in a subprocess; the port is read from its first line."""
+class Server(ServeProcess):
+    """`rempart serve --port 0` in a subprocess, its configuration in the data directory."""
 
     def __init__(self, data_dir: Path, config: str = "") -> None:
-        self.data_dir = data_dir
-        cfg = data_dir / "rempart.toml"
-        cfg.write_text("[journal]\nflush_interval = 0.02\n" + config)
-        env = {**os.environ, "REMPART_API_PASSWORD": PASSWORD}
-        self.proc = subprocess.Popen(
-            [*REMPART, "serve", "--config", str(cfg), "--data-dir", str(data_dir), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert "listening on http://" in line, f"server did not start: {line!r}"
-        self.base = line.split("listening on ", 1)[1].strip().rstrip("/")
+        body = "[journal]\nflush_interval = 0.02\n" + config
+        super().__init__(data_dir, body, PASSWORD, config_path=data_dir / "rempart.toml")
+        self.start()
 
     def api(self, command: str, body: dict[str, object]) -> dict[str, object]:
         token = base64.b64encode(f"dovecot:{PASSWORD}".encode()).decode()
@@ -70,13 +59,6 @@ class Server:
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def _browser_available() -> tuple[bool, str]:
