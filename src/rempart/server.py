@@ -23,6 +23,7 @@ from rempart.adapters.nginx import NginxApi
 from rempart.adapters.operator import OperatorApi
 from rempart.adapters.wforce import WforceApi
 from rempart.config import Settings
+from rempart.engine import distinct
 from rempart.engine.engine import Engine
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.oracle import LeakOracle
@@ -90,6 +91,7 @@ class Service:
         self.engine = Engine(settings, leaks)
         self.leaks = leaks
         self.pw_key = load_key(self.data_dir, "fingerprint.key")
+        distinct.use_key(b"sketch\0" + self.pw_key)
         self.store = open_store(settings, self.data_dir)
         self._restore()
         self.journal: Journal | None = None

@@ -8,6 +8,7 @@ estimate saturates near m·ln(m) ≈ 1,420, which is reported as that ceiling. E
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 from rempart.engine.windows import live_buckets
@@ -70,7 +71,29 @@ class Sketch:
         return _ESTIMATE[BITS - (union & _MASK).bit_count()]
 
 
+_key = b"rempart distinct-count sketches"
+_hashes: dict[str, int] = {}
+
+
+def use_key(key: bytes) -> None:
+    """Key the item hash with a deployment secret (`rempart serve` does, from its data dir).
+
+    Keyed, nobody outside can pick logins or addresses whose bits collide to hide from a
+    distinct count; with the default key, tests and simulations give the same counts in
+    every process (Python's own `hash` of a string changes with each process)."""
+    global _key
+    _key = hashlib.blake2b(key, digest_size=32).digest()
+    _hashes.clear()
+
+
 def item_hash(text: str) -> int:
-    """A hash spreading items over the bitmap; stable within a process (memory state only)."""
-    h = hash(text)
-    return (h ^ (h >> 17) ^ (h >> 35)) & 0xFFFFFFFF
+    """A keyed 32-bit hash of an item; recent items are remembered (the same login and address
+    come back in allow, allow, report)."""
+    found = _hashes.get(text)
+    if found is None:
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=_key, digest_size=4)
+        found = int.from_bytes(digest.digest())
+        if len(_hashes) >= 32768:
+            _hashes.clear()
+        _hashes[text] = found
+    return found
