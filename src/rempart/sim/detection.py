@@ -100,21 +100,29 @@ def targets(rows: list[tuple[Scenario, list[dict[str, Any]]]]) -> list[str]:
         legit = ours["legit"]
         denied = legit["denied"] / legit["attempts"] if legit["attempts"] else 0.0
         problems = []
-        if posture is None or posture > TARGET_POSTURE_S:
-            late = "never" if posture is None else f"{posture - TARGET_POSTURE_S:.1f} s late"
-            problems.append(f"posture change {late}")
+        if posture is None:
+            problems.append("no posture change")
+        elif posture > TARGET_POSTURE_S:
+            late = posture - TARGET_POSTURE_S
+            why = (
+                "the tick that closed at 30 s raised it, and the first attempt after that tick "
+                "applied it (in a deployment, the server's one-second timer)"
+                if late < 1.0
+                else "the first 30 s did not hold enough unlikely failures"
+            )
+            problems.append(f"posture change {late:.1f} s late: {why}")
         if reduction < TARGET_REDUCTION:
             allowed = int(none["takeovers"] * (1 - TARGET_REDUCTION))
             problems.append(
                 f"{ours['takeovers']} takeovers, {reduction:.1%} below none "
-                f"(the target allows {allowed})"
+                f"(the target allows {allowed}); why, in its section below"
             )
         if denied > TARGET_DENIED:
             problems.append(f"{denied:.2%} of legitimate attempts denied")
         lines.append(
             f"| {scenario.name} | {_seconds(posture)} | {_seconds(strict)} "
             f"| {ours['takeovers']} vs {none['takeovers']} ({reduction:.1%} fewer) "
-            f"| {legit['denied']:,} ({denied:.4%}) | {legit['users_denied']:,} "
+            f"| {legit['denied']:,} ({denied:.2%}) | {legit['users_denied']:,} "
             f"| {'yes' if not problems else 'no'} |"
         )
         if problems:

@@ -36,6 +36,10 @@ def test_targets_met_and_missed_by_how_much() -> None:
     assert "posture change 10.2 s late" in miss
     assert "158 takeovers, 41.5% below none (the target allows 1)" in miss
     assert "2.00% of legitimate attempts denied" in miss
+    late = detection.targets(
+        [(Scenario("spray"), [res("none", 19, None), res("rempart", 0, 30.2)])]
+    )
+    assert "posture change 0.2 s late: the tick that closed at 30 s raised it" in late[-1]
 
 
 def test_time_to_strict_is_scored() -> None:
