@@ -117,6 +117,8 @@ def _poisson_z(observed: float, expected: float) -> float:
     x = round(observed)
     if x > 100:  # the signed root of the deviance is as good as exact here
         k = x - 0.5
+        if k <= expected:
+            return 0.0
         return math.sqrt(2.0 * (k * math.log(k / expected) - (k - expected)))
     # log P(X = x), then the tail as P(X = x) * (1 + l/(x+1) + l^2/((x+1)(x+2)) + ...).
     log_p = -expected + x * math.log(expected) - math.lgamma(x + 1)
