@@ -2,8 +2,8 @@
 
 Every reported attempt feeds its protocol's current tick (10 s by default): attempts, failures,
 unknown-login failures, failures from networks unfamiliar to the account, leaked-pair hits, and
-distinct failing source IPs, subnets and IPs failing from a network unfamiliar to the account
-(linear-counting sketches). Each figure has an adaptive baseline of its share of attempts —
+distinct failing source IPs, subnets, autonomous systems (when an `[asn] database` is
+configured) and IPs failing from a network unfamiliar to the account (linear-counting sketches). Each figure has an adaptive baseline of its share of attempts —
 exponentially weighted mean and variance, learned only while the protocol is calm (a tick is
 learned one window late and dropped if anything anomalous comes first, so the first seconds
 of an attack never become the new normal), with a profile per hour of the day once that hour
@@ -47,7 +47,7 @@ LEVELS = ("normal", "guarded", "strict", "closed")
 # client retrying), so they are judged with a normal z and a variance floor; distinct sources
 # cannot (one client is one source), so they are judged by their Poisson tail even when few.
 RAW = ("failures", "unknown", "unfamiliar_failures", "leaked")
-DISTINCT = ("failing_ips", "failing_subnets", "unfamiliar_ips")
+DISTINCT = ("failing_ips", "failing_subnets", "failing_asns", "unfamiliar_ips")
 SCORED = RAW + DISTINCT
 
 
@@ -190,6 +190,7 @@ class ProtocolState:
     ips: Sketch | None = None
     subnets: Sketch | None = None
     strangers: Sketch | None = None  # failing IPs on networks unfamiliar to the account
+    asns: Sketch | None = None  # failing autonomous systems (with an `[asn] database` only)
     baselines: dict[str, _Baseline] = field(default_factory=dict)
     tick_index: int = -1
     learned_ticks: int = 0
@@ -212,7 +213,7 @@ class CampaignDetector:
         if st is None:
             size = self.settings.window_ticks
             st = self.protocols[protocol] = ProtocolState(
-                ips=Sketch(size), subnets=Sketch(size), strangers=Sketch(size)
+                ips=Sketch(size), subnets=Sketch(size), strangers=Sketch(size), asns=Sketch(size)
             )
             st.baselines = {f: _Baseline() for f in SCORED}
         return st
@@ -227,9 +228,10 @@ class CampaignDetector:
         leaked: bool,
         ip: str,
         subnet: str,
+        asn: str = "",
     ) -> list[tuple[str, str, str]]:
         """Count one reported attempt; returns posture changes (protocol, from, to) if a tick
-        closed."""
+        closed. `asn` is the source's AS key, "" without an ASN table."""
         st = self.state(protocol)
         changes = self._roll(protocol, st, now)
         tick = st.ticks[-1]
@@ -245,6 +247,8 @@ class CampaignDetector:
                 st.strangers.add(ip_hash, st.tick_index, size)  # type: ignore[union-attr]
             st.ips.add(ip_hash, st.tick_index, size)  # type: ignore[union-attr]
             st.subnets.add(item_hash(subnet), st.tick_index, size)  # type: ignore[union-attr]
+            if asn:
+                st.asns.add(item_hash(asn), st.tick_index, size)  # type: ignore[union-attr]
         if leaked:
             tick.leaked += 1
         return changes
@@ -299,6 +303,7 @@ class CampaignDetector:
             "leaked": sum(t.leaked for t in ticks),
             "failing_ips": st.ips.estimate(span, closing, size),  # type: ignore[union-attr]
             "failing_subnets": st.subnets.estimate(span, closing, size),  # type: ignore[union-attr]
+            "failing_asns": st.asns.estimate(span, closing, size),  # type: ignore[union-attr]
             "unfamiliar_ips": st.strangers.estimate(span, closing, size),  # type: ignore[union-attr]
         }
 

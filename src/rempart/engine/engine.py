@@ -308,6 +308,7 @@ class Engine:
                 self.leaks.leaked_pair(attempt),
                 net.ip,
                 net.subnet,
+                keys[ASN],
             )
             if changes:
                 self._apply_detector(changes, now)

@@ -132,3 +132,18 @@ def test_asn_family_needs_no_table_to_compile_and_never_matches_without_one() ->
 def test_asn_database_must_be_a_path() -> None:
     with pytest.raises((AsnTableError, ConfigError), match=r"\[asn\] database"):
         Engine(from_mapping({"asn": {"database": 5}}))
+
+
+def test_campaign_detector_counts_failing_autonomous_systems(tmp_path: Path) -> None:
+    path = tmp_path / "ip2asn.tsv"
+    path.write_text(TABLE)
+    engine = Engine(from_mapping({"asn": {"database": str(path)}}))
+    sources = ["1.0.0.1", "1.0.0.2", "198.51.100.1", "198.51.101.9", "203.0.113.1", "2001:db8::1"]
+    sources += ["192.0.2.1"]  # not in the table: an IP but no AS
+    for i, ip in enumerate(sources):
+        engine.report(Attempt(f"u{i}@example.org", ip, Protocol.IMAP), Outcome(False), T0 + i)
+    engine.report(Attempt("ok@example.org", "1.0.0.9", Protocol.IMAP), Outcome(True), T0 + 8)
+    assert engine.campaign is not None
+    engine.tick(T0 + 60)
+    figures = engine.campaign.state("imap").figures
+    assert figures["failing_ips"] == pytest.approx(7 * figures["failing_asns"] / 4)
