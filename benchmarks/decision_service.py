@@ -232,32 +232,34 @@ def write_markdown(report: dict, seconds: int) -> None:
     )
     ratio_f = r["rempart_fixed"]["per_cpu_s"] / r["echo_fixed"]["per_cpu_s"]
     ratio_v = r["rempart_varying"]["per_cpu_s"] / r["echo_varying"]["per_cpu_s"]
-    section = "\n".join([
-        "## Decision service",
-        "",
-        f"Command: `python benchmarks/decision_service.py --seconds {seconds}` ({report['when']}, "
-        f"load average {report['load_avg_before']:.2f} before the run). wrk -t1 -c32 (paced rows: "
-        "-c16 with a 3.2 ms pause per connection, about 5,000 req/s offered). `rempart serve` runs "
-        "with its defaults: journal on, SQLite store, default policy, campaign detector, "
-        "dashboard listener. \"echo\" is a handler on the same HTTP stack that parses the JSON "
-        "and answers the allow shape.",
-        "",
-        "| run | req/s | p50 ms | p99 ms | server CPU s | req per server CPU-s | non-2xx |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        rows,
-        "",
-        f"- Rempart / echo, requests per server CPU-second: fixed key {ratio_f:.2f}, varying keys "
-        f"{ratio_v:.2f}.",
-        f"- Engine, journal and metrics cost per request (difference of 1/rate): fixed "
-        f"{e['fixed']} µs, varying {e['varying']} µs.",
-        f"- Memory after the varying run: RSS {m['rss_mb']} MB, {m['tracked_keys']:,} tracked "
-        f"keys, {m['bytes_per_key']} bytes of RSS growth per tracked key added (this includes "
-        "the familiarity of every account that succeeded during the run and the bounded caches).",
-        "- Targets: ≥ 20,000 decisions per server CPU-second; p99 ≤ 5 ms at 5,000 req/s; ≤ 1 KB "
-        "per key; engine ≤ 30 µs per decision. Reference: wforce 3.0.1, 16.3k per CPU-second "
-        "with varying keys.",
-        "",
-    ])
+    section = "\n".join(
+        [
+            "## Decision service",
+            "",
+            f"Command: `python benchmarks/decision_service.py --seconds {seconds}` ({report['when']}, "
+            f"load average {report['load_avg_before']:.2f} before the run). wrk -t1 -c32 (paced rows: "
+            "-c16 with a 3.2 ms pause per connection, about 5,000 req/s offered). `rempart serve` runs "
+            "with its defaults: journal on, SQLite store, default policy, campaign detector, "
+            'dashboard listener. "echo" is a handler on the same HTTP stack that parses the JSON '
+            "and answers the allow shape.",
+            "",
+            "| run | req/s | p50 ms | p99 ms | server CPU s | req per server CPU-s | non-2xx |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            rows,
+            "",
+            f"- Rempart / echo, requests per server CPU-second: fixed key {ratio_f:.2f}, varying keys "
+            f"{ratio_v:.2f}.",
+            f"- Engine, journal and metrics cost per request (difference of 1/rate): fixed "
+            f"{e['fixed']} µs, varying {e['varying']} µs.",
+            f"- Memory after the varying run: RSS {m['rss_mb']} MB, {m['tracked_keys']:,} tracked "
+            f"keys, {m['bytes_per_key']} bytes of RSS growth per tracked key added (this includes "
+            "the familiarity of every account that succeeded during the run and the bounded caches).",
+            "- Targets: ≥ 20,000 decisions per server CPU-second; p99 ≤ 5 ms at 5,000 req/s; ≤ 1 KB "
+            "per key; engine ≤ 30 µs per decision. Reference: wforce 3.0.1, 16.3k per CPU-second "
+            "with varying keys.",
+            "",
+        ]
+    )
     path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
     pattern = re.compile(r"## Decision service\n.*?(?=\n## |\Z)", re.S)
