@@ -167,7 +167,7 @@ class _Runner:
                 if client is None:
                     client = await self._connect()
                 status, retry_after = await client.request(self.raw)
-        except (OSError, TimeoutError, ConnectionError):
+        except Exception:  # timeouts, refused connections, and anything unexpected: failed
             result.failed += 1
             if client is not None:
                 client.close()
@@ -207,6 +207,8 @@ class _Runner:
             await asyncio.sleep(0.002)
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=self.stream.timeout + 1)
+        # Still pending here means no answer within the deadline: count them as failed.
+        self.result.failed += sum(1 for task in self.tasks if not task.done())
         for client in self.idle:
             client.close()
         return self.result
