@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rempart.sim import passwords
+from tests.conftest import need
 
 
 def test_parse_withcount_keeps_spaces_skips_empty_and_sums_duplicates() -> None:
@@ -33,8 +34,11 @@ def test_sampling_follows_counts() -> None:
 
 def test_real_lists_found_and_popularity_is_real() -> None:
     lists = passwords.load()
-    if lists.source == "sample":
-        pytest.skip("the shared password lists are not next to this checkout")
+    need(
+        "shared_data",
+        lists.source != "sample",
+        "the real password lists (../shared/data/passwords) are not next to this checkout",
+    )
     assert lists.users.top(2) == ["123456", "password"]
     assert len(lists.users.words) > 200_000
     # 123456 is ~1.2 % of the user-side lists (phpbb alone: 2650 of 255,421).
