@@ -20,7 +20,6 @@ Figures go to docs/benchmarks.md (section "Redis scale-out").
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
 import json
 import os
@@ -29,78 +28,21 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from decision_service import AUTH, LUA_VARYING, PASSWORD, cpu_seconds, free_port
+
+from rempart.process import ServeProcess
+
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "bench-password"
-AUTH = "Basic " + base64.b64encode(f"wforce:{PASSWORD}".encode()).decode()
-TICK = os.sysconf("SC_CLK_TCK")
-
-LUA_VARYING = f"""
-local headers = {{["Content-Type"] = "application/json", ["Authorization"] = "{AUTH}"}}
-local n = 0
-local pace = tonumber(os.getenv("WRK_DELAY_MS") or "0")
-function delay() return pace end
-math.randomseed(tonumber(os.getenv("WRK_SEED") or "1"))
-function request()
-  n = n + 1
-  local login = "user" .. math.random(1, 100000) .. "@example.org"
-  local ip = math.random(1, 223) .. "." .. math.random(0, 255) .. "." .. math.random(0, 255) .. "." .. math.random(1, 254)
-  if n % 2 == 1 then
-    return wrk.format("POST", "/?command=allow", headers,
-      '{{"login":"' .. login .. '","remote":"' .. ip .. '","pwhash":"0abc","protocol":"imap","device_id":"","tls":false}}')
-  end
-  local ok = (math.random() < 0.7) and "true" or "false"
-  return wrk.format("POST", "/?command=report", headers,
-    '{{"login":"' .. login .. '","remote":"' .. ip .. '","pwhash":"0abc","protocol":"imap","device_id":"","success":' .. ok .. ',"policy_reject":false,"tls":false}}')
-end
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def start_node(data_dir: Path, config: str) -> tuple[subprocess.Popen[str], int]:
-    config_path = data_dir.with_suffix(".toml")
-    config_path.write_text(config)
-    env = {**os.environ, "REMPART_API_PASSWORD": PASSWORD}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rempart",
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-            "--config",
-            str(config_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        match = re.search(r"listening on http://[^:]+:(\d+)/", proc.stdout.readline())
-        if match:
-            return proc, int(match.group(1))
-    proc.kill()
-    raise SystemExit(f"rempart serve did not start ({data_dir.name})")
+    node = ServeProcess(data_dir, config, PASSWORD).start()
+    assert node.proc is not None
+    return node.proc, node.port
 
 
 def start_redis(root: Path) -> tuple[subprocess.Popen[bytes], int]:
