@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -67,12 +66,6 @@ function request()
 end
 """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -260,11 +253,16 @@ def write_markdown(report: dict, seconds: int) -> None:
             "",
         ]
     )
+    write_section("Decision service", section)
+
+
+def write_section(title: str, section: str) -> None:
+    """Replace the `## title` section of docs/benchmarks.md (up to the next `## `), or append."""
     path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"## Decision service\n.*?(?=\n## |\Z)", re.S)
+    pattern = re.compile(rf"## {re.escape(title)}\n.*?(?=\n## |\Z)", re.S)
     text = (
-        pattern.sub(section.rstrip("\n"), text)
+        pattern.sub(lambda _: section.rstrip("\n"), text)
         if pattern.search(text)
         else text.rstrip("\n") + "\n\n" + section
     )

@@ -25,16 +25,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from decision_service import AUTH, LUA_VARYING, PASSWORD, cpu_seconds, free_port
+from decision_service import AUTH, LUA_VARYING, PASSWORD, cpu_seconds, write_section
 
-from rempart.process import ServeProcess
+from rempart.process import RedisProcess, ServeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,41 +44,11 @@ def start_node(data_dir: Path, config: str) -> tuple[subprocess.Popen[str], int]
     return node.proc, node.port
 
 
-def start_redis(root: Path) -> tuple[subprocess.Popen[bytes], int]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is needed: apt-get install redis-server")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(root),
-            "--logfile",
-            str(root / "redis.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("redis-server did not start")
+def start_redis(root: Path) -> RedisProcess:
+    try:
+        return RedisProcess(root).start()
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def wrk(port: int, script: Path, seconds: float, connections: int = 32, delay_ms: float = 0.0):
@@ -200,8 +169,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="rempart-redis-bench-"))
     script = tmp / "varying.lua"
     script.write_text(LUA_VARYING)
-    redis_proc, redis_port = start_redis(tmp)
-    redis_cfg = f'[state]\nbackend = "redis"\nredis_url = "redis://127.0.0.1:{redis_port}/0"\n'
+    redis_server = start_redis(tmp)
+    assert redis_server.proc is not None
+    redis_proc = redis_server.proc
+    redis_cfg = f'[state]\nbackend = "redis"\nredis_url = "{redis_server.url}"\n'
     procs: list[subprocess.Popen] = [redis_proc]
     try:
         embedded, e_port = start_node(tmp / "embedded", "")
@@ -339,15 +310,7 @@ def write_markdown(report: dict, args: argparse.Namespace) -> None:
             "",
         ]
     )
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"## Redis scale-out\n.*?(?=\n## |\Z)", re.S)
-    text = (
-        pattern.sub(section.rstrip("\n"), text)
-        if pattern.search(text)
-        else text.rstrip("\n") + "\n\n" + section
-    )
-    path.write_text(text)
+    write_section("Redis scale-out", section)
 
 
 if __name__ == "__main__":

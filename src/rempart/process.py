@@ -1,4 +1,5 @@
-"""`rempart serve` as a child process: start it on a free port, learn its URL, stop, restart.
+"""Child processes on loopback: `rempart serve` (start it on a free port, learn its URL, stop,
+restart) and a private `redis-server` for the scale-out mode.
 
 For integration tests, benchmarks, and programs that embed Rempart in their own test suites.
 The child's output is drained by a thread into a short buffer (`output`), so a chatty server
@@ -10,13 +11,23 @@ from __future__ import annotations
 import collections
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 _LISTENING = re.compile(r"listening on (http://[^\s/]+:(\d+))/")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class ServeProcess:
@@ -48,7 +59,7 @@ class ServeProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.output: collections.deque[str] = collections.deque(maxlen=200)
 
-    def start(self) -> ServeProcess:
+    def start(self) -> Self:
         env = {**os.environ, **self.env}
         if self.password:
             env["REMPART_API_PASSWORD"] = self.password
@@ -96,3 +107,49 @@ class ServeProcess:
     @property
     def url(self) -> str:
         return self.base + "/"
+
+
+class RedisProcess:
+    """`redis-server` bound to 127.0.0.1 on a free port, in its own directory, with no
+    persistence (`--save ''`, no AOF); stopped and restarted at will, on the same port."""
+
+    def __init__(self, root: Path, binary: str | None = None) -> None:
+        found = binary or shutil.which("redis-server")
+        if found is None:
+            raise FileNotFoundError("redis-server is needed: apt-get install redis-server")
+        self.binary = found
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> Self:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.root)]
+        command += ["--logfile", str(self.root / "redis.log")]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+            self.proc = None

@@ -20,16 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rempart.process import ServeProcess
+from rempart.process import ServeProcess, free_port
 from tests.conftest import need
 
 PASSWORD = "test-api-password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["PASSWORD", "DovecotRig", "RempartProcess", "free_port"]
 
 
 class RempartProcess(ServeProcess):

@@ -9,15 +9,11 @@ different bucket boundary.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from rempart.process import ServeProcess
 from rempart.sim import experiment, scenario
 
 SECRET = "sim-http-test"
@@ -33,49 +29,11 @@ SC = scenario.parse(
 TIME_SCALE = 540.0  # 1.5 h in 10 s
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    port = _free_port()
-    env = {**os.environ, "REMPART_API_PASSWORD": SECRET}
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rempart",
-            "serve",
-            "--data-dir",
-            str(tmp_path),
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    else:
-        proc.kill()
-    if proc.poll() is not None:
-        pytest.fail("rempart serve did not start: " + (tmp_path / "serve.log").read_text()[-2000:])
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    serve = ServeProcess(tmp_path / "data", "", SECRET).start()
+    yield serve.base
+    serve.stop()
 
 
 def _refused(result: dict, legit: bool) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rempart.process import free_port
 from rempart.shed.config import parse_shed
 from rempart.shed.controller import Controller
 from rempart.shed.haproxy_config import render
@@ -50,12 +51,6 @@ def haproxy_binary() -> str | None:
     return shutil.which("haproxy") or (
         "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(check: Any, what: str, timeout: float = 10.0) -> None:
