@@ -71,7 +71,8 @@ class Sketch:
         return _ESTIMATE[BITS - (union & _MASK).bit_count()]
 
 
-_key = b"rempart distinct-count sketches"
+DEFAULT_KEY = b"rempart distinct-count sketches"
+_key = DEFAULT_KEY
 _hashes: dict[str, int] = {}
 
 
@@ -83,6 +84,13 @@ def use_key(key: bytes) -> None:
     every process (Python's own `hash` of a string changes with each process)."""
     global _key
     _key = hashlib.blake2b(key, digest_size=32).digest()
+    _hashes.clear()
+
+
+def use_default_key() -> None:
+    """Back to the fixed key that tests and simulations count with."""
+    global _key
+    _key = DEFAULT_KEY
     _hashes.clear()
 
 
