@@ -81,8 +81,15 @@ class ConfigError(ValueError):
     def _text(self) -> str:
         where = ""
         if self.key:
+            # "[server] port: ..." for a key of a plain table, "[state] ..." for the table
+            # itself, the dotted path inside arrays and nested tables ("shed.routes[2].path: ...").
             table, dot, name = self.key.rpartition(".")
-            where = f"[{table}] {name}: " if dot else f"[{name}]: "
+            if not dot:
+                where = f"[{name}] "
+            elif "." in table or "[" in self.key:
+                where = f"{self.key}: "
+            else:
+                where = f"[{table}] {name}: "
         return f"{self.file + ': ' if self.file else ''}{where}{self.message}"
 
     def in_file(self, file: str | Path) -> ConfigError:
