@@ -184,14 +184,14 @@ def _fields(kind: type) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(kind) if f.init and "doc" in f.metadata]
 
 
-def from_table(kind: type[T], table: object, name: str, exclude: tuple[str, ...] = ()) -> T:
+def from_table(kind: type[T], table: object, name: str) -> T:
     """A section's dataclass from its TOML table: unknown keys refused, each value checked
     against its field's type and bounds, then the class's own `check()` (cross-field rules)."""
     if not isinstance(table, dict):
         raise ConfigError("must be a table", name)
     hints = get_type_hints(kind)
     by_key = {_toml_key(f): f for f in _fields(kind)}
-    unknown = sorted(set(table) - set(by_key) - set(exclude))
+    unknown = sorted(set(table) - set(by_key))
     if unknown:
         raise ConfigError(
             f"unknown key {unknown[0]!r} (known: {', '.join(sorted(by_key))})",

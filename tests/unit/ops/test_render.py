@@ -6,9 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from rempart.config import ConfigError
+from rempart.config import ConfigError, from_mapping
 from rempart.ops import report, timeparse
-from rempart.config import from_mapping
 from rempart.ops.settings import OpsSettings
 from rempart.ops.svg import hbars, stacked_columns
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from rempart.config import ConfigError
 from rempart.shed.classes import Criticality
 from rempart.shed.classify import Classifier
-from rempart.config import ConfigError
 from rempart.shed.config import parse_shed
 
 SERVICES = [{"name": "web", "upstream": "127.0.0.1:8081"}]
