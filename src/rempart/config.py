@@ -647,15 +647,12 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
     for sec in registered.values():
         parent, dot, child = sec.name.rpartition(".")
         if dot:
-            table = data.get(parent, {}).get(child, _ABSENT)
+            table = data.get(parent, {}).get(child)  # None: not set, the parser's default
         else:
             nested = tuple(s.rpartition(".")[2] for s in registered if s.startswith(sec.name + "."))
             table = {k: v for k, v in data.get(sec.name, {}).items() if k not in nested}
         parsed[sec.kind] = sec.parse(table)
     return Settings(parsed)
-
-
-_ABSENT: Any = None  # a nested array the file does not set (its parser gives the default)
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
