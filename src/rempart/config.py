@@ -19,6 +19,7 @@ built, so the registry is complete whatever was imported before.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import math
 import textwrap
@@ -184,13 +185,18 @@ def _fields(kind: type) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(kind) if f.init and "doc" in f.metadata]
 
 
+@functools.cache
+def _declared(kind: type) -> tuple[dict[str, dataclasses.Field[Any]], dict[str, Any]]:
+    """{TOML key: field} and the resolved field types of a section (computed once)."""
+    return {_toml_key(f): f for f in _fields(kind)}, get_type_hints(kind)
+
+
 def from_table(kind: type[T], table: object, name: str) -> T:
     """A section's dataclass from its TOML table: unknown keys refused, each value checked
     against its field's type and bounds, then the class's own `check()` (cross-field rules)."""
     if not isinstance(table, dict):
         raise ConfigError("must be a table", name)
-    hints = get_type_hints(kind)
-    by_key = {_toml_key(f): f for f in _fields(kind)}
+    by_key, hints = _declared(kind)
     unknown = sorted(set(table) - set(by_key))
     if unknown:
         raise ConfigError(
