@@ -573,11 +573,12 @@ class Settings:
 
     def section(self, kind: type[T]) -> T:
         """The parsed section of dataclass `kind` (e.g. `settings.section(NginxSettings)`)."""
-        return self._sections[kind]  # type: ignore[return-value]
-
-    def replace(self, *changed: object) -> Settings:
-        """A copy with some sections replaced (tests, the simulator)."""
-        return Settings({**self._sections, **{type(s): s for s in changed}})
+        try:
+            value = self._sections[kind]
+        except KeyError:
+            raise TypeError(f"{kind.__name__} is not a registered configuration section") from None
+        assert isinstance(value, kind)
+        return value
 
     @property
     def server(self) -> ServerSettings:
