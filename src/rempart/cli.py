@@ -13,7 +13,8 @@ from typing import Any
 import click
 import tomli_w
 
-from rempart.config import DEFAULTS_TOML, ConfigError, Settings, load_settings
+from rempart.config import ConfigError, Settings, effective, load_settings, read_file
+from rempart.config import reference as reference_text
 from rempart.engine.policy import FUNCTIONS, SIGNALS
 
 
@@ -22,6 +23,11 @@ def _settings(config: str | None) -> Settings:
         return load_settings(config)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _failure(exc: ConfigError, config: str | None) -> click.ClickException:
+    """A configuration error as the CLI shows it: with the file it came from."""
+    return click.ClickException(str(exc.in_file(config) if config and not exc.file else exc))
 
 
 def _data_dir(settings: Settings, data_dir: str | None) -> str:
@@ -59,18 +65,19 @@ def serve(config: str | None, data_dir: str | None, host: str | None, port: int 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = _settings(config)
-    from rempart.engine.asn import AsnTableError
+    from rempart.preflight import preflight
 
+    settings = _settings(config)
     try:
+        preflight(settings)  # the same checks as `rempart config check`
         run(
             settings,
             _data_dir(settings, data_dir),
             host or settings.server.host,
             settings.server.port if port is None else port,
         )
-    except AsnTableError as exc:
-        raise click.ClickException(str(exc)) from None
+    except ConfigError as exc:
+        raise _failure(exc, config) from None
 
 
 @main.group("config")
@@ -86,7 +93,7 @@ def config_group() -> None:
 def config_show(config: str | None, rules: bool, reference: bool, reference_shed: bool) -> None:
     """Print the effective configuration, every default included."""
     if reference:
-        click.echo(DEFAULTS_TOML)
+        click.echo(reference_text())
         return
     if reference_shed:
         from rempart.shed import config as shed_config
@@ -94,9 +101,9 @@ def config_show(config: str | None, rules: bool, reference: bool, reference_shed
         doc = shed_config.__doc__ or ""
         click.echo(doc.split("::", 1)[1].split("Errors raise", 1)[0].rstrip())
         return
-    settings = _settings(config)
-    effective: dict[str, Any] = dict(settings.raw)
-    click.echo(tomli_w.dumps(effective))
+    _settings(config)  # the file must be valid before it is shown
+    shown = effective(read_file(config) if config else {})
+    click.echo(tomli_w.dumps(shown))
     if rules:
         from rempart.engine.engine import default_rule_tables
 
@@ -113,34 +120,14 @@ def config_show(config: str | None, rules: bool, reference: bool, reference_shed
 @config_option
 def config_check(config: str | None) -> None:
     """Validate a configuration file, rules included."""
-    from rempart.engine.engine import Engine
+    from rempart.preflight import preflight
 
     settings = _settings(config)
     try:
-        engine = Engine(settings)
-        check_package_tables(settings)
-    except (ConfigError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"ok: {len(engine.rules)} rules")
-
-
-def check_package_tables(settings: Settings) -> None:
-    """Run the parsers of the tables other packages own; each raises naming the bad key."""
-    from rempart.adapters.logtail import tail_settings
-    from rempart.adapters.nginx import NginxSettings
-    from rempart.breach.settings import settings_from_mapping
-    from rempart.ops.settings import ops_settings
-    from rempart.ops.webhooks import parse_webhooks
-    from rempart.shed.config import parse_shed
-
-    raw = settings.raw
-    settings_from_mapping(raw)
-    NginxSettings.from_raw(raw)
-    tail_settings(raw)
-    ops_settings(raw)
-    parse_webhooks(raw.get("campaign", {}).get("webhooks"))
-    if "shed" in raw:
-        parse_shed(raw["shed"])
+        checked = preflight(settings)  # the same checks as `rempart serve`
+    except ConfigError as exc:
+        raise _failure(exc, config) from None
+    click.echo(f"ok: {checked.rules} rules")
 
 
 def parse_time(text: str | None, name: str) -> float:

@@ -22,7 +22,8 @@ from rempart.adapters.native import NativeApi
 from rempart.adapters.nginx import NginxApi
 from rempart.adapters.operator import OperatorApi
 from rempart.adapters.wforce import WforceApi
-from rempart.config import Settings
+from rempart.breach.settings import BreachSettings
+from rempart.config import ConfigError, Settings
 from rempart.engine import distinct
 from rempart.engine.engine import Engine
 from rempart.engine.keys import KeyError_, canonical_login
@@ -31,7 +32,8 @@ from rempart.httpserver import HttpApp, HTTPError, Request, Response, Router, js
 from rempart.model import Action, Attempt, Protocol
 from rempart.ops import metrics
 from rempart.ops.journal import Journal
-from rempart.ops.webhooks import WebhookSender, parse_webhooks
+from rempart.ops.webhooks import WebhookSender, WebhookSettings
+from rempart.shed.config import ShedSettings
 from rempart.state import open_replication, open_store
 
 log = logging.getLogger("rempart")
@@ -53,9 +55,9 @@ def resolve_api_password(settings: Settings, data_dir: Path) -> tuple[str, bool]
         try:
             return Path(settings.api_password_file).read_text().strip(), False
         except OSError as exc:
-            raise SystemExit(
-                f"[auth] api_password_file: cannot read "
-                f"{settings.api_password_file}: {exc.strerror}"
+            raise ConfigError(
+                f"cannot read {settings.api_password_file}: {exc.strerror}",
+                "auth.api_password_file",
             ) from None
     path = data_dir / "api-password"
     if path.exists():
@@ -104,8 +106,7 @@ class Service:
             self.journal.start()
             self.engine.listeners.append(self.journal.listener)
         self.engine.listeners.append(self._persist)
-        campaign = settings.raw.get("campaign", {})
-        self.webhooks = WebhookSender(parse_webhooks(campaign.get("webhooks")))
+        self.webhooks = WebhookSender(list(settings.section(WebhookSettings).hooks))
         if self.webhooks.hooks:
             self.engine.listeners.append(self.webhooks.listener)
         self.auth = BasicAuth(api_password)
@@ -114,8 +115,8 @@ class Service:
         self.extra_collectors: list[Any] = []
         self.shed_controller: Any = None
         self.shed_settings: Any = None
-        if settings.raw.get("shed", {}).get("services"):
-            self._setup_shed(settings.raw["shed"])
+        if settings.section(ShedSettings).services:
+            self._setup_shed(settings.section(ShedSettings))
         # Scale-out over Redis: this node's share of the cluster's reports and changes.
         self.replication = open_replication(self)
 
@@ -205,15 +206,11 @@ class Service:
         }
 
     # --- admission control (shed/) ---------------------------------------------------------
-    def _setup_shed(self, table: dict[str, Any]) -> None:
-        from rempart.shed.config import ShedConfigError, parse_shed
+    def _setup_shed(self, shed: ShedSettings) -> None:
         from rempart.shed.controller import Controller
         from rempart.shed.metrics import ShedCollector
 
-        try:
-            self.shed_settings = parse_shed(table)
-        except ShedConfigError as exc:
-            raise SystemExit(f"config: {exc}") from None
+        self.shed_settings = shed
         self.shed_controller = Controller(self.shed_settings)
         self.extra_collectors.append(ShedCollector(lambda: self.shed_controller.state))
 
@@ -325,10 +322,9 @@ def open_leak_corpus(settings: Settings, data_dir: Path) -> LeakOracle | None:
     """The leak corpus of this data directory (empty until `rempart leaks ingest` fills it)."""
     try:
         from rempart.breach.corpus import LeakCorpus
-        from rempart.breach.settings import settings_from_mapping
     except ImportError:  # the breach extras are not installed
         return None
-    return LeakCorpus(data_dir, settings_from_mapping(settings.raw))
+    return LeakCorpus(data_dir, BreachSettings.of(settings))
 
 
 def run(settings: Settings, data_dir: str, host: str, port: int) -> None:

@@ -91,14 +91,13 @@ def tail(
         Sink,
         SinkError,
         Tailer,
-        parser_for,
-        tail_settings,
     )
+    from rempart.adapters.settings import TailSettings, parser_for
 
     settings = _settings(config)
     directory = data_dir or settings.server.data_dir
     try:
-        configured = tail_settings(settings.raw)
+        configured = settings.section(TailSettings)
         if files:
             if bool(parser_name) == bool(regex):
                 raise click.UsageError("give --parser NAME or --regex PATTERN for the FILEs")

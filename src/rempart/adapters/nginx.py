@@ -45,12 +45,11 @@ import base64
 import binascii
 import math
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from rempart.adapters.settings import NginxSettings
 from rempart.adapters.sources import TrustedProxies, source_login
-from rempart.config import ConfigError
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.httpserver import HTTPError, Request, Response, Router
 from rempart.model import Action, Attempt, Protocol
@@ -62,54 +61,6 @@ PATH = "/v1/nginx/auth"
 LOGIN_SAFE = "@.+-_~!$&'()*,;=:"
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
 MAX_HEADER_VALUE = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class NginxSettings:
-    trusted_proxies: tuple[str, ...]
-    client_ip_header: str
-    login_header: str
-    device_header: str
-    protocol_header: str
-    protocol: Protocol
-    step_up: str
-
-    @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> NginxSettings:
-        """Typed `[nginx]` settings; ConfigError naming the key otherwise."""
-        table = raw.get("nginx", {})
-
-        def string(key: str) -> str:
-            value = table.get(key, "")
-            if not isinstance(value, str):
-                raise ConfigError(f"[nginx] {key}: expected a string, got {value!r}")
-            return value.strip()
-
-        proxies = table.get("trusted_proxies", [])
-        if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
-            raise ConfigError("[nginx] trusted_proxies: expected a list of addresses/networks")
-        try:
-            TrustedProxies(proxies)
-        except ValueError as exc:
-            raise ConfigError(f"[nginx] trusted_proxies: {exc}") from None
-        step_up = string("step_up")
-        if step_up not in ("refuse", "forward"):
-            raise ConfigError(f'[nginx] step_up: "refuse" or "forward", got {step_up!r}')
-        protocol = Protocol.parse(string("protocol"))
-        if protocol is Protocol.OTHER and string("protocol").lower() != "other":
-            raise ConfigError(f"[nginx] protocol: unknown protocol {string('protocol')!r}")
-        header = string("client_ip_header")
-        if not header:
-            raise ConfigError("[nginx] client_ip_header: must not be empty")
-        return cls(
-            trusted_proxies=tuple(proxies),
-            client_ip_header=header,
-            login_header=string("login_header"),
-            device_header=string("device_header"),
-            protocol_header=string("protocol_header"),
-            protocol=protocol,
-            step_up=step_up,
-        )
 
 
 def header_value(text: str) -> str:
@@ -144,10 +95,7 @@ class NginxApi:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.engine = service.engine
-        try:
-            self.settings = NginxSettings.from_raw(service.settings.raw)
-        except ConfigError as exc:
-            raise SystemExit(f"config: {exc}") from None
+        self.settings = service.settings.section(NginxSettings)
         self.proxies = TrustedProxies(self.settings.trusted_proxies)
 
     def mount(self, router: Router) -> None:

@@ -20,8 +20,9 @@ from rempart.breach.audit import UserDbError, load_userdb
 from rempart.breach.corpus import LeakCorpus
 from rempart.breach.ingest import IngestError, Progress, ingest
 from rempart.breach.keyfile import KeyFileError
-from rempart.breach.settings import BreachSettings, SettingsError, load_settings
+from rempart.breach.settings import BreachSettings
 from rempart.breach.store import CorpusError
+from rempart.config import ConfigError, load_settings
 
 _common = [
     click.option(
@@ -49,8 +50,8 @@ def common(f: Any) -> Any:
 
 def _settings(config_file: Path | None) -> BreachSettings:
     try:
-        return load_settings(config_file)
-    except SettingsError as exc:
+        return BreachSettings.of(load_settings(config_file))
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rempart.config import AsnSettings
+
 
 class AsnTableError(ValueError):
     """The ASN table cannot be loaded; the message names the file, line and field."""
@@ -161,10 +163,6 @@ def _show(value: int, v6: bool) -> str:
     return socket.inet_ntop(socket.AF_INET, value.to_bytes(4))
 
 
-def load_configured(raw: dict[str, Any]) -> AsnTable | None:
-    """The table named by `[asn] database` in the configuration, or None when unset."""
-    table = raw.get("asn", {})
-    path = table.get("database", "")
-    if not isinstance(path, str):
-        raise AsnTableError("[asn] database: must be a file path (string)")
-    return AsnTable.load(path) if path else None
+def load_configured(settings: AsnSettings) -> AsnTable | None:
+    """The table named by `[asn] database`, or None when unset."""
+    return AsnTable.load(settings.database) if settings.database else None

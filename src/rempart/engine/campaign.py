@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
+from rempart.config import CampaignSettings
 from rempart.engine.distinct import Sketch, item_hash
 
 LEVELS = ("normal", "guarded", "strict", "closed")
@@ -49,50 +50,6 @@ LEVELS = ("normal", "guarded", "strict", "closed")
 RAW = ("failures", "unknown", "unfamiliar_failures", "leaked")
 DISTINCT = ("failing_ips", "failing_subnets", "failing_asns", "unfamiliar_ips")
 SCORED = RAW + DISTINCT
-
-
-@dataclass(frozen=True, slots=True)
-class CampaignSettings:
-    enabled: bool = True
-    tick_seconds: float = 10.0
-    window_ticks: int = 6  # the minute the figures are measured over
-    half_life_minutes: float = 60.0  # of the baseline's mean and variance
-    warmup_minutes: float = 10.0  # no posture change before the baseline has seen this much
-    min_failures_per_minute: float = 5.0  # absolute floor before anything scores
-    prior_events: float = 0.5  # events the baseline may have missed (Jeffreys prior)
-    guarded_score: float = 6.0
-    strict_score: float = 12.0
-    closed_score: float = 40.0
-    consecutive_ticks: int = 2  # ticks a score below `prompt_score` must hold to raise
-    prompt_score: float = 6.0  # one tick at or above this raises the posture one level
-    calm_minutes: float = 15.0  # below `calm_score` this long → one level down
-    calm_score: float = 3.0
-    allow_auto_close: bool = False
-
-    @classmethod
-    def from_table(cls, table: dict[str, Any]) -> CampaignSettings:
-        from rempart.config import ConfigError
-
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(table) - known - {"webhooks"}
-        if unknown:
-            raise ConfigError(f"[campaign] unknown key(s) {', '.join(sorted(unknown))}")
-        values: dict[str, Any] = {}
-        for name in known & set(table):
-            default = getattr(cls(), name)
-            value = table[name]
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ConfigError(f"[campaign] {name}: expected true or false")
-            elif isinstance(default, int | float):
-                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                    raise ConfigError(f"[campaign] {name}: expected a positive number")
-                value = type(default)(value)
-            values[name] = value
-        made = cls(**values)
-        if not made.guarded_score < made.strict_score < made.closed_score:
-            raise ConfigError("[campaign] scores must rise: guarded < strict < closed")
-        return made
 
 
 def _excess(observed: float, expected: float, spread: float) -> float:

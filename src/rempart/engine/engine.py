@@ -18,7 +18,7 @@ from typing import Any
 
 from rempart.config import Settings
 from rempart.engine.asn import load_configured
-from rempart.engine.campaign import CampaignDetector, CampaignSettings
+from rempart.engine.campaign import CampaignDetector
 from rempart.engine.distinct import Sketch, item_hash
 from rempart.engine.familiarity import Familiarity
 from rempart.engine.keys import device_key, net_keys
@@ -92,7 +92,7 @@ class Engine:
         self.allowlist = AccessList()
         self.leaks: LeakOracle = leaks or NoLeaks()
         # Optional operator-provided IP-to-ASN table: adds the `asn` key family.
-        self.asn_table = load_configured(settings.raw)
+        self.asn_table = load_configured(settings.asn)
         self.states: OrderedDict[str, KeyState] = OrderedDict()
         self.postures: dict[Protocol, str] = {}
         self.listeners: list[Listener] = []
@@ -103,7 +103,7 @@ class Engine:
         self.reports = [0, 0]  # failures, successes
         self.reason_counts: dict[str, int] = {}
         self.evictions = 0
-        self.campaign_settings = CampaignSettings.from_table(settings.raw.get("campaign", {}))
+        self.campaign_settings = settings.campaign
         self.campaign = (
             CampaignDetector(self.campaign_settings) if self.campaign_settings.enabled else None
         )

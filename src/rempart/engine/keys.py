@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from rempart.config import LoginRules
 
 MAX_LOGIN_BYTES = 1024
 _MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
@@ -17,16 +19,6 @@ _MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
 class KeyError_(ValueError):
     """Raised for input that cannot be turned into keys (bad IP, login too long...)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LoginRules:
-    """How logins are canonicalised; shared by the engine and the leak corpus."""
-
-    lowercase: bool = True
-    fold_plus_tags: bool = True
-    domain_aliases: dict[str, str] = field(default_factory=dict)
-    default_domain: str = ""
 
 
 def canonical_login(raw: str, rules: LoginRules = LoginRules()) -> str:

@@ -27,7 +27,7 @@ from rempart.ops.live import LiveStats
 from rempart.ops.notices import NoticeError, Notices
 from rempart.ops.operators import Operators
 from rempart.ops.sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, cookies, same_token
-from rempart.ops.settings import OpsSettings, ops_settings
+from rempart.ops.settings import OpsSettings
 from rempart.ops.status import StatusPage
 from rempart.ops.web import form_of, html_response, redirect, static_file
 
@@ -333,11 +333,7 @@ def mount(router: Router, service: Service) -> Console:
     """Mount the status page and, unless disabled, the operator console on `router`."""
     console: Console | None = getattr(service, "ops_console", None)
     if console is None:
-        try:
-            settings = ops_settings(service.settings.raw)
-        except ConfigError as exc:
-            raise SystemExit(f"configuration: {exc}") from None
-        console = Console(service, settings)
+        console = Console(service, OpsSettings.of(service.settings))
         service.ops_console = console  # type: ignore[attr-defined]
     console.mount(router)
     return console

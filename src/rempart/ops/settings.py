@@ -1,10 +1,7 @@
-"""The console's settings, read from the `[ops]` and `[status]` tables passed through by config.
+"""The console's sections of the configuration: `[ops]` (operator sessions, dashboard) and
+`[status]` (the public status page), registered with `rempart.config`.
 
-`[ops]`: `session_minutes` (idle lifetime of an operator session, default 30),
-`cookie_secure` ("auto": Secure when the request came over TLS per `X-Forwarded-Proto`,
-or true / false), `dashboard` (true: mount the console; the public status page is always on).
-`[status]`: `title` of the public page and `services`, a table `name = "label"` of what the
-page lists (default: the mail protocols, the website and the apps).
+`OpsSettings.of(settings)` gathers both for the console.
 """
 
 from __future__ import annotations
@@ -12,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rempart.config import ConfigError
+from rempart.config import Settings, knob, section
 
 DEFAULT_SERVICES = {
     "imap": "Mail (IMAP)",
@@ -23,41 +20,66 @@ DEFAULT_SERVICES = {
 }
 
 
+def _secure(raw: Any) -> str:
+    value = {True: "true", False: "false"}.get(raw, raw) if isinstance(raw, bool) else raw
+    if value not in ("auto", "true", "false"):
+        raise ValueError(f'"auto", true or false, got {raw!r}')
+    return str(value)
+
+
+@section("ops")
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    session_minutes: float = knob(
+        30.0, "Idle lifetime of an operator session on the dashboard, minutes.", gt=0
+    )
+    cookie_secure: str = knob(
+        "auto",
+        '"auto": Secure cookies when the request came over TLS (X-Forwarded-Proto); or '
+        '"true"/"false".',
+        parse=_secure,
+    )
+    dashboard: bool = knob(
+        True, "Mount the operator dashboard at /ops/ (the public status page /status is always on)."
+    )
+
+
+@section("status")
+@dataclass(frozen=True, slots=True)
+class StatusSettings:
+    title: str = knob("Service status", "Title of the public status page.")
+    services: dict[str, str] = knob(
+        DEFAULT_SERVICES, 'What the public status page lists, as name = "label".'
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class OpsSettings:
-    session_minutes: float = 30.0
-    cookie_secure: str = "auto"  # "auto" | "true" | "false"
-    dashboard: bool = True
-    title: str = "Service status"
-    services: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SERVICES))
+    """What the console reads: `[ops]` and `[status]` together."""
 
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
 
-def ops_settings(raw: dict[str, Any]) -> OpsSettings:
-    """Typed console settings, or ConfigError naming the bad key."""
-    ops = raw.get("ops", {}) or {}
-    status = raw.get("status", {}) or {}
-    if not isinstance(ops, dict) or not isinstance(status, dict):
-        raise ConfigError("[ops] and [status] must be tables")
-    known_ops = {"session_minutes", "cookie_secure", "dashboard"}
-    known_status = {"title", "services"}
-    for table, known, name in ((ops, known_ops, "ops"), (status, known_status, "status")):
-        for key in table:
-            if key not in known:
-                raise ConfigError(f"[{name}] unknown key {key!r}")
-    minutes = ops.get("session_minutes", 30.0)
-    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0:
-        raise ConfigError(f"[ops] session_minutes: a positive number, got {minutes!r}")
-    secure = ops.get("cookie_secure", "auto")
-    secure = {True: "true", False: "false"}.get(secure, secure)  # type: ignore[call-overload]
-    if secure not in ("auto", "true", "false"):
-        raise ConfigError(f'[ops] cookie_secure: "auto", true or false, got {secure!r}')
-    dashboard = ops.get("dashboard", True)
-    if not isinstance(dashboard, bool):
-        raise ConfigError(f"[ops] dashboard: true or false, got {dashboard!r}")
-    title = status.get("title", "Service status")
-    services = status.get("services", DEFAULT_SERVICES)
-    if not isinstance(title, str) or not isinstance(services, dict):
-        raise ConfigError("[status] title must be a string and services a table")
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in services.items()):
-        raise ConfigError('[status.services] entries are name = "label" strings')
-    return OpsSettings(float(minutes), secure, dashboard, title, dict(services))
+    @classmethod
+    def of(cls, settings: Settings) -> OpsSettings:
+        return cls(settings.section(ConsoleSettings), settings.section(StatusSettings))
+
+    @property
+    def session_minutes(self) -> float:
+        return self.console.session_minutes
+
+    @property
+    def cookie_secure(self) -> str:
+        return self.console.cookie_secure
+
+    @property
+    def dashboard(self) -> bool:
+        return self.console.dashboard
+
+    @property
+    def title(self) -> str:
+        return self.status.title
+
+    @property
+    def services(self) -> dict[str, str]:
+        return self.status.services

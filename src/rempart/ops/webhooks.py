@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from rempart.config import ConfigError
+from rempart.config import ConfigError, section
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +33,49 @@ class Webhook:
     events: frozenset[str]
 
 
-def parse_webhooks(table: Any) -> list[Webhook]:
+def parse_webhooks(table: Any) -> WebhookSettings:
+    """The `[[campaign.webhooks]]` array; ConfigError naming the entry and the key."""
     if table is None:
-        return []
+        return WebhookSettings()
     if not isinstance(table, list):
-        raise ConfigError("[[campaign.webhooks]] must be an array of tables")
+        raise ConfigError("must be an array of tables ([[campaign.webhooks]])", "campaign.webhooks")
     hooks = []
     for i, item in enumerate(table):
-        where = f"[[campaign.webhooks]] #{i + 1}"
+        where = f"campaign.webhooks[{i}]"
         if not isinstance(item, dict):
-            raise ConfigError(f"{where} must be a table")
+            raise ConfigError("must be a table", where)
+        unknown = sorted(set(item) - {"url", "secret", "events"})
+        if unknown:
+            raise ConfigError(f"unknown key {unknown[0]!r} (known: events, secret, url)", where)
         url, secret = item.get("url"), item.get("secret", "")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{where} url: an http(s) URL is required")
+            raise ConfigError("an http(s) URL is required", f"{where}.url")
         if not isinstance(secret, str):
-            raise ConfigError(f"{where} secret: must be a string")
+            raise ConfigError("must be a string", f"{where}.secret")
         events = item.get("events", ["posture"])
         if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-            raise ConfigError(f"{where} events: must be a list of event names")
+            raise ConfigError("must be a list of event names", f"{where}.events")
         hooks.append(Webhook(url, secret, frozenset(events)))
-    return hooks
+    return WebhookSettings(tuple(hooks))
+
+
+@section(
+    "campaign.webhooks",
+    parse=parse_webhooks,
+    shown_by_default=False,
+    reference="""\
+# Signed webhooks for posture changes (none by default):
+# [[campaign.webhooks]]
+# url = "https://hooks.example.org/rempart"
+# secret = "..."            # HMAC-SHA256 of the body, base64, in X-Wforce-Signature
+# events = ["posture"]
+""",
+)
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """The `[[campaign.webhooks]]` array."""
+
+    hooks: tuple[Webhook, ...] = ()
 
 
 def sign(secret: str, body: bytes) -> str:

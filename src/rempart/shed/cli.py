@@ -13,12 +13,12 @@ import asyncio
 import ipaddress
 import json
 import sys
-import tomllib
 from pathlib import Path
 
 import click
 
-from rempart.shed.config import ShedConfigError, ShedSettings, parse_shed
+from rempart import config
+from rempart.shed.config import ShedSettings
 from rempart.shed.haproxy_config import render
 from rempart.shed.maps import HOSTILE_MAP, ensure_maps, read_hostile, write_hostile
 from rempart.shed.runtime import HAProxyRuntime, RuntimeUnavailable
@@ -27,16 +27,11 @@ from rempart.shed.status import shed_status
 
 
 def load_settings(path: Path | None) -> ShedSettings:
-    if path is None:
-        return parse_shed({})
+    """The `[shed]` section of the configuration file (the whole file is checked)."""
     try:
-        with path.open("rb") as handle:
-            table = tomllib.load(handle).get("shed", {})
-        return parse_shed(table)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise click.ClickException(f"{path}: {exc}") from None
-    except ShedConfigError as exc:
-        raise click.ClickException(f"{path}: {exc}") from None
+        return config.load_settings(path).section(ShedSettings)
+    except config.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 config_option = click.option(

@@ -34,7 +34,7 @@ Example (every key is optional except ``services`` when the HAProxy data plane i
     client_timeout = 30.0
     server_timeout = 30.0
     connect_timeout = 5.0
-    maxconn = 20000
+    maxconn = 4096
 
     [[shed.services]]
     name = "web"
@@ -49,7 +49,8 @@ Example (every key is optional except ``services`` when the HAProxy data plane i
     methods = ["POST"]                 # default: any method
     service = "web"                    # default: the first service
 
-Errors raise :class:`ShedConfigError` naming the offending key (``shed.routes[2].path``).
+Errors raise :class:`rempart.config.ConfigError` naming the offending key
+(``shed.routes[2].path``). The table is registered with `rempart.config` as section ``shed``.
 """
 
 from __future__ import annotations
@@ -59,16 +60,28 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from rempart.config import ConfigError, from_table, knob, section
 from rempart.shed.classes import CLASSES, Criticality
 from rempart.shed.patterns import HostPattern, PathPattern, RoutePattern, parse_methods
 
+_REFERENCE = (
+    "# [shed] configures admission control (criticality classes, HAProxy data plane); every key\n"
+    "# with its default (`rempart config show --reference-shed`):\n"
+    + "\n".join(
+        "# " + line[4:] if line.strip() else "#"
+        for line in (__doc__ or "")
+        .split("::", 1)[1]
+        .split("Errors raise", 1)[0]
+        .strip("\n")
+        .splitlines()
+    )
+    + "\n"
+)
 
-class ShedConfigError(ValueError):
-    """A ``[shed]`` setting is invalid; ``key`` is its dotted path."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
+def _error(key: str, message: str) -> ConfigError:
+    """The one configuration error, at the dotted `key` of the [shed] table."""
+    return ConfigError(message, key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,33 +112,68 @@ class Service:
 class LimiterSettings:
     """Gradient concurrency limiter (Netflix concurrency-limits ``Gradient2``, Envoy adaptive)."""
 
-    initial: float = 20.0
-    min_limit: float = 2.0
-    max_limit: float = 1000.0
-    tolerance: float = 1.5
-    smoothing: float = 0.2
-    error_ratio: float = 0.05
-    utilization: float = 0.85
-    minrtt_interval: float = 10.0
-    minrtt_jitter: float = 0.15
-    minrtt_duration: float = 0.3
-    minrtt_concurrency: float = 3.0
+    initial: float = knob(20.0, "starting concurrency limit per upstream", ge=1, le=1e6)
+    min_limit: float = knob(2.0, "never below", key="min", ge=1, le=1e6)
+    max_limit: float = knob(1000.0, "never above", key="max", ge=1, le=1e6)
+    tolerance: float = knob(
+        1.5, "RTT may grow this much over no-load RTT before shrinking", ge=1.0, le=10.0
+    )
+    smoothing: float = knob(0.2, "weight of a new limit estimate (0..1]", ge=0.01, le=1.0)
+    error_ratio: float = knob(
+        0.05, "upstream 5xx/error share that halves the limit", ge=0.0, le=1.0
+    )
+    utilization: float = knob(
+        0.85, "share of the estimated capacity admission hands out", ge=0.05, le=1.0
+    )
+    minrtt_interval: float = knob(
+        10.0, "re-measure the no-load RTT this often, seconds (0: never)", ge=0.0, le=86400.0
+    )
+    minrtt_jitter: float = knob(0.15, "± share of the interval, randomised", ge=0.0, le=0.5)
+    minrtt_duration: float = knob(
+        0.3, "seconds the concurrency stays pinned while measuring", ge=0.01, le=60.0
+    )
+    minrtt_concurrency: float = knob(
+        3.0, "concurrency while measuring (critical demand is kept)", ge=1, le=1e6
+    )
+
+    def check(self) -> None:
+        if self.min_limit > self.max_limit:
+            raise ConfigError(
+                f"must not exceed shed.limiter.max ({self.max_limit:g})", "shed.limiter.min"
+            )
+        if not self.min_limit <= self.initial <= self.max_limit:
+            raise ConfigError(
+                f"must be between {self.min_limit:g} and {self.max_limit:g}, got {self.initial:g}",
+                "shed.limiter.initial",
+            )
+
+
+def _bind(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise TypeError(f"must be a string, got {raw!r}")
+    parse_address(raw, "shed.haproxy.bind")
+    return raw
 
 
 @dataclass(frozen=True, slots=True)
 class HAProxySettings:
     """How the generated HAProxy configuration listens and where its runtime state lives."""
 
-    bind: str = "127.0.0.1:8080"
-    runtime_socket: str = "/run/rempart/haproxy.sock"
-    map_dir: str = "/var/lib/rempart/shed"
-    queue_timeout: float = 1.0
-    client_timeout: float = 30.0
-    server_timeout: float = 30.0
-    connect_timeout: float = 5.0
-    maxconn: int = 4096
+    bind: str = knob("127.0.0.1:8080", "", parse=_bind)
+    runtime_socket: str = knob("/run/rempart/haproxy.sock", "")
+    map_dir: str = knob("/var/lib/rempart/shed", "")
+    queue_timeout: float = knob(
+        1.0, "seconds a request may wait for an upstream slot", ge=0.001, le=3600
+    )
+    client_timeout: float = knob(30.0, "", ge=0.001, le=3600)
+    server_timeout: float = knob(30.0, "", ge=0.001, le=3600)
+    connect_timeout: float = knob(5.0, "", ge=0.001, le=3600)
+    maxconn: int = knob(4096, "", ge=1, le=10_000_000)
 
 
+@section(
+    "shed", parse=lambda table: parse_shed(table), shown_by_default=False, reference=_REFERENCE
+)
 @dataclass(frozen=True, slots=True)
 class ShedSettings:
     """Everything admission control needs; ``parse_shed({})`` gives the defaults."""
@@ -150,16 +198,14 @@ def _table(value: object, key: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ShedConfigError(key, "must be a table")
+        raise _error(key, "must be a table")
     return value
 
 
 def _unknown(table: dict[str, Any], allowed: set[str], key: str) -> None:
     for name in table:
         if name not in allowed:
-            raise ShedConfigError(
-                f"{key}.{name}", f"unknown setting (known: {', '.join(sorted(allowed))})"
-            )
+            raise _error(f"{key}.{name}", f"unknown setting (known: {', '.join(sorted(allowed))})")
 
 
 def _number(
@@ -167,42 +213,42 @@ def _number(
 ) -> float:
     value = table.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ShedConfigError(f"{key}.{name}", f"must be a number, got {value!r}")
+        raise _error(f"{key}.{name}", f"must be a number, got {value!r}")
     if not low <= value <= high:
-        raise ShedConfigError(f"{key}.{name}", f"must be between {low} and {high}, got {value!r}")
+        raise _error(f"{key}.{name}", f"must be between {low} and {high}, got {value!r}")
     return float(value)
 
 
 def _integer(table: dict[str, Any], name: str, key: str, default: int, low: int, high: int) -> int:
     value = table.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ShedConfigError(f"{key}.{name}", f"must be an integer, got {value!r}")
+        raise _error(f"{key}.{name}", f"must be an integer, got {value!r}")
     if not low <= value <= high:
-        raise ShedConfigError(f"{key}.{name}", f"must be between {low} and {high}, got {value!r}")
+        raise _error(f"{key}.{name}", f"must be between {low} and {high}, got {value!r}")
     return value
 
 
 def _string(table: dict[str, Any], name: str, key: str, default: str) -> str:
     value = table.get(name, default)
     if not isinstance(value, str):
-        raise ShedConfigError(f"{key}.{name}", f"must be a string, got {value!r}")
+        raise _error(f"{key}.{name}", f"must be a string, got {value!r}")
     return value
 
 
 def _class(value: object, key: str) -> Criticality:
     if not isinstance(value, str):
-        raise ShedConfigError(key, f"must be a class name, got {value!r}")
+        raise _error(key, f"must be a class name, got {value!r}")
     try:
         return Criticality.parse(value)
     except ValueError as exc:
-        raise ShedConfigError(key, str(exc)) from None
+        raise _error(key, str(exc)) from None
 
 
 def parse_address(text: str, key: str) -> tuple[str, int]:
     """``host:port`` (IPv4, ``[IPv6]`` or a name) → (host, port)."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ShedConfigError(key, f"must be host:port, got {text!r}")
+        raise _error(key, f"must be host:port, got {text!r}")
     host = host.strip("[]")
     try:
         ipaddress.ip_address(host)
@@ -210,73 +256,25 @@ def parse_address(text: str, key: str) -> tuple[str, int]:
         try:
             HostPattern.parse(host)
         except ValueError:
-            raise ShedConfigError(key, f"{host!r} is not an address or host name") from None
+            raise _error(key, f"{host!r} is not an address or host name") from None
     return host, int(port)
 
 
 def _limiter(table: dict[str, Any]) -> LimiterSettings:
-    key = "shed.limiter"
-    _unknown(
-        table,
-        {
-            "initial",
-            "min",
-            "max",
-            "tolerance",
-            "smoothing",
-            "error_ratio",
-            "utilization",
-            "minrtt_interval",
-            "minrtt_jitter",
-            "minrtt_duration",
-            "minrtt_concurrency",
-        },
-        key,
-    )
-    low = _number(table, "min", key, 2, 1, 1e6)
-    high = _number(table, "max", key, 1000, 1, 1e6)
-    if low > high:
-        raise ShedConfigError(f"{key}.min", f"must not exceed {key}.max ({high:g})")
-    return LimiterSettings(
-        initial=_number(table, "initial", key, max(low, min(20, high)), low, high),
-        min_limit=low,
-        max_limit=high,
-        tolerance=_number(table, "tolerance", key, 1.5, 1.0, 10.0),
-        smoothing=_number(table, "smoothing", key, 0.2, 0.01, 1.0),
-        error_ratio=_number(table, "error_ratio", key, 0.05, 0.0, 1.0),
-        utilization=_number(table, "utilization", key, 0.85, 0.05, 1.0),
-        minrtt_interval=_number(table, "minrtt_interval", key, 10.0, 0.0, 86400.0),
-        minrtt_jitter=_number(table, "minrtt_jitter", key, 0.15, 0.0, 0.5),
-        minrtt_duration=_number(table, "minrtt_duration", key, 0.3, 0.01, 60.0),
-        minrtt_concurrency=_number(table, "minrtt_concurrency", key, 3, 1, 1e6),
-    )
-
-
-def _haproxy(table: dict[str, Any]) -> HAProxySettings:
-    key = "shed.haproxy"
-    defaults = HAProxySettings()
-    _unknown(table, set(HAProxySettings.__slots__), key)
-    bind = _string(table, "bind", key, defaults.bind)
-    parse_address(bind, f"{key}.bind")
-    return HAProxySettings(
-        bind=bind,
-        runtime_socket=_string(table, "runtime_socket", key, defaults.runtime_socket),
-        map_dir=_string(table, "map_dir", key, defaults.map_dir),
-        queue_timeout=_number(table, "queue_timeout", key, defaults.queue_timeout, 0.001, 3600),
-        client_timeout=_number(table, "client_timeout", key, defaults.client_timeout, 0.001, 3600),
-        server_timeout=_number(table, "server_timeout", key, defaults.server_timeout, 0.001, 3600),
-        connect_timeout=_number(
-            table, "connect_timeout", key, defaults.connect_timeout, 0.001, 3600
-        ),
-        maxconn=_integer(table, "maxconn", key, defaults.maxconn, 1, 10_000_000),
-    )
+    if "initial" not in table:  # the default start, kept within the configured bounds
+        defaults = LimiterSettings()
+        low = table.get("min", defaults.min_limit)
+        high = table.get("max", defaults.max_limit)
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+            table = {**table, "initial": max(low, min(defaults.initial, high))}
+    return from_table(LimiterSettings, table, "shed.limiter")
 
 
 def _services(value: object) -> tuple[Service, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise ShedConfigError("shed.services", "must be an array of tables ([[shed.services]])")
+        raise _error("shed.services", "must be an array of tables ([[shed.services]])")
     services: list[Service] = []
     for index, raw in enumerate(value):
         key = f"shed.services[{index}]"
@@ -284,18 +282,18 @@ def _services(value: object) -> tuple[Service, ...]:
         _unknown(table, {"name", "upstream", "probe_path"}, key)
         name = _string(table, "name", key, "")
         if not name.isidentifier():
-            raise ShedConfigError(f"{key}.name", f"must be a simple identifier, got {name!r}")
+            raise _error(f"{key}.name", f"must be a simple identifier, got {name!r}")
         if any(s.name == name for s in services):
-            raise ShedConfigError(f"{key}.name", f"service {name!r} is defined twice")
+            raise _error(f"{key}.name", f"service {name!r} is defined twice")
         if "upstream" not in table:
-            raise ShedConfigError(f"{key}.upstream", "is required (host:port)")
+            raise _error(f"{key}.upstream", "is required (host:port)")
         host, port = parse_address(_string(table, "upstream", key, ""), f"{key}.upstream")
         probe = _string(table, "probe_path", key, "/healthz")
         if probe:
             try:
                 PathPattern.parse(probe)
             except ValueError as exc:
-                raise ShedConfigError(f"{key}.probe_path", str(exc)) from None
+                raise _error(f"{key}.probe_path", str(exc)) from None
         services.append(Service(name, host, port, probe))
     return tuple(services)
 
@@ -304,7 +302,7 @@ def _routes(value: object, services: tuple[Service, ...]) -> tuple[Route, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise ShedConfigError("shed.routes", "must be an array of tables ([[shed.routes]])")
+        raise _error("shed.routes", "must be an array of tables ([[shed.routes]])")
     routes: list[Route] = []
     for index, raw in enumerate(value):
         key = f"shed.routes[{index}]"
@@ -312,30 +310,30 @@ def _routes(value: object, services: tuple[Service, ...]) -> tuple[Route, ...]:
         _unknown(table, {"name", "class", "path", "host", "methods", "service"}, key)
         name = _string(table, "name", key, f"route{index}")
         if "class" not in table:
-            raise ShedConfigError(f"{key}.class", "is required")
+            raise _error(f"{key}.class", "is required")
         criticality = _class(table["class"], f"{key}.class")
         if "path" not in table:
-            raise ShedConfigError(f"{key}.path", "is required")
+            raise _error(f"{key}.path", "is required")
         try:
             path = PathPattern.parse(table["path"])
         except ValueError as exc:
-            raise ShedConfigError(f"{key}.path", str(exc)) from None
+            raise _error(f"{key}.path", str(exc)) from None
         try:
             host = HostPattern.parse(table.get("host", "*"))
         except ValueError as exc:
-            raise ShedConfigError(f"{key}.host", str(exc)) from None
+            raise _error(f"{key}.host", str(exc)) from None
         try:
             methods = parse_methods(table.get("methods"))
         except ValueError as exc:
-            raise ShedConfigError(f"{key}.methods", str(exc)) from None
+            raise _error(f"{key}.methods", str(exc)) from None
         default_service = services[0].name if services else ""
         service = _string(table, "service", key, default_service)
         if services and all(s.name != service for s in services):
-            raise ShedConfigError(f"{key}.service", f"unknown service {service!r}")
+            raise _error(f"{key}.service", f"unknown service {service!r}")
         route = Route(name, criticality, RoutePattern(host, path, methods), service)
         for other_index, other in enumerate(routes):
             if route.pattern.overlaps(other.pattern):
-                raise ShedConfigError(
+                raise _error(
                     f"{key}.path",
                     f"pattern {route.pattern} overlaps shed.routes[{other_index}] "
                     f"({other.name!r}: {other.pattern}) without either containing the other",
@@ -367,13 +365,18 @@ def parse_shed(table: dict[str, Any] | None) -> ShedSettings:
         c: _integer(rates_table, c.label, "shed.client_rate", 0, 0, 10_000_000) for c in CLASSES
     }
     services = _services(table.get("services"))
+    defaults = ShedSettings()
     return ShedSettings(
-        default_class=_class(table.get("default_class", "sheddable_plus"), "shed.default_class"),
-        retry_after=_integer(table, "retry_after", "shed", 5, 0, 86400),
-        interval=_number(table, "interval", "shed", 0.25, 0.01, 60),
+        default_class=_class(
+            table.get("default_class", defaults.default_class.label), "shed.default_class"
+        ),
+        retry_after=_integer(table, "retry_after", "shed", defaults.retry_after, 0, 86400),
+        interval=_number(table, "interval", "shed", defaults.interval, 0.01, 60),
         limiter=_limiter(_table(table.get("limiter"), "shed.limiter")),
         client_rate=client_rate,
-        haproxy=_haproxy(_table(table.get("haproxy"), "shed.haproxy")),
+        haproxy=from_table(
+            HAProxySettings, _table(table.get("haproxy"), "shed.haproxy"), "shed.haproxy"
+        ),
         services=services,
         routes=_routes(table.get("routes"), services),
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rempart.config import ConfigError
+
 if TYPE_CHECKING:
     from rempart.config import Settings
     from rempart.state.store import Store
@@ -27,8 +29,8 @@ def open_store(settings: Settings, data_dir: str | Path) -> Store:
         from rempart.state.redis import RedisStore
     except ImportError:
         local.close()
-        raise SystemExit(
-            '[state] backend = "redis" needs the redis package: pip install "rempart[redis]"'
+        raise ConfigError(
+            '"redis" needs the redis package: pip install "rempart[redis]"', "state.backend"
         ) from None
     return RedisStore(
         st.redis_url,

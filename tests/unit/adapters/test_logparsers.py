@@ -13,8 +13,8 @@ from rempart.adapters.logparse import (
     parser_from_mapping,
     regex_parser,
 )
-from rempart.adapters.logtail import tail_settings
-from rempart.config import ConfigError
+from rempart.adapters.settings import TailSettings
+from rempart.config import ConfigError, from_mapping
 from rempart.model import Protocol
 
 
@@ -97,7 +97,9 @@ def test_bad_parser_definition_names_the_rule() -> None:
 
 
 def test_tail_table_validation_names_entry_and_key() -> None:
-    ok = tail_settings({"tail": {"files": [{"path": "/var/log/mail.log", "parser": "postfix"}]}})
+    ok = from_mapping(
+        {"tail": {"files": [{"path": "/var/log/mail.log", "parser": "postfix"}]}}
+    ).section(TailSettings)
     assert ok.files[0][0] == "/var/log/mail.log" and ok.files[0][1].name == "postfix"
     cases = [
         ({"files": [{"path": "/x", "parser": "exim"}]}, "files entry 1 \\(/x\\): unknown parser"),
@@ -111,4 +113,4 @@ def test_tail_table_validation_names_entry_and_key() -> None:
     ]
     for table, message in cases:
         with pytest.raises(ConfigError, match=message):
-            tail_settings({"tail": table})
+            from_mapping({"tail": table})

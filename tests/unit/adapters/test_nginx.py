@@ -169,8 +169,7 @@ def test_basic_credentials() -> None:
 
 
 def test_settings_validation() -> None:
-    defaults = from_mapping({}).raw
-    assert NginxSettings.from_raw(defaults).client_ip_header == "X-Real-IP"
+    assert from_mapping({}).section(NginxSettings).client_ip_header == "X-Real-IP"
     for table, message in (
         ({"step_up": "maybe"}, "step_up"),
         ({"trusted_proxies": ["not-an-ip"]}, "trusted_proxies"),
@@ -178,7 +177,7 @@ def test_settings_validation() -> None:
         ({"client_ip_header": ""}, "client_ip_header"),
     ):
         with pytest.raises(ConfigError, match=message):
-            NginxSettings.from_raw(from_mapping({"nginx": table}).raw)
+            from_mapping({"nginx": table})
 
 
 def test_generated_config_names_what_nginx_needs() -> None:

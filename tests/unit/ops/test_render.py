@@ -6,16 +6,18 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from rempart.config import ConfigError
+from rempart.config import ConfigError, from_mapping
 from rempart.ops import report, timeparse
-from rempart.ops.settings import ops_settings
+from rempart.ops.settings import OpsSettings
 from rempart.ops.svg import hbars, stacked_columns
 
 
 def test_settings() -> None:
-    s = ops_settings({})
+    s = OpsSettings.of(from_mapping({}))
     assert s.session_minutes == 30 and s.cookie_secure == "auto" and "imap" in s.services
-    s = ops_settings({"ops": {"cookie_secure": True}, "status": {"services": {"pay": "Payments"}}})
+    s = OpsSettings.of(
+        from_mapping({"ops": {"cookie_secure": True}, "status": {"services": {"pay": "Payments"}}})
+    )
     assert s.cookie_secure == "true" and s.services == {"pay": "Payments"}
     for bad in (
         {"ops": {"session_minutes": 0}},
@@ -23,7 +25,7 @@ def test_settings() -> None:
         {"ops": {"x": 1}},
     ):
         with pytest.raises(ConfigError):
-            ops_settings(bad)
+            from_mapping(bad)
 
 
 def test_timeparse() -> None:

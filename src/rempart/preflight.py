@@ -1,0 +1,47 @@
+"""The checks a configuration must pass beyond parsing, shared by `rempart serve` (before it
+listens or touches the data directory) and `rempart config check` (alone): one function, so
+`check` accepts exactly what `serve` accepts.
+
+Parsing (types, bounds, unknown tables and keys) already happened in `rempart.config`; here
+come the checks that need more than the file: the policy rules compile, the ASN table loads,
+the API password file is readable, the Redis client is installed when Redis is the backend.
+Everything raises `ConfigError`; only the CLI turns it into a message and an exit code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from rempart.config import ConfigError, Settings
+from rempart.engine.asn import AsnTableError
+from rempart.engine.engine import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What the checks found (for `config check` to report)."""
+
+    rules: int
+
+
+def preflight(settings: Settings) -> Checked:
+    """Every check `rempart serve` runs before it starts; ConfigError naming the key otherwise."""
+    try:
+        engine = Engine(settings)  # compiles the policy, loads the ASN table
+    except AsnTableError as exc:
+        raise ConfigError(str(exc).removeprefix("[asn] database: "), "asn.database") from None
+    password_file = settings.auth.api_password_file
+    if password_file:
+        try:
+            Path(password_file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {password_file}: {exc.strerror}", "auth.api_password_file"
+            ) from None
+    if settings.state.backend == "redis" and importlib.util.find_spec("redis") is None:
+        raise ConfigError(
+            '"redis" needs the redis package: pip install "rempart[redis]"', "state.backend"
+        )
+    return Checked(rules=len(engine.rules))
