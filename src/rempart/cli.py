@@ -126,8 +126,8 @@ def config_check(config: str | None) -> None:
 
 def check_package_tables(settings: Settings) -> None:
     """Run the parsers of the tables other packages own; each raises naming the bad key."""
-    from rempart.adapters.logtail import tail_settings
     from rempart.adapters.nginx import NginxSettings
+    from rempart.adapters.tail.settings import tail_settings
     from rempart.breach.settings import settings_from_mapping
     from rempart.ops.settings import ops_settings
     from rempart.ops.webhooks import parse_webhooks

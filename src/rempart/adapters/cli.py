@@ -85,15 +85,9 @@ def tail(
     Without FILE, follows the `[tail] files` of the configuration. Rotation (rename or
     truncation) is followed and offsets are saved, so a restart neither repeats nor loses lines.
     """
-    from rempart.adapters.logtail import (
-        HttpSink,
-        PrintSink,
-        Sink,
-        SinkError,
-        Tailer,
-        parser_for,
-        tail_settings,
-    )
+    from rempart.adapters.tail.settings import parser_for, tail_settings
+    from rempart.adapters.tail.sinks import HttpSink, PrintSink, Sink, SinkError
+    from rempart.adapters.tail.tailer import Tailer
 
     settings = _settings(config)
     directory = data_dir or settings.server.data_dir

@@ -13,7 +13,7 @@ from rempart.adapters.logparse import (
     parser_from_mapping,
     regex_parser,
 )
-from rempart.adapters.logtail import tail_settings
+from rempart.adapters.tail.settings import tail_settings
 from rempart.config import ConfigError
 from rempart.model import Protocol
 
