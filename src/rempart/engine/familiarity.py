@@ -48,9 +48,6 @@ class Familiarity:
     def restore(self, login: str, marker: str, last: float) -> None:
         self.accounts.setdefault(login, {})[marker] = last
 
-    def forget(self, login: str) -> None:
-        self.accounts.pop(login, None)
-
     def _trim(self, seen: dict[str, float], family: str) -> None:
         limit = self.max_networks if family == "n" else self.max_devices
         same = [m for m in seen if m[0] == family]
