@@ -54,15 +54,3 @@ class Familiarity:
         if len(same) > limit:
             for marker in sorted(same, key=seen.__getitem__)[: len(same) - limit]:
                 del seen[marker]
-
-    def describe(self, login: str, now: float) -> list[dict[str, object]]:
-        seen = self.accounts.get(login, {})
-        return [
-            {
-                "kind": "network" if m[0] == "n" else "device",
-                "key": m[2:],
-                "last_success": t,
-                "familiar": now - t <= self.ttl,
-            }
-            for m, t in sorted(seen.items(), key=lambda kv: -kv[1])
-        ]
