@@ -14,9 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
-
-from rempart.shed.bench.asgi_experiment import ASGI_LOAD, run
-from rempart.shed.bench.doc import update_subsection
+from shed.asgi_experiment import ASGI_LOAD, run
+from shed.doc import update_subsection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shed_haproxy import rows

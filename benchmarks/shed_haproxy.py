@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rempart.shed.bench.doc import update_subsection
-from rempart.shed.bench.experiment import Load, haproxy_binary, run
+from shed.doc import update_subsection
+from shed.experiment import Load, haproxy_binary, run
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

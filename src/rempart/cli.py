@@ -13,9 +13,15 @@ from typing import Any
 import click
 import tomli_w
 
+from rempart.adapters.cli import nginx_config_command, tail
+from rempart.breach.cli import leaks
 from rempart.config import ConfigError, Settings, effective, load_settings, read_file
 from rempart.config import reference as reference_text
 from rempart.engine.policy import FUNCTIONS, SIGNALS
+from rempart.extras import MissingExtra
+from rempart.ops.cli import operator, report, status
+from rempart.shed.cli import shed
+from rempart.sim.cli import sim
 
 
 def _settings(config: str | None) -> Settings:
@@ -78,6 +84,8 @@ def serve(config: str | None, data_dir: str | None, host: str | None, port: int 
         )
     except ConfigError as exc:
         raise _failure(exc, config) from None
+    except MissingExtra as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.group("config")
@@ -353,25 +361,6 @@ def posture_set(
     )
 
 
-def _register_optional_groups() -> None:
-    """Groups owned by other packages, added when present."""
-    for module, attr in (
-        ("rempart.breach.cli", "leaks"),
-        ("rempart.sim.cli", "sim"),
-        ("rempart.shed.cli", "shed"),
-        ("rempart.ops.cli", "status"),
-        ("rempart.ops.cli", "report"),
-        ("rempart.ops.cli", "operator"),
-        ("rempart.adapters.cli", "tail"),
-        ("rempart.adapters.cli", "nginx_config_command"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ImportError:
-            continue
-        group = getattr(mod, attr, None)
-        if isinstance(group, click.Command):
-            main.add_command(group)
-
-
-_register_optional_groups()
+# The commands other packages own.
+for _command in (leaks, sim, shed, status, report, operator, tail, nginx_config_command):
+    main.add_command(_command)

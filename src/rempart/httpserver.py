@@ -109,7 +109,6 @@ class Router:
     def __init__(self) -> None:
         self.exact: dict[tuple[str, str], Handler] = {}
         self.prefixes: list[tuple[str, str, Handler]] = []
-        self.not_found: Handler | None = None
 
     def add(self, method: str, path: str, handler: Handler) -> None:
         if path.endswith("/*"):
@@ -332,10 +331,7 @@ class HttpApp:
         if handler is None:
             if known:
                 return self.error_response(HTTPError(405, f"{request.method} not allowed here"))
-            if self.router.not_found is not None:
-                handler = self.router.not_found
-            else:
-                return self.error_response(HTTPError(404, f"no such path: {request.path[:200]}"))
+            return self.error_response(HTTPError(404, f"no such path: {request.path[:200]}"))
         request.params = params
         try:
             result = handler(request)

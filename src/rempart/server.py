@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -320,10 +321,8 @@ class Service:
 
 def open_leak_corpus(settings: Settings, data_dir: Path) -> LeakOracle | None:
     """The leak corpus of this data directory (empty until `rempart leaks ingest` fills it)."""
-    try:
-        from rempart.breach.corpus import LeakCorpus
-    except ImportError:  # the breach extras are not installed
-        return None
+    from rempart.breach.corpus import LeakCorpus
+
     return LeakCorpus(data_dir, BreachSettings.of(settings))
 
 
@@ -337,9 +336,9 @@ def run(settings: Settings, data_dir: str, host: str, port: int) -> None:
             flush=True,
         )
     service = Service(settings, path, password)
-    try:
+    if sys.platform == "win32":  # uvloop is a dependency everywhere else
+        asyncio.run(service.serve(host, port))
+    else:
         import uvloop
 
         uvloop.run(service.serve(host, port))
-    except ImportError:
-        asyncio.run(service.serve(host, port))

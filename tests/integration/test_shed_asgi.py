@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rempart.shed.bench.asgi_experiment import ASGI_LOAD, run, uvicorn_available
+from benchmarks.shed.asgi_experiment import ASGI_LOAD, run, uvicorn_available
 from tests.conftest import need
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rempart.shed.bench.experiment import Load, haproxy_binary, run
+from benchmarks.shed.experiment import Load, haproxy_binary, run
 from rempart.shed.config import parse_shed
 from rempart.shed.controller import Controller
 from rempart.shed.runtime import HAProxyRuntime

@@ -85,14 +85,9 @@ def tail(
     Without FILE, follows the `[tail] files` of the configuration. Rotation (rename or
     truncation) is followed and offsets are saved, so a restart neither repeats nor loses lines.
     """
-    from rempart.adapters.logtail import (
-        HttpSink,
-        PrintSink,
-        Sink,
-        SinkError,
-        Tailer,
-    )
     from rempart.adapters.settings import TailSettings, parser_for
+    from rempart.adapters.tail.sinks import HttpSink, PrintSink, Sink, SinkError
+    from rempart.adapters.tail.tailer import Tailer
 
     settings = _settings(config)
     directory = data_dir or settings.server.data_dir

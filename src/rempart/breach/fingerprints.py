@@ -79,10 +79,6 @@ class Fingerprinter:
             canonical.encode("utf-8", "surrogatepass"), password.encode("utf-8", "surrogatepass")
         )
 
-    def dovecot_head(self, dovecot_user: bytes, password: bytes) -> bytes:
-        """First 8 bytes of Dovecot's full digest (ingest side; shifted when vectorised)."""
-        return hashlib.sha256(self._nonce + dovecot_user + b"\0" + password).digest()[:8]
-
     def dovecot_fp(self, canonical: str, pwhash: str) -> int | None:
         """The Dovecot fingerprint for a pwhash as Dovecot sent it; None if it cannot match."""
         if not self.dovecot.enabled or len(pwhash) != _hex_len(self.bits):

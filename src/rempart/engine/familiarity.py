@@ -48,24 +48,9 @@ class Familiarity:
     def restore(self, login: str, marker: str, last: float) -> None:
         self.accounts.setdefault(login, {})[marker] = last
 
-    def forget(self, login: str) -> None:
-        self.accounts.pop(login, None)
-
     def _trim(self, seen: dict[str, float], family: str) -> None:
         limit = self.max_networks if family == "n" else self.max_devices
         same = [m for m in seen if m[0] == family]
         if len(same) > limit:
             for marker in sorted(same, key=seen.__getitem__)[: len(same) - limit]:
                 del seen[marker]
-
-    def describe(self, login: str, now: float) -> list[dict[str, object]]:
-        seen = self.accounts.get(login, {})
-        return [
-            {
-                "kind": "network" if m[0] == "n" else "device",
-                "key": m[2:],
-                "last_success": t,
-                "familiar": now - t <= self.ttl,
-            }
-            for m, t in sorted(seen.items(), key=lambda kv: -kv[1])
-        ]

@@ -8,7 +8,6 @@ entry is allowed whatever block entries or rules say (documented in the README).
 from __future__ import annotations
 
 import ipaddress
-import socket
 from dataclasses import dataclass
 
 from rempart.engine.keys import KeyError_, net_keys
@@ -28,17 +27,6 @@ class ListEntry:
 
     def live(self, now: float) -> bool:
         return self.expires == 0 or self.expires > now
-
-    def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"kind": self.kind, "reason": self.reason}
-        if self.kind == "ip_login":
-            ip, _, login = self.value.partition("|")
-            out.update(ip=ip, login=login)
-        else:
-            out[{"netmask": "netmask"}.get(self.kind, self.kind)] = self.value
-        out["expires"] = self.expires
-        out["created"] = self.created
-        return out
 
 
 def normalise(kind: str, value: str, login: str = "") -> str:
@@ -137,8 +125,3 @@ class AccessList:
         out = [e for t in (self.by_ip, self.by_login, self.by_pair) for e in t.values()]
         out += [e for nets in (self.nets4, self.nets6) for t in nets.values() for e in t.values()]
         return [e for e in out if e.live(now)]
-
-
-def packed_ip(ip: str) -> bytes:
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    return socket.inet_pton(family, ip)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
+from rempart.extras import MissingExtra
 from rempart.sim import chart, detection, experiment, policies, report
 from rempart.sim import scenario as scenarios
-from rempart.sim.useragents import MissingExtra
 
 _passwords = click.option(
     "--passwords",

@@ -9,9 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-
-class MissingExtra(RuntimeError):
-    """Raised when an optional dependency of the simulator is not installed."""
+from rempart.extras import require
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +42,7 @@ def _pool(rows: list[tuple[str, float]]) -> AgentPool:
 
 def load() -> UserAgents:
     """Read fake-useragent's bundled browsers.jsonl; raise MissingExtra if it is absent."""
-    try:
-        from fake_useragent.utils import load as fua_load
-    except ImportError as exc:
-        raise MissingExtra(
-            "the simulator needs the 'fake-useragent' package: pip install 'rempart[sim]'"
-        ) from exc
+    fua_load = require("fake_useragent.utils", "sim", "the simulator").load
     mobile: list[tuple[str, float]] = []
     desktop: list[tuple[str, float]] = []
     for row in fua_load():

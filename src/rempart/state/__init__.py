@@ -1,7 +1,8 @@
 """State stores: the Store interface, the embedded SQLite store and the Redis store.
 
 `open_store` picks the store `[state] backend` names; the Redis modules (and the `redis`
-package, the `rempart[redis]` extra) are imported only when it is "redis".
+package, the `rempart[redis]` extra) are imported only when it is "redis"; without the extra
+that is a MissingExtra error naming it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rempart.config import ConfigError
+from rempart.extras import MissingExtra, require
 
 if TYPE_CHECKING:
     from rempart.config import Settings
@@ -26,12 +27,12 @@ def open_store(settings: Settings, data_dir: str | Path) -> Store:
     if st.backend != "redis":
         return local
     try:
-        from rempart.state.redis import RedisStore
-    except ImportError:
+        require("redis", "redis", '[state] backend = "redis"')
+    except MissingExtra:
         local.close()
-        raise ConfigError(
-            '"redis" needs the redis package: pip install "rempart[redis]"', "state.backend"
-        ) from None
+        raise
+    from rempart.state.redis import RedisStore
+
     return RedisStore(
         st.redis_url,
         prefix=st.key_prefix,

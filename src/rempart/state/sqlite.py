@@ -154,34 +154,3 @@ class SqliteStore:
                         self._queue.put(op)  # waiters too: they are told only once durable
                 threading.Event().wait(1.0)
         db.close()
-
-
-class MemoryStore:
-    """A Store that keeps nothing (simulator, tests of the engine alone)."""
-
-    def load_entries(self) -> Iterator[tuple[str, ListEntry]]:
-        return iter(())
-
-    def put_entry(self, which: str, entry: ListEntry) -> None:
-        pass
-
-    def delete_entry(self, which: str, kind: str, value: str) -> None:
-        pass
-
-    def load_familiarity(self) -> Iterator[tuple[str, str, float]]:
-        return iter(())
-
-    def put_familiarity(self, login: str, marker: str, last: float) -> None:
-        pass
-
-    def get_setting(self, key: str) -> str | None:
-        return None
-
-    def put_setting(self, key: str, value: str | None) -> None:
-        pass
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from rempart.adapters.logparse import LogEvent, load_parser
-from rempart.adapters.logtail import EngineSink, SinkError, Tailer
+from rempart.adapters.tail.sinks import EngineSink, SinkError
+from rempart.adapters.tail.tailer import Tailer
 from rempart.config import Settings, from_mapping
 from rempart.engine.engine import Engine
 from rempart.engine.keys import canonical_login

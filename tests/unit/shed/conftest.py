@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
-from rempart.shed.bench.experiment import _port_open, free_port, haproxy_binary, wait_for
+from benchmarks.shed.experiment import HERE, _port_open, free_port, haproxy_binary, wait_for
 from rempart.shed.config import ShedSettings, parse_shed
 from rempart.shed.haproxy_config import render
 from rempart.shed.maps import ensure_maps
 from tests.conftest import need
+
+UPSTREAM = HERE / "upstream.py"
 
 
 def require_haproxy() -> str:
@@ -67,7 +69,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def haproxy(tmp_path: Path) -> Iterator[RealHAProxy]:
-    """HAProxy with the generated config in front of ``rempart.shed.bench.upstream``."""
+    """HAProxy with the generated config in front of ``benchmarks/shed/upstream.py``."""
     binary = require_haproxy()
     up_port, front_port = free_port(), free_port()
     settings = parse_shed(shed_table(tmp_path, up_port, front_port))
@@ -75,7 +77,7 @@ def haproxy(tmp_path: Path) -> Iterator[RealHAProxy]:
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(render(settings))
     upstream = subprocess.Popen(
-        [sys.executable, "-m", "rempart.shed.bench.upstream", "--port", str(up_port),
+        [sys.executable, str(UPSTREAM), "--port", str(up_port),
          "--capacity", "4", "--work", "0.001"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

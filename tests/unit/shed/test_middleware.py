@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from rempart.shed.bench.asgi_app import BoundedApp, routes
+from benchmarks.shed.asgi_app import BoundedApp, routes
 from rempart.shed.classes import Criticality as C
 from rempart.shed.config import LimiterSettings
 from rempart.shed.middleware import AdmissionMiddleware, Message, Scope

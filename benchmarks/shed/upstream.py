@@ -2,7 +2,7 @@
 
 Requests beyond capacity wait in FIFO order; one that waited longer than ``queue_timeout`` gets
 503, as an overloaded application server would. Run as
-``python -m rempart.shed.bench.upstream --port 18081 --capacity 10 --work 0.02``.
+``python benchmarks/shed/upstream.py --port 18081 --capacity 10 --work 0.02``.
 """
 
 from __future__ import annotations

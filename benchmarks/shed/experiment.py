@@ -26,6 +26,8 @@ from rempart.shed.controller import Controller
 from rempart.shed.haproxy_config import render
 from rempart.shed.maps import ensure_maps
 
+HERE = Path(__file__).resolve().parent  # the helper processes are scripts beside this one
+
 
 @dataclass
 class Load:
@@ -123,7 +125,7 @@ def loadgen(port: int, seconds: float, streams: list[dict[str, Any]]) -> dict[st
         spec = {"host": "127.0.0.1", "port": port, "duration": seconds, "streams": [stream]}
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "rempart.shed.bench.loadgen", json.dumps(spec)],
+                [sys.executable, str(HERE / "loadgen.py"), json.dumps(spec)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
@@ -183,7 +185,7 @@ def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
     cfg = workdir / "haproxy.cfg"
     cfg.write_text(render(settings, enforce=enforce))
     upstream_cmd = [
-        sys.executable, "-m", "rempart.shed.bench.upstream", "--port", str(up_port),
+        sys.executable, str(HERE / "upstream.py"), "--port", str(up_port),
         "--capacity", str(load.capacity), "--work", str(load.work), "--queue-timeout", "5",
     ]  # fmt: skip
     with (

@@ -4,7 +4,7 @@
 FIFO order and get 503 after ``queue_timeout``, as an overloaded Python service would. Run on
 loopback with uvicorn::
 
-    python -m rempart.shed.bench.asgi_app --port 18082 --capacity 10 --work 0.04 [--no-shed]
+    python benchmarks/shed/asgi_app.py --port 18082 --capacity 10 --work 0.04 [--no-shed]
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from rempart.shed.bench.asgi_app import STATUS_PATH
-from rempart.shed.bench.experiment import (
+from .asgi_app import STATUS_PATH
+from .experiment import (
+    HERE,
     Load,
     _port_open,
     _streams,
@@ -48,7 +49,7 @@ def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cmd = [
-        sys.executable, "-m", "rempart.shed.bench.asgi_app", "--port", str(port),
+        sys.executable, str(HERE / "asgi_app.py"), "--port", str(port),
         "--capacity", str(load.capacity), "--work", str(load.work),
     ]  # fmt: skip
     if not enforce:

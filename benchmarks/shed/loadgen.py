@@ -230,7 +230,7 @@ async def run_streams(
 
 
 def main() -> None:
-    """``python -m rempart.shed.bench.loadgen '<json spec>'`` prints the results as JSON.
+    """``python benchmarks/shed/loadgen.py '<json spec>'`` prints the results as JSON.
 
     Spec: ``{"host": "127.0.0.1", "port": 8080, "duration": 10, "streams": [{"name": ...,
     "path": ..., "rate": ..., "first_source": "127.1.0.1", "sources": 1000,

@@ -1,0 +1,152 @@
+"""The wforce-compatible API in process: Dovecot's captured bodies, status per verdict, attempts
+counted on `report` only, both URL forms, lists, and a 400 naming the field for bad input."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rempart.config import from_mapping
+from rempart.httpserver import HttpApp, Request, Response
+from rempart.server import Service
+
+PASSWORD = "secret"
+AUTH = {"authorization": "  Basic " + base64.b64encode(b"wforce:" + PASSWORD.encode()).decode()}
+# Dovecot 2.3.19's allow and report bodies (recipes/dovecot-auth-policy.md): keys sorted, every
+# attribute a string, `tls` a boolean, `success` and `policy_reject` on reports.
+ALLOW = {
+    "device_id": '"name" "rig-client" "version" "1.0"',
+    "login": "alice@example.org",
+    "protocol": "imap",
+    "pwhash": "0ed6",
+    "remote": "192.0.2.1",
+    "tls": False,
+}
+VIP = {"name": "vip", "when": "protocol == 'pop3'", "action": "step_up", "message": "2FA"}
+
+
+@contextlib.contextmanager
+def make_app(tmp_path: Path, **tables: Any) -> Iterator[HttpApp]:
+    settings = from_mapping({"journal": {"enabled": False}, **tables})
+    service = Service(settings, tmp_path / "data", PASSWORD, leaks=None)
+    try:
+        yield HttpApp(service.router())
+    finally:
+        service.close()
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[HttpApp]:
+    with make_app(tmp_path, policy={"rules": [VIP]}) as app:
+        yield app
+
+
+def call(
+    app: HttpApp,
+    command: str,
+    body: dict[str, Any] | bytes | None = None,
+    method: str = "POST",
+    by_path: bool = False,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode() if body else b""
+    path, query = (f"/command/{command}", "") if by_path else ("/", f"command={command}")
+    request = Request(method, path, query, AUTH if headers is None else headers, raw, "127.0.0.1")
+    result = app.dispatch(request)
+    assert isinstance(result, Response)
+    return result.status, json.loads(result.body) if result.body else None
+
+
+def report(app: HttpApp, success: bool, **fields: Any) -> None:
+    body = {**ALLOW, **fields, "success": success, "policy_reject": False}
+    assert call(app, "report", body) == (200, {"status": "ok"})
+
+
+def test_dovecots_allow_is_answered_and_never_counted(app: HttpApp) -> None:
+    for _ in range(10):  # Dovecot asks twice per login: asking is not attempting
+        assert call(app, "allow", ALLOW) == (200, {"status": 0, "msg": "", "r_attrs": {}})
+
+
+def test_failures_reported_delay_then_refuse(app: HttpApp) -> None:
+    for _ in range(3):
+        report(app, False)
+    status, answer = call(app, "allow", ALLOW)
+    assert status == 200 and answer["status"] == 2
+    assert answer["r_attrs"] == {"reasons": "ip_login_failures"} and answer["msg"]
+    # `reset` forgets that pair's failures.
+    body = {"login": "alice@example.org", "ip": "192.0.2.1"}
+    assert call(app, "reset", body) == (200, {"status": "ok"})
+    assert call(app, "allow", ALLOW)[1]["status"] == 0
+    for _ in range(10):
+        report(app, False)
+    assert call(app, "allow", ALLOW)[1]["status"] == -1
+
+
+def test_step_up_is_minus_one_by_default_and_configurable(tmp_path: Path) -> None:
+    ceo = {**ALLOW, "protocol": "pop3"}
+    for tables, status in (({}, -1), ({"wforce": {"step_up_status": -2}}, -2)):
+        with make_app(tmp_path / str(status), policy={"rules": [VIP]}, **tables) as app:
+            answer = call(app, "allow", ceo)[1]
+        assert (answer["status"], answer["msg"]) == (status, "2FA")
+
+
+def test_both_url_forms_and_get_for_reads_only(app: HttpApp) -> None:
+    assert call(app, "allow", ALLOW, by_path=True)[1]["status"] == 0
+    assert call(app, "ping", method="GET") == (200, {"status": "ok"})
+    assert call(app, "ping", method="GET", by_path=True) == (200, {"status": "ok"})
+    assert call(app, "allow", ALLOW, method="GET")[0] == 405
+    assert call(app, "explode", ALLOW)[0] == 404
+
+
+def test_every_command_needs_the_password(app: HttpApp) -> None:
+    assert call(app, "ping", headers={})[0] == 401
+    wrong = {"authorization": "Basic " + base64.b64encode(b"wforce:nope").decode()}
+    assert call(app, "allow", ALLOW, headers=wrong)[0] == 401
+
+
+@pytest.mark.parametrize(
+    ("command", "body", "reason"),
+    [
+        ("allow", b"not json", "malformed JSON"),
+        ("allow", {**ALLOW, "remote": "not-an-ip"}, "field 'remote'"),
+        ("allow", {**ALLOW, "login": 7}, "field 'login' must be a string"),
+        ("allow", {**ALLOW, "tls": "perhaps"}, "field 'tls' must be a boolean"),
+        ("report", ALLOW, "missing field 'success'"),
+        ("reset", b"{}", "reset needs 'login', 'ip' or both"),
+        ("addBLEntry", {"ip": "999.1.1.1"}, "999.1.1.1"),
+        ("addBLEntry", {"reason": "x"}, "an entry needs 'ip'"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(
+    app: HttpApp, command: str, body: Any, reason: str
+) -> None:
+    status, answer = call(app, command, body)
+    assert status == 400 and reason in answer["error"], answer
+
+
+def test_block_list_round_trip(app: HttpApp) -> None:
+    entry = {"ip": "198.51.100.0/24", "expire_secs": 3600, "reason": "abuse"}
+    assert call(app, "addBLEntry", entry) == (200, {"status": "ok"})
+    assert call(app, "addBLEntry", {"login": "x@example.org", "ip": "192.0.2.9"})[0] == 200
+    listed = call(app, "getBL", method="GET")[1]["bl_entries"]
+    (net,) = listed["ips"]
+    assert (net["ip"], net["reason"]) == ("198.51.100.0/24", "abuse")
+    assert 3590 <= net["expire_secs"] <= 3600
+    assert listed["iplogins"][0] == {
+        "ip": "192.0.2.9",
+        "login": "x@example.org",
+        "expiration": "never",
+        "expire_secs": 0,
+        "reason": "",
+    }
+    status, answer = call(app, "allow", {**ALLOW, "remote": "198.51.100.77"})
+    assert status == 200 and answer["status"] == -1
+    assert call(app, "delBLEntry", {"netmask": "198.51.100.0/24"}) == (200, {"status": "ok"})
+    assert call(app, "delBLEntry", {"netmask": "198.51.100.0/24"})[0] == 404
+    assert call(app, "allow", {**ALLOW, "remote": "198.51.100.77"})[1]["status"] == 0
