@@ -10,13 +10,13 @@ Everything raises `ConfigError`; only the CLI turns it into a message and an exi
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 from rempart.config import ConfigError, Settings
 from rempart.engine.asn import AsnTableError
 from rempart.engine.engine import Engine
+from rempart.extras import MissingExtra, require
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +40,9 @@ def preflight(settings: Settings) -> Checked:
             raise ConfigError(
                 f"cannot read {password_file}: {exc.strerror}", "auth.api_password_file"
             ) from None
-    if settings.state.backend == "redis" and importlib.util.find_spec("redis") is None:
-        raise ConfigError(
-            '"redis" needs the redis package: pip install "rempart[redis]"', "state.backend"
-        )
+    if settings.state.backend == "redis":
+        try:
+            require("redis", "redis", '[state] backend = "redis"')
+        except MissingExtra as exc:
+            raise ConfigError(str(exc), "state.backend") from None
     return Checked(rules=len(engine.rules))
