@@ -137,21 +137,52 @@ class Service:
 
     def _persist(self, kind: str, now: float, data: dict[str, Any]) -> None:
         if kind == "list_add":
-            self.store.put_entry(data["list"], data["entry"])
+            which, entry = data["list"], data["entry"]
+            self._after_journal(lambda: self.store.put_entry(which, entry))
         elif kind == "list_del":
-            entry = data["entry"]
-            self.store.delete_entry(data["list"], entry.kind, entry.value)
+            which, entry = data["list"], data["entry"]
+            self._after_journal(lambda: self.store.delete_entry(which, entry.kind, entry.value))
         elif kind == "familiar":
             self.store.put_familiarity(data["login"], data["marker"], now)
         elif kind == "posture":
-            level = data["to"]
-            self.store.put_setting(
-                f"posture.{data['protocol']}", None if level == "normal" else level
-            )
+            key, level = f"posture.{data['protocol']}", data["to"]
+            value = None if level == "normal" else level
+            self._after_journal(lambda: self.store.put_setting(key, value))
+
+    def _after_journal(self, write: Any) -> None:
+        """Store a change once its journal record is on disk: the state never holds a change
+        that the journal lacks (`journal verify` checks it)."""
+        if self.journal is not None:
+            self.journal.after_durable(write)
+        else:
+            write()
 
     def flush(self) -> bool:
-        """Wait until queued durable changes are on disk (list changes from the API)."""
+        """Wait until queued durable changes are on disk (from a thread; handlers on the event
+        loop use `await commit()`)."""
+        if self.journal is not None and not self.journal.wait_durable():
+            return False
         return self.store.flush()
+
+    async def commit(self) -> None:
+        """Return once every change made so far is in the journal and the state store, on
+        disk. Concurrent and back-to-back callers share one fsync and one commit.
+
+        Raises HTTPError 503 when that cannot be confirmed (the change is in force)."""
+        try:
+            if self.journal is not None:
+                await self.journal.sync()
+            durable = await asyncio.wait_for(asyncio.wrap_future(self.store.flush_future()), 10)
+        except (OSError, TimeoutError):
+            durable = False
+        if not durable:
+            raise HTTPError(503, "change applied but not yet saved to disk; retry")
+
+    def journal_durable(self, kind: str, data: dict[str, Any]) -> None:
+        """Journal an operator-side event that does not pass through the engine, to be
+        acknowledged only after `await commit()`."""
+        if self.journal is not None:
+            self.journal.append_durable(kind, time.time(), data)
 
     def write_errors(self) -> int:
         return self.store.write_errors + (self.journal.write_errors if self.journal else 0)

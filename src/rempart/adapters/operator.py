@@ -56,7 +56,7 @@ class OperatorApi:
         self.service.auth.check(request)
         return json_response({"posture": self.posture_document()})
 
-    def set_posture(self, request: Request) -> Response:
+    async def set_posture(self, request: Request) -> Response:
         self.service.auth.check(request)
         data = json_object(request)
         protocol = text(data, "protocol", required=True, limit=16).lower()
@@ -75,7 +75,7 @@ class OperatorApi:
         except ConfigError as exc:
             raise HTTPError(400, str(exc)) from None
         self.engine.set_posture(Protocol(protocol), level, by, reason, ttl=ttl)
-        self.service.flush()
+        await self.service.commit()
         return json_response({"posture": self.posture_document()[protocol]})
 
     def _corpus(self) -> Any:
@@ -83,7 +83,7 @@ class OperatorApi:
             raise HTTPError(404, "no leak corpus on this node")
         return self.service.leaks
 
-    def account_action(self, request: Request) -> Response:
+    async def account_action(self, request: Request) -> Response:
         self.service.auth.check(request)
         raw, _, action = request.params["rest"].rpartition("/")
         if action != "password-changed" or not raw:
@@ -93,7 +93,8 @@ class OperatorApi:
         except KeyError_ as exc:
             raise HTTPError(400, str(exc)) from None
         lifted = self._corpus().password_changed(login)
-        self.service.journal_event("password_changed", {"login": login, "lifted": lifted})
+        self.service.journal_durable("password_changed", {"login": login, "lifted": lifted})
+        await self.service.commit()
         return json_response({"login": login, "restriction_lifted": lifted})
 
     def password_check(self, request: Request) -> Response:

@@ -233,7 +233,7 @@ class Console:
         return f"operator:{session.operator}"
 
     @_html_errors
-    def list_add(self, request: Request) -> Response:
+    async def list_add(self, request: Request) -> Response:
         session, form = self._action(request)
         which = _choice(form, "list", ("block", "allow"))
         kind, value = _entry_key(form, self.service.settings.logins)
@@ -248,29 +248,28 @@ class Console:
         now = time.time()
         entry = ListEntry(kind, value, now + ttl if ttl else 0.0, reason, now)
         self.engine.add_entry(which, entry, by=self._by(session))
-        if not self.service.flush():
-            raise HTTPError(503, "the entry is active but not yet saved to disk; retry")
+        await self.service.commit()
         return redirect(f"/ops/?done={which}-added#lists")
 
     @_html_errors
-    def list_remove(self, request: Request) -> Response:
+    async def list_remove(self, request: Request) -> Response:
         session, form = self._action(request)
         which = _choice(form, "list", ("block", "allow"))
         kind = _choice(form, "kind", KINDS)
         value = form.get("value", "")[:300]
         if self.engine.remove_entry(which, kind, value, by=self._by(session)) is None:
             raise HTTPError(404, f"no {which}-list entry for {value}")
-        self.service.flush()
+        await self.service.commit()
         return redirect(f"/ops/?done={which}-removed#lists")
 
     @_html_errors
-    def posture(self, request: Request) -> Response:
+    async def posture(self, request: Request) -> Response:
         session, form = self._action(request)
         protocol = Protocol(_choice(form, "protocol", PROTOCOLS))
         level = _choice(form, "level", POSTURES)
         reason = _reason(form)
         self.engine.set_posture(protocol, level, self._by(session), reason)
-        self.service.flush()
+        await self.service.commit()
         return redirect("/ops/?done=posture#posture")
 
     @_html_errors
