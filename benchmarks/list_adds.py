@@ -29,8 +29,11 @@ def run(count: int) -> float:
             headers = {"Authorization": auth, "Content-Type": "application/json"}
             started = time.perf_counter()
             for i in range(count):
-                body = {"ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
-                        "expire_secs": 3600, "reason": "benchmark"}
+                body = {
+                    "ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+                    "expire_secs": 3600,
+                    "reason": "benchmark",
+                }
                 conn.request("POST", "/?command=addBLEntry", json.dumps(body), headers)
                 response = conn.getresponse()
                 response.read()
@@ -46,8 +49,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     args = parser.parse_args()
     seconds = run(args.count)
-    print(f"{args.count} sequential addBLEntry: {seconds:.2f} s "
-          f"({seconds / args.count * 1000:.2f} ms each)")
+    print(
+        f"{args.count} sequential addBLEntry: {seconds:.2f} s "
+        f"({seconds / args.count * 1000:.2f} ms each)"
+    )
 
 
 if __name__ == "__main__":

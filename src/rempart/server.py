@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -30,7 +31,9 @@ from rempart.engine.oracle import LeakOracle
 from rempart.httpserver import HttpApp, HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Protocol
 from rempart.ops import metrics
+from rempart.ops.guards import check_api_password
 from rempart.ops.journal import Journal
+from rempart.ops.operators import Operators, operator_changes
 from rempart.ops.webhooks import WebhookSender, parse_webhooks
 from rempart.state import open_replication, open_store
 
@@ -48,18 +51,23 @@ def resolve_api_password(settings: Settings, data_dir: Path) -> tuple[str, bool]
     """(password, generated_now): env var, then the configured file, else generated once."""
     env = os.environ.get("REMPART_API_PASSWORD")
     if env:
+        check_api_password(env, "REMPART_API_PASSWORD")
         return env, False
     if settings.api_password_file:
         try:
-            return Path(settings.api_password_file).read_text().strip(), False
+            password = Path(settings.api_password_file).read_text().strip()
         except OSError as exc:
             raise SystemExit(
                 f"[auth] api_password_file: cannot read "
                 f"{settings.api_password_file}: {exc.strerror}"
             ) from None
+        check_api_password(password, f"[auth] api_password_file {settings.api_password_file}")
+        return password, False
     path = data_dir / "api-password"
     if path.exists():
-        return path.read_text().strip(), False
+        password = path.read_text().strip()
+        check_api_password(password, str(path))
+        return password, False
     password = secrets.token_urlsafe(24)
     write_secret(path, password.encode() + b"\n")
     return password, True
@@ -103,6 +111,11 @@ class Service:
             )
             self.journal.start()
             self.engine.listeners.append(self.journal.listener)
+        self.operators = Operators(self.data_dir)
+        self._operators_journaled: dict[str, str] = json.loads(
+            self.store.get_setting("operators.journaled") or "{}"
+        )
+        self.journal_operators()
         self.engine.listeners.append(self._persist)
         campaign = settings.raw.get("campaign", {})
         self.webhooks = WebhookSender(parse_webhooks(campaign.get("webhooks")))
@@ -156,6 +169,20 @@ class Service:
             self.journal.after_durable(write)
         else:
             write()
+
+    def journal_operators(self) -> None:
+        """Journal the console operator changes `rempart operator` (another process) made since
+        the last look: called at start and every second."""
+        if self.journal is None:
+            return
+        current = self.operators.fingerprints()
+        if current == self._operators_journaled:
+            return
+        for kind, data in operator_changes(self._operators_journaled, current):
+            self.journal.append_durable(kind, time.time(), data)
+        self._operators_journaled = current
+        value = json.dumps(current, sort_keys=True)
+        self.journal.after_durable(lambda: self.store.put_setting("operators.journaled", value))
 
     def flush(self) -> bool:
         """Wait until queued durable changes are on disk (from a thread; handlers on the event
@@ -332,6 +359,7 @@ class Service:
             await asyncio.sleep(1.0)
             beat += 1
             self.engine.tick()
+            self.journal_operators()
             # Tracked keys are long-lived and never form cycles: without this, every full
             # collection walks all of them (100+ ms pauses at a million keys). Frozen objects
             # are still freed by reference counting when the LRU drops them.

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rempart.server import Service
 
 PROTOCOLS = tuple(p.value for p in Protocol if p is not Protocol.OTHER)
+MAX_PASSWORD = 16384  # characters; strength is scored on the first 72 (see breach.strength)
 
 
 class OperatorApi:
@@ -102,6 +103,8 @@ class OperatorApi:
         data = json_object(request)
         login = login_field(data, "login", self.service.settings.logins)
         password = data.get("password")
-        if not isinstance(password, str) or not password or len(password) > 1024:
-            raise HTTPError(400, "field 'password' must be a non-empty string (<= 1024 chars)")
+        if not isinstance(password, str) or not password or len(password) > MAX_PASSWORD:
+            raise HTTPError(
+                400, f"field 'password' must be a non-empty string (<= {MAX_PASSWORD} chars)"
+            )
         return json_response(self._corpus().password_check(login, password))

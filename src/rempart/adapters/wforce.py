@@ -14,10 +14,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from rempart.adapters.fields import flag, ip_field, json_object, login_field, number, text
+from rempart.config import ConfigError
 from rempart.engine.keys import KeyError_, net_keys
 from rempart.engine.lists import ListEntry, normalise
 from rempart.httpserver import HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Outcome, Protocol
+from rempart.ops.guards import check_wide_entry, is_confirmed
+from rempart.ops.settings import ops_settings
 
 if TYPE_CHECKING:
     from rempart.server import Service
@@ -81,6 +84,11 @@ class WforceApi:
         self.service = service
         self.engine = service.engine
         self.step_up_status = service.settings.step_up_status
+        try:
+            ops = ops_settings(service.settings.raw)
+        except ConfigError as exc:
+            raise SystemExit(f"configuration: {exc}") from None
+        self.wide_v4, self.wide_v6 = ops.confirm_prefix_v4, ops.confirm_prefix_v6
         self.commands: dict[str, Callable[[Request], Response | Awaitable[Response]]] = {
             "allow": self.allow,
             "report": self.report,
@@ -191,6 +199,7 @@ class WforceApi:
     async def add_entry(self, request: Request, which: str) -> Response:
         data = json_object(request)
         kind, value = self._entry_key(data)
+        check_wide_entry(kind, value, is_confirmed(data.get("confirm")), self.wide_v4, self.wide_v6)
         ttl = number(data, "expire_secs", 0.0)
         reason = text(data, "reason", limit=512)
         now = time.time()

@@ -23,9 +23,10 @@ from rempart.httpserver import HTTPError, Request, Response, Router, json_respon
 from rempart.model import Protocol
 from rempart.ops import dashboard, journal_view
 from rempart.ops.events import Hub
+from rempart.ops.guards import check_wide_entry, client_address, is_confirmed
 from rempart.ops.live import LiveStats
 from rempart.ops.notices import NoticeError, Notices
-from rempart.ops.operators import Operators
+from rempart.ops.operators import SINGLE_OPERATOR, Operators
 from rempart.ops.sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, cookies, same_token
 from rempart.ops.settings import OpsSettings, ops_settings
 from rempart.ops.status import StatusPage
@@ -78,9 +79,11 @@ class Console:
         self.service = service
         self.engine = service.engine
         self.settings = settings
-        self.sessions = Sessions(settings.session_minutes * 60, settings.cookie_secure)
         self.operators = Operators(service.data_dir, service.auth.password.decode())
-        self.notices = Notices(service.data_dir)
+        self.sessions = Sessions(
+            settings.session_minutes * 60, settings.cookie_secure, self._operator_unchanged
+        )
+        self.notices = Notices(service.data_dir, settings.services)
         self.live = LiveStats(service.engine)
         self.hub = Hub(self.live, self.extras)
         self.status = StatusPage(service, settings, self.notices)
@@ -104,6 +107,7 @@ class Console:
         router.add("POST", "/ops/lists/remove", self.list_remove)
         router.add("POST", "/ops/posture", self.posture)
         router.add("POST", "/ops/notices", self.notice)
+        router.add("POST", "/ops/notices/withdraw", self.notice_withdraw)
         router.add("GET", "/ops/journal", self.journal)
 
     def _public(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
@@ -118,6 +122,14 @@ class Console:
             self.hub.ensure_started()
 
     # --- sessions ------------------------------------------------------------------------------
+    def _operator_unchanged(self, operator: str, fingerprint: str) -> bool:
+        """Is `operator` still an account with the password they signed in with? (With no
+        account, only the API password's single operator exists.)"""
+        current = self.operators.fingerprints()
+        if not current:
+            return operator == SINGLE_OPERATOR and fingerprint == ""
+        return current.get(operator) == fingerprint
+
     def _session(self, request: Request) -> Session:
         self._start()
         session = self.sessions.current(request)
@@ -151,7 +163,7 @@ class Console:
         form = form_of(request)
         if not same_token(form.get("csrf", ""), cookies(request).get(LOGIN_COOKIE, "")):
             raise HTTPError(403, "the sign-in form expired or was forged: reload it and try again")
-        client = request.client
+        client = client_address(request, self.settings.trusted_proxies)
         if self.sessions.throttled(client):
             raise HTTPError(429, "too many failed sign-ins from your address: wait 15 minutes")
         name = form.get("operator", "").strip().lower()[:64]
@@ -169,7 +181,8 @@ class Console:
                 ),
                 401,
             )
-        token, _ = self.sessions.open(operator)
+        fingerprint = self.operators.fingerprints().get(operator, "")
+        token, _ = self.sessions.open(operator, fingerprint=fingerprint)
         return redirect(
             "/ops/",
             {"Set-Cookie": self.sessions.cookie(request, COOKIE, token)},
@@ -237,6 +250,13 @@ class Console:
         session, form = self._action(request)
         which = _choice(form, "list", ("block", "allow"))
         kind, value = _entry_key(form, self.service.settings.logins)
+        check_wide_entry(
+            kind,
+            value,
+            is_confirmed(form.get("confirm", "")),
+            self.settings.confirm_prefix_v4,
+            self.settings.confirm_prefix_v6,
+        )
         reason = _reason(form)
         expires_in = form.get("expires", "").strip()
         try:
@@ -273,10 +293,10 @@ class Console:
         return redirect("/ops/?done=posture#posture")
 
     @_html_errors
-    def notice(self, request: Request) -> Response:
+    async def notice(self, request: Request) -> Response:
         session, form = self._action(request)
         try:
-            self.notices.post(
+            notice = self.notices.post(
                 form.get("service", "").strip(),
                 form.get("level", "").strip(),
                 form.get("text", ""),
@@ -284,7 +304,39 @@ class Console:
             )
         except NoticeError as exc:
             raise HTTPError(400, str(exc)) from None
+        self.service.journal_durable(
+            "notice_posted",
+            {
+                "id": notice.id,
+                "service": notice.service,
+                "level": notice.level,
+                "text": notice.text,
+                "by": notice.by,
+            },
+        )
+        await self.service.commit()
         return redirect("/ops/?done=notice#notices")
+
+    @_html_errors
+    async def notice_withdraw(self, request: Request) -> Response:
+        session, form = self._action(request)
+        reason = _reason(form)
+        try:
+            notice = self.notices.withdraw(form.get("id", "").strip()[:64], self._by(session))
+        except NoticeError as exc:
+            raise HTTPError(400, str(exc)) from None
+        self.service.journal_durable(
+            "notice_withdrawn",
+            {
+                "id": notice.id,
+                "service": notice.service,
+                "text": notice.text,
+                "by": self._by(session),
+                "reason": reason,
+            },
+        )
+        await self.service.commit()
+        return redirect("/ops/?done=notice-withdrawn#notices")
 
 
 def _choice(form: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:

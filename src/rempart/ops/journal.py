@@ -394,6 +394,19 @@ class Journal:
                         continue
                     yield rec
 
+    def records_after(self, seq: int) -> Iterator[dict[str, Any]]:
+        """Records with a sequence number above `seq`, read from the last two segments only
+        (for a caller watching what a running server appends)."""
+        for seg in self._segments()[-2:]:
+            with open(seg, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(rec, dict) and int(rec.get("seq", 0)) > seq:
+                        yield rec
+
     def verify(self) -> tuple[int, Broken | None]:
         """Walk the chain; (records checked, first broken record or None)."""
         prev, expected_seq, count = GENESIS, 1, 0

@@ -2,7 +2,10 @@
 
 `[ops]`: `session_minutes` (idle lifetime of an operator session, default 30),
 `cookie_secure` ("auto": Secure when the request came over TLS per `X-Forwarded-Proto`,
-or true / false), `dashboard` (true: mount the console; the public status page is always on).
+or true / false), `dashboard` (true: mount the console; the public status page is always on),
+`trusted_proxies` (networks of reverse proxies whose X-Forwarded-For names the client for the
+sign-in lockout; default none), `confirm_prefix_v4` / `confirm_prefix_v6` (a list entry covering
+a network this wide or wider needs `confirm`; default 8 and 32).
 `[status]`: `title` of the public page and `services`, a table `name = "label"` of what the
 page lists (default: the mail protocols, the website and the apps).
 """
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rempart.config import ConfigError
+from rempart.ops.guards import Network, parse_networks
 
 DEFAULT_SERVICES = {
     "imap": "Mail (IMAP)",
@@ -30,6 +34,11 @@ class OpsSettings:
     dashboard: bool = True
     title: str = "Service status"
     services: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SERVICES))
+    # Reverse proxies whose X-Forwarded-For is believed (the console's sign-in lockout).
+    trusted_proxies: tuple[Network, ...] = ()
+    # A list entry covering a network this wide or wider needs an explicit confirmation.
+    confirm_prefix_v4: int = 8
+    confirm_prefix_v6: int = 32
 
 
 def ops_settings(raw: dict[str, Any]) -> OpsSettings:
@@ -38,7 +47,14 @@ def ops_settings(raw: dict[str, Any]) -> OpsSettings:
     status = raw.get("status", {}) or {}
     if not isinstance(ops, dict) or not isinstance(status, dict):
         raise ConfigError("[ops] and [status] must be tables")
-    known_ops = {"session_minutes", "cookie_secure", "dashboard"}
+    known_ops = {
+        "session_minutes",
+        "cookie_secure",
+        "dashboard",
+        "trusted_proxies",
+        "confirm_prefix_v4",
+        "confirm_prefix_v6",
+    }
     known_status = {"title", "services"}
     for table, known, name in ((ops, known_ops, "ops"), (status, known_status, "status")):
         for key in table:
@@ -60,4 +76,17 @@ def ops_settings(raw: dict[str, Any]) -> OpsSettings:
         raise ConfigError("[status] title must be a string and services a table")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in services.items()):
         raise ConfigError('[status.services] entries are name = "label" strings')
-    return OpsSettings(float(minutes), secure, dashboard, title, dict(services))
+    proxies = ops.get("trusted_proxies", [])
+    if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
+        raise ConfigError('[ops] trusted_proxies: a list of networks, e.g. ["10.0.0.0/8"]')
+    try:
+        trusted = parse_networks(proxies, "[ops] trusted_proxies")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    prefixes = []
+    for key, default, top in (("confirm_prefix_v4", 8, 32), ("confirm_prefix_v6", 32, 128)):
+        value = ops.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+            raise ConfigError(f"[ops] {key}: a prefix length from 0 to {top}, got {value!r}")
+        prefixes.append(value)
+    return OpsSettings(float(minutes), secure, dashboard, title, dict(services), trusted, *prefixes)
