@@ -189,6 +189,11 @@ session_minutes = 30.0
 cookie_secure = "auto"
 # Mount the operator dashboard at /ops/ (the public status page /status is always on).
 dashboard = true
+# Reverse proxies (networks) whose X-Forwarded-For names the client for the sign-in lockout.
+trusted_proxies = []
+# A block or allow entry covering a network this wide or wider needs an explicit confirm.
+confirm_prefix_v4 = 8
+confirm_prefix_v6 = 32
 
 [status]
 # Title of the public status page; list its services under [status.services] as name = "label".

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from rempart.adapters.sources import TrustedProxies
 from rempart.config import ConfigError
 from rempart.engine.engine import POSTURES
 from rempart.engine.keys import KeyError_, canonical_login
@@ -80,6 +81,7 @@ class Console:
         self.engine = service.engine
         self.settings = settings
         self.operators = Operators(service.data_dir, service.auth.password.decode())
+        self.proxies = TrustedProxies(settings.trusted_proxies)
         self.sessions = Sessions(
             settings.session_minutes * 60, settings.cookie_secure, self._operator_unchanged
         )
@@ -163,7 +165,7 @@ class Console:
         form = form_of(request)
         if not same_token(form.get("csrf", ""), cookies(request).get(LOGIN_COOKIE, "")):
             raise HTTPError(403, "the sign-in form expired or was forged: reload it and try again")
-        client = client_address(request, self.settings.trusted_proxies)
+        client = client_address(request, self.proxies)
         if self.sessions.throttled(client):
             raise HTTPError(429, "too many failed sign-ins from your address: wait 15 minutes")
         name = form.get("operator", "").strip().lower()[:64]

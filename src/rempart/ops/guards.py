@@ -13,52 +13,21 @@ that cover a huge part of the Internet, and the strength of the API password.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
 
+from rempart.adapters.sources import TrustedProxies
 from rempart.httpserver import HTTPError, Request
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MIN_API_PASSWORD = 16
 MIN_DISTINCT_CHARS = 6
 CONFIRM_WORDS = ("1", "true", "yes", "on", "confirm")
 
 
-def parse_networks(values: Sequence[str], field: str) -> tuple[Network, ...]:
-    """Networks from config strings; ValueError naming the field and the bad value."""
-    out: list[Network] = []
-    for value in values:
-        try:
-            out.append(ipaddress.ip_network(str(value).strip(), strict=False))
-        except ValueError:
-            raise ValueError(
-                f"{field}: {value!r} is not an IP network such as 10.0.0.0/8"
-            ) from None
-    return tuple(out)
-
-
-def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.strip().strip("[]"))
-    except ValueError:
-        return False
-    return any(ip in net for net in proxies if ip.version == net.version)
-
-
-def client_address(request: Request, proxies: tuple[Network, ...]) -> str:
-    """The address to hold a request against: the peer, or, when the peer is a trusted proxy,
-    the right-most X-Forwarded-For address that is not itself a trusted proxy."""
-    client = request.client
-    if not proxies or not _trusted(client, proxies):
-        return client
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
-    for hop in reversed(hops):
-        try:
-            ipaddress.ip_address(hop.strip("[]"))
-        except ValueError:
-            return client  # a forged or garbled header: hold the proxy itself
-        if not _trusted(hop, proxies):
-            return hop.strip("[]")
-    return hops[0].strip("[]") if hops else client
+def client_address(request: Request, proxies: TrustedProxies) -> str:
+    """The address to hold a sign-in against: the peer, or, when the peer is a trusted proxy,
+    the right-most X-Forwarded-For hop that is not itself a trusted proxy (the peer when the
+    proxy sent none or garbage)."""
+    found = proxies.client_address(request.client, request.headers, "x-forwarded-for")
+    return found or request.client
 
 
 def is_confirmed(value: object) -> bool:

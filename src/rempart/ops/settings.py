@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rempart.adapters.sources import TrustedProxies
 from rempart.config import ConfigError
-from rempart.ops.guards import Network, parse_networks
 
 DEFAULT_SERVICES = {
     "imap": "Mail (IMAP)",
@@ -35,7 +35,7 @@ class OpsSettings:
     title: str = "Service status"
     services: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SERVICES))
     # Reverse proxies whose X-Forwarded-For is believed (the console's sign-in lockout).
-    trusted_proxies: tuple[Network, ...] = ()
+    trusted_proxies: list[str] = field(default_factory=list)
     # A list entry covering a network this wide or wider needs an explicit confirmation.
     confirm_prefix_v4: int = 8
     confirm_prefix_v6: int = 32
@@ -80,13 +80,15 @@ def ops_settings(raw: dict[str, Any]) -> OpsSettings:
     if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
         raise ConfigError('[ops] trusted_proxies: a list of networks, e.g. ["10.0.0.0/8"]')
     try:
-        trusted = parse_networks(proxies, "[ops] trusted_proxies")
+        TrustedProxies(proxies)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(f"[ops] trusted_proxies: {exc}") from None
     prefixes = []
     for key, default, top in (("confirm_prefix_v4", 8, 32), ("confirm_prefix_v6", 32, 128)):
         value = ops.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
             raise ConfigError(f"[ops] {key}: a prefix length from 0 to {top}, got {value!r}")
         prefixes.append(value)
-    return OpsSettings(float(minutes), secure, dashboard, title, dict(services), trusted, *prefixes)
+    return OpsSettings(
+        float(minutes), secure, dashboard, title, dict(services), list(proxies), *prefixes
+    )

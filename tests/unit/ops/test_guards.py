@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from rempart.adapters.sources import TrustedProxies
 from rempart.config import ConfigError
 from rempart.httpserver import HTTPError, Request
-from rempart.ops.guards import (
-    check_api_password,
-    check_wide_entry,
-    client_address,
-    parse_networks,
-)
+from rempart.ops.guards import check_api_password, check_wide_entry, client_address
 from rempart.ops.settings import ops_settings
 
-PROXIES = parse_networks(["10.0.0.0/8", "fd00::/8"], "test")
+PROXIES = TrustedProxies(["10.0.0.0/8", "fd00::/8"])
 
 
 def req(peer: str, forwarded: str = "") -> Request:
@@ -28,7 +24,8 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
     # Spoofed left-most entries are ignored: the right-most untrusted hop is the client.
     assert client_address(req("10.1.2.3", "1.1.1.1, 203.0.113.9"), PROXIES) == "203.0.113.9"
     assert client_address(req("192.0.2.50", "203.0.113.9"), PROXIES) == "192.0.2.50"
-    assert client_address(req("10.1.2.3", "203.0.113.9"), ()) == "10.1.2.3"  # default: none
+    none = TrustedProxies([])  # the default
+    assert client_address(req("10.1.2.3", "203.0.113.9"), none) == "10.1.2.3"
     assert client_address(req("10.1.2.3", "not-an-ip"), PROXIES) == "10.1.2.3"
     assert client_address(req("fd00::1", "2001:db8::7"), PROXIES) == "2001:db8::7"
 
@@ -49,7 +46,7 @@ def test_narrower_entries_need_no_confirmation(value: str) -> None:
 def test_confirm_prefixes_and_trusted_proxies_are_configurable() -> None:
     s = ops_settings({"ops": {"trusted_proxies": ["127.0.0.1/32"], "confirm_prefix_v4": 16}})
     assert s.confirm_prefix_v4 == 16 and s.confirm_prefix_v6 == 32
-    assert [str(n) for n in s.trusted_proxies] == ["127.0.0.1/32"]
+    assert s.trusted_proxies == ["127.0.0.1/32"]
     with pytest.raises(ConfigError, match="trusted_proxies"):
         ops_settings({"ops": {"trusted_proxies": ["not a network"]}})
     with pytest.raises(ConfigError, match="confirm_prefix_v6"):
