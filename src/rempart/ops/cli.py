@@ -163,7 +163,7 @@ def operator_add(name: str, password: str, config: str | None, data_dir: str | N
 @config_option
 @data_dir_option
 def operator_remove(name: str, config: str | None, data_dir: str | None) -> None:
-    """Delete NAME (existing sessions end at their next expiry)."""
+    """Delete NAME (their console sessions end at their next request)."""
     try:
         removed = Operators(_data_dir(config, data_dir)).remove(name)
     except OperatorError as exc:
@@ -183,7 +183,7 @@ def _await_journal(data_dir: Path, name: str, wait: float = 3.0) -> None:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        for rec in journal.records_after(after):
+        for rec in journal.records_after(after, '"operator_'):
             if rec.get("operator") == name and rec.get("fingerprint") == target:
                 click.echo("journaled by the running server")
                 return

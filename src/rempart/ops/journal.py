@@ -394,12 +394,14 @@ class Journal:
                         continue
                     yield rec
 
-    def records_after(self, seq: int) -> Iterator[dict[str, Any]]:
-        """Records with a sequence number above `seq`, read from the last two segments only
-        (for a caller watching what a running server appends)."""
+    def records_after(self, seq: int, containing: str = "") -> Iterator[dict[str, Any]]:
+        """Records with a sequence number above `seq` (and whose line holds `containing`),
+        read from the last two segments only (for a caller watching a running server)."""
         for seg in self._segments()[-2:]:
             with open(seg, encoding="utf-8", errors="replace") as fh:
                 for line in fh:
+                    if containing and containing not in line:
+                        continue
                     try:
                         rec = json.loads(line)
                     except ValueError:
