@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "bench-password"
+PASSWORD = "bench-password-0123456789"
 AUTH = "Basic " + base64.b64encode(f"wforce:{PASSWORD}".encode()).decode()
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -221,18 +221,38 @@ def journal_group(
 @journal_group.command("verify")
 @click.pass_obj
 def journal_verify(obj: tuple[str | None, str | None]) -> None:
-    """Check the hash chain; name the first broken record."""
+    """Check the hash chain (name the first broken record), then that every list entry in
+    force, protocol posture and console operator has its journal record (name each that has
+    not)."""
     from rempart.ops.journal import Journal
+    from rempart.ops.journal_check import missing_records
+    from rempart.ops.operators import OperatorError, Operators
 
     settings = _settings(obj[0])
-    journal = Journal(Path(_data_dir(settings, obj[1])) / "journal")
+    data_dir = Path(_data_dir(settings, obj[1]))
+    journal = Journal(data_dir / "journal")
     count, broken = journal.verify()
     if broken:
         raise click.ClickException(
             f"journal broken at {broken.segment} line {broken.line} (seq {broken.seq}): "
             f"{broken.why}; {count} records before it are intact"
         )
-    click.echo(f"journal intact: {count} records")
+    try:
+        operators = Operators(data_dir).load()
+    except OperatorError as exc:
+        raise click.ClickException(str(exc)) from None
+    missing = missing_records(journal, data_dir, operators)
+    if missing:
+        lines = "\n".join(f"  {m}" for m in missing[:50])
+        more = f"\n  ... and {len(missing) - 50} more" if len(missing) > 50 else ""
+        raise click.ClickException(
+            f"journal chain intact ({count} records), but it lacks {len(missing)} change(s) "
+            f"the state holds:\n{lines}{more}"
+        )
+    click.echo(
+        f"journal intact: {count} records; every list entry, posture and operator "
+        "in the state is journaled"
+    )
 
 
 @journal_group.command("export")

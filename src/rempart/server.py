@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -32,7 +33,9 @@ from rempart.engine.oracle import LeakOracle
 from rempart.httpserver import HttpApp, HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Protocol
 from rempart.ops import metrics
+from rempart.ops.guards import check_api_password
 from rempart.ops.journal import Journal
+from rempart.ops.operators import Operators, operator_changes
 from rempart.ops.webhooks import WebhookSender, WebhookSettings
 from rempart.shed.config import ShedSettings
 from rempart.state import open_replication, open_store
@@ -51,18 +54,23 @@ def resolve_api_password(settings: Settings, data_dir: Path) -> tuple[str, bool]
     """(password, generated_now): env var, then the configured file, else generated once."""
     env = os.environ.get("REMPART_API_PASSWORD")
     if env:
+        check_api_password(env, "REMPART_API_PASSWORD")
         return env, False
     if settings.api_password_file:
         try:
-            return Path(settings.api_password_file).read_text().strip(), False
+            password = Path(settings.api_password_file).read_text().strip()
         except OSError as exc:
             raise ConfigError(
                 f"cannot read {settings.api_password_file}: {exc.strerror}",
                 "auth.api_password_file",
             ) from None
+        check_api_password(password, f"[auth] api_password_file {settings.api_password_file}")
+        return password, False
     path = data_dir / "api-password"
     if path.exists():
-        return path.read_text().strip(), False
+        password = path.read_text().strip()
+        check_api_password(password, str(path))
+        return password, False
     password = secrets.token_urlsafe(24)
     write_secret(path, password.encode() + b"\n")
     return password, True
@@ -106,6 +114,11 @@ class Service:
             )
             self.journal.start()
             self.engine.listeners.append(self.journal.listener)
+        self.operators = Operators(self.data_dir)
+        self._operators_journaled: dict[str, str] = json.loads(
+            self.store.get_setting("operators.journaled") or "{}"
+        )
+        self.journal_operators()
         self.engine.listeners.append(self._persist)
         self.webhooks = WebhookSender(list(settings.section(WebhookSettings).hooks))
         if self.webhooks.hooks:
@@ -139,21 +152,66 @@ class Service:
 
     def _persist(self, kind: str, now: float, data: dict[str, Any]) -> None:
         if kind == "list_add":
-            self.store.put_entry(data["list"], data["entry"])
+            which, entry = data["list"], data["entry"]
+            self._after_journal(lambda: self.store.put_entry(which, entry))
         elif kind == "list_del":
-            entry = data["entry"]
-            self.store.delete_entry(data["list"], entry.kind, entry.value)
+            which, entry = data["list"], data["entry"]
+            self._after_journal(lambda: self.store.delete_entry(which, entry.kind, entry.value))
         elif kind == "familiar":
             self.store.put_familiarity(data["login"], data["marker"], now)
         elif kind == "posture":
-            level = data["to"]
-            self.store.put_setting(
-                f"posture.{data['protocol']}", None if level == "normal" else level
-            )
+            key, level = f"posture.{data['protocol']}", data["to"]
+            value = None if level == "normal" else level
+            self._after_journal(lambda: self.store.put_setting(key, value))
+
+    def _after_journal(self, write: Any) -> None:
+        """Store a change once its journal record is on disk: the state never holds a change
+        that the journal lacks (`journal verify` checks it)."""
+        if self.journal is not None:
+            self.journal.after_durable(write)
+        else:
+            write()
+
+    def journal_operators(self) -> None:
+        """Journal the console operator changes `rempart operator` (another process) made since
+        the last look: called at start and every second."""
+        if self.journal is None:
+            return
+        current = self.operators.fingerprints()
+        if current == self._operators_journaled:
+            return
+        for kind, data in operator_changes(self._operators_journaled, current):
+            self.journal.append_durable(kind, time.time(), data)
+        self._operators_journaled = current
+        value = json.dumps(current, sort_keys=True)
+        self.journal.after_durable(lambda: self.store.put_setting("operators.journaled", value))
 
     def flush(self) -> bool:
-        """Wait until queued durable changes are on disk (list changes from the API)."""
+        """Wait until queued durable changes are on disk (from a thread; handlers on the event
+        loop use `await commit()`)."""
+        if self.journal is not None and not self.journal.wait_durable():
+            return False
         return self.store.flush()
+
+    async def commit(self) -> None:
+        """Return once every change made so far is in the journal and the state store, on
+        disk. Concurrent and back-to-back callers share one fsync and one commit.
+
+        Raises HTTPError 503 when that cannot be confirmed (the change is in force)."""
+        try:
+            if self.journal is not None:
+                await self.journal.sync()
+            durable = await asyncio.wait_for(asyncio.wrap_future(self.store.flush_future()), 10)
+        except (OSError, TimeoutError):
+            durable = False
+        if not durable:
+            raise HTTPError(503, "change applied but not yet saved to disk; retry")
+
+    def journal_durable(self, kind: str, data: dict[str, Any]) -> None:
+        """Journal an operator-side event that does not pass through the engine, to be
+        acknowledged only after `await commit()`."""
+        if self.journal is not None:
+            self.journal.append_durable(kind, time.time(), data)
 
     def write_errors(self) -> int:
         return self.store.write_errors + (self.journal.write_errors if self.journal else 0)
@@ -299,6 +357,7 @@ class Service:
             await asyncio.sleep(1.0)
             beat += 1
             self.engine.tick()
+            self.journal_operators()
             # Tracked keys are long-lived and never form cycles: without this, every full
             # collection walks all of them (100+ ms pauses at a million keys). Frozen objects
             # are still freed by reference counting when the LRU drops them.

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rempart.server import Service
 
 PROTOCOLS = tuple(p.value for p in Protocol if p is not Protocol.OTHER)
+MAX_PASSWORD = 16384  # characters; strength is scored on the first 72 (see breach.strength)
 
 
 class OperatorApi:
@@ -56,7 +57,7 @@ class OperatorApi:
         self.service.auth.check(request)
         return json_response({"posture": self.posture_document()})
 
-    def set_posture(self, request: Request) -> Response:
+    async def set_posture(self, request: Request) -> Response:
         self.service.auth.check(request)
         data = json_object(request)
         protocol = text(data, "protocol", required=True, limit=16).lower()
@@ -75,7 +76,7 @@ class OperatorApi:
         except ConfigError as exc:
             raise HTTPError(400, str(exc)) from None
         self.engine.set_posture(Protocol(protocol), level, by, reason, ttl=ttl)
-        self.service.flush()
+        await self.service.commit()
         return json_response({"posture": self.posture_document()[protocol]})
 
     def _corpus(self) -> Any:
@@ -83,7 +84,7 @@ class OperatorApi:
             raise HTTPError(404, "no leak corpus on this node")
         return self.service.leaks
 
-    def account_action(self, request: Request) -> Response:
+    async def account_action(self, request: Request) -> Response:
         self.service.auth.check(request)
         raw, _, action = request.params["rest"].rpartition("/")
         if action != "password-changed" or not raw:
@@ -93,7 +94,8 @@ class OperatorApi:
         except KeyError_ as exc:
             raise HTTPError(400, str(exc)) from None
         lifted = self._corpus().password_changed(login)
-        self.service.journal_event("password_changed", {"login": login, "lifted": lifted})
+        self.service.journal_durable("password_changed", {"login": login, "lifted": lifted})
+        await self.service.commit()
         return json_response({"login": login, "restriction_lifted": lifted})
 
     def password_check(self, request: Request) -> Response:
@@ -101,6 +103,8 @@ class OperatorApi:
         data = json_object(request)
         login = login_field(data, "login", self.service.settings.logins)
         password = data.get("password")
-        if not isinstance(password, str) or not password or len(password) > 1024:
-            raise HTTPError(400, "field 'password' must be a non-empty string (<= 1024 chars)")
+        if not isinstance(password, str) or not password or len(password) > MAX_PASSWORD:
+            raise HTTPError(
+                400, f"field 'password' must be a non-empty string (<= {MAX_PASSWORD} chars)"
+            )
         return json_response(self._corpus().password_check(login, password))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from rempart.adapters.fields import flag, ip_field, json_object, login_field, number, text
@@ -18,6 +18,8 @@ from rempart.engine.keys import KeyError_, net_keys
 from rempart.engine.lists import ListEntry, normalise
 from rempart.httpserver import HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Outcome, Protocol
+from rempart.ops.guards import check_wide_entry, is_confirmed
+from rempart.ops.settings import ConsoleSettings
 
 if TYPE_CHECKING:
     from rempart.server import Service
@@ -81,7 +83,9 @@ class WforceApi:
         self.service = service
         self.engine = service.engine
         self.step_up_status = service.settings.step_up_status
-        self.commands: dict[str, Callable[[Request], Response]] = {
+        ops = service.settings.section(ConsoleSettings)
+        self.wide_v4, self.wide_v6 = ops.confirm_prefix_v4, ops.confirm_prefix_v6
+        self.commands: dict[str, Callable[[Request], Response | Awaitable[Response]]] = {
             "allow": self.allow,
             "report": self.report,
             "reset": self.reset,
@@ -100,16 +104,16 @@ class WforceApi:
             router.add(method, "/", self.by_query)
             router.add(method, "/command/*", self.by_path)
 
-    def by_query(self, request: Request) -> Response:
+    def by_query(self, request: Request) -> Response | Awaitable[Response]:
         command = request.query.get("command", "")
         if not command:
             raise HTTPError(404, "no command: use /?command=allow|report|reset|...")
         return self.run(command, request)
 
-    def by_path(self, request: Request) -> Response:
+    def by_path(self, request: Request) -> Response | Awaitable[Response]:
         return self.run(request.params["rest"].strip("/"), request)
 
-    def run(self, command: str, request: Request) -> Response:
+    def run(self, command: str, request: Request) -> Response | Awaitable[Response]:
         self.service.auth.check(request)
         handler = self.commands.get(command)
         if handler is None:
@@ -188,23 +192,23 @@ class WforceApi:
             raise HTTPError(400, str(exc)) from None
         raise HTTPError(400, "an entry needs 'ip', 'netmask', 'login', or 'ip' and 'login'")
 
-    def add_entry(self, request: Request, which: str) -> Response:
+    async def add_entry(self, request: Request, which: str) -> Response:
         data = json_object(request)
         kind, value = self._entry_key(data)
+        check_wide_entry(kind, value, is_confirmed(data.get("confirm")), self.wide_v4, self.wide_v6)
         ttl = number(data, "expire_secs", 0.0)
         reason = text(data, "reason", limit=512)
         now = time.time()
         entry = ListEntry(kind, value, now + ttl if ttl else 0.0, reason, now)
         self.engine.add_entry(which, entry, by="api")
-        if not self.service.flush():
-            raise HTTPError(503, "entry applied but not yet durable; retry")
+        await self.service.commit()
         return Response(200, _OK)
 
-    def del_entry(self, request: Request, which: str) -> Response:
+    async def del_entry(self, request: Request, which: str) -> Response:
         kind, value = self._entry_key(json_object(request))
         if self.engine.remove_entry(which, kind, value, by="api") is None:
             raise HTTPError(404, f"no {which}-list entry for {value}")
-        self.service.flush()
+        await self.service.commit()
         return Response(200, _OK)
 
     def get_entries(self, which: str) -> Response:

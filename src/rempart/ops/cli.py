@@ -68,8 +68,14 @@ def status_post(
     path = _data_dir(config, data_dir)
     path.mkdir(parents=True, exist_ok=True)
     author = by or os.environ.get("SUDO_USER") or getpass.getuser()
+    from rempart.ops.settings import OpsSettings
+
     try:
-        notice = Notices(path).post(service, level, text, f"cli:{author}")
+        services = OpsSettings.of(_settings(config)).services
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+    try:
+        notice = Notices(path, services).post(service, level, text, f"cli:{author}")
     except NoticeError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"posted at {when(notice.t)}: {notice.service} {notice.level}: {notice.text}")
@@ -81,7 +87,7 @@ def status_post(
 def status_list(config: str | None, data_dir: str | None) -> None:
     """Print every notice, oldest first."""
     for n in Notices(_data_dir(config, data_dir)).all():
-        click.echo(f"{when(n.t)}  {n.service:<10} {n.level:<10} {n.by:<16} {n.text}")
+        click.echo(f"{when(n.t)}  {n.id:<10} {n.service:<10} {n.level:<10} {n.by:<16} {n.text}")
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -149,6 +155,7 @@ def operator_add(name: str, password: str, config: str | None, data_dir: str | N
     except OperatorError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"operator {name} saved; the API password no longer signs in to the console")
+    _await_journal(path, name)
 
 
 @operator.command("remove")
@@ -156,14 +163,34 @@ def operator_add(name: str, password: str, config: str | None, data_dir: str | N
 @config_option
 @data_dir_option
 def operator_remove(name: str, config: str | None, data_dir: str | None) -> None:
-    """Delete NAME (existing sessions end at their next expiry)."""
+    """Delete NAME (their console sessions end at their next request)."""
     try:
         removed = Operators(_data_dir(config, data_dir)).remove(name)
     except OperatorError as exc:
         raise click.ClickException(str(exc)) from None
     if not removed:
         raise click.ClickException(f"no operator named {name}")
-    click.echo(f"operator {name} removed")
+    click.echo(f"operator {name} removed; their console sessions end now")
+    _await_journal(_data_dir(config, data_dir), name)
+
+
+def _await_journal(data_dir: Path, name: str, wait: float = 3.0) -> None:
+    """Say whether a running `rempart serve` journaled the change (it looks every second);
+    without one, its next start journals it."""
+    target = Operators(data_dir).fingerprints().get(name)
+    journal = Journal(data_dir / "journal")
+    after = journal.seq
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        for rec in journal.records_after(after, '"operator_'):
+            if rec.get("operator") == name and rec.get("fingerprint") == target:
+                click.echo("journaled by the running server")
+                return
+    click.echo(
+        "not journaled yet: a running `rempart serve` records it within a second, "
+        "else its next start does"
+    )
 
 
 @operator.command("list")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from rempart.adapters.sources import TrustedProxies
 from rempart.config import ConfigError
 from rempart.engine.engine import POSTURES
 from rempart.engine.keys import KeyError_, canonical_login
@@ -23,9 +24,10 @@ from rempart.httpserver import HTTPError, Request, Response, Router, json_respon
 from rempart.model import Protocol
 from rempart.ops import dashboard, journal_view
 from rempart.ops.events import Hub
+from rempart.ops.guards import check_wide_entry, client_address, is_confirmed
 from rempart.ops.live import LiveStats
 from rempart.ops.notices import NoticeError, Notices
-from rempart.ops.operators import Operators
+from rempart.ops.operators import SINGLE_OPERATOR, Operators
 from rempart.ops.sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, cookies, same_token
 from rempart.ops.settings import OpsSettings
 from rempart.ops.status import StatusPage
@@ -78,9 +80,12 @@ class Console:
         self.service = service
         self.engine = service.engine
         self.settings = settings
-        self.sessions = Sessions(settings.session_minutes * 60, settings.cookie_secure)
         self.operators = Operators(service.data_dir, service.auth.password.decode())
-        self.notices = Notices(service.data_dir)
+        self.proxies = TrustedProxies(settings.trusted_proxies)
+        self.sessions = Sessions(
+            settings.session_minutes * 60, settings.cookie_secure, self._operator_unchanged
+        )
+        self.notices = Notices(service.data_dir, settings.services)
         self.live = LiveStats(service.engine)
         self.hub = Hub(self.live, self.extras)
         self.status = StatusPage(service, settings, self.notices)
@@ -104,6 +109,7 @@ class Console:
         router.add("POST", "/ops/lists/remove", self.list_remove)
         router.add("POST", "/ops/posture", self.posture)
         router.add("POST", "/ops/notices", self.notice)
+        router.add("POST", "/ops/notices/withdraw", self.notice_withdraw)
         router.add("GET", "/ops/journal", self.journal)
 
     def _public(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
@@ -118,6 +124,14 @@ class Console:
             self.hub.ensure_started()
 
     # --- sessions ------------------------------------------------------------------------------
+    def _operator_unchanged(self, operator: str, fingerprint: str) -> bool:
+        """Is `operator` still an account with the password they signed in with? (With no
+        account, only the API password's single operator exists.)"""
+        current = self.operators.fingerprints()
+        if not current:
+            return operator == SINGLE_OPERATOR and fingerprint == ""
+        return current.get(operator) == fingerprint
+
     def _session(self, request: Request) -> Session:
         self._start()
         session = self.sessions.current(request)
@@ -151,7 +165,7 @@ class Console:
         form = form_of(request)
         if not same_token(form.get("csrf", ""), cookies(request).get(LOGIN_COOKIE, "")):
             raise HTTPError(403, "the sign-in form expired or was forged: reload it and try again")
-        client = request.client
+        client = client_address(request, self.proxies)
         if self.sessions.throttled(client):
             raise HTTPError(429, "too many failed sign-ins from your address: wait 15 minutes")
         name = form.get("operator", "").strip().lower()[:64]
@@ -169,7 +183,8 @@ class Console:
                 ),
                 401,
             )
-        token, _ = self.sessions.open(operator)
+        fingerprint = self.operators.fingerprints().get(operator, "")
+        token, _ = self.sessions.open(operator, fingerprint=fingerprint)
         return redirect(
             "/ops/",
             {"Set-Cookie": self.sessions.cookie(request, COOKIE, token)},
@@ -233,10 +248,17 @@ class Console:
         return f"operator:{session.operator}"
 
     @_html_errors
-    def list_add(self, request: Request) -> Response:
+    async def list_add(self, request: Request) -> Response:
         session, form = self._action(request)
         which = _choice(form, "list", ("block", "allow"))
         kind, value = _entry_key(form, self.service.settings.logins)
+        check_wide_entry(
+            kind,
+            value,
+            is_confirmed(form.get("confirm", "")),
+            self.settings.confirm_prefix_v4,
+            self.settings.confirm_prefix_v6,
+        )
         reason = _reason(form)
         expires_in = form.get("expires", "").strip()
         try:
@@ -248,36 +270,35 @@ class Console:
         now = time.time()
         entry = ListEntry(kind, value, now + ttl if ttl else 0.0, reason, now)
         self.engine.add_entry(which, entry, by=self._by(session))
-        if not self.service.flush():
-            raise HTTPError(503, "the entry is active but not yet saved to disk; retry")
+        await self.service.commit()
         return redirect(f"/ops/?done={which}-added#lists")
 
     @_html_errors
-    def list_remove(self, request: Request) -> Response:
+    async def list_remove(self, request: Request) -> Response:
         session, form = self._action(request)
         which = _choice(form, "list", ("block", "allow"))
         kind = _choice(form, "kind", KINDS)
         value = form.get("value", "")[:300]
         if self.engine.remove_entry(which, kind, value, by=self._by(session)) is None:
             raise HTTPError(404, f"no {which}-list entry for {value}")
-        self.service.flush()
+        await self.service.commit()
         return redirect(f"/ops/?done={which}-removed#lists")
 
     @_html_errors
-    def posture(self, request: Request) -> Response:
+    async def posture(self, request: Request) -> Response:
         session, form = self._action(request)
         protocol = Protocol(_choice(form, "protocol", PROTOCOLS))
         level = _choice(form, "level", POSTURES)
         reason = _reason(form)
         self.engine.set_posture(protocol, level, self._by(session), reason)
-        self.service.flush()
+        await self.service.commit()
         return redirect("/ops/?done=posture#posture")
 
     @_html_errors
-    def notice(self, request: Request) -> Response:
+    async def notice(self, request: Request) -> Response:
         session, form = self._action(request)
         try:
-            self.notices.post(
+            notice = self.notices.post(
                 form.get("service", "").strip(),
                 form.get("level", "").strip(),
                 form.get("text", ""),
@@ -285,7 +306,39 @@ class Console:
             )
         except NoticeError as exc:
             raise HTTPError(400, str(exc)) from None
+        self.service.journal_durable(
+            "notice_posted",
+            {
+                "id": notice.id,
+                "service": notice.service,
+                "level": notice.level,
+                "text": notice.text,
+                "by": notice.by,
+            },
+        )
+        await self.service.commit()
         return redirect("/ops/?done=notice#notices")
+
+    @_html_errors
+    async def notice_withdraw(self, request: Request) -> Response:
+        session, form = self._action(request)
+        reason = _reason(form)
+        try:
+            notice = self.notices.withdraw(form.get("id", "").strip()[:64], self._by(session))
+        except NoticeError as exc:
+            raise HTTPError(400, str(exc)) from None
+        self.service.journal_durable(
+            "notice_withdrawn",
+            {
+                "id": notice.id,
+                "service": notice.service,
+                "text": notice.text,
+                "by": self._by(session),
+                "reason": reason,
+            },
+        )
+        await self.service.commit()
+        return redirect("/ops/?done=notice-withdrawn#notices")
 
 
 def _choice(form: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:

@@ -25,6 +25,7 @@ DONE = {
     "allow-removed": "Allow entry removed.",
     "posture": "Posture changed.",
     "notice": "Notice posted on the status page.",
+    "notice-withdrawn": "Notice withdrawn from the status page and its history.",
 }
 PROTOCOL_LABELS = {
     "imap": "IMAP",
@@ -150,6 +151,8 @@ def _lists_panel(console: Console, session: Session) -> str:
         'aria-label="expires in">'
         '<input name="reason" id="entry-reason" required maxlength="300" placeholder="reason (required)" '
         'aria-label="reason">'
+        '<label class="small"><input type="checkbox" name="confirm" value="yes" id="entry-confirm">'
+        " confirm a very wide network</label>"
         '<button type="submit" id="entry-add">Add</button></form>'
     )
     return (
@@ -224,6 +227,17 @@ def _notices_panel(console: Console, session: Session) -> str:
         )
         or "<li class=empty>No active notice.</li>"
     )
+    recent = "".join(
+        f'<li><b>{h(n.service)}</b> <span class="badge lvl-{h(n.level)}">{h(n.level)}</span> '
+        f"{h(n.text)} <small>{h(when(n.t, False))} by {h(n.by)}</small>"
+        f'<form method="post" action="/ops/notices/withdraw" class="inline">{_csrf(session)}'
+        f'<input type="hidden" name="id" value="{h(n.id)}">'
+        '<input name="reason" required maxlength="300" placeholder="why" aria-label="reason">'
+        '<button type="submit">Withdraw</button></form></li>'
+        for n in reversed(console.notices.all()[-10:])
+    )
+    if recent:
+        items += f'</ul><h3>Public history (latest 10)</h3><ul class="facts">{recent}'
     services = "".join(
         f'<option value="{h(k)}">{h(v)}</option>' for k, v in console.settings.services.items()
     )

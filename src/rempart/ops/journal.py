@@ -8,11 +8,20 @@ On the decision path the listener only appends the event to a pending queue (wel
 microsecond). Pending events are turned into chained lines in batches — by the caller's thread
 once `batch_records` have gathered, else by the writer thread within `flush_interval` — and a
 background thread writes and syncs them, so decisions never wait on disk. A crash loses at most
-the events of the last `flush_interval`.
+the decisions and reports of the last `flush_interval`.
+
+Changes that someone is told about (list entries, postures, operators, notices: `DURABLE_KINDS`)
+are durable before they are acknowledged: their record is encoded at once, the writer skips its
+gathering pause, and `await journal.sync()` (or `wait_durable()` from a thread) returns once the
+record is fsynced. Every change that arrived while the writer was busy goes into the next write:
+one fsync for many changes (group commit). `after_durable(fn)` runs `fn` on the writer thread
+once what was appended so far is on disk, so the state store never holds a change the journal
+lacks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -20,7 +29,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +41,24 @@ from rempart.model import Attempt, Outcome, Verdict
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
+# Records of changes someone is told about: written and fsynced before the change is answered.
+DURABLE_KINDS = frozenset(
+    {
+        "list_add",
+        "list_del",
+        "posture",
+        "password_changed",
+        "operator_added",
+        "operator_removed",
+        "operator_password_changed",
+        "notice_posted",
+        "notice_withdrawn",
+    }
+)
+
+
+class JournalWriteError(OSError):
+    """The journal could not write a record that a caller waits for."""
 
 
 def _entry_fields(e: ListEntry) -> dict[str, Any]:
@@ -119,8 +146,17 @@ class Journal:
         # Events not yet encoded; a deque because appends from any thread are atomic.
         self._pending: deque[tuple[str, float, dict[str, Any]]] = deque()
         self.batch_records = 128
-        self._queue: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, bytes] | threading.Event | None] = (
+            queue.SimpleQueue()
+        )
         self._lock = threading.Lock()
+        # Group commit: set when a durable record waits, so the writer skips its pause.
+        self._urgent = threading.Event()
+        self.durable_seq = self.seq  # the last record known to be on disk
+        self._done_lock = threading.Lock()
+        self._after: list[tuple[int, Callable[[], None]]] = []
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.syncs = 0  # fsyncs done (one per group of records)
         self._thread: threading.Thread | None = None
         self.written = 0
         self.write_errors = 0
@@ -134,8 +170,74 @@ class Journal:
         """Engine listener: queue the event; encode a batch once enough have gathered."""
         pending = self._pending
         pending.append((kind, now, data))
-        if len(pending) >= self.batch_records:
+        if kind in DURABLE_KINDS:
             self.encode_pending()
+            self._urgent.set()
+        elif len(pending) >= self.batch_records:
+            self.encode_pending()
+
+    def append_durable(self, kind: str, now: float, data: dict[str, Any]) -> int:
+        """Append a record and start writing it at once; its sequence number.
+
+        Await `sync()` (or call `wait_durable()`) before acknowledging the change."""
+        self._pending.append((kind, now, data))
+        self.encode_pending()
+        self._urgent.set()
+        return self.seq
+
+    async def sync(self) -> None:
+        """Return once every record appended so far is fsynced (shares the writer's next
+        fsync with every other waiter). Raises JournalWriteError when that write failed."""
+        self.encode_pending()
+        target = self.seq
+        if self._thread is None or self.durable_seq >= target:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._done_lock:
+            if self.durable_seq >= target:
+                return
+            self._waiters.append((target, loop, future))
+        self._urgent.set()
+        await future
+
+    def wait_durable(self, timeout: float = 10.0) -> bool:
+        """`sync()` for threads: True once every record appended so far is on disk."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self.after_durable(done.set)
+        return done.wait(timeout)
+
+    def after_durable(self, callback: Callable[[], None]) -> None:
+        """Run `callback` (on the writer thread, or now when nothing is pending) once every
+        record appended so far is on disk. It must be quick and must not raise."""
+        self.encode_pending()
+        target = self.seq
+        with self._done_lock:
+            if self._thread is not None and self.durable_seq < target:
+                self._after.append((target, callback))
+                self._urgent.set()
+                return
+        callback()
+
+    def _durable_up_to(self, seq: int, error: OSError | None) -> None:
+        """The writer thread: records up to `seq` are on disk (or failed with `error`)."""
+        with self._done_lock:
+            if error is None:
+                self.durable_seq = max(self.durable_seq, seq)
+            ready = [cb for target, cb in self._after if target <= seq]
+            self._after = [(t, cb) for t, cb in self._after if t > seq]
+            woken = [(loop, fut) for target, loop, fut in self._waiters if target <= seq]
+            self._waiters = [(t, lo, f) for t, lo, f in self._waiters if t > seq]
+        if error is None:
+            for callback in ready:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("journal: after-durable callback failed")
+        for loop, future in woken:
+            loop.call_soon_threadsafe(_settle, future, error)
 
     def encode_pending(self) -> None:
         """Turn the pending events into chained lines and hand them to the writer thread.
@@ -164,7 +266,7 @@ class Journal:
                 lines.append(b'%s,"hash":"%s"}\n' % (body[:-1], prev.encode()))
             self.seq, self.last_hash = seq, prev
             if lines:
-                self._queue.put(b"".join(lines))
+                self._queue.put((seq, b"".join(lines)))
 
     append = listener
 
@@ -174,12 +276,14 @@ class Journal:
         self.encode_pending()
         done = threading.Event()
         self._queue.put(done)
+        self._urgent.set()
         return done.wait(timeout)
 
     def close(self) -> None:
         if self._thread is not None:
             self.encode_pending()
             self._queue.put(None)
+            self._urgent.set()
             self._thread.join(timeout=10)
             self._thread = None
 
@@ -221,28 +325,34 @@ class Journal:
                 self.encode_pending()  # events that arrived too slowly to fill a batch
                 continue
             items = [first]
-            if isinstance(first, bytes):
-                threading.Event().wait(self.flush_interval)  # let a batch gather
+            if isinstance(first, tuple):
+                self._urgent.wait(self.flush_interval)  # let a batch gather, unless urged
+            self._urgent.clear()
             self.encode_pending()
             while True:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            lines = [item for item in items if isinstance(item, bytes)]
+            batches = [item for item in items if isinstance(item, tuple)]
             waiters = [item for item in items if isinstance(item, threading.Event)]
             stop = None in items
-            if lines:
-                data = b"".join(lines)
+            if batches:
+                data = b"".join(lines for _, lines in batches)
+                last = max(seq for seq, _ in batches)
+                error: OSError | None = None
                 try:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
+                    self.syncs += 1
                     self.written += data.count(b"\n")
                     size += len(data)
-                except OSError:
+                except OSError as exc:
                     self.write_errors += 1
+                    error = JournalWriteError(f"journal write failed: {exc}")
                     log.exception("journal write failed")
+                self._durable_up_to(last, error)
                 if size >= self.segment_bytes:
                     fh.close()
                     fh, path = self._open_segment()
@@ -284,6 +394,21 @@ class Journal:
                         continue
                     yield rec
 
+    def records_after(self, seq: int, containing: str = "") -> Iterator[dict[str, Any]]:
+        """Records with a sequence number above `seq` (and whose line holds `containing`),
+        read from the last two segments only (for a caller watching a running server)."""
+        for seg in self._segments()[-2:]:
+            with open(seg, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    if containing and containing not in line:
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(rec, dict) and int(rec.get("seq", 0)) > seq:
+                        yield rec
+
     def verify(self) -> tuple[int, Broken | None]:
         """Walk the chain; (records checked, first broken record or None)."""
         prev, expected_seq, count = GENESIS, 1, 0
@@ -309,6 +434,14 @@ class Journal:
                         return count, Broken(seg.name, number, seq, "content altered")
                     prev, expected_seq, count = claimed, seq + 1, count + 1
         return count, None
+
+
+def _settle(future: asyncio.Future[None], error: OSError | None) -> None:
+    if not future.done():
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 def _last_line(path: Path) -> str:

@@ -7,11 +7,13 @@ remove / list`. With no account defined, the API password signs in a single oper
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -27,14 +29,44 @@ class OperatorError(ValueError):
     """A bad operator name or password, or an unreadable accounts file."""
 
 
+def fingerprint(stored_hash: str) -> str:
+    """A short digest of an operator's password hash: it changes with the password, so a
+    session or a journal record can be matched against it without holding the hash."""
+    return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
+
+
 class Operators:
     """Reads and writes `<data_dir>/operators.json` (`{"name": "argon2 hash"}`)."""
 
     def __init__(self, data_dir: str | Path, api_password: str = "") -> None:
         self.path = Path(data_dir) / "operators.json"
         self.api_password = api_password.encode()
+        self._cache: tuple[tuple[int, int, int], dict[str, str]] | None = None
 
     def load(self) -> dict[str, str]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._cache = None
+            return {}
+        except OSError as exc:
+            raise OperatorError(f"cannot read {self.path}: {exc}") from None
+        # Re-read only when the file changed (`rempart operator` replaces it atomically).
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._cache is not None and self._cache[0] == stamp:
+            return dict(self._cache[1])
+        accounts = self._read()
+        self._cache = (stamp, accounts)
+        return dict(accounts)
+
+    def fingerprints(self) -> dict[str, str]:
+        """Each operator's password fingerprint (a missing name: no such operator)."""
+        try:
+            return {name: fingerprint(stored) for name, stored in self.load().items()}
+        except OperatorError:
+            return {}
+
+    def _read(self) -> dict[str, str]:
         try:
             data = json.loads(self.path.read_text("utf-8"))
         except FileNotFoundError:
@@ -85,6 +117,22 @@ class Operators:
             _check(_DUMMY, password)
             return None
         return name if _check(stored, password) else None
+
+
+def operator_changes(
+    known: dict[str, str], current: dict[str, str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Journal records (kind, data) that take the journaled view `known` to `current`
+    (both name → fingerprint)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name in sorted(known.keys() - current.keys()):
+        out.append(("operator_removed", {"operator": name}))
+    for name, print_ in sorted(current.items()):
+        if name not in known:
+            out.append(("operator_added", {"operator": name, "fingerprint": print_}))
+        elif known[name] != print_:
+            out.append(("operator_password_changed", {"operator": name, "fingerprint": print_}))
+    return out
 
 
 def _check(stored: str, password: str) -> bool:

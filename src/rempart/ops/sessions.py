@@ -1,6 +1,8 @@
 """Operator sessions: opaque cookie tokens, per-session CSRF tokens, login throttling.
 
-Sessions live in memory (a restart signs everyone out). The cookie is HttpOnly, SameSite=Strict,
+Sessions live in memory (a restart signs everyone out). A session remembers the fingerprint of
+its operator's password hash and ends at its next request once the operator is removed or their
+password changes (the `still_valid` check the console passes in). The cookie is HttpOnly, SameSite=Strict,
 Path=/ops, and Secure when the request came over TLS (or as configured). Every state-changing
 request must carry the session's CSRF token (form field `csrf` or header `X-CSRF-Token`), and
 the login form carries a double-submit token bound to a pre-login cookie.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rempart.httpserver import HTTPError, Request
@@ -29,6 +32,7 @@ class Session:
     csrf: str
     created: float
     seen: float
+    fingerprint: str = ""  # of the operator's password hash when signed in
 
 
 def cookies(request: Request) -> dict[str, str]:
@@ -45,8 +49,15 @@ def same_token(a: str, b: str) -> bool:
 
 
 class Sessions:
-    def __init__(self, idle_seconds: float, cookie_secure: str = "auto") -> None:
+    def __init__(
+        self,
+        idle_seconds: float,
+        cookie_secure: str = "auto",
+        still_valid: Callable[[str, str], bool] | None = None,
+    ) -> None:
         self.idle = idle_seconds
+        # (operator, fingerprint) → is that operator still there with that password?
+        self.still_valid = still_valid
         self.cookie_secure = cookie_secure
         self.live: dict[str, Session] = {}
         self.failures: dict[str, list[float]] = {}
@@ -66,14 +77,16 @@ class Sessions:
         return "; ".join(parts)
 
     # --- sessions ------------------------------------------------------------------------------
-    def open(self, operator: str, now: float | None = None) -> tuple[str, Session]:
+    def open(
+        self, operator: str, now: float | None = None, fingerprint: str = ""
+    ) -> tuple[str, Session]:
         now = time.time() if now is None else now
         self._expire(now)
         if len(self.live) >= MAX_SESSIONS:
             oldest = min(self.live, key=lambda t: self.live[t].seen)
             del self.live[oldest]
         token = secrets.token_urlsafe(32)
-        session = Session(operator, secrets.token_urlsafe(32), now, now)
+        session = Session(operator, secrets.token_urlsafe(32), now, now, fingerprint)
         self.live[token] = session
         return token, session
 
@@ -90,8 +103,20 @@ class Sessions:
         if now - session.seen > self.idle or now - session.created > ABSOLUTE_SECONDS:
             del self.live[token]
             return None
+        if self.still_valid is not None and not self.still_valid(
+            session.operator, session.fingerprint
+        ):
+            self.end_operator(session.operator)
+            return None
         session.seen = now
         return session
+
+    def end_operator(self, operator: str) -> int:
+        """End every session of `operator`; how many ended."""
+        tokens = [t for t, s in self.live.items() if s.operator == operator]
+        for token in tokens:
+            del self.live[token]
+        return len(tokens)
 
     def had_cookie(self, request: Request) -> bool:
         return bool(cookies(request).get(COOKIE))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rempart.adapters.sources import TrustedProxies
 from rempart.config import Settings, knob, section
 
 DEFAULT_SERVICES = {
@@ -27,6 +28,13 @@ def _secure(raw: Any) -> str:
     return str(value)
 
 
+def _proxies(raw: Any) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise ValueError(f'a list of networks, e.g. ["10.0.0.0/8"], got {raw!r}')
+    TrustedProxies(raw)  # raises ValueError naming the bad network
+    return list(raw)
+
+
 @section("ops")
 @dataclass(frozen=True, slots=True)
 class ConsoleSettings:
@@ -41,6 +49,24 @@ class ConsoleSettings:
     )
     dashboard: bool = knob(
         True, "Mount the operator dashboard at /ops/ (the public status page /status is always on)."
+    )
+    trusted_proxies: list[str] = knob(
+        [],
+        "Reverse proxies (networks) whose X-Forwarded-For names the client for the sign-in "
+        "lockout; from any other peer the socket's address is the client's.",
+        parse=_proxies,
+    )
+    confirm_prefix_v4: int = knob(
+        8,
+        "A block or allow entry covering an IPv4 network this wide or wider needs confirm.",
+        ge=0,
+        le=32,
+    )
+    confirm_prefix_v6: int = knob(
+        32,
+        "A block or allow entry covering an IPv6 network this wide or wider needs confirm.",
+        ge=0,
+        le=128,
     )
 
 
@@ -75,6 +101,18 @@ class OpsSettings:
     @property
     def dashboard(self) -> bool:
         return self.console.dashboard
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return self.console.trusted_proxies
+
+    @property
+    def confirm_prefix_v4(self) -> int:
+        return self.console.confirm_prefix_v4
+
+    @property
+    def confirm_prefix_v6(self) -> int:
+        return self.console.confirm_prefix_v6
 
     @property
     def title(self) -> str:

@@ -33,6 +33,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import orjson
@@ -409,6 +410,14 @@ class RedisStore:
         if self.local is not None:
             return self.local.flush(timeout)
         return False
+
+    def flush_future(self) -> Future[bool]:
+        """`flush()` on a short-lived thread (it may wait up to two seconds for Redis)."""
+        done: Future[bool] = Future()
+        threading.Thread(
+            target=lambda: done.set_result(self.flush()), name="rempart-redis-flush", daemon=True
+        ).start()
+        return done
 
     def close(self) -> None:
         self._queue.put(None)

@@ -7,6 +7,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ CREATE TABLE IF NOT EXISTS familiarity (
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_Op = tuple[str, tuple[Any, ...]] | threading.Event | None
+_Op = tuple[str, tuple[Any, ...]] | threading.Event | Future[bool] | None
 
 
 class SqliteStore:
@@ -40,6 +41,7 @@ class SqliteStore:
         self._db.executescript(_SCHEMA)
         self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         self._interval = batch_interval
+        self._urgent = threading.Event()  # a caller waits: commit without the gathering pause
         self.write_errors = 0
         self._writer = threading.Thread(target=self._run, name="rempart-store", daemon=True)
         self._writer.start()
@@ -103,10 +105,20 @@ class SqliteStore:
     def flush(self, timeout: float = 10.0) -> bool:
         done = threading.Event()
         self._queue.put(done)
+        self._urgent.set()
         return done.wait(timeout)
+
+    def flush_future(self) -> Future[bool]:
+        """A future that turns True once everything queued so far is committed (for
+        `asyncio.wrap_future`: every waiter of one batch shares its commit)."""
+        done: Future[bool] = Future()
+        self._queue.put(done)
+        self._urgent.set()
+        return done
 
     def close(self) -> None:
         self._queue.put(None)
+        self._urgent.set()
         self._writer.join(timeout=10)
         self._db.close()
 
@@ -117,13 +129,14 @@ class SqliteStore:
             first = self._queue.get()
             batch = [first]
             if first is not None:
-                threading.Event().wait(self._interval)  # let a batch gather
+                self._urgent.wait(self._interval)  # let a batch gather, unless a caller waits
+            self._urgent.clear()
             while True:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            waiters: list[threading.Event] = []
+            waiters: list[threading.Event | Future[bool]] = []
             try:
                 db.execute("BEGIN")
                 # Consecutive writes of the same statement go in one executemany.
@@ -131,7 +144,7 @@ class SqliteStore:
                 for op in batch:
                     if op is None:
                         stop = True
-                    elif isinstance(op, threading.Event):
+                    elif isinstance(op, threading.Event | Future):
                         waiters.append(op)
                     elif op[0] == run_sql:
                         run_params.append(op[1])
@@ -143,7 +156,10 @@ class SqliteStore:
                     db.executemany(run_sql, run_params)
                 db.execute("COMMIT")
                 for waiter in waiters:
-                    waiter.set()
+                    if isinstance(waiter, Future):
+                        waiter.set_result(True)
+                    else:
+                        waiter.set()
             except sqlite3.Error:
                 self.write_errors += 1
                 log.exception("state store write failed; batch of %d kept for retry", len(batch))

@@ -8,6 +8,7 @@ until everything queued so far is durable (the API calls it before confirming a 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Protocol
 
 from rempart.engine.lists import ListEntry
@@ -33,5 +34,9 @@ class Store(Protocol):
     def put_setting(self, key: str, value: str | None) -> None: ...
 
     def flush(self, timeout: float = 10.0) -> bool: ...
+
+    def flush_future(self) -> Future[bool]:
+        """`flush()` without blocking: a future that turns True once all queued is durable."""
+        ...
 
     def close(self) -> None: ...

@@ -3,10 +3,12 @@ counted on `report` only, both URL forms, lists, and a 400 naming the field for 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +61,14 @@ def call(
     path, query = (f"/command/{command}", "") if by_path else ("/", f"command={command}")
     request = Request(method, path, query, AUTH if headers is None else headers, raw, "127.0.0.1")
     result = app.dispatch(request)
+    if inspect.isawaitable(result):  # list changes answer once they are durable
+        result = asyncio.run(_awaited(result))
     assert isinstance(result, Response)
     return result.status, json.loads(result.body) if result.body else None
+
+
+async def _awaited(pending: Awaitable[Response]) -> Response:
+    return await pending
 
 
 def report(app: HttpApp, success: bool, **fields: Any) -> None:

@@ -45,3 +45,44 @@ def test_post_current_and_clear(tmp_path: Path) -> None:
         notices.post("IMAP <b>", "up", "text", "x")
     (tmp_path / "status-notices.jsonl").open("a").write("not json\n")
     assert len(Notices(tmp_path).all()) == 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Visit evil.example/reset to confirm your password",
+        "Your mailbox moved to mail.example-bank.co.uk",
+        "Write to support@bank.fr for help",
+        "New address: evil.example",
+    ],
+)
+def test_bare_domains_are_refused_as_links(text: str) -> None:
+    with pytest.raises(NoticeError, match="web address"):
+        check_text(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["IMAP is slow, e.g. in Outlook 2.3. We are on it.", "Mail is down. Please wait."]
+)
+def test_ordinary_punctuation_is_not_a_domain(text: str) -> None:
+    assert check_text(text) == text
+
+
+def test_unknown_service_is_refused_naming_the_field_and_known_services(tmp_path: Path) -> None:
+    notices = Notices(tmp_path, ["imap", "web"])
+    with pytest.raises(NoticeError) as refused:
+        notices.post("imapp", "down", "Mail is down.", "op")
+    assert "field 'service'" in str(refused.value) and "imap, web" in str(refused.value)
+    assert notices.all() == []
+
+
+def test_a_withdrawn_notice_leaves_the_page_and_the_history(tmp_path: Path) -> None:
+    notices = Notices(tmp_path, ["imap", "web"])
+    wrong = notices.post("imap", "down", "Mail is down.", "op", now=100.0)
+    right = notices.post("web", "degraded", "The website is slow.", "op", now=101.0)
+    assert notices.withdraw(wrong.id, "op").id == wrong.id
+    reread = Notices(tmp_path, ["imap", "web"])
+    assert [n.id for n in reread.all()] == [right.id]
+    assert set(reread.current()) == {"web"}
+    with pytest.raises(NoticeError, match="field 'id'"):
+        reread.withdraw(wrong.id, "op")

@@ -77,3 +77,36 @@ def test_operators(tmp_path: Path) -> None:
     with pytest.raises(OperatorError):
         ops.add("carol", "short")
     assert ops.remove("alice") and not ops.remove("alice")
+
+
+def _console_check(ops: Operators):  # type: ignore[no-untyped-def]
+    """The console's rule: the operator still exists with the password they signed in with."""
+
+    def still_valid(name: str, fingerprint: str) -> bool:
+        return ops.fingerprints().get(name) == fingerprint
+
+    return still_valid
+
+
+def test_session_ends_when_its_operator_is_removed(tmp_path: Path) -> None:
+    ops = Operators(tmp_path)
+    ops.add("alice", "correct horse battery")
+    ops.add("bob", "another long password")
+    sessions = Sessions(600, still_valid=_console_check(ops))
+    token, _ = sessions.open("alice", fingerprint=ops.fingerprints()["alice"])
+    other, _ = sessions.open("bob", fingerprint=ops.fingerprints()["bob"])
+    assert sessions.current(request(f"{COOKIE}={token}")) is not None
+    Operators(tmp_path).remove("alice")  # as `rempart operator remove` does, from elsewhere
+    assert sessions.current(request(f"{COOKIE}={token}")) is None
+    assert sessions.current(request(f"{COOKIE}={other}")) is not None
+
+
+def test_session_ends_when_its_operators_password_changes(tmp_path: Path) -> None:
+    ops = Operators(tmp_path)
+    ops.add("alice", "correct horse battery")
+    sessions = Sessions(600, still_valid=_console_check(ops))
+    token, _ = sessions.open("alice", fingerprint=ops.fingerprints()["alice"])
+    Operators(tmp_path).add("alice", "a brand new passphrase")
+    assert sessions.current(request(f"{COOKIE}={token}")) is None
+    fresh, _ = sessions.open("alice", fingerprint=ops.fingerprints()["alice"])
+    assert sessions.current(request(f"{COOKIE}={fresh}")) is not None
