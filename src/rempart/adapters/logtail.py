@@ -41,8 +41,8 @@ from rempart.engine.keys import KeyError_, canonical_login
 from rempart.model import Attempt
 
 if TYPE_CHECKING:
+    from rempart.adapters.context import TailContext
     from rempart.engine.engine import Engine
-    from rempart.server import Service
 
 log = logging.getLogger("rempart.tail")
 
@@ -543,7 +543,7 @@ def tail_settings(raw: dict[str, Any]) -> TailSettings:
     return TailSettings(parsed, float(poll), state_file, start_at)
 
 
-def canonicalizer(service: Service) -> Callable[[str], str]:
+def canonicalizer(service: TailContext) -> Callable[[str], str]:
     rules = service.settings.logins
 
     def canonical(raw: str) -> str:
@@ -570,7 +570,7 @@ def log_summary(tailer: Tailer) -> None:
         )
 
 
-async def run_in_service(service: Service, settings: TailSettings, stop: asyncio.Event) -> None:
+async def run_in_service(service: TailContext, settings: TailSettings, stop: asyncio.Event) -> None:
     """`rempart serve`'s tailer: file reads in a worker thread, engine calls on the loop."""
     state = settings.state_file or str(service.data_dir / "tail-offsets.json")
     loop = asyncio.get_running_loop()
@@ -603,7 +603,7 @@ async def run_in_service(service: Service, settings: TailSettings, stop: asyncio
         tailer.close()
 
 
-def tail_plan(service: Service) -> Callable[[asyncio.Event], asyncio.Future[None]] | None:
+def tail_plan(service: TailContext) -> Callable[[asyncio.Event], asyncio.Future[None]] | None:
     """For `rempart serve`: None without `[tail] files`, else what starts the tailing task.
     A bad `[tail]` table stops the server before it listens, naming the entry and the key."""
     try:

@@ -8,33 +8,31 @@ POST /v1/password-check                       {login, password} → leaked? popu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
+from rempart.adapters.context import OperatorContext
 from rempart.adapters.fields import json_object, login_field, text
 from rempart.config import ConfigError
 from rempart.engine.engine import POSTURES
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.policy import parse_duration
-from rempart.httpserver import HTTPError, Request, Response, Router, json_response
+from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
 from rempart.model import Protocol
-
-if TYPE_CHECKING:
-    from rempart.server import Service
 
 PROTOCOLS = tuple(p.value for p in Protocol if p is not Protocol.OTHER)
 
 
 class OperatorApi:
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.engine = service.engine
+    def __init__(self, context: OperatorContext) -> None:
+        self.context = context
+        self.engine = context.engine
 
     def mount(self, router: Router) -> None:
-        router.add("GET", "/v1/posture", self.get_posture)
-        router.add("POST", "/v1/posture", self.set_posture)
-        router.add("POST", "/v1/accounts/*", self.account_action)
-        router.add("POST", "/v1/password-check", self.password_check)
+        router.add("GET", "/v1/posture", self.get_posture, auth=Auth.API)
+        router.add("POST", "/v1/posture", self.set_posture, auth=Auth.API)
+        router.add("POST", "/v1/accounts/*", self.account_action, auth=Auth.API)
+        router.add("POST", "/v1/password-check", self.password_check, auth=Auth.API)
 
     def posture_document(self) -> dict[str, Any]:
         e = self.engine
@@ -53,11 +51,9 @@ class OperatorApi:
         return out
 
     def get_posture(self, request: Request) -> Response:
-        self.service.auth.check(request)
         return json_response({"posture": self.posture_document()})
 
     def set_posture(self, request: Request) -> Response:
-        self.service.auth.check(request)
         data = json_object(request)
         protocol = text(data, "protocol", required=True, limit=16).lower()
         level = text(data, "level", required=True, limit=16).lower()
@@ -75,31 +71,29 @@ class OperatorApi:
         except ConfigError as exc:
             raise HTTPError(400, str(exc)) from None
         self.engine.set_posture(Protocol(protocol), level, by, reason, ttl=ttl)
-        self.service.flush()
+        self.context.flush()
         return json_response({"posture": self.posture_document()[protocol]})
 
     def _corpus(self) -> Any:
-        if self.service.leaks is None:
+        if self.context.leaks is None:
             raise HTTPError(404, "no leak corpus on this node")
-        return self.service.leaks
+        return self.context.leaks
 
     def account_action(self, request: Request) -> Response:
-        self.service.auth.check(request)
         raw, _, action = request.params["rest"].rpartition("/")
         if action != "password-changed" or not raw:
             raise HTTPError(404, "use POST /v1/accounts/{login}/password-changed")
         try:
-            login = canonical_login(unquote(raw), self.service.settings.logins)
+            login = canonical_login(unquote(raw), self.context.login_rules)
         except KeyError_ as exc:
             raise HTTPError(400, str(exc)) from None
         lifted = self._corpus().password_changed(login)
-        self.service.journal_event("password_changed", {"login": login, "lifted": lifted})
+        self.context.journal_event("password_changed", {"login": login, "lifted": lifted})
         return json_response({"login": login, "restriction_lifted": lifted})
 
     def password_check(self, request: Request) -> Response:
-        self.service.auth.check(request)
         data = json_object(request)
-        login = login_field(data, "login", self.service.settings.logins)
+        login = login_field(data, "login", self.context.login_rules)
         password = data.get("password")
         if not isinstance(password, str) or not password or len(password) > 1024:
             raise HTTPError(400, "field 'password' must be a non-empty string (<= 1024 chars)")
