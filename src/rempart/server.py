@@ -132,7 +132,11 @@ class Service:
         if settings.raw.get("shed", {}).get("services"):
             self._setup_shed(settings.raw["shed"])
         # Scale-out over Redis: this node's share of the cluster's reports and changes.
-        self.replication = open_replication(self)
+        self.replication = open_replication(settings, self.engine, self.store)
+        if self.replication is not None:
+            from rempart.state.replication import ReplicationCollector  # needs the redis extra
+
+            self.extra_collectors.append(ReplicationCollector(self.replication))
 
     # --- state ---------------------------------------------------------------------------------
     def _restore(self) -> None:
