@@ -37,24 +37,21 @@ PROTOCOLS = tuple(p.value for p in Protocol if p is not Protocol.OTHER)
 MAX_REASON = 300
 
 
-class _SignIn(Exception):
-    """No live session: send the browser to the sign-in form."""
-
-    def __init__(self, expired: bool) -> None:
-        self.expired = expired
+SCRIPTED = ("/ops/api", "/ops/events")  # answered in JSON, never redirected
 
 
-def _refusal(request: Request, error: _SignIn | HTTPError) -> Response:
-    """How a page answers a missing session (a redirect to sign in, a 401 for scripts) or an
-    HTTPError (an HTML page; JSON, raised on, for the script endpoints)."""
-    scripted = request.path.startswith(("/ops/api", "/ops/events"))
-    if isinstance(error, _SignIn):
-        if request.method == "GET" and not scripted:
-            return redirect("/ops/login" + ("?expired=1" if error.expired else ""))
-        if request.headers.get("content-type", "").startswith("application/x-www-form"):
-            return redirect("/ops/login?expired=1")
-        raise HTTPError(401, "session expired or missing: sign in again")
-    if scripted:
+def _sign_in_first(request: Request, expired: bool) -> Response:
+    """No live session: a redirect to the sign-in form for browsers, a 401 for scripts."""
+    if request.method == "GET" and not request.path.startswith(SCRIPTED):
+        return redirect("/ops/login" + ("?expired=1" if expired else ""))
+    if request.headers.get("content-type", "").startswith("application/x-www-form"):
+        return redirect("/ops/login?expired=1")
+    raise HTTPError(401, "session expired or missing: sign in again")
+
+
+def _refusal(request: Request, error: HTTPError) -> Response:
+    """An HTTPError as an HTML page (JSON, raised on, for the script endpoints)."""
+    if request.path.startswith(SCRIPTED):
         raise error
     return html_response(
         dashboard.error_page(error.status, error.reason), error.status, error.headers
@@ -138,14 +135,14 @@ class Console:
         """The Router's guard for `Auth.OPERATOR` routes: a live session (which becomes
         `request.principal`) and, on POST, its CSRF token and a same-site origin."""
         self._start()
-        try:
-            session = self.sessions.current(request)
-            if session is None:
-                raise _SignIn(self.sessions.had_cookie(request))
-            if request.method == "POST":
+        session = self.sessions.current(request)
+        if session is None:
+            return _sign_in_first(request, expired=self.sessions.had_cookie(request))
+        if request.method == "POST":
+            try:
                 self.sessions.check_csrf(request, session, form_of(request))
-        except (_SignIn, HTTPError) as refused:
-            return _refusal(request, refused)
+            except HTTPError as refused:
+                return _refusal(request, refused)
         request.principal = session
         return None
 
