@@ -2,7 +2,8 @@
 
 Why not a framework: the decision API is the hot path and DESIGN.md's measurements put a raw
 asyncio Protocol with httptools at 2.3x uvicorn's throughput on this hardware. This module owns
-only HTTP mechanics; what each route does lives in `adapters/` and `ops/`.
+only HTTP mechanics, and the rule that every route declares its `Auth` level, whose guard runs
+before the handler; what each route does lives in `adapters/` and `ops/`.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
+import orjson
 import pytest
 
 from rempart.config import from_mapping
@@ -83,27 +84,27 @@ class Node:
         path: str,
         headers: dict[str, str] | None = None,
         body: str | None = None,
-    ) -> tuple[int, dict[str, str]]:
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         hdrs = dict(headers or {})
         if self.cookies and "Cookie" not in hdrs:
             hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         conn.request(method, path, body=body, headers=hdrs)
         response = conn.getresponse()
-        response.read()
+        content = response.read()
         answer = {k.lower(): v for k, v in response.getheaders()}
         conn.close()
         cookie = answer.get("set-cookie", "")
         if cookie and "Max-Age=0" not in cookie:
             name, _, rest = cookie.partition("=")
             self.cookies[name] = rest.split(";", 1)[0]
-        return response.status, answer
+        return response.status, answer, content
 
     def sign_in(self) -> None:
         """The first operator signs in with the API password (no operators created yet)."""
         self.request("GET", "/ops/login")
         form = {"csrf": self.cookies["rempart_login"], "operator": "admin", "password": PASSWORD}
-        status, headers = self.request(
+        status, headers, _ = self.request(
             "POST",
             "/ops/login",
             {"Content-Type": "application/x-www-form-urlencoded"},
@@ -169,7 +170,7 @@ def test_every_non_public_route_refuses_strangers(node: Node) -> None:
             {"Cookie": "rempart_session=forged"},
         ):
             json = {"Content-Type": "application/json"}
-            status, headers = node.request(
+            status, headers, _ = node.request(
                 route.method, target(route), {**json, **credentials}, "{}"
             )
             answers[(route.method, route.path, tuple(credentials))] = status
@@ -182,7 +183,7 @@ def test_the_guards_let_the_right_callers_through(node: Node) -> None:
     routes = node.router.routes()
     for route in routes:
         if route.auth in (Auth.API, Auth.PROXY_API):
-            status, _ = node.request(
+            status, _, _ = node.request(
                 route.method, target(route), {"Authorization": basic(PASSWORD)}, "{}"
             )
             assert status not in (401, 403, 407), (route, status)
@@ -193,7 +194,7 @@ def test_the_guards_let_the_right_callers_through(node: Node) -> None:
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     for route in routes:
         if route.auth is Auth.OPERATOR and route.method == "POST":
-            status, _ = node.request("POST", route.path, form, "csrf=forged&reason=x")
+            status, _, _ = node.request("POST", route.path, form, "csrf=forged&reason=x")
             assert status == 403, (route, status)
     # Still signed in: the forged posts changed nothing (a logout would have ended the session).
     assert node.request("GET", "/ops/")[0] == 200
@@ -234,3 +235,26 @@ def test_the_guard_runs_before_the_handler() -> None:
     let_in = app.dispatch(Request("POST", "/act/now", "", {"x-pass": "yes"}, b"", "127.0.0.1"))
     assert isinstance(let_in, Response) and let_in.status == 200
     assert let_in.body == b'{"principal":"alice"}' and reached == ["/act/now"]
+
+
+def test_the_optional_parts_answer_through_their_contexts(node: Node) -> None:
+    """Load shedding reaches the shed endpoint, the status page, the dashboard and the metrics
+    through the contexts the server built; the API stats and posture come from the engine."""
+    api = {"Authorization": basic(PASSWORD)}
+    status, _, body = node.request("GET", "/v1/shed/status", api)
+    assert status == 200 and "web" in orjson.loads(body)["services"]
+    status, _, body = node.request("GET", "/status.json")
+    assert status == 200 and set(orjson.loads(body)["services"]) >= {"imap", "web"}
+    status, _, body = node.request("GET", "/metrics")
+    assert status == 200 and b"rempart_decisions_total" in body and b"rempart_shed" in body
+    status, _, body = node.request("GET", "/?command=stats", api)
+    assert status == 200 and orjson.loads(body)["tracked_keys"] == 0
+    posture = {"protocol": "imap", "level": "strict", "reason": "route test"}
+    status, _, body = node.request("POST", "/v1/posture", api, orjson.dumps(posture).decode())
+    assert status == 200 and orjson.loads(body)["posture"]["level"] == "strict"
+    status, _, body = node.request("GET", "/status.json")
+    assert orjson.loads(body)["services"]["imap"]["level"] == "restricted"
+    node.sign_in()
+    status, _, page = node.request("GET", "/ops/")
+    assert status == 200 and b"Load shedding is not configured" not in page
+    assert b"<li>web: <b>" in page
