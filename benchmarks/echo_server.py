@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from rempart.httpserver import HttpApp, Request, Response, Router, json_response
+from rempart.httpserver import Auth, HttpApp, Request, Response, Router, json_response
 
 
 def handler(request: Request) -> Response:
@@ -19,7 +19,7 @@ def handler(request: Request) -> Response:
 
 async def main(port: int) -> None:
     router = Router()
-    router.add("POST", "/", handler)
+    router.add("POST", "/", handler, auth=Auth.PUBLIC)
     app = HttpApp(router)
     bound = await app.start("127.0.0.1", port)
     print(f"echo listening on http://127.0.0.1:{bound}/", flush=True)

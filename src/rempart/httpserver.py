@@ -2,7 +2,8 @@
 
 Why not a framework: the decision API is the hot path and DESIGN.md's measurements put a raw
 asyncio Protocol with httptools at 2.3x uvicorn's throughput on this hardware. This module owns
-only HTTP mechanics; what each route does lives in `adapters/` and `ops/`.
+only HTTP mechanics, and the rule that every route declares its `Auth` level, whose guard runs
+before the handler; what each route does lives in `adapters/` and `ops/`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -63,6 +65,8 @@ class Request:
     body: bytes
     client: str
     params: dict[str, str] = field(default_factory=dict)
+    # Who the route's guard let in (an operator's session); None on public and API routes.
+    principal: Any = None
 
     @property
     def query(self) -> dict[str, str]:
@@ -101,33 +105,64 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 Handler = Callable[[Request], Response | Awaitable[Response]]
+Guard = Callable[[Request], Response | None]
+"""Runs before a route's handler. None lets the request through (the guard may set
+`request.principal`); a Response (a redirect to sign in) or an HTTPError refuses it."""
+
+
+class Auth(Enum):
+    """Who may call a route, declared when the route is added and enforced by the dispatch."""
+
+    PUBLIC = "public"  # anyone: health, metrics, the status page, the sign-in form
+    API = "api"  # HTTP Basic with the API password; 401 otherwise
+    PROXY_API = "proxy_api"  # the same password from a reverse proxy's subrequest; 407 otherwise
+    OPERATOR = "operator"  # a console session (and its CSRF token on every POST)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str  # a prefix route ends in "/*"
+    handler: Handler
+    auth: Auth
 
 
 class Router:
-    """Exact paths, plus prefix routes whose remainder goes to `request.params['rest']`."""
+    """Exact paths, plus prefix routes whose remainder goes to `request.params['rest']`.
 
-    def __init__(self) -> None:
-        self.exact: dict[tuple[str, str], Handler] = {}
-        self.prefixes: list[tuple[str, str, Handler]] = []
+    Every route names its `Auth` level; a level other than PUBLIC needs its guard, given to
+    the constructor, so a route can never be added without the check that protects it."""
 
-    def add(self, method: str, path: str, handler: Handler) -> None:
+    def __init__(self, guards: Mapping[Auth, Guard] | None = None) -> None:
+        self.guards: dict[Auth, Guard] = dict(guards or {})
+        self.exact: dict[tuple[str, str], Route] = {}
+        self.prefixes: list[tuple[str, Route]] = []
+
+    def add(self, method: str, path: str, handler: Handler, *, auth: Auth) -> None:
+        if auth is not Auth.PUBLIC and auth not in self.guards:
+            raise ValueError(f"{method} {path}: no guard for auth level {auth.name}")
+        route = Route(method, path, handler, auth)
         if path.endswith("/*"):
-            self.prefixes.append((method, path[:-1], handler))
-            self.prefixes.sort(key=lambda p: -len(p[1]))
+            self.prefixes.append((path[:-1], route))
+            self.prefixes.sort(key=lambda p: -len(p[0]))
         else:
-            self.exact[(method, path)] = handler
+            self.exact[(method, path)] = route
 
-    def resolve(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
-        """(handler, params, path_known) — path_known tells 404 from 405."""
-        handler = self.exact.get((method, path))
-        if handler is not None:
-            return handler, {}, True
+    def routes(self) -> list[Route]:
+        """Every route, for the proof that each non-public one refuses strangers."""
+        return [*self.exact.values(), *(route for _, route in self.prefixes)]
+
+    def resolve(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """(route, params, path_known) — path_known tells 404 from 405."""
+        route = self.exact.get((method, path))
+        if route is not None:
+            return route, {}, True
         known = any(p == path for (_, p) in self.exact)
-        for m, prefix, h in self.prefixes:
+        for prefix, r in self.prefixes:
             if path.startswith(prefix):
                 known = True
-                if m == method:
-                    return h, {"rest": path[len(prefix) :]}, True
+                if r.method == method:
+                    return r, {"rest": path[len(prefix) :]}, True
         return None, {}, known
 
 
@@ -327,14 +362,18 @@ class HttpApp:
         )
 
     def dispatch(self, request: Request) -> Response | Awaitable[Response]:
-        handler, params, known = self.router.resolve(request.method, request.path)
-        if handler is None:
+        route, params, known = self.router.resolve(request.method, request.path)
+        if route is None:
             if known:
                 return self.error_response(HTTPError(405, f"{request.method} not allowed here"))
             return self.error_response(HTTPError(404, f"no such path: {request.path[:200]}"))
         request.params = params
         try:
-            result = handler(request)
+            if route.auth is not Auth.PUBLIC:
+                refused = self.router.guards[route.auth](request)
+                if refused is not None:
+                    return refused
+            result = route.handler(request)
         except HTTPError as exc:
             return self.error_response(exc)
         except Exception:

@@ -1,4 +1,8 @@
-"""Assembles the service: settings, engine, embedded store, journal, HTTP routes, and runs it."""
+"""Assembles the service: settings, engine, embedded store, journal, HTTP routes, and runs it.
+
+The adapters and ops pages below never import this module: each is given a narrow context
+(`adapters/context.py`, `ops/context.py`) built here, and each route declares its `Auth`
+level, enforced by the Router with the guards built here."""
 
 from __future__ import annotations
 
@@ -19,10 +23,18 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from rempart import __version__
 from rempart.adapters.auth import BasicAuth
+from rempart.adapters.context import (
+    NativeContext,
+    NginxContext,
+    OperatorContext,
+    TailContext,
+    WforceContext,
+)
 from rempart.adapters.logtail import tail_plan
 from rempart.adapters.native import NativeApi
 from rempart.adapters.nginx import NginxApi
 from rempart.adapters.operator import OperatorApi
+from rempart.adapters.settings import NginxSettings
 from rempart.adapters.wforce import WforceApi
 from rempart.breach.settings import BreachSettings
 from rempart.config import ConfigError, Settings
@@ -30,12 +42,15 @@ from rempart.engine import distinct
 from rempart.engine.engine import Engine
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.oracle import LeakOracle
-from rempart.httpserver import HttpApp, HTTPError, Request, Response, Router, json_response
+from rempart.httpserver import Auth, HttpApp, HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Protocol
 from rempart.ops import metrics
+from rempart.ops.console import Console
+from rempart.ops.context import ConsoleContext, MetricsContext, StatusContext
 from rempart.ops.guards import check_api_password
 from rempart.ops.journal import Journal
 from rempart.ops.operators import Operators, operator_changes
+from rempart.ops.settings import OpsSettings
 from rempart.ops.webhooks import WebhookSender, WebhookSettings
 from rempart.shed.config import ShedSettings
 from rempart.state import open_replication, open_store
@@ -126,13 +141,18 @@ class Service:
         self.auth = BasicAuth(api_password)
         self._logins: dict[str, str] = {}
         self.app: HttpApp | None = None
+        self.console: Console | None = None  # built with the first router
         self.extra_collectors: list[Any] = []
         self.shed_controller: Any = None
         self.shed_settings: Any = None
         if settings.section(ShedSettings).services:
             self._setup_shed(settings.section(ShedSettings))
         # Scale-out over Redis: this node's share of the cluster's reports and changes.
-        self.replication = open_replication(self)
+        self.replication = open_replication(settings, self.engine, self.store)
+        if self.replication is not None:
+            from rempart.state.replication import ReplicationCollector  # needs the redis extra
+
+            self.extra_collectors.append(ReplicationCollector(self.replication))
 
     # --- state ---------------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -243,11 +263,6 @@ class Service:
             self._logins[raw] = login
         return login
 
-    def journal_event(self, kind: str, data: dict[str, Any]) -> None:
-        """Journal an operator-side event that does not pass through the engine."""
-        if self.journal is not None:
-            self.journal.append(kind, time.time(), data)
-
     def stats(self) -> dict[str, Any]:
         e = self.engine
         return {
@@ -288,32 +303,87 @@ class Service:
         return public_status(self.shed_controller.state, self.shed_settings)
 
     def _shed_endpoint(self, request: Request) -> Response:
-        self.auth.check(request)
         status = self.shed_status()
         if status is None:
             raise HTTPError(404, "load shedding is not configured on this node ([shed])")
         return json_response(status)
 
     # --- HTTP ----------------------------------------------------------------------------------
+    def postures(self) -> dict[str, str]:
+        """Protocol name -> posture level, for the protocols whose posture was ever set."""
+        return {p.value: level for p, level in self.engine.postures.items()}
+
+    def _console(self) -> Console:
+        """The console and status page, built once: its sessions outlive a rebuilt router."""
+        if self.console is None:
+            settings = OpsSettings.of(self.settings)
+            status = StatusContext(self.postures, self.shed_public_status)
+            context = ConsoleContext(
+                engine=self.engine,
+                data_dir=self.data_dir,
+                api_password=self.auth.password.decode(),
+                login_rules=self.settings.logins,
+                journal=self.journal,
+                leaks=self.leaks,
+                commit=self.commit,
+                journal_durable=self.journal_durable,
+                shed_status=self.shed_status,
+                status=status,
+            )
+            self.console = Console(context, settings)
+        return self.console
+
     def router(self) -> Router:
-        router = Router()
-        WforceApi(self).mount(router)
-        NativeApi(self).mount(router)
-        OperatorApi(self).mount(router)
-        NginxApi(self).mount(router)
-        registry = metrics.make_registry(self, self.extra_collectors)
+        """Every route of the node, each behind the guard of the `Auth` level it declares."""
+        console = self._console()
+        router = Router(
+            {
+                Auth.API: self.auth.check,
+                Auth.PROXY_API: self.auth.check_proxy,
+                Auth.OPERATOR: console.require_operator,
+            }
+        )
+        engine, logins = self.engine, self.settings.logins
+        ops = console.settings
+        WforceApi(
+            WforceContext(
+                engine,
+                logins,
+                self.canonical_login,
+                self.settings.step_up_status,
+                self.commit,
+                self.stats,
+                (ops.confirm_prefix_v4, ops.confirm_prefix_v6),
+            )
+        ).mount(router)
+        NativeApi(NativeContext(engine, logins, self.fingerprint_password)).mount(router)
+        OperatorApi(
+            OperatorContext(engine, logins, self.leaks, self.commit, self.journal_durable)
+        ).mount(router)
+        nginx = self.settings.section(NginxSettings)
+        NginxApi(NginxContext(engine, logins, self.fingerprint_password), nginx).mount(router)
+        registry = metrics.make_registry(
+            MetricsContext(
+                engine,
+                journal_records=lambda: self.journal.written if self.journal else 0,
+                write_errors=self.write_errors,
+                handler_errors=lambda: self.app.errors if self.app else 0,
+            ),
+            self.extra_collectors,
+        )
 
         def scrape(request: Request) -> Response:
             return Response(200, metrics.render(registry), CONTENT_TYPE_LATEST)
 
-        router.add("GET", "/metrics", scrape)
-        router.add("GET", "/healthz", lambda r: json_response({"status": "ok"}))
-        router.add("GET", "/v1/shed/status", self._shed_endpoint)
-        __import__("rempart.ops.console", fromlist=["mount"]).mount(router, self)
+        router.add("GET", "/metrics", scrape, auth=Auth.PUBLIC)
+        router.add("GET", "/healthz", lambda r: json_response({"status": "ok"}), auth=Auth.PUBLIC)
+        router.add("GET", "/v1/shed/status", self._shed_endpoint, auth=Auth.API)
+        console.mount(router)
         return router
 
     async def serve(self, host: str, port: int, ready: asyncio.Event | None = None) -> None:
-        tail = tail_plan(self)  # [tail] files, validated before listening
+        # [tail] files, validated before listening
+        tail = tail_plan(TailContext(self.engine, self.settings, self.data_dir))
         self.app = HttpApp(self.router(), self.settings.server.max_body_bytes)
         bound = await self.app.start(host, port)
         log.info(

@@ -19,8 +19,8 @@ from rempart.adapters.tail.tailer import Tailer, log_summary
 from rempart.engine.keys import canonical_login
 
 if TYPE_CHECKING:
+    from rempart.adapters.context import TailContext
     from rempart.engine.engine import Engine
-    from rempart.server import Service
 
 log = logging.getLogger("rempart.tail")
 
@@ -63,10 +63,10 @@ async def run_tailing(
         tailer.close()
 
 
-def tail_plan(service: Service) -> Callable[[asyncio.Event], asyncio.Future[None]] | None:
+def tail_plan(service: TailContext) -> Callable[[asyncio.Event], asyncio.Future[None]] | None:
     """For `rempart serve`: None without `[tail] files`, else what starts the tailing task.
     A bad `[tail]` table stops the server before it listens, naming the entry and the key.
-    The only place that reads the service: what the tailer needs is taken here."""
+    What the tailer needs is taken from its context here."""
     settings = service.settings.section(TailSettings)
     if not settings.files:
         return None

@@ -6,14 +6,12 @@ pair fingerprint) and dropped: it is never stored, logged or journaled.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rempart.adapters.context import NativeContext
 from rempart.adapters.fields import flag, ip_field, json_object, login_field, text
-from rempart.httpserver import HTTPError, Request, Response, Router, json_response
+from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
 from rempart.model import Attempt, Outcome, Protocol, Verdict
-
-if TYPE_CHECKING:
-    from rempart.server import Service
 
 
 def verdict_body(verdict: Verdict) -> dict[str, Any]:
@@ -25,17 +23,17 @@ def verdict_body(verdict: Verdict) -> dict[str, Any]:
 
 
 class NativeApi:
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.engine = service.engine
+    def __init__(self, context: NativeContext) -> None:
+        self.context = context
+        self.engine = context.engine
 
     def mount(self, router: Router) -> None:
-        router.add("POST", "/v1/decide", self.decide)
-        router.add("POST", "/v1/report", self.report)
-        router.add("POST", "/v1/explain", self.explain)
+        router.add("POST", "/v1/decide", self.decide, auth=Auth.API)
+        router.add("POST", "/v1/report", self.report, auth=Auth.API)
+        router.add("POST", "/v1/explain", self.explain, auth=Auth.API)
 
     def attempt(self, data: dict[str, Any]) -> Attempt:
-        login = login_field(data, "login", self.service.settings.logins)
+        login = login_field(data, "login", self.context.login_rules)
         protocol_name = text(data, "protocol", limit=32) or "web"
         protocol = Protocol.parse(protocol_name)
         if protocol is Protocol.OTHER and protocol_name.lower() != "other":
@@ -56,16 +54,14 @@ class NativeApi:
                 raise HTTPError(400, "field 'password' must be a string of at most 1024 chars")
             if attempt.pwhash:
                 raise HTTPError(400, "send 'pwhash' or 'password', not both")
-            self.service.fingerprint_password(attempt, password)
+            self.context.fingerprint_password(attempt, password)
         return attempt
 
     def decide(self, request: Request) -> Response:
-        self.service.auth.check(request)
         verdict = self.engine.decide(self.attempt(json_object(request)))
         return json_response(verdict_body(verdict))
 
     def report(self, request: Request) -> Response:
-        self.service.auth.check(request)
         data = json_object(request)
         attempt = self.attempt(data)
         outcome = Outcome(
@@ -78,5 +74,4 @@ class NativeApi:
 
     def explain(self, request: Request) -> Response:
         """Which signals and rules an attempt would meet now, without counting it."""
-        self.service.auth.check(request)
         return json_response(self.engine.explain(self.attempt(json_object(request))))

@@ -45,17 +45,14 @@ import base64
 import binascii
 import math
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from rempart.adapters.context import NginxContext
 from rempart.adapters.settings import NginxSettings
 from rempart.adapters.sources import TrustedProxies, source_login
 from rempart.engine.keys import KeyError_, canonical_login
-from rempart.httpserver import HTTPError, Request, Response, Router
+from rempart.httpserver import Auth, HTTPError, Request, Response, Router
 from rempart.model import Action, Attempt, Protocol
-
-if TYPE_CHECKING:
-    from rempart.server import Service
 
 PATH = "/v1/nginx/auth"
 LOGIN_SAFE = "@.+-_~!$&'()*,;=:"
@@ -92,26 +89,17 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
 class NginxApi:
     """The endpoint nginx's `auth_request` subrequest calls."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.engine = service.engine
-        self.settings = service.settings.section(NginxSettings)
+    def __init__(self, context: NginxContext, settings: NginxSettings) -> None:
+        self.context = context
+        self.engine = context.engine
+        self.settings = settings
         self.proxies = TrustedProxies(self.settings.trusted_proxies)
 
     def mount(self, router: Router) -> None:
-        router.add("GET", PATH, self.auth)
-        router.add("POST", PATH, self.auth)  # without `proxy_method GET`, nginx keeps the method
-
-    def check_api_password(self, request: Request) -> None:
-        try:
-            self.service.auth.check(request)
-        except HTTPError as exc:
-            raise HTTPError(
-                407,
-                f"{exc.reason}: nginx must send the API password in "
-                "'proxy_set_header Authorization' (see `rempart nginx-config`)",
-                {"Proxy-Authenticate": 'Basic realm="rempart"'},
-            ) from None
+        # A wrong API password is a 407 (`BasicAuth.check_proxy`): nginx passes a 401 on.
+        router.add("GET", PATH, self.auth, auth=Auth.PROXY_API)
+        # Without `proxy_method GET`, nginx keeps the method.
+        router.add("POST", PATH, self.auth, auth=Auth.PROXY_API)
 
     def attempt(self, request: Request) -> Attempt:
         s = self.settings
@@ -137,7 +125,7 @@ class NginxApi:
         login = ""
         if raw_login:
             try:
-                login = canonical_login(raw_login, self.service.settings.logins)
+                login = canonical_login(raw_login, self.context.login_rules)
             except KeyError_:
                 login, password = "", None  # judged per source rather than failing the request
         attrs = {
@@ -158,11 +146,10 @@ class NginxApi:
         )
         if password is not None and len(password) <= 1024:
             # Fingerprinted at once for the leaked-pair check, then dropped.
-            self.service.fingerprint_password(attempt, password)
+            self.context.fingerprint_password(attempt, password)
         return attempt
 
     def auth(self, request: Request) -> Response:
-        self.check_api_password(request)
         attempt = self.attempt(request)
         verdict = self.engine.decide(attempt)
         action = verdict.action

@@ -8,34 +8,32 @@ POST /v1/password-check                       {login, password} → leaked? popu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
+from rempart.adapters.context import OperatorContext
 from rempart.adapters.fields import json_object, login_field, text
 from rempart.config import ConfigError
 from rempart.engine.engine import POSTURES
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.policy import parse_duration
-from rempart.httpserver import HTTPError, Request, Response, Router, json_response
+from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
 from rempart.model import Protocol
-
-if TYPE_CHECKING:
-    from rempart.server import Service
 
 PROTOCOLS = tuple(p.value for p in Protocol if p is not Protocol.OTHER)
 MAX_PASSWORD = 16384  # characters; strength is scored on the first 72 (see breach.strength)
 
 
 class OperatorApi:
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.engine = service.engine
+    def __init__(self, context: OperatorContext) -> None:
+        self.context = context
+        self.engine = context.engine
 
     def mount(self, router: Router) -> None:
-        router.add("GET", "/v1/posture", self.get_posture)
-        router.add("POST", "/v1/posture", self.set_posture)
-        router.add("POST", "/v1/accounts/*", self.account_action)
-        router.add("POST", "/v1/password-check", self.password_check)
+        router.add("GET", "/v1/posture", self.get_posture, auth=Auth.API)
+        router.add("POST", "/v1/posture", self.set_posture, auth=Auth.API)
+        router.add("POST", "/v1/accounts/*", self.account_action, auth=Auth.API)
+        router.add("POST", "/v1/password-check", self.password_check, auth=Auth.API)
 
     def posture_document(self) -> dict[str, Any]:
         e = self.engine
@@ -54,11 +52,9 @@ class OperatorApi:
         return out
 
     def get_posture(self, request: Request) -> Response:
-        self.service.auth.check(request)
         return json_response({"posture": self.posture_document()})
 
     async def set_posture(self, request: Request) -> Response:
-        self.service.auth.check(request)
         data = json_object(request)
         protocol = text(data, "protocol", required=True, limit=16).lower()
         level = text(data, "level", required=True, limit=16).lower()
@@ -76,32 +72,30 @@ class OperatorApi:
         except ConfigError as exc:
             raise HTTPError(400, str(exc)) from None
         self.engine.set_posture(Protocol(protocol), level, by, reason, ttl=ttl)
-        await self.service.commit()
+        await self.context.commit()
         return json_response({"posture": self.posture_document()[protocol]})
 
     def _corpus(self) -> Any:
-        if self.service.leaks is None:
+        if self.context.leaks is None:
             raise HTTPError(404, "no leak corpus on this node")
-        return self.service.leaks
+        return self.context.leaks
 
     async def account_action(self, request: Request) -> Response:
-        self.service.auth.check(request)
         raw, _, action = request.params["rest"].rpartition("/")
         if action != "password-changed" or not raw:
             raise HTTPError(404, "use POST /v1/accounts/{login}/password-changed")
         try:
-            login = canonical_login(unquote(raw), self.service.settings.logins)
+            login = canonical_login(unquote(raw), self.context.login_rules)
         except KeyError_ as exc:
             raise HTTPError(400, str(exc)) from None
         lifted = self._corpus().password_changed(login)
-        self.service.journal_durable("password_changed", {"login": login, "lifted": lifted})
-        await self.service.commit()
+        self.context.journal_durable("password_changed", {"login": login, "lifted": lifted})
+        await self.context.commit()
         return json_response({"login": login, "restriction_lifted": lifted})
 
     def password_check(self, request: Request) -> Response:
-        self.service.auth.check(request)
         data = json_object(request)
-        login = login_field(data, "login", self.service.settings.logins)
+        login = login_field(data, "login", self.context.login_rules)
         password = data.get("password")
         if not isinstance(password, str) or not password or len(password) > MAX_PASSWORD:
             raise HTTPError(

@@ -11,24 +11,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rempart.adapters.context import WforceContext
 from rempart.adapters.fields import flag, ip_field, json_object, login_field, number, text
 from rempart.engine.keys import KeyError_, net_keys
 from rempart.engine.lists import ListEntry, normalise
-from rempart.httpserver import HTTPError, Request, Response, Router, json_response
+from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Outcome, Protocol
 from rempart.ops.guards import check_wide_entry, is_confirmed
-from rempart.ops.settings import ConsoleSettings
-
-if TYPE_CHECKING:
-    from rempart.server import Service
 
 _OK = b'{"status":"ok"}'
 _ALLOWED = b'{"status":0,"msg":"","r_attrs":{}}'
 
 
-def attempt_from(data: dict[str, Any], service: Service) -> Attempt:
+def attempt_from(data: dict[str, Any], context: WforceContext) -> Attempt:
     """The Attempt of a wforce body; a 400 naming the field for anything malformed."""
     get = data.get
     login, remote = get("login"), get("remote")
@@ -55,7 +52,7 @@ def attempt_from(data: dict[str, Any], service: Service) -> Attempt:
         except KeyError_ as exc:
             raise HTTPError(400, f"field 'remote': {exc}") from None
         return Attempt(
-            login=service.canonical_login(login),
+            login=context.canonical_login(login),
             ip=ip,
             protocol=Protocol.parse(protocol),
             pwhash=pwhash,
@@ -66,7 +63,7 @@ def attempt_from(data: dict[str, Any], service: Service) -> Attempt:
             attrs=attrs if isinstance(attrs, dict) else None,
         )
     return Attempt(
-        login=login_field(data, "login", service.settings.logins),
+        login=login_field(data, "login", context.login_rules),
         ip=ip_field(data, "remote"),
         protocol=Protocol.parse(text(data, "protocol", limit=32)),
         pwhash=text(data, "pwhash", limit=128),
@@ -79,12 +76,11 @@ def attempt_from(data: dict[str, Any], service: Service) -> Attempt:
 
 
 class WforceApi:
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.engine = service.engine
-        self.step_up_status = service.settings.step_up_status
-        ops = service.settings.section(ConsoleSettings)
-        self.wide_v4, self.wide_v6 = ops.confirm_prefix_v4, ops.confirm_prefix_v6
+    def __init__(self, context: WforceContext) -> None:
+        self.context = context
+        self.engine = context.engine
+        self.step_up_status = context.step_up_status
+        self.wide_v4, self.wide_v6 = context.confirm_prefixes
         self.commands: dict[str, Callable[[Request], Response | Awaitable[Response]]] = {
             "allow": self.allow,
             "report": self.report,
@@ -101,8 +97,8 @@ class WforceApi:
 
     def mount(self, router: Router) -> None:
         for method in ("POST", "GET"):
-            router.add(method, "/", self.by_query)
-            router.add(method, "/command/*", self.by_path)
+            router.add(method, "/", self.by_query, auth=Auth.API)
+            router.add(method, "/command/*", self.by_path, auth=Auth.API)
 
     def by_query(self, request: Request) -> Response | Awaitable[Response]:
         command = request.query.get("command", "")
@@ -114,7 +110,6 @@ class WforceApi:
         return self.run(request.params["rest"].strip("/"), request)
 
     def run(self, command: str, request: Request) -> Response | Awaitable[Response]:
-        self.service.auth.check(request)
         handler = self.commands.get(command)
         if handler is None:
             raise HTTPError(404, f"unknown command {command[:64]!r}")
@@ -124,7 +119,7 @@ class WforceApi:
 
     # --- decisions --------------------------------------------------------------------------
     def allow(self, request: Request) -> Response:
-        attempt = attempt_from(json_object(request), self.service)
+        attempt = attempt_from(json_object(request), self.context)
         verdict = self.engine.decide(attempt)
         action = verdict.action
         if action is Action.ALLOW:
@@ -147,7 +142,7 @@ class WforceApi:
 
     def report(self, request: Request) -> Response:
         data = json_object(request)
-        attempt = attempt_from(data, self.service)
+        attempt = attempt_from(data, self.context)
         outcome = Outcome(
             success=flag(data, "success", required=True),
             policy_reject=flag(data, "policy_reject"),
@@ -158,7 +153,7 @@ class WforceApi:
 
     def reset(self, request: Request) -> Response:
         data = json_object(request)
-        login = login_field(data, "login", self.service.settings.logins, required=False)
+        login = login_field(data, "login", self.context.login_rules, required=False)
         ip = ip_field(data, "ip", required=False)
         if not login and not ip:
             raise HTTPError(400, "reset needs 'login', 'ip' or both")
@@ -169,11 +164,11 @@ class WforceApi:
         return Response(200, _OK)
 
     def stats(self, request: Request) -> Response:
-        return json_response(self.service.stats())
+        return json_response(self.context.stats())
 
     # --- lists -------------------------------------------------------------------------------
     def _entry_key(self, data: dict[str, Any]) -> tuple[str, str]:
-        rules = self.service.settings.logins
+        rules = self.context.login_rules
         login = login_field(data, "login", rules, required=False)
         ip = text(data, "ip", limit=128)
         netmask = text(data, "netmask", limit=128)
@@ -201,14 +196,14 @@ class WforceApi:
         now = time.time()
         entry = ListEntry(kind, value, now + ttl if ttl else 0.0, reason, now)
         self.engine.add_entry(which, entry, by="api")
-        await self.service.commit()
+        await self.context.commit()
         return Response(200, _OK)
 
     async def del_entry(self, request: Request, which: str) -> Response:
         kind, value = self._entry_key(json_object(request))
         if self.engine.remove_entry(which, kind, value, by="api") is None:
             raise HTTPError(404, f"no {which}-list entry for {value}")
-        await self.service.commit()
+        await self.context.commit()
         return Response(200, _OK)
 
     def get_entries(self, which: str) -> Response:

@@ -1,8 +1,9 @@
 """The operator console's routes: sign-in, dashboard, live events, list / posture / notice actions,
-journal search, and the public status page. `mount(router, service)` is the one entry point.
+journal search, and the public status page. `Console(context, settings).mount(router)`.
 
-Every /ops page except the sign-in form needs a live session; every POST needs the session's
-CSRF token. Bad input gets a 4xx page naming the problem and changes nothing.
+Every /ops page except the sign-in form is an `Auth.OPERATOR` route: `require_operator`, the
+Router's guard for that level, lets a request through only with a live session and, on POST, the
+session's CSRF token. Bad input gets a 4xx page naming the problem and changes nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rempart.adapters.sources import TrustedProxies
 from rempart.config import ConfigError
@@ -20,9 +21,10 @@ from rempart.engine.engine import POSTURES
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.lists import KINDS, ListEntry, normalise
 from rempart.engine.policy import parse_duration
-from rempart.httpserver import HTTPError, Request, Response, Router, json_response
+from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
 from rempart.model import Protocol
 from rempart.ops import dashboard, journal_view
+from rempart.ops.context import ConsoleContext
 from rempart.ops.events import Hub
 from rempart.ops.guards import check_wide_entry, client_address, is_confirmed
 from rempart.ops.live import LiveStats
@@ -33,24 +35,35 @@ from rempart.ops.settings import OpsSettings
 from rempart.ops.status import StatusPage
 from rempart.ops.web import form_of, html_response, redirect, static_file
 
-if TYPE_CHECKING:
-    from rempart.server import Service
-
 PROTOCOLS = tuple(p.value for p in Protocol if p is not Protocol.OTHER)
 MAX_REASON = 300
 
 
-class _SignIn(Exception):
-    """No live session: send the browser to the sign-in form."""
+SCRIPTED = ("/ops/api", "/ops/events")  # answered in JSON, never redirected
 
-    def __init__(self, expired: bool) -> None:
-        self.expired = expired
+
+def _sign_in_first(request: Request, expired: bool) -> Response:
+    """No live session: a redirect to the sign-in form for browsers, a 401 for scripts."""
+    if request.method == "GET" and not request.path.startswith(SCRIPTED):
+        return redirect("/ops/login" + ("?expired=1" if expired else ""))
+    if request.headers.get("content-type", "").startswith("application/x-www-form"):
+        return redirect("/ops/login?expired=1")
+    raise HTTPError(401, "session expired or missing: sign in again")
+
+
+def _refusal(request: Request, error: HTTPError) -> Response:
+    """An HTTPError as an HTML page (JSON, raised on, for the script endpoints)."""
+    if request.path.startswith(SCRIPTED):
+        raise error
+    return html_response(
+        dashboard.error_page(error.status, error.reason), error.status, error.headers
+    )
 
 
 def _html_errors(
     handler: Callable[[Console, Request], Response | Awaitable[Response]],
 ) -> Callable[[Console, Request], Awaitable[Response]]:
-    """Turn HTTPError into an HTML page and a missing session into a redirect or a 401."""
+    """Answer a handler's HTTPError as `_refusal` does."""
 
     @functools.wraps(handler)
     async def wrapper(self: Console, request: Request) -> Response:
@@ -59,58 +72,58 @@ def _html_errors(
             if asyncio.iscoroutine(result):
                 result = await result
             return result  # type: ignore[return-value]
-        except _SignIn as missing:
-            if request.method == "GET" and not request.path.startswith(("/ops/api", "/ops/events")):
-                return redirect("/ops/login" + ("?expired=1" if missing.expired else ""))
-            if request.headers.get("content-type", "").startswith("application/x-www-form"):
-                return redirect("/ops/login?expired=1")
-            raise HTTPError(401, "session expired or missing: sign in again") from None
         except HTTPError as exc:
-            if request.path.startswith(("/ops/api", "/ops/events")):
-                raise
-            return html_response(
-                dashboard.error_page(exc.status, exc.reason), exc.status, exc.headers
-            )
+            return _refusal(request, exc)
 
     return wrapper
 
 
+def _operator(request: Request) -> Session:
+    """The session `Console.require_operator` let in."""
+    session = request.principal
+    if not isinstance(session, Session):
+        raise RuntimeError("an operator page was reached without its Auth.OPERATOR guard")
+    return session
+
+
 class Console:
-    def __init__(self, service: Service, settings: OpsSettings) -> None:
-        self.service = service
-        self.engine = service.engine
+    def __init__(self, context: ConsoleContext, settings: OpsSettings) -> None:
+        self.context = context
+        self.engine = context.engine
         self.settings = settings
-        self.operators = Operators(service.data_dir, service.auth.password.decode())
+        self.operators = Operators(context.data_dir, context.api_password)
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.sessions = Sessions(
             settings.session_minutes * 60, settings.cookie_secure, self._operator_unchanged
         )
-        self.notices = Notices(service.data_dir, settings.services)
-        self.live = LiveStats(service.engine)
+        self.notices = Notices(context.data_dir, settings.services)
+        self.live = LiveStats(context.engine)
         self.hub = Hub(self.live, self.extras)
-        self.status = StatusPage(service, settings, self.notices)
+        self.status = StatusPage(context.status, settings, self.notices)
         if settings.dashboard:  # no dashboard: nothing on the decision path
-            service.engine.listeners.append(self.live.listener)
+            context.engine.listeners.append(self.live.listener)
 
     def mount(self, router: Router) -> None:
-        router.add("GET", "/status", self._public(self.status.html))
-        router.add("GET", "/status.json", self._public(self.status.json))
-        router.add("GET", "/ops/static/*", static_file)
+        """The routes; `Auth.OPERATOR` ones need `require_operator` as the router's guard."""
+        public, operator = Auth.PUBLIC, Auth.OPERATOR
+        router.add("GET", "/status", self._public(self.status.html), auth=public)
+        router.add("GET", "/status.json", self._public(self.status.json), auth=public)
+        router.add("GET", "/ops/static/*", static_file, auth=public)
         if not self.settings.dashboard:
             return
-        router.add("GET", "/ops", lambda r: redirect("/ops/"))
-        router.add("GET", "/ops/", self.home)
-        router.add("GET", "/ops/login", self.login_form)
-        router.add("POST", "/ops/login", self.login)
-        router.add("POST", "/ops/logout", self.logout)
-        router.add("GET", "/ops/events", self.events)
-        router.add("GET", "/ops/api/snapshot", self.snapshot)
-        router.add("POST", "/ops/lists/add", self.list_add)
-        router.add("POST", "/ops/lists/remove", self.list_remove)
-        router.add("POST", "/ops/posture", self.posture)
-        router.add("POST", "/ops/notices", self.notice)
-        router.add("POST", "/ops/notices/withdraw", self.notice_withdraw)
-        router.add("GET", "/ops/journal", self.journal)
+        router.add("GET", "/ops", lambda r: redirect("/ops/"), auth=public)
+        router.add("GET", "/ops/login", self.login_form, auth=public)
+        router.add("POST", "/ops/login", self.login, auth=public)  # its own sign-in CSRF cookie
+        router.add("GET", "/ops/", self.home, auth=operator)
+        router.add("POST", "/ops/logout", self.logout, auth=operator)
+        router.add("GET", "/ops/events", self.events, auth=operator)
+        router.add("GET", "/ops/api/snapshot", self.snapshot, auth=operator)
+        router.add("POST", "/ops/lists/add", self.list_add, auth=operator)
+        router.add("POST", "/ops/lists/remove", self.list_remove, auth=operator)
+        router.add("POST", "/ops/posture", self.posture, auth=operator)
+        router.add("POST", "/ops/notices", self.notice, auth=operator)
+        router.add("POST", "/ops/notices/withdraw", self.notice_withdraw, auth=operator)
+        router.add("GET", "/ops/journal", self.journal, auth=operator)
 
     def _public(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
         def wrapped(request: Request) -> Response:
@@ -132,18 +145,20 @@ class Console:
             return operator == SINGLE_OPERATOR and fingerprint == ""
         return current.get(operator) == fingerprint
 
-    def _session(self, request: Request) -> Session:
+    def require_operator(self, request: Request) -> Response | None:
+        """The Router's guard for `Auth.OPERATOR` routes: a live session (which becomes
+        `request.principal`) and, on POST, its CSRF token and a same-site origin."""
         self._start()
         session = self.sessions.current(request)
         if session is None:
-            raise _SignIn(self.sessions.had_cookie(request))
-        return session
-
-    def _action(self, request: Request) -> tuple[Session, dict[str, str]]:
-        session = self._session(request)
-        form = form_of(request)
-        self.sessions.check_csrf(request, session, form)
-        return session, form
+            return _sign_in_first(request, expired=self.sessions.had_cookie(request))
+        if request.method == "POST":
+            try:
+                self.sessions.check_csrf(request, session, form_of(request))
+            except HTTPError as refused:
+                return _refusal(request, refused)
+        request.principal = session
+        return None
 
     @_html_errors
     def login_form(self, request: Request) -> Response:
@@ -192,14 +207,13 @@ class Console:
 
     @_html_errors
     def logout(self, request: Request) -> Response:
-        self._action(request)
         self.sessions.close(request)
         return redirect("/ops/login", {"Set-Cookie": self.sessions.cookie(request, COOKIE, "", 0)})
 
     # --- pages and data ------------------------------------------------------------------------
     @_html_errors
     def home(self, request: Request) -> Response:
-        session = self._session(request)
+        session = _operator(request)
         return html_response(dashboard.render(self, session, request.query))
 
     def extras(self) -> dict[str, Any]:
@@ -215,12 +229,10 @@ class Console:
 
     @_html_errors
     def snapshot(self, request: Request) -> Response:
-        self._session(request)
         return json_response({"history": list(self.live.history), **self.extras()})
 
     @_html_errors
     def events(self, request: Request) -> Response:
-        self._session(request)
         return Response(
             200,
             self.hub.stream(lambda: self.sessions.current(request) is not None),
@@ -230,9 +242,8 @@ class Console:
 
     @_html_errors
     async def journal(self, request: Request) -> Response:
-        self._session(request)
-        journal = self.service.journal
-        query = journal_view.parse_query(request.query, self.service.settings.logins)
+        journal = self.context.journal
+        query = journal_view.parse_query(request.query, self.context.login_rules)
         if journal is None:
             return html_response(
                 journal_view.render(
@@ -249,9 +260,9 @@ class Console:
 
     @_html_errors
     async def list_add(self, request: Request) -> Response:
-        session, form = self._action(request)
+        session, form = _operator(request), form_of(request)
         which = _choice(form, "list", ("block", "allow"))
-        kind, value = _entry_key(form, self.service.settings.logins)
+        kind, value = _entry_key(form, self.context.login_rules)
         check_wide_entry(
             kind,
             value,
@@ -270,33 +281,33 @@ class Console:
         now = time.time()
         entry = ListEntry(kind, value, now + ttl if ttl else 0.0, reason, now)
         self.engine.add_entry(which, entry, by=self._by(session))
-        await self.service.commit()
+        await self.context.commit()
         return redirect(f"/ops/?done={which}-added#lists")
 
     @_html_errors
     async def list_remove(self, request: Request) -> Response:
-        session, form = self._action(request)
+        session, form = _operator(request), form_of(request)
         which = _choice(form, "list", ("block", "allow"))
         kind = _choice(form, "kind", KINDS)
         value = form.get("value", "")[:300]
         if self.engine.remove_entry(which, kind, value, by=self._by(session)) is None:
             raise HTTPError(404, f"no {which}-list entry for {value}")
-        await self.service.commit()
+        await self.context.commit()
         return redirect(f"/ops/?done={which}-removed#lists")
 
     @_html_errors
     async def posture(self, request: Request) -> Response:
-        session, form = self._action(request)
+        session, form = _operator(request), form_of(request)
         protocol = Protocol(_choice(form, "protocol", PROTOCOLS))
         level = _choice(form, "level", POSTURES)
         reason = _reason(form)
         self.engine.set_posture(protocol, level, self._by(session), reason)
-        await self.service.commit()
+        await self.context.commit()
         return redirect("/ops/?done=posture#posture")
 
     @_html_errors
     async def notice(self, request: Request) -> Response:
-        session, form = self._action(request)
+        session, form = _operator(request), form_of(request)
         try:
             notice = self.notices.post(
                 form.get("service", "").strip(),
@@ -306,7 +317,7 @@ class Console:
             )
         except NoticeError as exc:
             raise HTTPError(400, str(exc)) from None
-        self.service.journal_durable(
+        self.context.journal_durable(
             "notice_posted",
             {
                 "id": notice.id,
@@ -316,18 +327,18 @@ class Console:
                 "by": notice.by,
             },
         )
-        await self.service.commit()
+        await self.context.commit()
         return redirect("/ops/?done=notice#notices")
 
     @_html_errors
     async def notice_withdraw(self, request: Request) -> Response:
-        session, form = self._action(request)
+        session, form = _operator(request), form_of(request)
         reason = _reason(form)
         try:
             notice = self.notices.withdraw(form.get("id", "").strip()[:64], self._by(session))
         except NoticeError as exc:
             raise HTTPError(400, str(exc)) from None
-        self.service.journal_durable(
+        self.context.journal_durable(
             "notice_withdrawn",
             {
                 "id": notice.id,
@@ -337,7 +348,7 @@ class Console:
                 "reason": reason,
             },
         )
-        await self.service.commit()
+        await self.context.commit()
         return redirect("/ops/?done=notice-withdrawn#notices")
 
 
@@ -380,13 +391,3 @@ def _entry_key(form: dict[str, str], rules: Any) -> tuple[str, str]:
         return kind, normalise(kind, value)
     except KeyError_ as exc:
         raise HTTPError(400, str(exc)) from None
-
-
-def mount(router: Router, service: Service) -> Console:
-    """Mount the status page and, unless disabled, the operator console on `router`."""
-    console: Console | None = getattr(service, "ops_console", None)
-    if console is None:
-        console = Console(service, OpsSettings.of(service.settings))
-        service.ops_console = console  # type: ignore[attr-defined]
-    console.mount(router)
-    return console

@@ -164,9 +164,8 @@ def _lists_panel(console: Console, session: Session) -> str:
 
 
 def _features_panel(console: Console) -> str:
-    service = console.service
     reasons = console.engine.reason_counts
-    leaks = service.leaks
+    leaks = console.context.leaks
     if leaks is None:
         leak = '<p class="absent">Leak corpus not loaded: exposed-account counts appear once it is.</p>'
     else:
@@ -184,11 +183,15 @@ def _features_panel(console: Console) -> str:
         )
         leak = f'<ul class="facts">{items or "<li>corpus loaded</li>"}</ul>'
     flagged = reasons.get("account_exposed", 0) + reasons.get("leaked_pair", 0)
-    shed = getattr(service, "shed_status", None)
-    if callable(shed):
-        try:
-            data = shed()
-            svc = data.get("services", {}) if isinstance(data, dict) else {}
+    try:
+        shed = console.context.shed_status()
+    except Exception as exc:
+        shed_html = f'<p class="absent">Shedding status unavailable: {h(type(exc).__name__)}</p>'
+    else:
+        if shed is None:
+            shed_html = '<p class="absent">Load shedding is not configured on this node.</p>'
+        else:
+            svc = shed.get("services", {})
             shed_html = (
                 "<ul class=facts>"
                 + "".join(
@@ -197,12 +200,6 @@ def _features_panel(console: Console) -> str:
                 )
                 + "</ul>"
             )
-        except Exception as exc:
-            shed_html = (
-                f'<p class="absent">Shedding status unavailable: {h(type(exc).__name__)}</p>'
-            )
-    else:
-        shed_html = '<p class="absent">Load shedding is not configured on this node.</p>'
     return (
         '<section class="panel" id="features"><h2>Accounts and load</h2>'
         f"<h3>Exposed accounts</h3>{leak}"

@@ -6,26 +6,23 @@ The decision path only increments Python ints; nothing here runs per request.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from rempart.model import Action, Protocol
-
-if TYPE_CHECKING:
-    from rempart.server import Service
+from rempart.ops.context import MetricsContext
 
 POSTURE_LEVEL = {"normal": 0, "guarded": 1, "strict": 2, "closed": 3}
 
 
 class EngineCollector(Collector):
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, context: MetricsContext) -> None:
+        self.context = context
 
     def collect(self) -> Iterator[Metric]:
-        s = self.service
+        s = self.context
         e = s.engine
         decisions = CounterMetricFamily(
             "rempart_decisions", "Decisions by verdict", labels=["verdict"]
@@ -80,7 +77,7 @@ class EngineCollector(Collector):
         yield CounterMetricFamily(
             "rempart_journal_records",
             "Journal records written",
-            value=s.journal.written if s.journal else 0,
+            value=s.journal_records(),
         )
         yield CounterMetricFamily(
             "rempart_write_errors", "Failed writes (journal, store)", value=s.write_errors()
@@ -88,13 +85,15 @@ class EngineCollector(Collector):
         yield CounterMetricFamily(
             "rempart_http_handler_errors",
             "Handler failures (HTTP 500)",
-            value=s.app.errors if s.app else 0,
+            value=s.handler_errors(),
         )
 
 
-def make_registry(service: Service, extra: list[Collector] | None = None) -> CollectorRegistry:
+def make_registry(
+    context: MetricsContext, extra: list[Collector] | None = None
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(service))
+    registry.register(EngineCollector(context))
     for collector in extra or []:
         registry.register(collector)
     return registry

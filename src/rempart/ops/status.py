@@ -9,16 +9,13 @@ reasons) is ever shown here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rempart.httpserver import Request, Response, json_response
+from rempart.ops.context import StatusContext
 from rempart.ops.notices import LEVELS, Notices
 from rempart.ops.settings import OpsSettings
 from rempart.ops.web import h, html_response, page, when
-
-if TYPE_CHECKING:
-    from rempart.server import Service
 
 SAFETY = (
     "We never send links to reset your password. If a message asks you to click a link to "
@@ -43,29 +40,26 @@ LEVEL_WORDS = {
 }
 
 
-def _shed_health(service: Service) -> dict[str, str]:
-    """The shedding controller's per-service health when that feature is wired in."""
-    provider: Callable[[], dict[str, Any]] | None = getattr(service, "shed_public_status", None)
-    if provider is None:
-        return {}
+def _shed_health(context: StatusContext) -> dict[str, str]:
+    """The shedding controller's per-service health when that feature is configured."""
     try:
-        data = provider()
+        data = context.shed_public_status()
     except Exception:  # the status page must render whatever a provider does
         return {}
     services = data.get("services", {}) if isinstance(data, dict) else {}
     return {str(k): str(v) for k, v in services.items() if v in LEVELS}
 
 
-def status_model(service: Service, settings: OpsSettings, notices: Notices) -> dict[str, Any]:
-    engine = service.engine
+def status_model(context: StatusContext, settings: OpsSettings, notices: Notices) -> dict[str, Any]:
+    postures = context.postures()
     current = notices.current()
-    shed = _shed_health(service)
+    shed = _shed_health(context)
     names = list(settings.services)
     names += [s for s in current if s not in settings.services]
     services: dict[str, Any] = {}
     for name in names:
         level, details = "up", []
-        posture = next((v for p, v in engine.postures.items() if p.value == name), None)
+        posture = postures.get(name)
         if posture in POSTURE_TEXT:
             table = POSTURE_TEXT if name in MAIL or name == "app" else WEB_POSTURE_TEXT
             level, text = table[posture]
@@ -145,16 +139,16 @@ def render(model: dict[str, Any]) -> str:
 
 
 class StatusPage:
-    def __init__(self, service: Service, settings: OpsSettings, notices: Notices) -> None:
-        self.service = service
+    def __init__(self, context: StatusContext, settings: OpsSettings, notices: Notices) -> None:
+        self.context = context
         self.settings = settings
         self.notices = notices
 
     def html(self, request: Request) -> Response:
-        return html_response(render(status_model(self.service, self.settings, self.notices)))
+        return html_response(render(status_model(self.context, self.settings, self.notices)))
 
     def json(self, request: Request) -> Response:
-        model = status_model(self.service, self.settings, self.notices)
+        model = status_model(self.context, self.settings, self.notices)
         return json_response(
             model, headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
         )

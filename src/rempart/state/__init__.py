@@ -8,12 +8,14 @@ that is a MissingExtra error naming it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rempart.extras import MissingExtra, require
 
 if TYPE_CHECKING:
     from rempart.config import Settings
+    from rempart.engine.engine import Engine
+    from rempart.state.replication import Replicator
     from rempart.state.store import Store
 
 
@@ -45,15 +47,15 @@ def open_store(settings: Settings, data_dir: str | Path) -> Store:
     )
 
 
-def open_replication(service: Any) -> Any:
-    """With the Redis store: the node's `Replicator`, listening to its engine, its metrics
-    registered with the service; None otherwise. `attach(loop)` starts it."""
-    store = service.store
-    if service.settings.state.backend != "redis":
+def open_replication(settings: Settings, engine: Engine, store: Store) -> Replicator | None:
+    """With the Redis store: the node's `Replicator`, listening to `engine` (its metrics come
+    from `ReplicationCollector(replicator)`); None otherwise. `attach(loop)` starts it."""
+    if settings.state.backend != "redis":
         return None
-    from rempart.state.replication import ReplicationCollector, Replicator
+    from rempart.state.redis import RedisStore
+    from rempart.state.replication import Replicator
 
-    e = service.settings.engine
-    replicator = Replicator(service.engine, store, backfill_seconds=e.bucket_seconds * e.buckets)
-    service.extra_collectors.append(ReplicationCollector(replicator))
-    return replicator
+    if not isinstance(store, RedisStore):
+        raise TypeError("replication over Redis needs the RedisStore that open_store gives")
+    e = settings.engine
+    return Replicator(engine, store, backfill_seconds=e.bucket_seconds * e.buckets)
