@@ -8,11 +8,14 @@ other packages (`[leaks]`, `[shed]`, `[sim]`) are passed through in `Settings.ra
 from __future__ import annotations
 
 import copy
+import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rempart.connections import ConnectionLimits, parse_networks
 from rempart.engine.keys import LoginRules
 
 DEFAULTS_TOML = """\
@@ -24,6 +27,23 @@ port = 8084
 data_dir = "./rempart-data"
 # Largest accepted request body, in bytes; larger bodies get 413.
 max_body_bytes = 65536
+# Connection management. A new connection must send its first request's headers (and body)
+# within header_timeout seconds, and so must every later request once begun; a keep-alive
+# connection idle between requests is closed after idle_timeout. Checked by one sweep a second.
+header_timeout = 10.0
+idle_timeout = 60.0
+# Most open connections (0 = automatic: the descriptor limit, which `rempart serve` raises to
+# its hard limit at start, less a tenth and at least 128 kept for files). Untrusted clients get
+# all but trusted_reserve of them (0 = a tenth), so trusted clients still connect in a flood.
+max_connections = 0
+trusted_reserve = 0
+# Clients (addresses or networks) that may use the reserve and have no per-client cap: the
+# Dovecot / nginx hosts that ask Rempart. Loopback by default, so a Dovecot on this host keeps
+# working; if a reverse proxy on this host forwards public traffic to Rempart, list only the
+# Dovecot hosts here instead (e.g. ["10.0.0.5", "10.0.0.6"]).
+trusted_clients = ["127.0.0.0/8", "::1"]
+# Most open connections from one untrusted address (IPv6: one /64); 0 = no cap.
+max_connections_per_client = 256
 
 [auth]
 # The API password (HTTP Basic, any user name) is read from $REMPART_API_PASSWORD, else from this
@@ -229,6 +249,58 @@ class ServerSettings:
     port: int
     data_dir: str
     max_body_bytes: int
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+
+
+_HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def check_host(host: str, where: str = "[server] host") -> str:
+    """An IP address or a DNS name (not resolved here); ConfigError naming `where`."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if not host or len(host) > 253 or not all(_HOSTNAME_LABEL.fullmatch(x) for x in labels):
+        raise ConfigError(f"{where}: {host!r} is neither an IP address nor a host name")
+    return host
+
+
+def check_port(port: int, where: str = "[server] port") -> int:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: must be between 0 and 65535, got {port}")
+    return port
+
+
+def _server(s: dict[str, Any]) -> ServerSettings:
+    trusted = s["trusted_clients"]
+    if not isinstance(trusted, list) or not all(isinstance(x, str) for x in trusted):
+        raise ConfigError("[server] trusted_clients: expected a list of addresses or networks")
+    try:
+        parse_networks(trusted, "[server] trusted_clients")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    header_timeout = _typed(s, "server", "header_timeout", float, 0.1)
+    idle_timeout = _typed(s, "server", "idle_timeout", float, 0.1)
+    for key, value in (("header_timeout", header_timeout), ("idle_timeout", idle_timeout)):
+        if value > 86400:
+            raise ConfigError(f"[server] {key}: at most 86400 seconds, got {value!r}")
+    return ServerSettings(
+        host=check_host(_typed(s, "server", "host", str)),
+        port=check_port(_typed(s, "server", "port", int, 0)),
+        data_dir=_typed(s, "server", "data_dir", str),
+        max_body_bytes=_typed(s, "server", "max_body_bytes", int, 1024),
+        connections=ConnectionLimits(
+            header_timeout=header_timeout,
+            idle_timeout=idle_timeout,
+            max_connections=_typed(s, "server", "max_connections", int, 0),
+            max_connections_per_client=_typed(s, "server", "max_connections_per_client", int, 0),
+            trusted_clients=tuple(trusted),
+            trusted_reserve=_typed(s, "server", "trusted_reserve", int, 0),
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,12 +462,7 @@ def from_mapping(data: dict[str, Any]) -> Settings:
     if step_up >= 0:
         raise ConfigError("[wforce] step_up_status: must be negative (a rejection)")
     return Settings(
-        server=ServerSettings(
-            host=_typed(s, "server", "host", str),
-            port=_typed(s, "server", "port", int, 0),
-            data_dir=_typed(s, "server", "data_dir", str),
-            max_body_bytes=_typed(s, "server", "max_body_bytes", int, 1024),
-        ),
+        server=_server(s),
         engine=engine,
         familiarity=FamiliaritySettings(
             ttl_days=_typed(f, "familiarity", "ttl_days", float, 0),
@@ -433,6 +500,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}): save it as UTF-8") from None
     try:
         return from_mapping(data)
     except ConfigError as exc:

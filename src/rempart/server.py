@@ -30,6 +30,7 @@ from rempart.engine.oracle import LeakOracle
 from rempart.httpserver import HttpApp, HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Protocol
 from rempart.ops import metrics
+from rempart.ops.connmetrics import ConnectionCollector
 from rempart.ops.journal import Journal
 from rempart.ops.webhooks import WebhookSender, parse_webhooks
 from rempart.state import open_replication, open_store
@@ -111,7 +112,9 @@ class Service:
         self.auth = BasicAuth(api_password)
         self._logins: dict[str, str] = {}
         self.app: HttpApp | None = None
-        self.extra_collectors: list[Any] = []
+        self.extra_collectors: list[Any] = [
+            ConnectionCollector(lambda: self.app.guard if self.app else None)
+        ]
         self.shed_controller: Any = None
         self.shed_settings: Any = None
         if settings.raw.get("shed", {}).get("services"):
@@ -258,7 +261,9 @@ class Service:
 
     async def serve(self, host: str, port: int, ready: asyncio.Event | None = None) -> None:
         tail = tail_plan(self)  # [tail] files, validated before listening
-        self.app = HttpApp(self.router(), self.settings.server.max_body_bytes)
+        self.app = HttpApp(
+            self.router(), self.settings.server.max_body_bytes, self.settings.server.connections
+        )
         bound = await self.app.start(host, port)
         log.info(
             "rempart %s listening on http://%s:%d/ (data in %s)",
