@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import hashlib
 import logging
 import os
 import secrets
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from rempart.adapters.nginx import NginxApi
 from rempart.adapters.operator import OperatorApi
 from rempart.adapters.wforce import WforceApi
 from rempart.config import Settings
+from rempart.datadir import lock, prepare, private_umask
 from rempart.engine import distinct
 from rempart.engine.engine import Engine
 from rempart.engine.keys import KeyError_, canonical_login
@@ -36,6 +39,10 @@ from rempart.ops.webhooks import WebhookSender, parse_webhooks
 from rempart.state import open_replication, open_store
 
 log = logging.getLogger("rempart")
+
+
+class StartupError(Exception):
+    """The service cannot start (the address cannot be bound...); the message says why."""
 
 
 def write_secret(path: Path, value: bytes) -> None:
@@ -84,8 +91,7 @@ class Service:
         leaks: LeakOracle | None = None,
     ) -> None:
         self.settings = settings
-        self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = prepare(data_dir)
         self.started = time.time()
         if leaks is None:
             leaks = open_leak_corpus(settings, self.data_dir)
@@ -264,7 +270,11 @@ class Service:
         self.app = HttpApp(
             self.router(), self.settings.server.max_body_bytes, self.settings.server.connections
         )
-        bound = await self.app.start(host, port)
+        try:
+            bound = await self.app.start(host, port)
+        except OSError as exc:
+            self.close()
+            raise StartupError(listen_error(host, port, exc)) from None
         log.info(
             "rempart %s listening on http://%s:%d/ (data in %s)",
             __version__,
@@ -336,9 +346,26 @@ def open_leak_corpus(settings: Settings, data_dir: Path) -> LeakOracle | None:
     return LeakCorpus(data_dir, settings_from_mapping(settings.raw))
 
 
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {host!r}: the host name does not resolve ({exc.strerror})"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {host}:{port}: the port is already in use "
+            "(another rempart or program; choose another with --port or [server] port)"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}:{port}: {host} is not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need root)"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
 def run(settings: Settings, data_dir: str, host: str, port: int) -> None:
-    path = Path(data_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    """`rempart serve`: private files, the data directory locked for this process, then serve."""
+    private_umask()
+    path = prepare(data_dir)
+    holder = lock(path)  # held until the process exits; the kernel drops it even on kill -9
     password, generated = resolve_api_password(settings, path)
     if generated:
         print(
@@ -352,3 +379,5 @@ def run(settings: Settings, data_dir: str, host: str, port: int) -> None:
         uvloop.run(service.serve(host, port))
     except ImportError:
         asyncio.run(service.serve(host, port))
+    finally:
+        holder.release()

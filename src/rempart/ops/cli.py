@@ -104,6 +104,9 @@ def report_incident(
     end = _time(until, "--until") or time.time()
     if start >= end:
         raise click.BadParameter("must be before --until", param_hint="--since")
+    target = Path(out or f"incident-{time.strftime('%Y%m%dT%H%M', time.gmtime(start))}.html")
+    if not target.parent.is_dir():
+        raise click.BadParameter(f"directory {target.parent} does not exist", param_hint="--out")
     path = _data_dir(config, data_dir)
     journal_dir = path / "journal"
     if not journal_dir.is_dir():
@@ -119,8 +122,10 @@ def report_incident(
     model = report_mod.build(
         journal.records(since=start, until=end), start, end, Notices(path).all(), integrity
     )
-    target = Path(out or f"incident-{time.strftime('%Y%m%dT%H%M', time.gmtime(start))}.html")
-    target.write_text(report_mod.render(model), encoding="utf-8")
+    try:
+        target.write_text(report_mod.render(model), encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {target}: {exc.strerror}") from None
     click.echo(
         f"wrote {target}: {model.records:,} records, {model.totals['decisions']:,} decisions, "
         f"{len(model.ips):,} hostile IPs, {len(model.actions)} operator actions"
