@@ -58,7 +58,22 @@ def prepare(path: str | Path, create: bool = True) -> Path:
         raise DataDirError(
             f"data directory {path} is not writable by this user (uid {os.geteuid()})"
         )
+    close_open_files(path)
     return path
+
+
+def close_open_files(path: Path) -> None:
+    """Files an older version left readable by others become the owner's only."""
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            entry = os.path.join(root, name)
+            try:
+                info = os.lstat(entry)
+                if stat.S_ISLNK(info.st_mode) or not stat.S_IMODE(info.st_mode) & 0o077:
+                    continue
+                os.chmod(entry, DIR_MODE if stat.S_ISDIR(info.st_mode) else 0o600)
+            except OSError:
+                continue  # not ours to change (another owner): left as the operator made it
 
 
 class DirLock:

@@ -35,8 +35,14 @@ def test_prepare_creates_a_private_directory_and_closes_an_open_one(tmp_path: Pa
     old = tmp_path / "old"
     old.mkdir(mode=0o755)
     old.chmod(0o755)
+    (old / "journal").mkdir()
+    (old / "journal").chmod(0o755)
+    (old / "state.sqlite3").write_text("")
+    (old / "state.sqlite3").chmod(0o644)
     prepare(old)
     assert stat.S_IMODE(old.stat().st_mode) == 0o700
+    assert stat.S_IMODE((old / "journal").stat().st_mode) == 0o700
+    assert stat.S_IMODE((old / "state.sqlite3").stat().st_mode) == 0o600
 
 
 def test_prepare_refuses_a_file_and_an_unwritable_directory(tmp_path: Path) -> None:
