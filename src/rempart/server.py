@@ -215,12 +215,12 @@ class Service:
 
     # --- admission control (shed/) ---------------------------------------------------------
     def _setup_shed(self, table: dict[str, Any]) -> None:
-        from rempart.shed.config import ShedConfigError, parse_shed
+        from rempart.shed.config import ShedConfigError, parse_shed, with_map_dir
         from rempart.shed.controller import Controller
         from rempart.shed.metrics import ShedCollector
 
         try:
-            self.shed_settings = parse_shed(table)
+            self.shed_settings = with_map_dir(parse_shed(table), self.data_dir)
         except ShedConfigError as exc:
             raise SystemExit(f"config: {exc}") from None
         self.shed_controller = Controller(self.shed_settings)

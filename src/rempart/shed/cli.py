@@ -18,7 +18,13 @@ from pathlib import Path
 
 import click
 
-from rempart.shed.config import ShedConfigError, ShedSettings, parse_shed
+from rempart.shed.config import (
+    ShedConfigError,
+    ShedSettings,
+    example_table,
+    parse_shed,
+    with_map_dir,
+)
 from rempart.shed.haproxy_config import render
 from rempart.shed.maps import HOSTILE_MAP, ensure_maps, read_hostile, write_hostile
 from rempart.shed.runtime import HAProxyRuntime, RuntimeUnavailable
@@ -26,17 +32,27 @@ from rempart.shed.snapshot import snapshot
 from rempart.shed.status import shed_status
 
 
-def load_settings(path: Path | None) -> ShedSettings:
-    if path is None:
-        return parse_shed({})
+def load_settings(
+    path: Path | None, data_dir: str | None = None, example: bool = False
+) -> ShedSettings:
+    """The [shed] table of `path` (defaults without one; with `example`, the documented
+    example table), its map directory resolved against the data directory."""
+    document: dict[str, object] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as handle:
+                document = tomllib.load(handle)
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise click.ClickException(f"{path}: {exc}") from None
+    table = document.get("shed", example_table() if example and path is None else {})
+    server = document.get("server", {})
+    if data_dir is None:
+        data_dir = server.get("data_dir") if isinstance(server, dict) else None
     try:
-        with path.open("rb") as handle:
-            table = tomllib.load(handle).get("shed", {})
-        return parse_shed(table)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise click.ClickException(f"{path}: {exc}") from None
+        settings = parse_shed(table)  # type: ignore[arg-type]
     except ShedConfigError as exc:
-        raise click.ClickException(f"{path}: {exc}") from None
+        raise click.ClickException(f"{path or 'example [shed]'}: {exc}") from None
+    return with_map_dir(settings, data_dir or "./rempart-data")
 
 
 config_option = click.option(
@@ -46,6 +62,12 @@ config_option = click.option(
     required=True,
     help="Rempart TOML file holding the [shed] table.",
 )
+data_dir_option = click.option(
+    "--data-dir",
+    default=None,
+    help="State directory; map files default to <data-dir>/shed "
+    "(default: [server] data_dir, ./rempart-data).",
+)
 
 
 @click.group()
@@ -54,21 +76,50 @@ def shed() -> None:
 
 
 @shed.command("haproxy-config")
-@config_option
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Rempart TOML file holding the [shed] table (without one: the documented example).",
+)
+@data_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here.")
 @click.option("--no-enforce", is_flag=True, help="Classify and count only (a baseline).")
 @click.option(
     "--no-maps", is_flag=True, help="Do not create the map files in shed.haproxy.map_dir."
 )
-def haproxy_config(config_path: Path, output: Path | None, no_enforce: bool, no_maps: bool) -> None:
-    """Print (or write) the HAProxy configuration for the [shed] table."""
-    settings = load_settings(config_path)
+def haproxy_config(
+    config_path: Path | None,
+    data_dir: str | None,
+    output: Path | None,
+    no_enforce: bool,
+    no_maps: bool,
+) -> None:
+    """Print (or write) the HAProxy configuration for the [shed] table.
+
+    Map files go to [shed.haproxy] map_dir, by default <data-dir>/shed."""
+    settings = load_settings(config_path, data_dir, example=True)
+    if config_path is None:
+        click.echo(
+            "rempart shed: no --config, showing the documented example [shed] table "
+            "(service web on 127.0.0.1:8081; see rempart config show --reference-shed)",
+            err=True,
+        )
     try:
         text = render(settings, enforce=not no_enforce)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    if output is not None and not output.parent.is_dir():
+        raise click.BadParameter(f"directory {output.parent} does not exist", param_hint="--output")
     if not no_maps:
-        ensure_maps(Path(settings.haproxy.map_dir), [s.name for s in settings.services])
+        try:
+            ensure_maps(Path(settings.haproxy.map_dir), [s.name for s in settings.services])
+        except OSError as exc:
+            raise click.ClickException(
+                f"shed.haproxy.map_dir: cannot create the map files in "
+                f"{settings.haproxy.map_dir}: {exc.strerror} (or use --no-maps)"
+            ) from None
     if output is None:
         sys.stdout.write(text)
     else:
@@ -78,10 +129,11 @@ def haproxy_config(config_path: Path, output: Path | None, no_enforce: bool, no_
 
 @shed.command("status")
 @config_option
+@data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(config_path: Path, as_json: bool) -> None:
+def status(config_path: Path, data_dir: str | None, as_json: bool) -> None:
     """Per service and class: admitted share, demand and shed rates, current limit."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, data_dir)
     runtime = HAProxyRuntime(settings.haproxy.runtime_socket)
     try:
         state = asyncio.run(snapshot(settings, runtime))
@@ -145,9 +197,10 @@ def hostile() -> None:
 @hostile.command("add")
 @click.argument("source")
 @optional_config
-def hostile_add(source: str, config_path: Path | None) -> None:
+@data_dir_option
+def hostile_add(source: str, config_path: Path | None, data_dir: str | None) -> None:
     """Refuse SOURCE (an address or CIDR network) from now on."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, data_dir)
     source = parse_source(source)
     _live(settings, "add", source)
     map_dir, _ = _hostile_map(settings)
@@ -158,9 +211,10 @@ def hostile_add(source: str, config_path: Path | None) -> None:
 @hostile.command("del")
 @click.argument("source")
 @optional_config
-def hostile_del(source: str, config_path: Path | None) -> None:
+@data_dir_option
+def hostile_del(source: str, config_path: Path | None, data_dir: str | None) -> None:
     """Stop refusing SOURCE."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, data_dir)
     source = parse_source(source)
     _live(settings, "del", source)
     map_dir, _ = _hostile_map(settings)
@@ -170,9 +224,10 @@ def hostile_del(source: str, config_path: Path | None) -> None:
 
 @hostile.command("list")
 @optional_config
-def hostile_list(config_path: Path | None) -> None:
+@data_dir_option
+def hostile_list(config_path: Path | None, data_dir: str | None) -> None:
     """The hostile sources HAProxy enforces now (live map), one a line."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, data_dir)
     runtime = HAProxyRuntime(settings.haproxy.runtime_socket)
     _, map_file = _hostile_map(settings)
     try:
