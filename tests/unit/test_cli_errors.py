@@ -93,3 +93,16 @@ def test_empty_leak_file_leaves_no_pending_ingest(tmp_path: Path) -> None:
     result = _run("leaks", "ingest", "--data-dir", data, str(good))
     assert result.exit_code == 0, result.output
     assert "1 pairs" in result.output
+
+
+def test_commands_writing_the_data_dir_refuse_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    data = str(tmp_path / "f")
+    _refused(
+        _run("operator", "add", "bob", "--data-dir", data, "--password", "correct horse staple"),
+        "not a directory",
+    )
+    _refused(
+        _run("status", "post", "--service", "imap", "--level", "down", "--data-dir", data, "x"),
+        "not a directory",
+    )

@@ -41,6 +41,16 @@ def _data_dir(config: str | None, data_dir: str | None) -> Path:
     return Path(data_dir or _settings(config).server.data_dir)
 
 
+def _prepared(path: Path) -> Path:
+    """The data directory for a command that writes to it: created private, or a clear error."""
+    from rempart.datadir import DataDirError, prepare
+
+    try:
+        return prepare(path)
+    except DataDirError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _time(text: str | None, name: str) -> float:
     try:
         return timeparse.parse(text or "", name)
@@ -65,8 +75,7 @@ def status_post(
     service: str, level: str, by: str | None, text: str, config: str | None, data_dir: str | None
 ) -> None:
     """Post TEXT for SERVICE. No links: users are told to type the site's address themselves."""
-    path = _data_dir(config, data_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    path = _prepared(_data_dir(config, data_dir))
     author = by or os.environ.get("SUDO_USER") or getpass.getuser()
     try:
         notice = Notices(path).post(service, level, text, f"cli:{author}")
@@ -147,8 +156,7 @@ def operator() -> None:
 @data_dir_option
 def operator_add(name: str, password: str, config: str | None, data_dir: str | None) -> None:
     """Create NAME or change its password."""
-    path = _data_dir(config, data_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    path = _prepared(_data_dir(config, data_dir))
     try:
         Operators(path).add(name, password)
     except OperatorError as exc:
