@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +53,19 @@ data_dir_option = click.option(
 @click.version_option(package_name="rempart")
 def main() -> None:
     """Rempart: a shield for logins and availability."""
+    # Whatever any command writes (state, journal, corpus, keys, exports) is personal data.
+    from rempart.datadir import private_umask
+
+    private_umask()
 
 
 @main.command()
 @config_option
 @data_dir_option
 @click.option("--host", default=None, help="Listen address (default 127.0.0.1).")
-@click.option("--port", default=None, type=int, help="Listen port (default 8084).")
+@click.option(
+    "--port", default=None, type=click.IntRange(0, 65535), help="Listen port (default 8084)."
+)
 def serve(config: str | None, data_dir: str | None, host: str | None, port: int | None) -> None:
     """Run the decision service (wforce-compatible and native APIs, metrics)."""
     import logging
@@ -74,6 +78,17 @@ def serve(config: str | None, data_dir: str | None, host: str | None, port: int 
     from rempart.preflight import preflight
 
     settings = _settings(config)
+    from rempart.config import check_host
+    from rempart.datadir import DataDirError
+    from rempart.server import StartupError
+
+    if host is not None:
+        try:
+            check_host(host, "--host")
+        except ConfigError as exc:
+            raise click.BadParameter(
+                str(exc).removeprefix("--host: "), param_hint="--host"
+            ) from None
     try:
         preflight(settings)  # the same checks as `rempart config check`
         run(
@@ -84,7 +99,7 @@ def serve(config: str | None, data_dir: str | None, host: str | None, port: int 
         )
     except ConfigError as exc:
         raise _failure(exc, config) from None
-    except MissingExtra as exc:
+    except (MissingExtra, DataDirError, StartupError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -139,33 +154,29 @@ def config_check(config: str | None) -> None:
 
 
 def parse_time(text: str | None, name: str) -> float:
-    """UNIX seconds from ISO 8601, a UNIX number, or a relative '2h' / '30m' ago."""
-    if not text:
-        return 0.0
-    from rempart.engine.policy import parse_duration
+    """UNIX seconds from ISO 8601, a UNIX number, or a relative '2h' / '6h ago'."""
+    from rempart.ops import timeparse
 
     try:
-        return float(text)
-    except ValueError:
-        pass
-    if text[-1] in "smhd" and text[:-1].replace(".", "", 1).isdigit():
-        return time.time() - parse_duration(text, name)
-    try:
-        stamp = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r}: use ISO 8601 (2026-11-23T14:00), UNIX seconds or a duration ago such as 2h",
-            param_hint=name,
-        ) from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.timestamp()
+        return timeparse.parse(text or "", name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix(f"{name}: "), param_hint=name) from None
+
+
+def _journal_dir(settings: Settings, data_dir: str | None) -> Path:
+    """The journal of a data directory, which must exist: reading never creates one."""
+    path = Path(_data_dir(settings, data_dir)) / "journal"
+    if not path.is_dir():
+        raise click.ClickException(
+            f"no journal at {path}: is the data directory right (--data-dir, [server] data_dir)?"
+        )
+    return path
 
 
 @main.group("journal", invoke_without_command=True)
 @click.option("--login", default="", help="Only records of this login (canonicalised).")
 @click.option("--ip", default="", help="Only records of this IP.")
-@click.option("--since", default=None, help="From (ISO time, UNIX seconds, or e.g. 2h).")
+@click.option("--since", default=None, help="From (ISO time, UNIX seconds, or e.g. 6h ago).")
 @click.option("--until", default=None, help="Until (same forms).")
 @click.option(
     "--kind",
@@ -201,7 +212,7 @@ def journal_group(
         ip = net_keys(ip).ip if ip else ""
     except KeyError_ as exc:
         raise click.BadParameter(str(exc)) from None
-    journal = Journal(Path(_data_dir(settings, data_dir)) / "journal")
+    journal = Journal(_journal_dir(settings, data_dir))
     records = journal.records(
         login=login,
         ip=ip,
@@ -230,7 +241,7 @@ def journal_verify(obj: tuple[str | None, str | None]) -> None:
 
     settings = _settings(obj[0])
     data_dir = Path(_data_dir(settings, obj[1]))
-    journal = Journal(data_dir / "journal")
+    journal = Journal(_journal_dir(settings, obj[1]))
     count, broken = journal.verify()
     if broken:
         raise click.ClickException(
@@ -258,7 +269,7 @@ def journal_verify(obj: tuple[str | None, str | None]) -> None:
 @journal_group.command("export")
 @click.option("--since", default=None, help="From (ISO time, UNIX seconds, or e.g. 2h).")
 @click.option("--until", default=None, help="Until (same forms).")
-@click.option("--out", type=click.File("w"), default="-", help="File (default stdout).")
+@click.option("--out", type=click.File("w", lazy=False), default="-", help="File (default stdout).")
 @click.pass_obj
 def journal_export(
     obj: tuple[str | None, str | None], since: str | None, until: str | None, out: Any
@@ -267,7 +278,7 @@ def journal_export(
     from rempart.ops.export import export
     from rempart.ops.journal import Journal
 
-    journal = Journal(Path(_data_dir(_settings(obj[0]), obj[1])) / "journal")
+    journal = Journal(_journal_dir(_settings(obj[0]), obj[1]))
     count, verified, broken = export(
         journal, out, parse_time(since, "--since"), parse_time(until, "--until")
     )

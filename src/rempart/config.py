@@ -21,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import ipaddress
 import math
+import re
 import textwrap
 import tomllib
 from collections.abc import Callable, Mapping
@@ -270,7 +272,11 @@ def _value(raw: Any, hint: Any, meta: Mapping[str, Any], key: str) -> Any:
 @section("server")
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    host: str = knob("127.0.0.1", "Address and port `rempart serve` listens on (loopback).")
+    host: str = knob(
+        "127.0.0.1",
+        "Address and port `rempart serve` listens on (loopback).",
+        parse=lambda raw: _host(raw),
+    )
     port: int = knob(8084, "", ge=0, le=65535)
     data_dir: str = knob(
         "./rempart-data",
@@ -279,6 +285,73 @@ class ServerSettings:
     max_body_bytes: int = knob(
         65536, "Largest accepted request body, in bytes; larger bodies get 413.", ge=1024
     )
+    header_timeout: float = knob(
+        10.0,
+        "Connection management. A new connection must send its first request's headers (and "
+        "body) within header_timeout seconds, and so must every later request once begun; a "
+        "keep-alive connection idle between requests is closed after idle_timeout. Checked by "
+        "one sweep a second.",
+        ge=0.1,
+        le=86400,
+    )
+    idle_timeout: float = knob(60.0, "", ge=0.1, le=86400)
+    max_connections: int = knob(
+        0,
+        "Most open connections (0 = automatic: the descriptor limit, which `rempart serve` raises "
+        "to its hard limit at start, less a tenth and at least 128 kept for files). Untrusted "
+        "clients get all but trusted_reserve of them (0 = a tenth), so trusted clients still "
+        "connect in a flood.",
+        ge=0,
+    )
+    trusted_reserve: int = knob(0, "", ge=0)
+    trusted_clients: list[str] = knob(
+        ["127.0.0.0/8", "::1"],
+        "Clients (addresses or networks) that may use the reserve and have no per-client cap: the "
+        "Dovecot / nginx hosts that ask Rempart. Loopback by default, so a Dovecot on this host "
+        "keeps working; if a reverse proxy on this host forwards public traffic to Rempart, list "
+        'only the Dovecot hosts here instead (e.g. ["10.0.0.5", "10.0.0.6"]).',
+        parse=lambda raw: _networks(raw),
+    )
+    max_connections_per_client: int = knob(
+        256, "Most open connections from one untrusted address (IPv6: one /64); 0 = no cap.", ge=0
+    )
+
+
+_HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def check_host(host: Any, where: str = "[server] host") -> str:
+    """An IP address or a DNS name (not resolved here); ConfigError naming `where`."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(host, str):
+        raise ConfigError(f"{prefix}expected a string, got {host!r}")
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if not host or len(host) > 253 or not all(_HOSTNAME_LABEL.fullmatch(x) for x in labels):
+        raise ConfigError(f"{prefix}{host!r} is neither an IP address nor a host name")
+    return host
+
+
+def _host(raw: Any) -> str:
+    try:
+        return check_host(raw, "")
+    except ConfigError as exc:  # the registry names the key of a plain ValueError
+        raise ValueError(str(exc)) from None
+
+
+def _networks(raw: Any) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ValueError("expected a list of addresses or networks")
+    for entry in raw:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network") from None
+    return list(raw)
 
 
 @section("auth")
@@ -671,6 +744,10 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 (byte {exc.start}): save it as UTF-8", file=str(path)
+        ) from None
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

@@ -1,5 +1,8 @@
 """A small HTTP/1.1 server on asyncio + httptools: keep-alive, body limits, routing, streaming.
 
+Connection limits and timeouts are decided by `rempart.connections.ConnectionGuard`; a
+connection here only reports what it is doing (reading a request, idle between requests).
+
 Why not a framework: the decision API is the hot path and DESIGN.md's measurements put a raw
 asyncio Protocol with httptools at 2.3x uvicorn's throughput on this hardware. This module owns
 only HTTP mechanics, and the rule that every route declares its `Auth` level, whose guard runs
@@ -19,6 +22,8 @@ from urllib.parse import parse_qs
 
 import httptools
 import orjson
+
+from rempart.connections import ConnectionGuard, ConnectionLimits
 
 log = logging.getLogger(__name__)
 
@@ -186,39 +191,69 @@ _PLAIN_HEADS: dict[tuple[int, str], bytes] = {}
 
 class _Connection(asyncio.Protocol):
     __slots__ = (
+        "admitted",
         "app",
         "body",
         "client",
+        "client_key",
+        "guard",
         "header_bytes",
         "headers",
+        "idle_since",
         "parser",
         "queue",
+        "reading_since",
+        "served",
         "transport",
+        "trusted",
         "url",
         "worker",
     )
 
     def __init__(self, app: HttpApp) -> None:
         self.app = app
+        self.guard = app.guard
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.queue: list[Request | HTTPError] = []
         self.worker: asyncio.Task[None] | None = None
+        self.admitted = False
+        self.reading_since = 0.0  # coarse clock when the request being read began; 0: none
+        self.idle_since = 0.0  # coarse clock since nothing is in flight; 0: busy
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
-        self.client = peer[0] if peer else ""
+        self.client = peer[0] if isinstance(peer, tuple) and peer else ""
+        if not self.guard.admit(self, self.client):
+            self.transport = None
+            transport.abort()
+            return
         self.app.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.release(self)
         self.app.connections.discard(self)
         self.transport = None
         if self.worker is not None:
             self.worker.cancel()
 
+    def expire(self) -> None:
+        """Closed by a timeout: at once, even with unsent output (a client that stopped
+        reading must not hold its descriptor)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+        self.reading_since = self.idle_since = 0.0
+
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -232,6 +267,8 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
+        self.reading_since = self.guard.now
+        self.idle_since = 0.0
         self.url = b""
         self.headers: dict[str, str] = {}
         self.body: list[bytes] | None = []
@@ -254,6 +291,7 @@ class _Connection(asyncio.Protocol):
             self.body = None  # answered 413 once complete
 
     def on_message_complete(self) -> None:
+        self.reading_since = 0.0
         if self.body is None:
             self.queue.append(HTTPError(413, f"body larger than {self.app.max_body} bytes"))
         else:
@@ -286,13 +324,14 @@ class _Connection(asyncio.Protocol):
                     self.worker = asyncio.ensure_future(self._drain(result))
                     return
                 self.queue.pop(0)
-                self._write(result, self.parser.should_keep_alive())
+                self._write(result, self.parser.should_keep_alive(), item.method == "HEAD")
 
     async def _drain(self, pending: Awaitable[Response]) -> None:
         response = await pending
-        self.queue.pop(0)
-        if isinstance(response.body, bytes):
-            self._write(response, self.parser.should_keep_alive())
+        request = self.queue.pop(0)
+        head_only = isinstance(request, Request) and request.method == "HEAD"
+        if isinstance(response.body, bytes) or head_only:
+            self._write(response, self.parser.should_keep_alive(), head_only)
         else:
             await self._stream(response)
         self.worker = None
@@ -315,18 +354,27 @@ class _Connection(asyncio.Protocol):
         lines.append(extra)
         return "".join(lines).encode("latin-1")
 
-    def _write(self, response: Response, keep_alive: bool) -> None:
+    def _write(self, response: Response, keep_alive: bool, head_only: bool = False) -> None:
         if self.transport is None:
             return
         body = response.body
         if not isinstance(body, bytes):
-            self.worker = asyncio.ensure_future(self._stream(response))
-            return
-        extra = f"Content-Length: {len(body)}\r\n"
+            if not head_only:
+                self.worker = asyncio.ensure_future(self._stream(response))
+                return
+            # The body iterator is dropped unstarted, so it holds nothing to release.
+            extra = "Transfer-Encoding: chunked\r\n"
+            body = b""
+        else:
+            extra = f"Content-Length: {len(body)}\r\n"
         extra += "\r\n" if keep_alive else "Connection: close\r\n\r\n"
-        self.transport.write(self._head(response, extra) + body)
+        # HEAD: the headers GET would send, without the body (RFC 9110 9.3.2).
+        self.transport.write(self._head(response, extra) + (b"" if head_only else body))
         if not keep_alive:
             self.transport.close()
+        elif not self.queue and not self.reading_since:
+            self.idle_since = self.guard.now
+            self.served = True
 
     async def _stream(self, response: Response) -> None:
         assert not isinstance(response.body, bytes)
@@ -349,11 +397,18 @@ class _Connection(asyncio.Protocol):
 class HttpApp:
     """Routes plus the listening socket."""
 
-    def __init__(self, router: Router, max_body: int = 65536) -> None:
+    def __init__(
+        self,
+        router: Router,
+        max_body: int = 65536,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self.router = router
         self.max_body = max_body
+        self.guard = ConnectionGuard(limits or ConnectionLimits())
         self.connections: set[_Connection] = set()
         self.server: asyncio.base_events.Server | None = None
+        self.sweeper: asyncio.Task[None] | None = None
         self.errors = 0
 
     def error_response(self, error: HTTPError) -> Response:
@@ -363,6 +418,9 @@ class HttpApp:
 
     def dispatch(self, request: Request) -> Response | Awaitable[Response]:
         route, params, known = self.router.resolve(request.method, request.path)
+        if route is None and request.method == "HEAD":
+            # Every GET route answers HEAD (uptime monitors); the body is dropped when written.
+            route, params, known = self.router.resolve("GET", request.path)
         if route is None:
             if known:
                 return self.error_response(HTTPError(405, f"{request.method} not allowed here"))
@@ -397,11 +455,14 @@ class HttpApp:
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: _Connection(self), host, port, reuse_address=True, backlog=1024
+            lambda: _Connection(self), host, port, reuse_address=True, backlog=4096
         )
+        self.sweeper = asyncio.ensure_future(self.guard.run(self.connections))
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
         if self.server is not None:
             self.server.close()
             for conn in list(self.connections):

@@ -7,6 +7,7 @@ level, enforced by the Router with the guards built here."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import hashlib
 import json
@@ -14,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -38,6 +40,8 @@ from rempart.adapters.settings import NginxSettings
 from rempart.adapters.wforce import WforceApi
 from rempart.breach.settings import BreachSettings
 from rempart.config import ConfigError, Settings
+from rempart.connections import ConnectionLimits
+from rempart.datadir import lock, prepare, private_umask
 from rempart.engine import distinct
 from rempart.engine.engine import Engine
 from rempart.engine.keys import KeyError_, canonical_login
@@ -45,6 +49,7 @@ from rempart.engine.oracle import LeakOracle
 from rempart.httpserver import Auth, HttpApp, HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Protocol
 from rempart.ops import metrics
+from rempart.ops.connmetrics import ConnectionCollector
 from rempart.ops.console import Console
 from rempart.ops.context import ConsoleContext, MetricsContext, StatusContext
 from rempart.ops.guards import check_api_password
@@ -56,6 +61,10 @@ from rempart.shed.config import ShedSettings
 from rempart.state import open_replication, open_store
 
 log = logging.getLogger("rempart")
+
+
+class StartupError(Exception):
+    """The service cannot start (the address cannot be bound...); the message says why."""
 
 
 def write_secret(path: Path, value: bytes) -> None:
@@ -109,8 +118,7 @@ class Service:
         leaks: LeakOracle | None = None,
     ) -> None:
         self.settings = settings
-        self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = prepare(data_dir)
         self.started = time.time()
         if leaks is None:
             leaks = open_leak_corpus(settings, self.data_dir)
@@ -142,7 +150,9 @@ class Service:
         self._logins: dict[str, str] = {}
         self.app: HttpApp | None = None
         self.console: Console | None = None  # built with the first router
-        self.extra_collectors: list[Any] = []
+        self.extra_collectors: list[Any] = [
+            ConnectionCollector(lambda: self.app.guard if self.app else None)
+        ]
         self.shed_controller: Any = None
         self.shed_settings: Any = None
         if settings.section(ShedSettings).services:
@@ -281,10 +291,11 @@ class Service:
 
     # --- admission control (shed/) ---------------------------------------------------------
     def _setup_shed(self, shed: ShedSettings) -> None:
+        from rempart.shed.config import with_map_dir
         from rempart.shed.controller import Controller
         from rempart.shed.metrics import ShedCollector
 
-        self.shed_settings = shed
+        self.shed_settings = with_map_dir(shed, self.data_dir)
         self.shed_controller = Controller(self.shed_settings)
         self.extra_collectors.append(ShedCollector(lambda: self.shed_controller.state))
 
@@ -384,8 +395,16 @@ class Service:
     async def serve(self, host: str, port: int, ready: asyncio.Event | None = None) -> None:
         # [tail] files, validated before listening
         tail = tail_plan(TailContext(self.engine, self.settings, self.data_dir))
-        self.app = HttpApp(self.router(), self.settings.server.max_body_bytes)
-        bound = await self.app.start(host, port)
+        self.app = HttpApp(
+            self.router(),
+            self.settings.server.max_body_bytes,
+            ConnectionLimits.of(self.settings.server),
+        )
+        try:
+            bound = await self.app.start(host, port)
+        except OSError as exc:
+            self.close()
+            raise StartupError(listen_error(host, port, exc)) from None
         log.info(
             "rempart %s listening on http://%s:%d/ (data in %s)",
             __version__,
@@ -455,19 +474,39 @@ def open_leak_corpus(settings: Settings, data_dir: Path) -> LeakOracle | None:
     return LeakCorpus(data_dir, BreachSettings.of(settings))
 
 
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {host!r}: the host name does not resolve ({exc.strerror})"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {host}:{port}: the port is already in use "
+            "(another rempart or program; choose another with --port or [server] port)"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}:{port}: {host} is not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need root)"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
 def run(settings: Settings, data_dir: str, host: str, port: int) -> None:
-    path = Path(data_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    """`rempart serve`: private files, the data directory locked for this process, then serve."""
+    private_umask()
+    path = prepare(data_dir)
+    holder = lock(path)  # held until the process exits; the kernel drops it even on kill -9
     password, generated = resolve_api_password(settings, path)
     if generated:
         print(
             f"API password generated and stored in {path / 'api-password'} (mode 0600): {password}",
             flush=True,
         )
-    service = Service(settings, path, password)
-    if sys.platform == "win32":  # uvloop is a dependency everywhere else
-        asyncio.run(service.serve(host, port))
-    else:
-        import uvloop
+    try:
+        service = Service(settings, path, password)
+        if sys.platform == "win32":  # uvloop is a dependency everywhere else
+            asyncio.run(service.serve(host, port))
+        else:
+            import uvloop
 
-        uvloop.run(service.serve(host, port))
+            uvloop.run(service.serve(host, port))
+    finally:
+        holder.release()

@@ -105,6 +105,11 @@ def tail(
         raise click.ClickException(str(exc)) from None
     if not sources:
         raise click.UsageError("no FILE given and no [tail] files in the configuration")
+    missing = [str(path) for path, _ in sources if not Path(path).exists()]
+    if missing and once:
+        raise click.ClickException(f"no such file: {', '.join(missing)}; nothing was read")
+    for path in missing:
+        click.echo(f"rempart tail: {path} does not exist yet; waiting for it", err=True)
     sink: Sink
     if print_only:
         sink = PrintSink(click.echo)

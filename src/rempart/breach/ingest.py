@@ -30,6 +30,7 @@ from rempart.breach.hashing import SAMPLE_LINES, Batch, hash_lines
 from rempart.breach.keyfile import load_or_create_key
 from rempart.breach.reader import InputError, check_input, identity, open_stream, read_blocks
 from rempart.breach.settings import BreachSettings
+from rempart.datadir import DataDirError, DirLock
 
 WORK = "ingest-work"
 
@@ -95,7 +96,35 @@ def ingest(
     restart: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Ingest `paths` (or resume the same interrupted ingest); returns the closing summary."""
+    """Ingest `paths` (or resume the same interrupted ingest); returns the closing summary.
+
+    One ingest at a time per data directory (`leaks/ingest.lock`); a running server is no
+    conflict: it only reads the corpus and picks up each committed generation."""
+    leaks = store.leaks_dir(data_dir)
+    try:
+        leaks.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IngestError(f"cannot create {leaks}: {exc.strerror}") from None
+    lock = DirLock(leaks / "ingest.lock", "rempart leaks ingest")
+    try:
+        lock.acquire()
+    except DataDirError as exc:
+        raise IngestError(str(exc)) from None
+    try:
+        return _ingest(data_dir, paths, settings, source, userdb, restart, progress)
+    finally:
+        lock.release()
+
+
+def _ingest(
+    data_dir: Path,
+    paths: list[str],
+    settings: BreachSettings,
+    source: str | None,
+    userdb: UserDb | None,
+    restart: bool,
+    progress: Progress | None,
+) -> dict[str, Any]:
     progress = progress or Progress()
     if not paths:
         raise IngestError("no input file given")
@@ -257,10 +286,12 @@ def _ingest_file(
         progress.end_file()
     if state["valid"] == 0:
         firsts = _first_rejections(state)
+        # Nothing of this job can be committed: drop it, so no pending ingest is left behind
+        # to refuse the next command.
+        shutil.rmtree(wdir, ignore_errors=True)
         raise IngestError(
             f"{path}: no valid login/password line in {state['lines']} lines ({firsts}); "
-            "nothing was committed, the corpus is unchanged; run again without this file "
-            "(with --restart)"
+            "nothing was committed, the corpus is unchanged; run again without this file"
         )
     state["done"] = True
     _write_job(wdir, job)

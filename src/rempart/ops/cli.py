@@ -41,6 +41,16 @@ def _data_dir(config: str | None, data_dir: str | None) -> Path:
     return Path(data_dir or _settings(config).server.data_dir)
 
 
+def _prepared(path: Path) -> Path:
+    """The data directory for a command that writes to it: created private, or a clear error."""
+    from rempart.datadir import DataDirError, prepare
+
+    try:
+        return prepare(path)
+    except DataDirError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _time(text: str | None, name: str) -> float:
     try:
         return timeparse.parse(text or "", name)
@@ -65,8 +75,7 @@ def status_post(
     service: str, level: str, by: str | None, text: str, config: str | None, data_dir: str | None
 ) -> None:
     """Post TEXT for SERVICE. No links: users are told to type the site's address themselves."""
-    path = _data_dir(config, data_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    path = _prepared(_data_dir(config, data_dir))
     author = by or os.environ.get("SUDO_USER") or getpass.getuser()
     from rempart.ops.settings import OpsSettings
 
@@ -110,6 +119,9 @@ def report_incident(
     end = _time(until, "--until") or time.time()
     if start >= end:
         raise click.BadParameter("must be before --until", param_hint="--since")
+    target = Path(out or f"incident-{time.strftime('%Y%m%dT%H%M', time.gmtime(start))}.html")
+    if not target.parent.is_dir():
+        raise click.BadParameter(f"directory {target.parent} does not exist", param_hint="--out")
     path = _data_dir(config, data_dir)
     journal_dir = path / "journal"
     if not journal_dir.is_dir():
@@ -125,8 +137,10 @@ def report_incident(
     model = report_mod.build(
         journal.records(since=start, until=end), start, end, Notices(path).all(), integrity
     )
-    target = Path(out or f"incident-{time.strftime('%Y%m%dT%H%M', time.gmtime(start))}.html")
-    target.write_text(report_mod.render(model), encoding="utf-8")
+    try:
+        target.write_text(report_mod.render(model), encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {target}: {exc.strerror}") from None
     click.echo(
         f"wrote {target}: {model.records:,} records, {model.totals['decisions']:,} decisions, "
         f"{len(model.ips):,} hostile IPs, {len(model.actions)} operator actions"
@@ -148,8 +162,7 @@ def operator() -> None:
 @data_dir_option
 def operator_add(name: str, password: str, config: str | None, data_dir: str | None) -> None:
     """Create NAME or change its password."""
-    path = _data_dir(config, data_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    path = _prepared(_data_dir(config, data_dir))
     try:
         Operators(path).add(name, password)
     except OperatorError as exc:

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from rempart import config
-from rempart.shed.config import ShedSettings
+from rempart.shed.config import ShedSettings, example_table, parse_shed, with_map_dir
 from rempart.shed.haproxy_config import render
 from rempart.shed.maps import HOSTILE_MAP, ensure_maps, read_hostile, write_hostile
 from rempart.shed.runtime import HAProxyRuntime, RuntimeUnavailable
@@ -26,12 +26,20 @@ from rempart.shed.snapshot import snapshot
 from rempart.shed.status import shed_status
 
 
-def load_settings(path: Path | None) -> ShedSettings:
-    """The `[shed]` section of the configuration file (the whole file is checked)."""
+def load_settings(
+    path: Path | None, data_dir: str | None = None, example: bool = False
+) -> ShedSettings:
+    """The `[shed]` section of the configuration file (the whole file is checked); without a
+    file and with `example`, the documented example table. Its map directory is resolved
+    against the data directory."""
     try:
-        return config.load_settings(path).section(ShedSettings)
+        settings = config.load_settings(path)
+        shed = settings.section(ShedSettings)
+        if path is None and example:
+            shed = parse_shed(example_table())
     except config.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    return with_map_dir(shed, data_dir or settings.server.data_dir)
 
 
 config_option = click.option(
@@ -41,6 +49,12 @@ config_option = click.option(
     required=True,
     help="Rempart TOML file holding the [shed] table.",
 )
+data_dir_option = click.option(
+    "--data-dir",
+    default=None,
+    help="State directory; map files default to <data-dir>/shed "
+    "(default: [server] data_dir, ./rempart-data).",
+)
 
 
 @click.group()
@@ -49,21 +63,50 @@ def shed() -> None:
 
 
 @shed.command("haproxy-config")
-@config_option
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Rempart TOML file holding the [shed] table (without one: the documented example).",
+)
+@data_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here.")
 @click.option("--no-enforce", is_flag=True, help="Classify and count only (a baseline).")
 @click.option(
     "--no-maps", is_flag=True, help="Do not create the map files in shed.haproxy.map_dir."
 )
-def haproxy_config(config_path: Path, output: Path | None, no_enforce: bool, no_maps: bool) -> None:
-    """Print (or write) the HAProxy configuration for the [shed] table."""
-    settings = load_settings(config_path)
+def haproxy_config(
+    config_path: Path | None,
+    data_dir: str | None,
+    output: Path | None,
+    no_enforce: bool,
+    no_maps: bool,
+) -> None:
+    """Print (or write) the HAProxy configuration for the [shed] table.
+
+    Map files go to [shed.haproxy] map_dir, by default <data-dir>/shed."""
+    settings = load_settings(config_path, data_dir, example=True)
+    if config_path is None:
+        click.echo(
+            "rempart shed: no --config, showing the documented example [shed] table "
+            "(service web on 127.0.0.1:8081; see rempart config show --reference-shed)",
+            err=True,
+        )
     try:
         text = render(settings, enforce=not no_enforce)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    if output is not None and not output.parent.is_dir():
+        raise click.BadParameter(f"directory {output.parent} does not exist", param_hint="--output")
     if not no_maps:
-        ensure_maps(Path(settings.haproxy.map_dir), [s.name for s in settings.services])
+        try:
+            ensure_maps(Path(settings.haproxy.map_dir), [s.name for s in settings.services])
+        except OSError as exc:
+            raise click.ClickException(
+                f"shed.haproxy.map_dir: cannot create the map files in "
+                f"{settings.haproxy.map_dir}: {exc.strerror} (or use --no-maps)"
+            ) from None
     if output is None:
         sys.stdout.write(text)
     else:
@@ -73,10 +116,11 @@ def haproxy_config(config_path: Path, output: Path | None, no_enforce: bool, no_
 
 @shed.command("status")
 @config_option
+@data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(config_path: Path, as_json: bool) -> None:
+def status(config_path: Path, data_dir: str | None, as_json: bool) -> None:
     """Per service and class: admitted share, demand and shed rates, current limit."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, data_dir)
     runtime = HAProxyRuntime(settings.haproxy.runtime_socket)
     try:
         state = asyncio.run(snapshot(settings, runtime))
@@ -140,9 +184,10 @@ def hostile() -> None:
 @hostile.command("add")
 @click.argument("source")
 @optional_config
-def hostile_add(source: str, config_path: Path | None) -> None:
+@data_dir_option
+def hostile_add(source: str, config_path: Path | None, data_dir: str | None) -> None:
     """Refuse SOURCE (an address or CIDR network) from now on."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, data_dir)
     source = parse_source(source)
     _live(settings, "add", source)
     map_dir, _ = _hostile_map(settings)
@@ -153,9 +198,10 @@ def hostile_add(source: str, config_path: Path | None) -> None:
 @hostile.command("del")
 @click.argument("source")
 @optional_config
-def hostile_del(source: str, config_path: Path | None) -> None:
+@data_dir_option
+def hostile_del(source: str, config_path: Path | None, data_dir: str | None) -> None:
     """Stop refusing SOURCE."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, data_dir)
     source = parse_source(source)
     _live(settings, "del", source)
     map_dir, _ = _hostile_map(settings)
@@ -165,9 +211,10 @@ def hostile_del(source: str, config_path: Path | None) -> None:
 
 @hostile.command("list")
 @optional_config
-def hostile_list(config_path: Path | None) -> None:
+@data_dir_option
+def hostile_list(config_path: Path | None, data_dir: str | None) -> None:
     """The hostile sources HAProxy enforces now (live map), one a line."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, data_dir)
     runtime = HAProxyRuntime(settings.haproxy.runtime_socket)
     _, map_file = _hostile_map(settings)
     try:

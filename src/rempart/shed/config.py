@@ -29,7 +29,7 @@ Example (every key is optional except ``services`` when the HAProxy data plane i
     [shed.haproxy]
     bind = "127.0.0.1:8080"
     runtime_socket = "/run/rempart/haproxy.sock"
-    map_dir = "/var/lib/rempart/shed"
+    map_dir = ""                       # "" = <data_dir>/shed; HAProxy must be able to read it
     queue_timeout = 1.0                # seconds a request may wait for an upstream slot
     client_timeout = 30.0
     server_timeout = 30.0
@@ -55,9 +55,13 @@ Errors raise :class:`rempart.config.ConfigError` naming the offending key
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
+import textwrap
+import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rempart.config import ConfigError, from_table, knob, section
@@ -161,7 +165,7 @@ class HAProxySettings:
 
     bind: str = knob("127.0.0.1:8080", "", parse=_bind)
     runtime_socket: str = knob("/run/rempart/haproxy.sock", "")
-    map_dir: str = knob("/var/lib/rempart/shed", "")
+    map_dir: str = knob("", '"" = <data_dir>/shed (made absolute for the HAProxy configuration)')
     queue_timeout: float = knob(
         1.0, "seconds a request may wait for an upstream slot", ge=0.001, le=3600
     )
@@ -380,3 +384,21 @@ def parse_shed(table: dict[str, Any] | None) -> ShedSettings:
         services=services,
         routes=_routes(table.get("routes"), services),
     )
+
+
+def with_map_dir(settings: ShedSettings, data_dir: str | Path) -> ShedSettings:
+    """`settings` with an empty `[shed.haproxy] map_dir` made `<data_dir>/shed` (absolute, as
+    it goes into the HAProxy configuration): nothing is written outside the data directory
+    unless the operator names the place."""
+    if settings.haproxy.map_dir:
+        return settings
+    where = str((Path(data_dir) / "shed").resolve())
+    return dataclasses.replace(
+        settings, haproxy=dataclasses.replace(settings.haproxy, map_dir=where)
+    )
+
+
+def example_table() -> dict[str, Any]:
+    """The documented example `[shed]` table (one service `web` on 127.0.0.1:8081)."""
+    doc = (__doc__ or "").split("::", 1)[1].split("Errors raise", 1)[0]
+    return tomllib.loads(textwrap.dedent(doc))["shed"]

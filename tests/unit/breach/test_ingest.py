@@ -107,10 +107,10 @@ def test_bad_inputs_leave_corpus_unchanged(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match=r"novalid\.txt: no valid .*line 1: no login/password"):
         ingest(d, [str(novalid)], BreachSettings())
     assert current_name(d) == gen
-    assert pending_job(d) is not None
-    with pytest.raises(IngestError, match=r"interrupted ingest .* --restart"):
-        ingest(d, [str(good)], BreachSettings())
-    ingest(d, [str(good)], BreachSettings(), restart=True)
+    # Nothing of a file without a valid line can be committed: no pending ingest is left to
+    # refuse the next one (issue 13 item 11).
+    assert pending_job(d) is None
+    ingest(d, [str(good)], BreachSettings())
     assert pending_job(d) is None
 
 
@@ -205,3 +205,21 @@ def test_small_chunks_give_the_same_corpus(tmp_path: Path) -> None:
     a = ingest(tmp_path / "a", [str(f)], BreachSettings(leaks=LeakSettings(chunk_lines=1000)))
     b = ingest(tmp_path / "b", [str(f)], BreachSettings())
     assert a["corpus"] == b["corpus"] and a["pairs_added"] == 5000
+
+
+def test_a_second_ingest_at_once_is_refused_naming_the_first(tmp_path: Path) -> None:
+    """Issue 13 item 3: one writer of the corpus at a time."""
+    import os
+
+    from rempart.datadir import DirLock
+
+    d = tmp_path / "d"
+    good = tmp_path / "good.txt"
+    good.write_bytes(b"u1@x.org:p1\n")
+    (d / "leaks").mkdir(parents=True)
+    with (
+        DirLock(d / "leaks" / "ingest.lock", "rempart leaks ingest"),
+        pytest.raises(IngestError, match=f"in use by pid {os.getpid()}"),
+    ):
+        ingest(d, [str(good)], BreachSettings())
+    ingest(d, [str(good)], BreachSettings())  # free again

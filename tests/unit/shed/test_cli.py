@@ -129,3 +129,22 @@ def test_status_with_unreachable_socket_says_haproxy_keeps_its_state(tmp_path: P
     result = invoke("status", "--config", str(cfg))
     assert result.exit_code == 1
     assert "down.sock" in result.output and "keeps enforcing its last state" in result.output
+
+
+def test_haproxy_config_as_in_the_readme_needs_no_config_and_stays_in_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 item 11: no --config needed; map files go under the data directory."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(shed, ["haproxy-config"])
+    assert result.exit_code == 0, result.output
+    maps = (tmp_path / "rempart-data" / "shed").resolve()
+    assert f"{maps}/admission.map" in result.stdout
+    assert sorted(p.name for p in maps.iterdir()) == ["admission.map", "hostile.map"]
+    assert "/var/lib" not in result.stdout
+    out = tmp_path / "haproxy.cfg"
+    elsewhere = CliRunner().invoke(
+        shed, ["haproxy-config", "--data-dir", str(tmp_path / "d2"), "-o", str(out)]
+    )
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert str(tmp_path / "d2" / "shed" / "hostile.map") in out.read_text()

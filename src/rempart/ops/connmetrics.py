@@ -1,0 +1,45 @@
+"""Prometheus view of the HTTP server's connection limits (`rempart.connections`), read at
+scrape time from the guard's plain counters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rempart.connections import ConnectionGuard
+
+
+class ConnectionCollector(Collector):
+    def __init__(self, guard: Callable[[], ConnectionGuard | None]) -> None:
+        self.guard = guard
+
+    def collect(self) -> Iterator[Metric]:
+        guard = self.guard()
+        if guard is None:
+            return
+        yield GaugeMetricFamily(
+            "rempart_http_connections_open", "Open HTTP connections", value=guard.open
+        )
+        yield GaugeMetricFamily(
+            "rempart_http_connections_ceiling",
+            "Most open HTTP connections (trusted clients; untrusted get less)",
+            value=guard.ceiling,
+        )
+        refused = CounterMetricFamily(
+            "rempart_http_connections_refused",
+            "Connections closed at once because a limit was reached",
+            labels=["limit"],
+        )
+        for limit, count in guard.refused.items():
+            refused.add_metric([limit], count)
+        yield refused
+        timed_out = CounterMetricFamily(
+            "rempart_http_connections_timed_out",
+            "Connections closed by the header or idle timeout",
+            labels=["timeout"],
+        )
+        for timeout, count in guard.timed_out.items():
+            timed_out.add_metric([timeout], count)
+        yield timed_out
