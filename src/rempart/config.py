@@ -71,6 +71,27 @@ ttl_days = 90
 max_networks = 16
 max_devices = 8
 
+[exposure]
+# An account whose current password is in an ingested leak (or whose leaked pair is tried) on
+# IMAP, POP3 or SMTP: for `grace_days` after Rempart first sees it exposed, its usual mail
+# clients (a network the account has succeeded from, not shared with many others) and the
+# fetchers acting for it keep signing in, told to change the password; the leaked password from
+# anywhere else is refused at once, and from everywhere once the grace period is over. A password
+# change lifts it all. (Signals `exposure_grace` and `known_fetcher`.)
+grace_days = 7
+# Networks of mail fetchers trusted to act for exposed accounts (a webmail aggregator's
+# addresses), e.g. ["192.0.2.0/28", "2001:db8:1::/64"].
+fetchers = []
+# An address is learned as a fetcher once `fetcher_min_accounts` distinct accounts succeeded
+# from it, its first success is `fetcher_min_days` old and at most `fetcher_max_failure_share` of
+# its attempts failed or were refused (over its life, and over the last hour when it is used). A
+# learned fetcher acts only for accounts that already succeeded from its network.
+fetcher_min_accounts = 50
+fetcher_min_days = 3
+fetcher_max_failure_share = 0.1
+# Most addresses followed while learning (the least recently successful are forgotten first).
+fetcher_max_tracked = 100000
+
 [wforce]
 # Status answered for step_up on the wforce API: -1 is what Dovecot rejects on; apps of your
 # own may prefer -2.
@@ -363,7 +384,7 @@ def _check_unknown(merged: dict[str, Any]) -> None:
             raise ConfigError(f"unknown section [{section}]")
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table")
-        if section in {"campaign", "leaks", "ops", "status"}:
+        if section in {"campaign", "exposure", "leaks", "ops", "status"}:
             continue  # validated by their own packages' parsers
         for key in table:
             if key not in _KNOWN[section] and not (section == "policy" and key == "rules"):

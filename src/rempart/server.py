@@ -128,6 +128,9 @@ class Service:
                 (self.engine.allowlist if which == "allow" else self.engine.blocklist).put(entry)
         for login, marker, last in self.store.load_familiarity():
             self.engine.familiarity.restore(login, marker, last)
+        fetchers = self.store.get_setting("exposure.fetchers")
+        if fetchers:
+            self.engine.fetchers.restore(fetchers)
         for protocol in Protocol:
             level = self.store.get_setting(f"posture.{protocol.value}")
             if level:
@@ -143,6 +146,8 @@ class Service:
             self.store.delete_entry(data["list"], entry.kind, entry.value)
         elif kind == "familiar":
             self.store.put_familiarity(data["login"], data["marker"], now)
+        elif kind == "fetchers":
+            self.store.put_setting("exposure.fetchers", data["snapshot"])
         elif kind == "posture":
             level = data["to"]
             self.store.put_setting(

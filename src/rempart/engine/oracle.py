@@ -29,6 +29,12 @@ class LeakOracle(Protocol):
         """True when the account's current password is known exposed and not yet changed."""
         ...
 
+    def exposure_seen(self, login: str, now: float) -> float:
+        """When Rempart first saw this account exposed (a restricted account or a leaked pair
+        asked about); records `now` on the first call. Kept until a password change, across
+        restarts; the write is queued, never done on the caller's thread."""
+        ...
+
 
 class NoLeaks:
     """The oracle used when no leak corpus is loaded."""
@@ -41,3 +47,6 @@ class NoLeaks:
 
     def account_restricted(self, login: str) -> bool:
         return False
+
+    def exposure_seen(self, login: str, now: float) -> float:
+        return now

@@ -46,6 +46,8 @@ SIGNALS: dict[str, str] = {
     "familiar_device": "the account has succeeded from this device id recently (web and app "
     "only: an IMAP ID is shared by every user of a mail client and easily copied)",
     "familiar": "familiar_network or familiar_device",
+    "usual_network": "familiar_network and not shared_ip: the account's own network, where no "
+    "stranger (another subscriber of a carrier's CGNAT) can be behind the address",
     "known_account": "the account has ever succeeded (in the familiarity memory)",
     "has_device": "the attempt carries a device id or user agent",
     "shared_ip": "many established users log in from this IP (CGNAT, NAT, a webmail fetcher), "
@@ -54,6 +56,11 @@ SIGNALS: dict[str, str] = {
     "leaked_pair": "this exact login + password is in an ingested leak",
     "login_exposed": "this login appears in an ingested leak",
     "account_restricted": "the account's current password is exposed and not yet changed",
+    "exposure_grace": "the account's exposure (restricted, or a leaked pair tried) was first "
+    "seen less than [exposure] grace_days ago",
+    "known_fetcher": "the source is a configured fetcher network ([exposure] fetchers), or an "
+    "address learned as a fetcher (many accounts for days with few failures) that already "
+    "fetched for this account and whose last hour is mostly successes",
     "popular_password": "the password is among the most common real passwords",
     "v6": "the source is IPv6",
     "tls": "the client connection used TLS",

@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 from rempart.config import Settings, load_settings
+from rempart.engine.distinct import item_hash
 from rempart.engine.engine import Engine
 from rempart.engine.keys import device_key, net_keys
 from rempart.model import Attempt, Outcome, Verdict
@@ -76,7 +77,8 @@ def warm_familiarity(engine: Engine, world: World) -> None:
     """What a running deployment already knows when the day starts: each known account's home
     network, its carrier's CGNAT addresses, its company's NAT, the fetcher and the senders it
     uses, and its browsers and phones, learned over the past week (never the networks of the
-    day's travel, nor anything of an attacker)."""
+    day's travel, nor anything of an attacker), and the fixed addresses that fetched or sent for
+    many accounts all week (the aggregator becomes a learned fetcher)."""
     pop = world.pop
     rng = random.Random(f"{world.seed}:history")
     fam = engine.familiarity
@@ -98,7 +100,14 @@ def warm_familiarity(engine: Engine, world: World) -> None:
             device = device_key("", agent)
             if device:
                 fam.learn(pop.logins[user], "d" + device, learned_at)
+    fetchers = engine.fetchers
     for source in world.sources:
         if isinstance(source, PeriodicSource) and source.ip_of is not None:
             for user, ip in zip(source.users, source.ip_of, strict=True):
                 learn(user, ip)
+                # The week's fetches (and sends) from these fixed addresses, as `report` counts
+                # them: what makes the aggregator's addresses learned fetchers.
+                account = item_hash(pop.logins[user])
+                stale = user in source.stale  # an outdated password fails on every fetch
+                for at in (-HISTORY_S, learned_at):
+                    fetchers.observe(ip, account, not stale, False, at)
