@@ -74,11 +74,15 @@ max_devices = 8
 [exposure]
 # An account whose current password is in an ingested leak (or whose leaked pair is tried) on
 # IMAP, POP3 or SMTP: for `grace_days` after Rempart first sees it exposed, its usual mail
-# clients (a network the account has succeeded from, not shared with many others) and the
-# fetchers acting for it keep signing in, told to change the password; the leaked password from
-# anywhere else is refused at once, and from everywhere once the grace period is over. A password
-# change lifts it all. (Signals `exposure_grace` and `known_fetcher`.)
+# clients and the fetchers acting for it keep signing in, told to change the password; the
+# leaked password from anywhere else is refused at once, and from everywhere once the grace
+# period is over. A password change lifts it all. (Signals `exposure_grace`, `usual_network`,
+# `known_fetcher`.)
 grace_days = 7
+# A usual client is on a network the account has succeeded from, behind an address with fewer
+# than this many established users over the day: a home, an office NAT. A carrier's CGNAT
+# address, shared by thousands of subscribers (any of them may be the attacker), is not one.
+usual_max_users = 500
 # Networks of mail fetchers trusted to act for exposed accounts (a webmail aggregator's
 # addresses), e.g. ["192.0.2.0/28", "2001:db8:1::/64"].
 fetchers = []

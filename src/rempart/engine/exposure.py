@@ -33,6 +33,7 @@ class ExposureSettings:
     """The `[exposure]` table (defaults and documentation in config.DEFAULTS_TOML)."""
 
     grace_days: float = 7.0
+    usual_max_users: int = 500
     fetchers: tuple[str, ...] = ()
     fetcher_min_accounts: int = 50
     fetcher_min_days: float = 3.0
@@ -50,7 +51,7 @@ class ExposureSettings:
     def from_table(cls, table: dict[str, Any]) -> ExposureSettings:
         from rempart.config import ConfigError
 
-        known = {"grace_days", "fetchers"} | {
+        known = {"grace_days", "usual_max_users", "fetchers"} | {
             f for f in cls.__dataclass_fields__ if f.startswith("fetcher_")
         }
         unknown = set(table) - known

@@ -46,8 +46,10 @@ SIGNALS: dict[str, str] = {
     "familiar_device": "the account has succeeded from this device id recently (web and app "
     "only: an IMAP ID is shared by every user of a mail client and easily copied)",
     "familiar": "familiar_network or familiar_device",
-    "usual_network": "familiar_network and not shared_ip: the account's own network, where no "
-    "stranger (another subscriber of a carrier's CGNAT) can be behind the address",
+    "usual_network": "familiar_network, from an address with fewer than [exposure] "
+    "usual_max_users established users (a home, an office behind one NAT; not a carrier's CGNAT "
+    "address, where any of thousands of subscribers may be an attacker), and with fewer than 5 "
+    "failing logins and 5 refusals from the address in the hour",
     "known_account": "the account has ever succeeded (in the familiarity memory)",
     "has_device": "the attempt carries a device id or user agent",
     "shared_ip": "many established users log in from this IP (CGNAT, NAT, a webmail fetcher), "

@@ -151,8 +151,16 @@ class Signals:
 
     @property
     def usual_network(self) -> bool:
-        """A familiar network that is not shared: no stranger can be behind this address."""
-        return self.familiar_network and not self.shared_ip
+        """A familiar network whose address few others use (a home, an office behind one NAT;
+        not a carrier's CGNAT address, where any of thousands of subscribers may be an attacker)
+        and which is not failing on several logins or refused several times in the hour."""
+        if not self.familiar_network:
+            return False
+        # A source replaying a leak fails on many logins and is refused on leaked pairs.
+        span = self.engine.size
+        if self.count(0, REJECTS, span) >= 5 or self.failed_logins(0, self.engine.dsize) >= 5:
+            return False
+        return self.established_users(0) < self.engine.exposure.usual_max_users
 
     @property
     def known_account(self) -> bool:

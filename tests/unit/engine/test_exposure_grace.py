@@ -105,12 +105,26 @@ def test_shared_address_gets_no_grace() -> None:
     """A carrier's CGNAT: familiar to the victim, but an attacker can stand behind it."""
     e = engine()
     cgnat = "100.64.0.9"
-    for k in range(30):  # many established users behind the address
+    for k in range(800):  # more established users than an office: a carrier's subscribers
         login = f"user{k}@example.org"
         e.familiarity.learn(login, net("100.64.0.9"), T0 - DAY)
         e.report(attempt(login=login, ip=cgnat, pw="0ok"), Outcome(success=True), T0 - 3600)
     e.familiarity.learn(OWNER, net("100.64.0.9"), T0 - DAY)
     assert e.decide(attempt(ip=cgnat), T0).action is Action.DENY
+
+
+def test_office_behind_one_address_keeps_its_grace() -> None:
+    e = engine()
+    office = "198.51.100.200"
+    for k in range(150):  # colleagues behind the company's NAT
+        login = f"colleague{k}@example.org"
+        e.familiarity.learn(login, net(office), T0 - DAY)
+        e.report(attempt(login=login, ip=office, pw="0ok"), Outcome(success=True), T0 - 3600)
+    e.familiarity.learn(OWNER, net(office), T0 - DAY)
+    assert e.decide(attempt(ip=office), T0).action is Action.ALLOW
+    for k in range(6):  # the address starts failing on many logins: no more grace
+        e.report(attempt(f"x{k}@example.org", office, pw="0bad"), Outcome(success=False), T0)
+    assert e.decide(attempt(ip=office), T0 + 1).action is Action.DENY
 
 
 def fetcher_history(e: Engine, ip: str, accounts: int, start: float, web: bool = False) -> None:
