@@ -73,6 +73,12 @@ HISTORY_S = 7 * 86400.0
 MOBILE_DATA_SHARE = 0.3
 
 
+def known_accounts(world: World, rng: random.Random | None = None) -> list[bool]:
+    """Which accounts the deployment has seen succeed before the day (`KNOWN_SHARE` of them)."""
+    rng = rng or random.Random(f"{world.seed}:history")
+    return [rng.random() < KNOWN_SHARE for _ in range(len(world.pop.logins))]
+
+
 def warm_familiarity(engine: Engine, world: World) -> None:
     """What a running deployment already knows when the day starts: each known account's home
     network, its carrier's CGNAT addresses, its company's NAT, the fetcher and the senders it
@@ -83,7 +89,7 @@ def warm_familiarity(engine: Engine, world: World) -> None:
     rng = random.Random(f"{world.seed}:history")
     fam = engine.familiarity
     learned_at = -HISTORY_S / 2
-    known = [rng.random() < KNOWN_SHARE for _ in range(len(pop.logins))]
+    known = known_accounts(world, rng)
 
     def learn(user: int, ip: str) -> None:
         if known[user]:
