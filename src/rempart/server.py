@@ -86,6 +86,7 @@ class Service:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.started = time.time()
+        self._owns_leaks = leaks is None
         if leaks is None:
             leaks = open_leak_corpus(settings, self.data_dir)
         self.engine = Engine(settings, leaks)
@@ -324,6 +325,9 @@ class Service:
         if self.replication is not None:
             self.replication.close()
         self.store.close()
+        close_leaks = getattr(self.leaks, "close", None)
+        if self._owns_leaks and close_leaks is not None:
+            close_leaks()  # writes the queued first sightings of exposed accounts
 
 
 def open_leak_corpus(settings: Settings, data_dir: Path) -> LeakOracle | None:
