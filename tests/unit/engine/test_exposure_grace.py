@@ -101,6 +101,18 @@ def test_cold_start_owner_and_attacker_are_both_strangers() -> None:
     assert e.decide(attempt(ip=ATTACKER), T0).action is Action.DENY
 
 
+def test_cold_start_a_second_factor_sign_in_from_home_unlocks_the_home_client() -> None:
+    """On a fresh server, the owner who passes the website's second factor from home (the
+    step-up answered to an exposed account) makes home familiar: the home mail client then
+    keeps working for the grace period, while the attacker, who cannot pass it, stays out."""
+    e = engine()
+    web = attempt(protocol=Protocol.WEB)
+    assert e.decide(web, T0).action is Action.STEP_UP
+    e.report(web, Outcome(success=True), T0 + 30)  # the web app reports the passed challenge
+    assert e.decide(attempt(), T0 + 60).action is Action.ALLOW
+    assert e.decide(attempt(ip=ATTACKER), T0 + 60).action is Action.DENY
+
+
 def test_shared_address_gets_no_grace() -> None:
     """A carrier's CGNAT: familiar to the victim, but an attacker can stand behind it."""
     e = engine()
@@ -142,12 +154,13 @@ def test_learned_fetcher_acts_for_an_account_it_fetched_for() -> None:
     e.familiarity.learn(OWNER, net("192.0.2.10"), T0 - 4 * DAY)  # it fetched this account before
     verdict = e.decide(attempt(ip=fetcher, protocol=Protocol.POP3), T0)
     assert verdict.action is Action.ALLOW and verdict.codes == ["exposure_notice"]
+    assert e.explain(attempt(ip=fetcher, protocol=Protocol.POP3), T0)["signals"]["known_fetcher"]
     # The same address for an exposed account it never fetched for: refused.
     e2 = engine(restricted=(OWNER, "never@example.org"))
     fetcher_history(e2, fetcher, 60, T0 - 5 * DAY)
-    assert e2.decide(attempt("never@example.org", fetcher, Protocol.POP3), T0).action is (
-        Action.DENY
-    )
+    never = attempt("never@example.org", fetcher, Protocol.POP3)
+    assert e2.decide(never, T0).action is Action.DENY
+    assert not e2.explain(never, T0)["signals"]["known_fetcher"]
 
 
 def test_configured_fetcher_needs_no_history() -> None:
@@ -176,9 +189,13 @@ def test_fetcher_loses_its_standing_when_it_replays_a_leak() -> None:
     fetcher = "192.0.2.10"
     fetcher_history(e, fetcher, 60, T0 - 5 * DAY)
     e.familiarity.learn(OWNER, net("192.0.2.10"), T0 - 4 * DAY)
-    for k in range(40):  # a replayed list: wrong passwords for other accounts
+    for k in range(15):  # a replayed list: wrong passwords for other accounts
         e.report(attempt(f"x{k}@example.org", fetcher, Protocol.POP3, "0bad"), Outcome(False), T0)
     assert e.decide(attempt(ip=fetcher, protocol=Protocol.POP3), T0 + 60).action is Action.DENY
+    assert e.fetchers.learned(fetcher, T0 + 60)  # still learned: the last hour is what fails
+    assert not e.explain(attempt(ip=fetcher, protocol=Protocol.POP3), T0 + 60)["signals"][
+        "known_fetcher"
+    ]
 
 
 def test_an_address_with_web_logins_is_people_not_a_fetcher() -> None:
