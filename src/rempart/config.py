@@ -73,9 +73,9 @@ max_devices = 8
 
 [exposure]
 # An account whose current password is in an ingested leak (or whose leaked pair is tried) on
-# IMAP, POP3 or SMTP: for `grace_days` after Rempart first sees it exposed, its usual mail
-# clients and the fetchers acting for it keep signing in, told to change the password; the
-# leaked password from anywhere else is refused at once, and from everywhere once the grace
+# IMAP, POP3 or SMTP: for `grace_days` after Rempart first sees it sign in from one of its usual
+# mail clients or a fetcher acting for it, those keep signing in, told to change the password;
+# the leaked password from anywhere else is refused at once, and from everywhere once the grace
 # period is over. A password change lifts it all. (Signals `exposure_grace`, `usual_network`,
 # `known_fetcher`.)
 grace_days = 7

@@ -58,10 +58,12 @@ SIGNALS: dict[str, str] = {
     "leaked_pair": "this exact login + password is in an ingested leak",
     "login_exposed": "this login appears in an ingested leak",
     "account_restricted": "the account's current password is exposed and not yet changed",
-    "exposure_grace": "the account's exposure (restricted, or a leaked pair tried) was first "
-    "seen less than [exposure] grace_days ago",
+    "exposure_grace": "the account is exposed (restricted, or this is a leaked pair) and its "
+    "exposure was first seen less than [exposure] grace_days ago (the first ask starts the "
+    "clock: put it last in a rule, after the conditions that should start it)",
     "known_fetcher": "the source is a configured fetcher network ([exposure] fetchers), or an "
-    "address learned as a fetcher (many accounts for days with few failures) that already "
+    "address learned as a fetcher (many accounts for days with few failures, never a web or app "
+    "login) that already "
     "fetched for this account and whose last hour is mostly successes",
     "popular_password": "the password is among the most common real passwords",
     "v6": "the source is IPv6",
