@@ -50,7 +50,7 @@ class ExposureClock:
 
     Read from memory on the decision path; a first sighting is queued and written by this
     object's own thread (the table's one writer), so the caller never waits on disk. A password
-    change forgets the account: a later exposure starts a new grace period.
+    change keeps the record: the grace period belonged to that exposure.
     """
 
     def __init__(self, data_dir: Path) -> None:
@@ -62,7 +62,7 @@ class ExposureClock:
             "CREATE TABLE IF NOT EXISTS exposure_seen (login TEXT PRIMARY KEY, at REAL NOT NULL)"
         )
         self.seen: dict[str, float] = dict(self._db.execute("SELECT login, at FROM exposure_seen"))
-        self._queue: queue.SimpleQueue[tuple[str, float | None] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write, name="rempart-exposure", daemon=True)
         self._writer.start()
 
@@ -75,21 +75,14 @@ class ExposureClock:
                 self._queue.put((login, now))
         return at
 
-    def forget(self, login: str) -> None:
-        if self.seen.pop(login, None) is not None:
-            self._queue.put((login, None))
-
     def _write(self) -> None:
         db = self._db
         while (item := self._queue.get()) is not None:
             login, at = item
-            if at is None:
-                db.execute("DELETE FROM exposure_seen WHERE login = ?", (login,))
-            else:
-                db.execute(
-                    "INSERT INTO exposure_seen(login, at) VALUES(?, ?) ON CONFLICT(login) DO NOTHING",
-                    (login, at),
-                )
+            db.execute(
+                "INSERT INTO exposure_seen(login, at) VALUES(?, ?) ON CONFLICT(login) DO NOTHING",
+                (login, at),
+            )
 
     def close(self) -> None:
         """Write what is queued, then close."""

@@ -9,6 +9,7 @@ only as arguments; they are never stored or logged.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ class LeakCorpus:
         self._fpr = Fingerprinter(load_or_create_key(self.data_dir), self.settings.dovecot)
         self._popular = popular_passwords(self.settings.leaks.popular_top_n)
         self._changes = PasswordChanges(self.data_dir)
+        self._changed = set(self._changes.all())  # logins with a reported password change
         self._clock = ExposureClock(self.data_dir)
         self._lock = threading.Lock()
         self._snap = self._load()
@@ -109,6 +111,10 @@ class LeakCorpus:
         return login in self._snap.restricted
 
     def exposure_seen(self, login: str, now: float) -> float:
+        # Once the password was changed, the old leaked one (a stale client, or the user setting
+        # it again) gets no grace: only a still restricted account has one.
+        if login in self._changed and login not in self._snap.restricted:
+            return -math.inf
         return self._clock.first_seen(login, now)
 
     # ---- native API helpers --------------------------------------------------------------
@@ -127,7 +133,7 @@ class LeakCorpus:
         """Record a password change (durable); lifts the restriction. True if it was restricted."""
         canon = self.canonical(login)
         self._changes.record(canon)
-        self._clock.forget(canon)  # a later exposure starts a new grace period
+        self._changed.add(canon)
         with self._lock:
             snap = self._snap
             was = canon in snap.restricted

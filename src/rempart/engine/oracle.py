@@ -30,9 +30,10 @@ class LeakOracle(Protocol):
         ...
 
     def exposure_seen(self, login: str, now: float) -> float:
-        """When Rempart first saw this account exposed (a restricted account or a leaked pair
-        asked about); records `now` on the first call. Kept until a password change, across
-        restarts; the write is queued, never done on the caller's thread."""
+        """When this exposed account's grace period started: `now` on the first call (recorded,
+        kept across restarts; the write is queued, never done on the caller's thread), the
+        recorded time after. -inf once the password was changed and the account is no longer
+        restricted: its old leaked password gets no grace."""
         ...
 
 
