@@ -54,6 +54,7 @@ _ORDER = [
     "wforce",
     "nginx",
     "tail",
+    "exposure",
     "asn",
     "journal",
     "policy",
@@ -516,6 +517,66 @@ class PolicySettings:
     rules: tuple[dict[str, Any], ...] = knob((), "", parse=_rule_tables, show=list)
 
 
+def _fetcher_networks(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ValueError('a list of networks, e.g. ["192.0.2.0/28"]')
+    for text in raw:
+        try:
+            ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an address or network") from None
+    return tuple(text.strip() for text in raw)
+
+
+@section("exposure")
+@dataclass(frozen=True, slots=True)
+class ExposureSettings:
+    """An account whose current password is in an ingested leak (or whose leaked pair is tried)
+    on IMAP, POP3 or SMTP: for `grace_days` after Rempart first sees it sign in from one of its
+    usual mail clients or a fetcher acting for it, those keep signing in, told to change the
+    password; the leaked password from anywhere else is refused at once, and from everywhere
+    once the grace period is over. A password change lifts it all. (Signals `exposure_grace`,
+    `usual_network`, `known_fetcher`.)"""
+
+    grace_days: float = knob(7.0, "Days a usual client or fetcher keeps the leaked pair.", ge=0)
+    usual_max_users: int = knob(
+        500,
+        "A usual client is on a network the account has succeeded from, behind an address with "
+        "fewer than this many established users over the day: a home, an office NAT. A "
+        "carrier's CGNAT address, shared by thousands of subscribers (any of them may be the "
+        "attacker), is not one.",
+        ge=0,
+    )
+    fetchers: tuple[str, ...] = knob(
+        (),
+        "Networks of mail fetchers trusted to act for exposed accounts (a webmail aggregator's "
+        'addresses), e.g. ["192.0.2.0/28", "2001:db8:1::/64"].',
+        parse=_fetcher_networks,
+        show=list,
+    )
+    fetcher_min_accounts: int = knob(
+        50,
+        "An address is learned as a fetcher once `fetcher_min_accounts` distinct accounts "
+        "succeeded from it, its first success is `fetcher_min_days` old and at most "
+        "`fetcher_max_failure_share` of its attempts failed or were refused (over its life, and "
+        "over the last hour when it is used). A learned fetcher acts only for accounts that "
+        "already succeeded from its network.",
+        ge=0,
+    )
+    fetcher_min_days: float = knob(3.0, "", ge=0)
+    fetcher_max_failure_share: float = knob(0.1, "", ge=0, le=1)
+    fetcher_max_tracked: int = knob(
+        100_000,
+        "Most addresses followed while learning (the least recently successful are forgotten "
+        "first).",
+        ge=0,
+    )
+
+    @property
+    def grace_s(self) -> float:
+        return self.grace_days * 86400.0
+
+
 @section("campaign")
 @dataclass(frozen=True, slots=True)
 class CampaignSettings:
@@ -672,6 +733,10 @@ class Settings:
     @property
     def familiarity(self) -> FamiliaritySettings:
         return self.section(FamiliaritySettings)
+
+    @property
+    def exposure(self) -> ExposureSettings:
+        return self.section(ExposureSettings)
 
     @property
     def wforce(self) -> WforceSettings:

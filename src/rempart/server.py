@@ -120,6 +120,7 @@ class Service:
         self.settings = settings
         self.data_dir = prepare(data_dir)
         self.started = time.time()
+        self._owns_leaks = leaks is None
         if leaks is None:
             leaks = open_leak_corpus(settings, self.data_dir)
         self.engine = Engine(settings, leaks)
@@ -173,6 +174,9 @@ class Service:
                 (self.engine.allowlist if which == "allow" else self.engine.blocklist).put(entry)
         for login, marker, last in self.store.load_familiarity():
             self.engine.familiarity.restore(login, marker, last)
+        fetchers = self.store.get_setting("exposure.fetchers")
+        if fetchers:
+            self.engine.fetchers.restore(fetchers)
         for protocol in Protocol:
             level = self.store.get_setting(f"posture.{protocol.value}")
             if level:
@@ -189,6 +193,8 @@ class Service:
             self._after_journal(lambda: self.store.delete_entry(which, entry.kind, entry.value))
         elif kind == "familiar":
             self.store.put_familiarity(data["login"], data["marker"], now)
+        elif kind == "fetchers":
+            self.store.put_setting("exposure.fetchers", data["snapshot"])
         elif kind == "posture":
             key, level = f"posture.{data['protocol']}", data["to"]
             value = None if level == "normal" else level
@@ -465,6 +471,9 @@ class Service:
         if self.replication is not None:
             self.replication.close()
         self.store.close()
+        close_leaks = getattr(self.leaks, "close", None)
+        if self._owns_leaks and close_leaks is not None:
+            close_leaks()  # writes the queued first sightings of exposed accounts
 
 
 def open_leak_corpus(settings: Settings, data_dir: Path) -> LeakOracle | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -75,7 +76,15 @@ def test_ingest_audit_marks_only_accounts_whose_current_password_leaked(tmp_path
     assert c.account_restricted("user0@example.org") and not c.account_restricted(
         "user1@example.org"
     )
+    assert c.exposure_seen("user0@example.org", 1000.0) == 1000.0  # its grace starts
+    assert c.exposure_seen("user0@example.org", 2000.0) == 1000.0
     assert c.password_changed("User0@example.org")
     assert not c.account_restricted("user0@example.org")
-    assert not LeakCorpus(data).account_restricted("user0@example.org")  # persisted
-    assert LeakCorpus(data).account_restricted("user2@example.org")
+    assert c.exposure_seen("user0@example.org", 3000.0) == -math.inf  # no grace after a change
+    c.close()
+    again = LeakCorpus(data)
+    assert not again.account_restricted("user0@example.org")  # persisted
+    assert again.exposure_seen("user0@example.org", 3000.0) == -math.inf
+    assert again.account_restricted("user2@example.org")
+    assert again.exposure_seen("user2@example.org", 3000.0) == 3000.0
+    again.close()

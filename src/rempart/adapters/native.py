@@ -11,14 +11,18 @@ from typing import Any
 from rempart.adapters.context import NativeContext
 from rempart.adapters.fields import flag, ip_field, json_object, login_field, text
 from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
-from rempart.model import Attempt, Outcome, Protocol, Verdict
+from rempart.model import Action, Attempt, Outcome, Protocol, Verdict
 
 
 def verdict_body(verdict: Verdict) -> dict[str, Any]:
+    """The answer; `notice` is what to show a user who is let in (e.g. an exposed password in
+    its grace period), "" when there is nothing to say."""
+    allowed = verdict.action is Action.ALLOW or verdict.action is Action.DELAY
     return {
         "verdict": verdict.action.label,
         "delay_s": verdict.delay_s,
         "reasons": [{"code": r.code, "message": r.message} for r in verdict.reasons],
+        "notice": verdict.message if allowed else "",
     }
 
 

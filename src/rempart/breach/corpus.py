@@ -9,13 +9,14 @@ only as arguments; they are never stored or logged.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rempart.breach import store
-from rempart.breach.accounts import PasswordChanges
+from rempart.breach.accounts import ExposureClock, PasswordChanges
 from rempart.breach.fingerprints import Fingerprinter
 from rempart.breach.fpset import FingerprintSet
 from rempart.breach.keyfile import load_or_create_key
@@ -55,6 +56,8 @@ class LeakCorpus:
         self._fpr = Fingerprinter(load_or_create_key(self.data_dir), self.settings.dovecot)
         self._popular = popular_passwords(self.settings.leaks.popular_top_n)
         self._changes = PasswordChanges(self.data_dir)
+        self._changed = set(self._changes.all())  # logins with a reported password change
+        self._clock = ExposureClock(self.data_dir)
         self._lock = threading.Lock()
         self._snap = self._load()
 
@@ -107,6 +110,13 @@ class LeakCorpus:
     def account_restricted(self, login: str) -> bool:
         return login in self._snap.restricted
 
+    def exposure_seen(self, login: str, now: float) -> float:
+        # Once the password was changed, the old leaked one (a stale client, or the user setting
+        # it again) gets no grace: only a still restricted account has one.
+        if login in self._changed and login not in self._snap.restricted:
+            return -math.inf
+        return self._clock.first_seen(login, now)
+
     # ---- native API helpers --------------------------------------------------------------
     def canonical(self, login: str) -> str:
         return canonical_login(login, self.settings.logins)
@@ -123,6 +133,7 @@ class LeakCorpus:
         """Record a password change (durable); lifts the restriction. True if it was restricted."""
         canon = self.canonical(login)
         self._changes.record(canon)
+        self._changed.add(canon)
         with self._lock:
             snap = self._snap
             was = canon in snap.restricted
@@ -179,6 +190,7 @@ class LeakCorpus:
         }
 
     def close(self) -> None:
+        self._clock.close()
         self._changes.close()
 
 

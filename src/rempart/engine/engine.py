@@ -20,6 +20,7 @@ from rempart.config import Settings
 from rempart.engine.asn import load_configured
 from rempart.engine.campaign import CampaignDetector
 from rempart.engine.distinct import Sketch, item_hash
+from rempart.engine.exposure import Fetchers
 from rempart.engine.familiarity import Familiarity
 from rempart.engine.keys import device_key, net_keys
 from rempart.engine.lists import AccessList, ListEntry, normalise
@@ -91,6 +92,9 @@ class Engine:
         self.blocklist = AccessList()
         self.allowlist = AccessList()
         self.leaks: LeakOracle = leaks or NoLeaks()
+        self.exposure = settings.exposure
+        self.fetchers = Fetchers(self.exposure)
+        self._fetchers_saved = 0.0
         # Optional operator-provided IP-to-ASN table: adds the `asn` key family.
         self.asn_table = load_configured(settings.asn)
         self.states: OrderedDict[str, KeyState] = OrderedDict()
@@ -254,9 +258,12 @@ class Engine:
         familiarity = self.familiarity
         if outcome.success:
             established = familiarity.familiar(attempt.login, "n" + net.subnet, now)
-            for marker in ("n" + net.subnet, ("d" + device) if device else ""):
-                if marker and familiarity.learn(attempt.login, marker, now):
-                    self._emit("familiar", now, {"login": attempt.login, "marker": marker})
+            # An exposed account's leaked password opening a mail protocol from a new network
+            # teaches nothing: it may be the attacker's, whose network must not become familiar.
+            if established or not self._exposed_legacy(attempt):
+                for marker in ("n" + net.subnet, ("d" + device) if device else ""):
+                    if marker and familiarity.learn(attempt.login, marker, now):
+                        self._emit("familiar", now, {"login": attempt.login, "marker": marker})
             familiar = True
         else:
             familiar = familiarity.familiar(attempt.login, "n" + net.subnet, now) or bool(
@@ -297,6 +304,9 @@ class Engine:
                     if sketch is None:
                         sketch = state.established = Sketch(self.ssize)
                     sketch.add(login_hash, sbucket, self.ssize)
+        interactive = attempt.protocol is Protocol.WEB or attempt.protocol is Protocol.APP
+        if self.fetchers.observe(net.ip, login_hash, outcome.success, interactive, now):
+            self._save_fetchers(now)
         self.reports[1 if outcome.success else 0] += 1
         if self.campaign is not None:
             changes = self.campaign.observe(
@@ -314,6 +324,16 @@ class Engine:
                 self._apply_detector(changes, now)
         if self.listeners:
             self._emit("report", now, {"attempt": attempt, "outcome": outcome})
+
+    def _exposed_legacy(self, attempt: Attempt) -> bool:
+        leaks = self.leaks
+        return attempt.protocol in LEGACY_MAIL and (
+            leaks.account_restricted(attempt.login) or leaks.leaked_pair(attempt)
+        )
+
+    def _save_fetchers(self, now: float) -> None:
+        self._fetchers_saved = now
+        self._emit("fetchers", now, {"snapshot": self.fetchers.snapshot()})
 
     # --- operator actions ----------------------------------------------------------------------
     def reset(self, login: str = "", ip: str = "", now: float | None = None) -> int:
@@ -375,9 +395,12 @@ class Engine:
             )
 
     def tick(self, now: float | None = None) -> None:
-        """Let the campaign detector close elapsed ticks (a timer calls this every second)."""
+        """Let the campaign detector close elapsed ticks (a timer calls this every second);
+        hourly, hand the learned fetchers to the store."""
+        now = time.time() if now is None else now
+        if self.fetchers.many and now - self._fetchers_saved >= 3600.0:
+            self._save_fetchers(now)
         if self.campaign is not None:
-            now = time.time() if now is None else now
             changes = self.campaign.tick(now)
             if changes:
                 self._apply_detector(changes, now)

@@ -29,6 +29,13 @@ class LeakOracle(Protocol):
         """True when the account's current password is known exposed and not yet changed."""
         ...
 
+    def exposure_seen(self, login: str, now: float) -> float:
+        """When this exposed account's grace period started: `now` on the first call (recorded,
+        kept across restarts; the write is queued, never done on the caller's thread), the
+        recorded time after. -inf once the password was changed and the account is no longer
+        restricted: its old leaked password gets no grace."""
+        ...
+
 
 class NoLeaks:
     """The oracle used when no leak corpus is loaded."""
@@ -41,3 +48,6 @@ class NoLeaks:
 
     def account_restricted(self, login: str) -> bool:
         return False
+
+    def exposure_seen(self, login: str, now: float) -> float:
+        return now

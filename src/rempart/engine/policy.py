@@ -46,6 +46,10 @@ SIGNALS: dict[str, str] = {
     "familiar_device": "the account has succeeded from this device id recently (web and app "
     "only: an IMAP ID is shared by every user of a mail client and easily copied)",
     "familiar": "familiar_network or familiar_device",
+    "usual_network": "familiar_network, from an address with fewer than [exposure] "
+    "usual_max_users established users (a home, an office behind one NAT; not a carrier's CGNAT "
+    "address, where any of thousands of subscribers may be an attacker), and with fewer than 5 "
+    "failing logins and 5 refusals from the address in the hour",
     "known_account": "the account has ever succeeded (in the familiarity memory)",
     "has_device": "the attempt carries a device id or user agent",
     "shared_ip": "many established users log in from this IP (CGNAT, NAT, a webmail fetcher), "
@@ -54,6 +58,13 @@ SIGNALS: dict[str, str] = {
     "leaked_pair": "this exact login + password is in an ingested leak",
     "login_exposed": "this login appears in an ingested leak",
     "account_restricted": "the account's current password is exposed and not yet changed",
+    "exposure_grace": "the account is exposed (restricted, or this is a leaked pair) and its "
+    "exposure was first seen less than [exposure] grace_days ago (the first ask starts the "
+    "clock: put it last in a rule, after the conditions that should start it)",
+    "known_fetcher": "the source is a configured fetcher network ([exposure] fetchers), or an "
+    "address learned as a fetcher (many accounts for days with few failures, never a web or app "
+    "login) that already "
+    "fetched for this account and whose last hour is mostly successes",
     "popular_password": "the password is among the most common real passwords",
     "v6": "the source is IPv6",
     "tls": "the client connection used TLS",

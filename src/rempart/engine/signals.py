@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rempart.engine.windows import FAILURES, KINDS
+from rempart.engine.windows import FAILURES, KINDS, REJECTS, REPORTS
 from rempart.model import LEGACY_MAIL, Attempt
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 class Signals:
     __slots__ = (
+        "_leaked",
         "_memo",
         "_states",
         "attempt",
@@ -54,6 +55,7 @@ class Signals:
         self.dbucket = int(now // engine.dwidth)
         self._states: list[KeyState | bool | None] = [False] * len(keys)
         self._memo: dict[tuple[int, int, int], int] = {}
+        self._leaked: bool | None = None
         # Cheap facts every rule may read, set once instead of computed per rule.
         protocol = attempt.protocol
         self.protocol = protocol.value
@@ -148,6 +150,19 @@ class Signals:
         return self.familiar_network or self.familiar_device
 
     @property
+    def usual_network(self) -> bool:
+        """A familiar network whose address few others use (a home, an office behind one NAT;
+        not a carrier's CGNAT address, where any of thousands of subscribers may be an attacker)
+        and which is not failing on several logins or refused several times in the hour."""
+        if not self.familiar_network:
+            return False
+        # A source replaying a leak fails on many logins and is refused on leaked pairs.
+        span = self.engine.size
+        if self.count(0, REJECTS, span) >= 5 or self.failed_logins(0, self.engine.dsize) >= 5:
+            return False
+        return self.established_users(0) < self.engine.exposure.usual_max_users
+
+    @property
     def known_account(self) -> bool:
         return self.engine.familiarity.known_account(self.attempt.login)
 
@@ -165,7 +180,10 @@ class Signals:
 
     @property
     def leaked_pair(self) -> bool:
-        return self.engine.leaks.leaked_pair(self.attempt)
+        leaked = self._leaked
+        if leaked is None:  # several leak rules ask; a Dovecot pwhash costs a keyed hash
+            leaked = self._leaked = self.engine.leaks.leaked_pair(self.attempt)
+        return leaked
 
     @property
     def login_exposed(self) -> bool:
@@ -176,6 +194,29 @@ class Signals:
         return self.engine.leaks.account_restricted(self.attempt.login)
 
     @property
+    def exposure_grace(self) -> bool:
+        """The account is exposed (restricted, or this is a leaked pair) and its exposure was
+        first seen less than `[exposure] grace_days` ago (the first ask starts the clock)."""
+        if not (self.account_restricted or self.leaked_pair):
+            return False
+        engine, now = self.engine, self.now
+        return now - engine.leaks.exposure_seen(self.attempt.login, now) < engine.exposure.grace_s
+
+    @property
+    def known_fetcher(self) -> bool:
+        """A configured fetcher network; or a learned fetcher address that already fetched for
+        this account (its network is familiar) and whose last hour is mostly successes."""
+        fetchers, ip = self.engine.fetchers, self.net.ip
+        if fetchers.configured(ip):
+            return True
+        if not fetchers.learned(ip, self.now) or not self.familiar_network:
+            return False
+        span = self.engine.size
+        refused = self.count(0, FAILURES, span) + self.count(0, REJECTS, span)
+        share = self.engine.exposure.fetcher_max_failure_share
+        return refused <= share * self.count(0, REPORTS, span)
+
+    @property
     def popular_password(self) -> bool:
         return self.attempt.password_popular
 
@@ -184,12 +225,15 @@ class Signals:
         names = (
             "familiar_network",
             "familiar_device",
+            "usual_network",
             "known_account",
             "shared_ip",
             "shared_subnet",
             "leaked_pair",
             "login_exposed",
             "account_restricted",
+            "exposure_grace",
+            "known_fetcher",
             "popular_password",
             "legacy",
             "posture",

@@ -38,8 +38,11 @@ FRICTION_FIXES = {
     "posture_guarded_leaked": "a popular password typed from an unfamiliar network while "
     "guarded: intended, but costly for travellers",
     "posture_closed": "the protocol was closed",
-    "account_exposed": "the account's password is in the leak: intended (the user must change it)",
-    "leaked_pair": "the user typed a leaked password: intended",
+    "account_exposed": "the account's password is in the leak and the attempt came from a "
+    "carrier's shared address (where the attacker may stand too) or from a network the "
+    "deployment never saw the account use: intended (the user must change the password; their "
+    "home and office clients and their fetchers keep working for the grace period)",
+    "leaked_pair": "the user typed a leaked password away from their usual networks: intended",
 }
 # What would fix a loss on takeovers, by attack kind.
 TAKEOVER_FIXES = {
@@ -215,7 +218,10 @@ def document(
         "",
         "A step-up on IMAP/POP3/SMTP counts as a deny; on web/app legitimate users pass it "
         "and attackers do not. A delay lets the attempt proceed. Legitimate users whose own "
-        "password is in a leak the defender knows (`known-leak`) are locked on purpose.",
+        "password is in a leak the defender knows (`known-leak`) keep their mail for a grace "
+        "period from their usual networks (home, office) and through the fetchers acting for "
+        "them, told to change the password; from a carrier's shared address or a network never "
+        "seen for the account they are refused on purpose.",
         "",
         "## Summary",
         "",

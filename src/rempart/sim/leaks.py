@@ -20,6 +20,7 @@ class SimulatedLeaks:
         self.pairs = {(p.login, pwhash(p.password)) for p in leak.pairs}
         self.logins = {p.login for p in leak.pairs}
         self.restricted = {p.login for p in leak.valid_at(pop, 0.0)}
+        self.seen: dict[str, float] = {}  # when each exposure was first seen (grace start)
 
     def leaked_pair(self, attempt: Attempt) -> bool:
         return (attempt.login, attempt.pwhash) in self.pairs
@@ -29,3 +30,6 @@ class SimulatedLeaks:
 
     def account_restricted(self, login: str) -> bool:
         return login in self.restricted
+
+    def exposure_seen(self, login: str, now: float) -> float:
+        return self.seen.setdefault(login, now)

@@ -36,6 +36,9 @@ def test_a_fresh_attempt() -> None:
         "popular_password": False,
         "legacy": True,
         "posture": "normal",
+        "exposure_grace": False,
+        "known_fetcher": False,
+        "usual_network": False,
     }
 
 

@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 from rempart.config import Settings, load_settings
+from rempart.engine.distinct import item_hash
 from rempart.engine.engine import Engine
 from rempart.engine.keys import device_key, net_keys
 from rempart.model import Attempt, Outcome, Verdict
@@ -72,16 +73,23 @@ HISTORY_S = 7 * 86400.0
 MOBILE_DATA_SHARE = 0.3
 
 
+def known_accounts(world: World, rng: random.Random | None = None) -> list[bool]:
+    """Which accounts the deployment has seen succeed before the day (`KNOWN_SHARE` of them)."""
+    rng = rng or random.Random(f"{world.seed}:history")
+    return [rng.random() < KNOWN_SHARE for _ in range(len(world.pop.logins))]
+
+
 def warm_familiarity(engine: Engine, world: World) -> None:
     """What a running deployment already knows when the day starts: each known account's home
     network, its carrier's CGNAT addresses, its company's NAT, the fetcher and the senders it
     uses, and its browsers and phones, learned over the past week (never the networks of the
-    day's travel, nor anything of an attacker)."""
+    day's travel, nor anything of an attacker), and the fixed addresses that fetched or sent for
+    many accounts all week (the aggregator becomes a learned fetcher)."""
     pop = world.pop
     rng = random.Random(f"{world.seed}:history")
     fam = engine.familiarity
     learned_at = -HISTORY_S / 2
-    known = [rng.random() < KNOWN_SHARE for _ in range(len(pop.logins))]
+    known = known_accounts(world, rng)
 
     def learn(user: int, ip: str) -> None:
         if known[user]:
@@ -98,7 +106,14 @@ def warm_familiarity(engine: Engine, world: World) -> None:
             device = device_key("", agent)
             if device:
                 fam.learn(pop.logins[user], "d" + device, learned_at)
+    fetchers = engine.fetchers
     for source in world.sources:
         if isinstance(source, PeriodicSource) and source.ip_of is not None:
             for user, ip in zip(source.users, source.ip_of, strict=True):
                 learn(user, ip)
+                # The week's fetches (and sends) from these fixed addresses, as `report` counts
+                # them: what makes the aggregator's addresses learned fetchers.
+                account = item_hash(pop.logins[user])
+                stale = user in source.stale  # an outdated password fails on every fetch
+                for at in (-HISTORY_S, learned_at):
+                    fetchers.observe(ip, account, not stale, False, at)
