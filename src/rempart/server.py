@@ -28,11 +28,12 @@ from rempart.engine.engine import Engine
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.oracle import LeakOracle
 from rempart.httpserver import HttpApp, HTTPError, Request, Response, Router, json_response
-from rempart.model import Action, Attempt, Protocol
+from rempart.model import Attempt
 from rempart.ops import metrics
 from rempart.ops.journal import Journal
 from rempart.ops.webhooks import WebhookSender, parse_webhooks
 from rempart.state import open_replication, open_store
+from rempart.state.writer import StateWriter
 
 log = logging.getLogger("rempart")
 
@@ -93,7 +94,8 @@ class Service:
         self.pw_key = load_key(self.data_dir, "fingerprint.key")
         distinct.use_key(b"sketch\0" + self.pw_key)
         self.store = open_store(settings, self.data_dir)
-        self._restore()
+        self.state_writer = StateWriter(self.store)
+        self.state_writer.restore(self.engine, time.time())
         self.journal: Journal | None = None
         if settings.journal.enabled:
             self.journal = Journal(
@@ -103,7 +105,7 @@ class Service:
             )
             self.journal.start()
             self.engine.listeners.append(self.journal.listener)
-        self.engine.listeners.append(self._persist)
+        self.engine.listeners.append(self.state_writer.listener)
         campaign = settings.raw.get("campaign", {})
         self.webhooks = WebhookSender(parse_webhooks(campaign.get("webhooks")))
         if self.webhooks.hooks:
@@ -120,35 +122,6 @@ class Service:
         self.replication = open_replication(self)
 
     # --- state ---------------------------------------------------------------------------------
-    def _restore(self) -> None:
-        now = time.time()
-        self.store.purge_expired(now)
-        for which, entry in self.store.load_entries():
-            if entry.live(now):
-                (self.engine.allowlist if which == "allow" else self.engine.blocklist).put(entry)
-        for login, marker, last in self.store.load_familiarity():
-            self.engine.familiarity.restore(login, marker, last)
-        for protocol in Protocol:
-            level = self.store.get_setting(f"posture.{protocol.value}")
-            if level:
-                self.engine.postures[protocol] = level
-                if self.engine.campaign is not None:
-                    self.engine.campaign.restore(protocol.value, level)
-
-    def _persist(self, kind: str, now: float, data: dict[str, Any]) -> None:
-        if kind == "list_add":
-            self.store.put_entry(data["list"], data["entry"])
-        elif kind == "list_del":
-            entry = data["entry"]
-            self.store.delete_entry(data["list"], entry.kind, entry.value)
-        elif kind == "familiar":
-            self.store.put_familiarity(data["login"], data["marker"], now)
-        elif kind == "posture":
-            level = data["to"]
-            self.store.put_setting(
-                f"posture.{data['protocol']}", None if level == "normal" else level
-            )
-
     def flush(self) -> bool:
         """Wait until queued durable changes are on disk (list changes from the API)."""
         return self.store.flush()
@@ -189,18 +162,18 @@ class Service:
             self.journal.append(kind, time.time(), data)
 
     def stats(self) -> dict[str, Any]:
-        e = self.engine
+        snap = self.engine.snapshot()
         return {
             "version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
-            "decisions": {a.label: e.decisions[a] for a in Action},
-            "reports": {"failures": e.reports[0], "successes": e.reports[1]},
-            "tracked_keys": len(e.states),
-            "blocklist_entries": len(e.blocklist),
-            "allowlist_entries": len(e.allowlist),
-            "accounts_known": len(e.familiarity.accounts),
-            "posture": {p.value: e.posture_of(p) for p in Protocol if p is not Protocol.OTHER},
-            "reasons": dict(e.reason_counts),
+            "decisions": {a.label: n for a, n in snap.decisions.items()},
+            "reports": {"failures": snap.failures, "successes": snap.successes},
+            "tracked_keys": snap.tracked_keys,
+            "blocklist_entries": snap.blocklist_entries,
+            "allowlist_entries": snap.allowlist_entries,
+            "accounts_known": snap.accounts_known,
+            "posture": snap.levels(),
+            "reasons": snap.reasons,
             **({"redis": self.replication.status()} if self.replication else {}),
         }
 

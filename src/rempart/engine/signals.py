@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rempart.engine.windows import FAILURES, KINDS
-from rempart.model import LEGACY_MAIL, Attempt
+from rempart.engine.familiarity import device_marker, network_marker
+from rempart.engine.families import SPECS, KeyFamily
+from rempart.engine.windows import FAILURES, KINDS, REPORTS
+from rempart.model import LEGACY_MAIL, Attempt, Posture
 
 if TYPE_CHECKING:
     from rempart.engine.engine import Engine, KeyState
@@ -48,7 +50,7 @@ class Signals:
         self.attempt = attempt
         self.net = net
         self.device = device
-        self.keys = keys  # one key per family, in policy.FAMILIES order ("" when absent)
+        self.keys = keys  # one key per family, in KeyFamily order ("" when absent)
         self.now = now
         self.bucket = int(now // engine.width)
         self.dbucket = int(now // engine.dwidth)
@@ -58,7 +60,7 @@ class Signals:
         protocol = attempt.protocol
         self.protocol = protocol.value
         self.legacy = protocol in LEGACY_MAIL
-        self.posture = engine.postures.get(protocol, "normal")
+        self.posture = engine.postures.get(protocol, Posture.NORMAL)
         self.v6 = net.v6
         self.tls = attempt.tls
 
@@ -77,7 +79,7 @@ class Signals:
             state = self._state(family)
         if state is None:
             return 0
-        if family == 4:  # ip+login rings hold failures only
+        if SPECS[family].failures_only:
             if kind != FAILURES:
                 return 0
             return state.ring.total(0, span, self.bucket, self.engine.size, 1)  # type: ignore[union-attr]
@@ -96,7 +98,7 @@ class Signals:
         return value
 
     def failing_ips(self, span: int) -> int:
-        return self.failed_logins(3, span)  # the login's sketch holds its failing IPs
+        return self.failed_logins(KeyFamily.LOGIN, span)  # the login's sketch: failing IPs
 
     def established_users(self, family: int) -> int:
         return self._users(family, True)
@@ -126,12 +128,14 @@ class Signals:
         if self.successful_users(family) < 2 * minimum:
             return False
         span = self.engine.size
-        return 4 * self.count(family, 1, span) <= self.count(family, 0, span)
+        return 4 * self.count(family, FAILURES, span) <= self.count(family, REPORTS, span)
 
     # --- booleans and values -----------------------------------------------------------------
     @property
     def familiar_network(self) -> bool:
-        return self.engine.familiarity.familiar(self.attempt.login, "n" + self.net.subnet, self.now)
+        return self.engine.familiarity.familiar(
+            self.attempt.login, network_marker(self.net.subnet), self.now
+        )
 
     @property
     def familiar_device(self) -> bool:
@@ -140,7 +144,9 @@ class Signals:
         return (
             bool(self.device)
             and self.attempt.protocol not in LEGACY_MAIL
-            and self.engine.familiarity.familiar(self.attempt.login, "d" + self.device, self.now)
+            and self.engine.familiarity.familiar(
+                self.attempt.login, device_marker(self.device), self.now
+            )
         )
 
     @property
@@ -157,11 +163,11 @@ class Signals:
 
     @property
     def shared_ip(self) -> bool:
-        return self._shared(0, self.engine.settings.engine.shared_ip_min_users)
+        return self._shared(KeyFamily.IP, self.engine.settings.engine.shared_ip_min_users)
 
     @property
     def shared_subnet(self) -> bool:
-        return self._shared(1, self.engine.settings.engine.shared_subnet_min_users)
+        return self._shared(KeyFamily.SUBNET, self.engine.settings.engine.shared_subnet_min_users)
 
     @property
     def leaked_pair(self) -> bool:
