@@ -29,7 +29,7 @@ from rempart.engine.events import (
     PostureChanged,
     Reported,
 )
-from rempart.engine.familiarity import Familiarity, device_marker, network_marker
+from rempart.engine.familiarity import Familiarity, MarkerKind
 from rempart.engine.families import SPECS, FamilySpec, KeyFamily, Peers
 from rempart.engine.keys import device_key, net_keys
 from rempart.engine.lists import AccessList, ListEntry, normalise
@@ -65,6 +65,8 @@ ASN = KeyFamily.ASN
 POSTURES = tuple(p.value for p in Posture)  # the level names, for forms and CLI choices
 # Key prefixes, bound once for the hot path.
 _IP, _SUBNET, _WIDE, _LOGIN, _PAIR, _DEVICE, _ASN = (s.prefix for s in SPECS)
+# Familiarity marker prefixes (see familiarity.network_marker / device_marker).
+_NETWORK, _DEVICE_MARK = MarkerKind.NETWORK.value, MarkerKind.DEVICE.value
 
 
 def default_rule_tables() -> list[dict[str, Any]]:
@@ -323,10 +325,10 @@ class Engine:
         ip_hash = item_hash(net.ip)
         established = False
         familiarity = self.familiarity
-        network = network_marker(net.subnet)
+        network = _NETWORK + net.subnet
         if outcome.success:
             established = familiarity.familiar(attempt.login, network, now)
-            for marker in (network, device_marker(device) if device else ""):
+            for marker in (network, (_DEVICE_MARK + device) if device else ""):
                 if marker and familiarity.learn(attempt.login, marker, now):
                     self._emit(Familiar(now, attempt.login, marker))
             familiar = True
@@ -334,10 +336,10 @@ class Engine:
             familiar = familiarity.familiar(attempt.login, network, now) or bool(
                 device
                 and attempt.protocol not in LEGACY_MAIL
-                and familiarity.familiar(attempt.login, device_marker(device), now)
+                and familiarity.familiar(attempt.login, _DEVICE_MARK + device, now)
             )
         sbucket = int(now // self.swidth)
-        for spec, key in zip(SPECS, keys, strict=True):
+        for spec, key in zip(SPECS, keys, strict=False):  # equal lengths (_derive_keys)
             if not key:
                 continue
             state = self._state(key, spec)

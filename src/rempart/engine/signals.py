@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rempart.engine.familiarity import device_marker, network_marker
+from rempart.engine.familiarity import MarkerKind
 from rempart.engine.families import SPECS, KeyFamily
 from rempart.engine.windows import FAILURES, KINDS, REPORTS
 from rempart.model import LEGACY_MAIL, Attempt, Posture
+
+_NORMAL = Posture.NORMAL
+# Familiarity marker prefixes as plain strings (see familiarity.network_marker), for the hot path.
+_NETWORK, _DEVICE = MarkerKind.NETWORK.value, MarkerKind.DEVICE.value
 
 if TYPE_CHECKING:
     from rempart.engine.engine import Engine, KeyState
@@ -60,7 +64,7 @@ class Signals:
         protocol = attempt.protocol
         self.protocol = protocol.value
         self.legacy = protocol in LEGACY_MAIL
-        self.posture = engine.postures.get(protocol, Posture.NORMAL)
+        self.posture = engine.postures.get(protocol, _NORMAL)
         self.v6 = net.v6
         self.tls = attempt.tls
 
@@ -134,7 +138,7 @@ class Signals:
     @property
     def familiar_network(self) -> bool:
         return self.engine.familiarity.familiar(
-            self.attempt.login, network_marker(self.net.subnet), self.now
+            self.attempt.login, _NETWORK + self.net.subnet, self.now
         )
 
     @property
@@ -145,7 +149,7 @@ class Signals:
             bool(self.device)
             and self.attempt.protocol not in LEGACY_MAIL
             and self.engine.familiarity.familiar(
-                self.attempt.login, device_marker(self.device), self.now
+                self.attempt.login, _DEVICE + self.device, self.now
             )
         )
 
