@@ -63,9 +63,10 @@ def status_model(service: Service, settings: OpsSettings, notices: Notices) -> d
     names = list(settings.services)
     names += [s for s in current if s not in settings.services]
     services: dict[str, Any] = {}
+    levels = engine.snapshot().levels()
     for name in names:
         level, details = "up", []
-        posture = next((v for p, v in engine.postures.items() if p.value == name), None)
+        posture = levels.get(name)
         if posture in POSTURE_TEXT:
             table = POSTURE_TEXT if name in MAIL or name == "app" else WEB_POSTURE_TEXT
             level, text = table[posture]
