@@ -30,7 +30,7 @@ from rempart.engine.events import (
     Reported,
 )
 from rempart.engine.familiarity import Familiarity, MarkerKind
-from rempart.engine.families import SPECS, FamilySpec, KeyFamily, Peers
+from rempart.engine.families import SPECS, FamilySpec, KeyFamily
 from rempart.engine.keys import device_key, net_keys
 from rempart.engine.lists import AccessList, ListEntry, normalise
 from rempart.engine.oracle import LeakOracle, NoLeaks
@@ -61,7 +61,7 @@ __all__ = ["ALLOWLISTED", "BLOCKED_MESSAGE", "POSTURES", "Engine", "KeyState", "
 
 ALLOWLISTED = Reason("allowlisted", "")
 BLOCKED_MESSAGE = "Too many failed sign-ins. Try again later."
-ASN = KeyFamily.ASN
+ASN = int(KeyFamily.ASN)
 POSTURES = tuple(p.value for p in Posture)  # the level names, for forms and CLI choices
 # Key prefixes, bound once for the hot path.
 _IP, _SUBNET, _WIDE, _LOGIN, _PAIR, _DEVICE, _ASN = (s.prefix for s in SPECS)
@@ -358,9 +358,7 @@ class Engine:
                     peers = state.peers
                     if peers is None:
                         peers = state.peers = Sketch(self.dsize)
-                    peers.add(
-                        ip_hash if spec.peers is Peers.IPS else login_hash, dbucket, self.dsize
-                    )
+                    peers.add(ip_hash if spec.peer_ips else login_hash, dbucket, self.dsize)
             else:
                 ring.bump(bucket, size, KINDS, REPORTS, REJECTS if outcome.policy_reject else -1)
             if outcome.success and spec.users:

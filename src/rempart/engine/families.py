@@ -10,7 +10,7 @@ family is one row here (plus, where it comes from, its derivation in `Engine._de
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rempart.engine.windows import KINDS
 
@@ -49,10 +49,14 @@ class FamilySpec:
     ring_kinds: int  # 1: failures only (the ring holds a single counter)
     peers: Peers | None
     users: bool  # sketches of successful and established users (shared-source detection)
+    # Derived flags, plain attributes because the report loop reads them for every key (an
+    # enum member or a property costs several times an attribute read there).
+    failures_only: bool = field(init=False)
+    peer_ips: bool = field(init=False)
 
-    @property
-    def failures_only(self) -> bool:
-        return self.ring_kinds == 1
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "failures_only", self.ring_kinds == 1)
+        object.__setattr__(self, "peer_ips", self.peers is Peers.IPS)
 
 
 FAMILY_SPECS: dict[KeyFamily, FamilySpec] = {

@@ -14,6 +14,7 @@ from rempart.engine.windows import FAILURES, KINDS, REPORTS
 from rempart.model import LEGACY_MAIL, Attempt, Posture
 
 _NORMAL = Posture.NORMAL
+_IP, _SUBNET, _LOGIN = int(KeyFamily.IP), int(KeyFamily.SUBNET), int(KeyFamily.LOGIN)
 # Familiarity marker prefixes as plain strings (see familiarity.network_marker), for the hot path.
 _NETWORK, _DEVICE = MarkerKind.NETWORK.value, MarkerKind.DEVICE.value
 
@@ -102,7 +103,7 @@ class Signals:
         return value
 
     def failing_ips(self, span: int) -> int:
-        return self.failed_logins(KeyFamily.LOGIN, span)  # the login's sketch: failing IPs
+        return self.failed_logins(_LOGIN, span)  # the login's sketch holds its failing IPs
 
     def established_users(self, family: int) -> int:
         return self._users(family, True)
@@ -167,11 +168,11 @@ class Signals:
 
     @property
     def shared_ip(self) -> bool:
-        return self._shared(KeyFamily.IP, self.engine.settings.engine.shared_ip_min_users)
+        return self._shared(_IP, self.engine.settings.engine.shared_ip_min_users)
 
     @property
     def shared_subnet(self) -> bool:
-        return self._shared(KeyFamily.SUBNET, self.engine.settings.engine.shared_subnet_min_users)
+        return self._shared(_SUBNET, self.engine.settings.engine.shared_subnet_min_users)
 
     @property
     def leaked_pair(self) -> bool:
