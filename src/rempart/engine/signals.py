@@ -14,6 +14,7 @@ from rempart.engine.windows import FAILURES, KINDS, REPORTS
 from rempart.model import LEGACY_MAIL, Attempt, Posture
 
 _NORMAL = Posture.NORMAL
+_FAILURES_ONLY = frozenset(i for i, spec in enumerate(SPECS) if spec.failures_only)
 _IP, _SUBNET, _LOGIN = int(KeyFamily.IP), int(KeyFamily.SUBNET), int(KeyFamily.LOGIN)
 # Familiarity marker prefixes as plain strings (see familiarity.network_marker), for the hot path.
 _NETWORK, _DEVICE = MarkerKind.NETWORK.value, MarkerKind.DEVICE.value
@@ -84,7 +85,7 @@ class Signals:
             state = self._state(family)
         if state is None:
             return 0
-        if SPECS[family].failures_only:
+        if family in _FAILURES_ONLY:
             if kind != FAILURES:
                 return 0
             return state.ring.total(0, span, self.bucket, self.engine.size, 1)  # type: ignore[union-attr]
