@@ -74,9 +74,7 @@ def engine_cost(pairs: int = 20000, repeats: int = 9) -> tuple[float, float]:
             if with_live:
                 engine.listeners.append(stats.listener)
             else:
-                engine.listeners.append(
-                    lambda kind, now, data: None
-                )  # same call shape as the journal's
+                engine.listeners.append(lambda event: None)  # the journal's call shape
             t0 = time.perf_counter()
             now = 1_790_000_000.0
             for i, attempt in enumerate(attempts):

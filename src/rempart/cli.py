@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -331,8 +332,14 @@ def posture_show(config: str | None, data_dir: str | None, url: str | None, as_j
             for k, v in figures.items()
             if k in ("attempts", "failures", "unfamiliar_failures", "failing_ips")
         )
-        by = "operator" if info["manual"] else "detector"
+        by = info.get("set_by") or ("operator" if info["manual"] else "detector")
+        held = " (held" + (f" until {_clock(info['until'])})" if info.get("until") else ")")
+        by += held if info.get("held") else ""
         click.echo(f"{name:<9} {info['level']:<8} {info['score']:>6}  {by:<8} {shown}")
+
+
+def _clock(when: float) -> str:
+    return dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @posture_group.command("set")
@@ -344,6 +351,12 @@ def posture_show(config: str | None, data_dir: str | None, url: str | None, as_j
     default="0",
     help="Hold for this long (e.g. 2h), then let the detector decide again; 0 holds until changed.",
 )
+@click.option(
+    "--hold/--hand-back",
+    default=None,
+    help="Hold the level (the detector pauses for this protocol) or hand the protocol back to "
+    "the detector from this level. Default: normal without --ttl hands back, anything else holds.",
+)
 @config_option
 @data_dir_option
 @url_option
@@ -352,6 +365,7 @@ def posture_set(
     level: str,
     reason: str,
     ttl: str,
+    hold: bool | None,
     config: str | None,
     data_dir: str | None,
     url: str | None,
@@ -376,20 +390,24 @@ def posture_set(
         seconds = parse_duration(ttl, "--ttl")
     except ConfigError as exc:
         raise click.BadParameter(str(exc).removeprefix("--ttl: "), param_hint="--ttl") from None
-    body = {
+    body: dict[str, Any] = {
         "protocol": protocol.lower(),
         "level": level.lower(),
         "reason": reason,
         "ttl": seconds,
         "by": "cli:" + os.environ.get("USER", "operator"),
     }
+    if hold is not None:
+        body["hold"] = hold
     try:
         result = _client(config, data_dir, url).call("POST", "/v1/posture", body)["posture"]
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(
-        f"{protocol.lower()}: {result['level']}" + (f" for {ttl}" if seconds else " until changed")
-    )
+    if not result.get("held"):
+        how = ", handed back to the detector"
+    else:
+        how = f", held for {ttl}" if seconds else ", held until changed"
+    click.echo(f"{protocol.lower()}: {result['level']}{how}")
 
 
 # The commands other packages own.

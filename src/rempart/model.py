@@ -1,4 +1,5 @@
-"""The vocabulary every part of Rempart shares: Attempt, Outcome, Verdict, Reason, Protocol."""
+"""The vocabulary every part of Rempart shares: Attempt, Outcome, Verdict, Reason, Protocol,
+Posture and ListName."""
 
 from __future__ import annotations
 
@@ -30,6 +31,38 @@ _PROTOCOL_ALIASES: dict[str, Protocol] = {p.value: p for p in Protocol}
 _PROTOCOL_ALIASES.update({"submission": Protocol.SMTP, "lmtp": Protocol.SMTP, "http": Protocol.WEB})
 
 LEGACY_MAIL = frozenset({Protocol.IMAP, Protocol.POP3, Protocol.SMTP})
+
+
+class Posture(enum.StrEnum):
+    """A protocol's campaign posture, in rising order of strictness (rules compare the text)."""
+
+    NORMAL = "normal"
+    GUARDED = "guarded"
+    STRICT = "strict"
+    CLOSED = "closed"
+
+    @property
+    def rank(self) -> int:
+        return _POSTURE_RANK[self]
+
+    @classmethod
+    def parse(cls, value: str) -> Posture:
+        """The posture named `value`; ValueError naming the choices otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(p.value for p in cls)
+            raise ValueError(f"unknown posture {value!r} (one of {choices})") from None
+
+
+_POSTURE_RANK = {p: i for i, p in enumerate(Posture)}
+
+
+class ListName(enum.StrEnum):
+    """The two access lists."""
+
+    BLOCK = "block"
+    ALLOW = "allow"
 
 
 class Action(enum.IntEnum):

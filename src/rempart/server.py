@@ -47,7 +47,7 @@ from rempart.engine.engine import Engine
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.oracle import LeakOracle
 from rempart.httpserver import Auth, HttpApp, HTTPError, Request, Response, Router, json_response
-from rempart.model import Action, Attempt, Protocol
+from rempart.model import Attempt
 from rempart.ops import metrics
 from rempart.ops.connmetrics import ConnectionCollector
 from rempart.ops.console import Console
@@ -59,6 +59,7 @@ from rempart.ops.settings import OpsSettings
 from rempart.ops.webhooks import WebhookSender, WebhookSettings
 from rempart.shed.config import ShedSettings
 from rempart.state import open_replication, open_store
+from rempart.state.writer import StateWriter
 
 log = logging.getLogger("rempart")
 
@@ -128,7 +129,8 @@ class Service:
         self.pw_key = load_key(self.data_dir, "fingerprint.key")
         distinct.use_key(b"sketch\0" + self.pw_key)
         self.store = open_store(settings, self.data_dir)
-        self._restore()
+        self.state_writer = StateWriter(self.store)
+        self.state_writer.restore(self.engine, time.time())
         self.journal: Journal | None = None
         if settings.journal.enabled:
             self.journal = Journal(
@@ -143,7 +145,10 @@ class Service:
             self.store.get_setting("operators.journaled") or "{}"
         )
         self.journal_operators()
-        self.engine.listeners.append(self._persist)
+        if self.journal is not None:
+            # The state never holds a change the journal lacks (`journal verify` checks it).
+            self.state_writer.after_durable = self.journal.after_durable
+        self.engine.listeners.append(self.state_writer.listener)
         self.webhooks = WebhookSender(list(settings.section(WebhookSettings).hooks))
         if self.webhooks.hooks:
             self.engine.listeners.append(self.webhooks.listener)
@@ -166,48 +171,6 @@ class Service:
             self.extra_collectors.append(ReplicationCollector(self.replication))
 
     # --- state ---------------------------------------------------------------------------------
-    def _restore(self) -> None:
-        now = time.time()
-        self.store.purge_expired(now)
-        for which, entry in self.store.load_entries():
-            if entry.live(now):
-                (self.engine.allowlist if which == "allow" else self.engine.blocklist).put(entry)
-        for login, marker, last in self.store.load_familiarity():
-            self.engine.familiarity.restore(login, marker, last)
-        fetchers = self.store.get_setting("exposure.fetchers")
-        if fetchers:
-            self.engine.fetchers.restore(fetchers)
-        for protocol in Protocol:
-            level = self.store.get_setting(f"posture.{protocol.value}")
-            if level:
-                self.engine.postures[protocol] = level
-                if self.engine.campaign is not None:
-                    self.engine.campaign.restore(protocol.value, level)
-
-    def _persist(self, kind: str, now: float, data: dict[str, Any]) -> None:
-        if kind == "list_add":
-            which, entry = data["list"], data["entry"]
-            self._after_journal(lambda: self.store.put_entry(which, entry))
-        elif kind == "list_del":
-            which, entry = data["list"], data["entry"]
-            self._after_journal(lambda: self.store.delete_entry(which, entry.kind, entry.value))
-        elif kind == "familiar":
-            self.store.put_familiarity(data["login"], data["marker"], now)
-        elif kind == "fetchers":
-            self.store.put_setting("exposure.fetchers", data["snapshot"])
-        elif kind == "posture":
-            key, level = f"posture.{data['protocol']}", data["to"]
-            value = None if level == "normal" else level
-            self._after_journal(lambda: self.store.put_setting(key, value))
-
-    def _after_journal(self, write: Any) -> None:
-        """Store a change once its journal record is on disk: the state never holds a change
-        that the journal lacks (`journal verify` checks it)."""
-        if self.journal is not None:
-            self.journal.after_durable(write)
-        else:
-            write()
-
     def journal_operators(self) -> None:
         """Journal the console operator changes `rempart operator` (another process) made since
         the last look: called at start and every second."""
@@ -280,18 +243,18 @@ class Service:
         return login
 
     def stats(self) -> dict[str, Any]:
-        e = self.engine
+        snap = self.engine.snapshot()
         return {
             "version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
-            "decisions": {a.label: e.decisions[a] for a in Action},
-            "reports": {"failures": e.reports[0], "successes": e.reports[1]},
-            "tracked_keys": len(e.states),
-            "blocklist_entries": len(e.blocklist),
-            "allowlist_entries": len(e.allowlist),
-            "accounts_known": len(e.familiarity.accounts),
-            "posture": {p.value: e.posture_of(p) for p in Protocol if p is not Protocol.OTHER},
-            "reasons": dict(e.reason_counts),
+            "decisions": {a.label: n for a, n in snap.decisions.items()},
+            "reports": {"failures": snap.failures, "successes": snap.successes},
+            "tracked_keys": snap.tracked_keys,
+            "blocklist_entries": snap.blocklist_entries,
+            "allowlist_entries": snap.allowlist_entries,
+            "accounts_known": snap.accounts_known,
+            "posture": snap.levels(),
+            "reasons": snap.reasons,
             **({"redis": self.replication.status()} if self.replication else {}),
         }
 

@@ -99,6 +99,22 @@ def test_two_nodes_agree_through_redis(cluster) -> None:
     )
     assert status == 200
     eventually(lambda: b.request("GET", "/v1/posture")[1]["posture"]["pop3"]["level"] == "strict")
+    # The whole record travels: who set it, why, and the hold with its end.
+    status, _ = a.request(
+        "POST",
+        "/v1/posture",
+        {"protocol": "smtp", "level": "guarded", "reason": "spray", "ttl": 3600, "by": "ann"},
+    )
+    assert status == 200
+    eventually(lambda: b.request("GET", "/v1/posture")[1]["posture"]["smtp"]["held"] is True)
+    smtp = b.request("GET", "/v1/posture")[1]["posture"]["smtp"]
+    assert smtp["set_by"] == "ann" and smtp["reason"] == "spray" and smtp["until"] is not None
+    status, body = a.request(
+        "POST",
+        "/v1/posture",
+        {"protocol": "smtp", "level": "guarded", "reason": "x", "ttl": 60, "hold": False},
+    )
+    assert status == 400 and "hold" in str(body)
 
     _, stats = b.command("stats")
     assert stats["redis"]["up"] is True

@@ -1,13 +1,14 @@
 """Operator and account endpoints of the native API: posture, password changes, password checks.
 
 GET  /v1/posture                              postures, anomaly scores and figures
-POST /v1/posture                              {protocol, level, reason, ttl?}
+POST /v1/posture                              {protocol, level, reason, ttl?, hold?}
 POST /v1/accounts/{login}/password-changed    lifts an exposed account's restriction
 POST /v1/password-check                       {login, password} → leaked? popular? strength
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import unquote
 
@@ -36,19 +37,15 @@ class OperatorApi:
         router.add("POST", "/v1/password-check", self.password_check, auth=Auth.API)
 
     def posture_document(self) -> dict[str, Any]:
-        e = self.engine
-        detector = e.campaign.snapshot() if e.campaign is not None else {}
+        """Per protocol: level, source, set_by, reason, since, until, held, score, figures (and
+        the older `manual` / `manual_until`: held, and the hold's end)."""
+        now = time.time()
         out: dict[str, Any] = {}
-        for name in PROTOCOLS:
-            info = detector.get(name, {})
-            until = info.get("manual_until")
-            out[name] = {
-                "level": e.posture_of(Protocol(name)),
-                "score": info.get("score", 0.0),
-                "figures": info.get("figures", {}),
-                "manual_until": None if until in (None, float("inf")) else until,
-                "manual": until is not None,
-            }
+        for protocol, view in self.engine.snapshot().postures.items():
+            doc = view.as_json(now)
+            doc["manual"] = doc["held"]
+            doc["manual_until"] = doc["until"] if doc["held"] else None
+            out[protocol.value] = doc
         return out
 
     def get_posture(self, request: Request) -> Response:
@@ -71,7 +68,13 @@ class OperatorApi:
             ttl = parse_duration(ttl_raw, "ttl")
         except ConfigError as exc:
             raise HTTPError(400, str(exc)) from None
-        self.engine.set_posture(Protocol(protocol), level, by, reason, ttl=ttl)
+        hold = data.get("hold")
+        if hold is not None and not isinstance(hold, bool):
+            raise HTTPError(400, "field 'hold' must be true or false")
+        try:
+            self.engine.set_posture(Protocol(protocol), level, by, reason, ttl=ttl, hold=hold)
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
         await self.context.commit()
         return json_response({"posture": self.posture_document()[protocol]})
 

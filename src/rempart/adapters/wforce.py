@@ -18,7 +18,7 @@ from rempart.adapters.fields import flag, ip_field, json_object, login_field, nu
 from rempart.engine.keys import KeyError_, net_keys
 from rempart.engine.lists import ListEntry, normalise
 from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
-from rempart.model import Action, Attempt, Outcome, Protocol
+from rempart.model import Action, Attempt, ListName, Outcome, Protocol
 from rempart.ops.guards import check_wide_entry, is_confirmed
 
 _OK = b'{"status":"ok"}'
@@ -207,9 +207,8 @@ class WforceApi:
         return Response(200, _OK)
 
     def get_entries(self, which: str) -> Response:
-        lst = self.engine.allowlist if which == "allow" else self.engine.blocklist
         groups: dict[str, list[dict[str, Any]]] = {"ips": [], "logins": [], "iplogins": []}
-        for entry in lst.entries(time.time()):
+        for entry in self.engine.list_entries(ListName(which)):
             item: dict[str, Any] = {
                 "expiration": _iso(entry.expires) if entry.expires else "never",
                 "expire_secs": max(0, int(entry.expires - time.time())) if entry.expires else 0,

@@ -7,12 +7,10 @@ waits on disk or network.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 import tomllib
 from collections import OrderedDict
-from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -20,30 +18,57 @@ from rempart.config import Settings
 from rempart.engine.asn import load_configured
 from rempart.engine.campaign import CampaignDetector
 from rempart.engine.distinct import Sketch, item_hash
+from rempart.engine.events import (
+    AutoBlocked,
+    CountersReset,
+    Decided,
+    Familiar,
+    FetchersLearned,
+    ListAdded,
+    Listener,
+    ListRemoved,
+    PostureChanged,
+    Reported,
+)
 from rempart.engine.exposure import Fetchers
-from rempart.engine.familiarity import Familiarity
+from rempart.engine.familiarity import Familiarity, MarkerKind
+from rempart.engine.families import SPECS, FamilySpec, KeyFamily
 from rempart.engine.keys import device_key, net_keys
 from rempart.engine.lists import AccessList, ListEntry, normalise
 from rempart.engine.oracle import LeakOracle, NoLeaks
 from rempart.engine.policy import Rule, compile_rules, compile_ruleset
-from rempart.engine.signals import Signals
-from rempart.engine.windows import (
-    FAILURES,
-    KINDS,
-    REJECTS,
-    REPORTS,
-    UNFAMILIAR,
-    UNKNOWN,
-    Ring,
+from rempart.engine.posture import (
+    PostureRecord,
+    PostureSource,
+    detector_record,
+    operator_record,
 )
-from rempart.model import ALLOW, LEGACY_MAIL, Action, Attempt, Outcome, Protocol, Reason, Verdict
+from rempart.engine.signals import Signals
+from rempart.engine.snapshot import EngineSnapshot, PostureView
+from rempart.engine.windows import FAILURES, KINDS, REJECTS, REPORTS, UNFAMILIAR, UNKNOWN, Ring
+from rempart.model import (
+    ALLOW,
+    LEGACY_MAIL,
+    Action,
+    Attempt,
+    ListName,
+    Outcome,
+    Posture,
+    Protocol,
+    Reason,
+    Verdict,
+)
 
-Listener = Callable[[str, float, dict[str, Any]], None]
-ASN = 6  # the key family of the announcing autonomous system (see policy.FAMILIES)
+__all__ = ["ALLOWLISTED", "BLOCKED_MESSAGE", "POSTURES", "Engine", "KeyState", "Listener"]
 
 ALLOWLISTED = Reason("allowlisted", "")
 BLOCKED_MESSAGE = "Too many failed sign-ins. Try again later."
-POSTURES = ("normal", "guarded", "strict", "closed")
+ASN = int(KeyFamily.ASN)
+POSTURES = tuple(p.value for p in Posture)  # the level names, for forms and CLI choices
+# Key prefixes, bound once for the hot path.
+_IP, _SUBNET, _WIDE, _LOGIN, _PAIR, _DEVICE, _ASN = (s.prefix for s in SPECS)
+# Familiarity marker prefixes (see familiarity.network_marker / device_marker).
+_NETWORK, _DEVICE_MARK = MarkerKind.NETWORK.value, MarkerKind.DEVICE.value
 
 
 def default_rule_tables() -> list[dict[str, Any]]:
@@ -70,7 +95,7 @@ class KeyState:
 
 
 class Engine:
-    """Decides on attempts and learns from outcomes."""
+    """Decides on attempts and learns from outcomes; the only writer of its state."""
 
     def __init__(self, settings: Settings, leaks: LeakOracle | None = None) -> None:
         self.settings = settings
@@ -98,13 +123,18 @@ class Engine:
         # Optional operator-provided IP-to-ASN table: adds the `asn` key family.
         self.asn_table = load_configured(settings.asn)
         self.states: OrderedDict[str, KeyState] = OrderedDict()
-        self.postures: dict[Protocol, str] = {}
+        # login -> its ip+login state keys (one key, or a set of several), so that resetting a
+        # login does not scan every tracked key.
+        self._pair_keys: dict[str, str | set[str]] = {}
+        # The level per protocol that rules read (absent: normal), and the full records.
+        self.postures: dict[Protocol, Posture] = {}
+        self._posture_records: dict[Protocol, PostureRecord] = {}
         self.listeners: list[Listener] = []
         self._key_cache: dict[tuple[str, str, str, str], tuple[Any, str, tuple[str, ...]]] = {}
         self.logins = settings.logins
-        # Plain counters read by the metrics collector.
+        # Plain counters, read through `snapshot()`.
         self.decisions = [0, 0, 0, 0]  # by Action
-        self.reports = [0, 0]  # failures, successes
+        self.reports = [0, 0]  # failures, successes (this node's own, not its peers')
         self.reason_counts: dict[str, int] = {}
         self.evictions = 0
         self.campaign_settings = settings.campaign
@@ -118,12 +148,14 @@ class Engine:
         return cls(settings or Settings.default(), leaks)
 
     # --- helpers -----------------------------------------------------------------------------
-    def _emit(self, kind: str, now: float, data: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            listener(kind, now, data)
+    def posture_of(self, protocol: Protocol) -> Posture:
+        return self.postures.get(protocol, Posture.NORMAL)
 
-    def posture_of(self, protocol: Protocol) -> str:
-        return self.postures.get(protocol, "normal")
+    def posture_record(self, protocol: Protocol) -> PostureRecord:
+        return self._posture_records.get(protocol) or PostureRecord.initial(protocol)
+
+    def _list(self, which: ListName) -> AccessList:
+        return self.allowlist if which is ListName.ALLOW else self.blocklist
 
     def _keys(self, attempt: Attempt) -> tuple[Any, str, tuple[str, ...]]:
         # Dovecot asks `allow` twice and then reports the same attempt: a small cache of the
@@ -138,17 +170,18 @@ class Engine:
         return found
 
     def _derive_keys(self, attempt: Attempt) -> tuple[Any, str, tuple[str, ...]]:
+        """One key per family, in KeyFamily order ("" when the family does not apply)."""
         net = net_keys(attempt.ip)
         device = device_key(attempt.device_id, attempt.user_agent)
         login = attempt.login
         keys = (
-            "i" + net.ip,
-            "n" + net.subnet,
+            _IP + net.ip,
+            _SUBNET + net.subnet,
             # The IPv4 /16 is too coarse to judge; the IPv6 /48 is what rotation hides in.
-            ("w" + net.wide) if net.v6 else "",
-            "l" + login,
-            "p" + net.ip + "|" + login,
-            ("d" + device) if device and self.track_devices else "",
+            (_WIDE + net.wide) if net.v6 else "",
+            _LOGIN + login,
+            _PAIR + net.ip + "|" + login,
+            (_DEVICE + device) if device and self.track_devices else "",
             self._asn_key(net.packed),
         )
         return net, device, keys
@@ -157,7 +190,7 @@ class Engine:
         if self.asn_table is None:
             return ""
         asn = self.asn_table.lookup(packed)
-        return f"a{asn}" if asn else ""
+        return f"{_ASN}{asn}" if asn else ""
 
     # --- decide --------------------------------------------------------------------------------
     def decide(self, attempt: Attempt, now: float | None = None) -> Verdict:
@@ -178,10 +211,13 @@ class Engine:
             else:
                 verdict = self._evaluate(Signals(self, attempt, net, device, keys, now), now)
         self.decisions[verdict.action] += 1
+        counts = self.reason_counts
         for reason in verdict.reasons:
-            self.reason_counts[reason.code] = self.reason_counts.get(reason.code, 0) + 1
+            counts[reason.code] = counts.get(reason.code, 0) + 1
         if self.listeners:
-            self._emit("decision", now, {"attempt": attempt, "verdict": verdict})
+            event = Decided(now, attempt, verdict)
+            for listener in self.listeners:
+                listener(event)
         return verdict
 
     def _evaluate(self, signals: Signals, now: float) -> Verdict:
@@ -226,27 +262,65 @@ class Engine:
             kind, value = "login", login
         entry = ListEntry(kind, value, now + rule.block.ttl, f"{rule.code}: automatic", now)
         self.blocklist.put(entry)
-        self._emit("list_add", now, {"list": "block", "entry": entry, "by": "policy:" + rule.name})
+        self._emit(AutoBlocked(now, ListName.BLOCK, entry, "policy:" + rule.name, rule.name))
+
+    def _emit(self, event: Any) -> None:
+        for listener in self.listeners:
+            listener(event)
 
     # --- report --------------------------------------------------------------------------------
-    def _state(self, key: str, family: int) -> KeyState:
+    def _state(self, key: str, spec: FamilySpec) -> KeyState:
         state = self.states.get(key)
         if state is None:
-            # ip+login is the most numerous key and rules only read its failures. Sketches are
-            # made on first use: most sources only ever fail, or only ever succeed.
-            ring = Ring(self.size, 1) if family == 4 else Ring(self.size, KINDS)
-            state = self.states[key] = KeyState(ring, None, None, None)
+            # Sketches are made on first use: most sources only ever fail, or only ever succeed.
+            state = self.states[key] = KeyState(Ring(self.size, spec.ring_kinds), None, None, None)
+            if spec.failures_only:
+                self._index_pair(key)
             if len(self.states) > self.max_keys:
-                self.states.popitem(last=False)
+                old, _ = self.states.popitem(last=False)
                 self.evictions += 1
+                if old[0] == _PAIR:
+                    self._unindex_pair(old)
         else:
             self.states.move_to_end(key)
         return state
+
+    def _index_pair(self, key: str) -> None:
+        login = key.partition("|")[2]
+        found = self._pair_keys.get(login)
+        if found is None:
+            self._pair_keys[login] = key
+        elif isinstance(found, str):
+            self._pair_keys[login] = {found, key}
+        else:
+            found.add(key)
+
+    def _unindex_pair(self, key: str) -> None:
+        login = key.partition("|")[2]
+        found = self._pair_keys.get(login)
+        if found == key or (isinstance(found, set) and found == {key}):
+            del self._pair_keys[login]
+        elif isinstance(found, set):
+            found.discard(key)
 
     def report(self, attempt: Attempt, outcome: Outcome, now: float | None = None) -> None:
         """Learn from the outcome of an attempt (counted here, never on `decide`)."""
         if now is None:
             now = time.time()
+        self._learn(attempt, outcome, now)
+        self.reports[1 if outcome.success else 0] += 1
+        if self.listeners:
+            event = Reported(now, attempt, outcome)
+            for listener in self.listeners:
+                listener(event)
+
+    def apply_peer_report(self, attempt: Attempt, outcome: Outcome, at: float) -> None:
+        """Learn from a report another node received: counted in the windows, familiarity and
+        the detector (whose posture changes are this node's own), but not in this node's report
+        counters and not emitted (the peer journals and publishes it)."""
+        self._learn(attempt, outcome, at)
+
+    def _learn(self, attempt: Attempt, outcome: Outcome, now: float) -> None:
         net, device, keys = self._keys(attempt)
         bucket = int(now // self.width)
         dbucket = int(now // self.dwidth)
@@ -256,28 +330,29 @@ class Engine:
         ip_hash = item_hash(net.ip)
         established = False
         familiarity = self.familiarity
+        network = _NETWORK + net.subnet
         if outcome.success:
-            established = familiarity.familiar(attempt.login, "n" + net.subnet, now)
+            established = familiarity.familiar(attempt.login, network, now)
             # An exposed account's leaked password opening a mail protocol from a new network
             # teaches nothing: it may be the attacker's, whose network must not become familiar.
             if established or not self._exposed_legacy(attempt):
-                for marker in ("n" + net.subnet, ("d" + device) if device else ""):
+                for marker in (network, (_DEVICE_MARK + device) if device else ""):
                     if marker and familiarity.learn(attempt.login, marker, now):
-                        self._emit("familiar", now, {"login": attempt.login, "marker": marker})
+                        self._emit(Familiar(now, attempt.login, marker))
             familiar = True
         else:
-            familiar = familiarity.familiar(attempt.login, "n" + net.subnet, now) or bool(
+            familiar = familiarity.familiar(attempt.login, network, now) or bool(
                 device
                 and attempt.protocol not in LEGACY_MAIL
-                and familiarity.familiar(attempt.login, "d" + device, now)
+                and familiarity.familiar(attempt.login, _DEVICE_MARK + device, now)
             )
         sbucket = int(now // self.swidth)
-        for family, key in enumerate(keys):
+        for spec, key in zip(SPECS, keys, strict=False):  # equal lengths (_derive_keys)
             if not key:
                 continue
-            state = self._state(key, family)
+            state = self._state(key, spec)
             ring = state.ring
-            if family == 4:
+            if spec.failures_only:
                 if failed:
                     ring.add(0, bucket, size, 1)
                 continue
@@ -287,14 +362,14 @@ class Engine:
                     ring.add(UNKNOWN, bucket, size, KINDS)
                 if not familiar:
                     ring.add(UNFAMILIAR, bucket, size, KINDS)
-                if family <= 3 or family == ASN:
+                if spec.peers is not None:
                     peers = state.peers
                     if peers is None:
                         peers = state.peers = Sketch(self.dsize)
-                    peers.add(ip_hash if family == 3 else login_hash, dbucket, self.dsize)
+                    peers.add(ip_hash if spec.peer_ips else login_hash, dbucket, self.dsize)
             else:
                 ring.bump(bucket, size, KINDS, REPORTS, REJECTS if outcome.policy_reject else -1)
-            if outcome.success and family <= 1:
+            if outcome.success and spec.users:
                 users = state.users
                 if users is None:
                     users = state.users = Sketch(self.ssize)
@@ -307,7 +382,6 @@ class Engine:
         interactive = attempt.protocol is Protocol.WEB or attempt.protocol is Protocol.APP
         if self.fetchers.observe(net.ip, login_hash, outcome.success, interactive, now):
             self._save_fetchers(now)
-        self.reports[1 if outcome.success else 0] += 1
         if self.campaign is not None:
             changes = self.campaign.observe(
                 attempt.protocol.value,
@@ -322,8 +396,6 @@ class Engine:
             )
             if changes:
                 self._apply_detector(changes, now)
-        if self.listeners:
-            self._emit("report", now, {"attempt": attempt, "outcome": outcome})
 
     def _exposed_legacy(self, attempt: Attempt) -> bool:
         leaks = self.leaks
@@ -333,116 +405,193 @@ class Engine:
 
     def _save_fetchers(self, now: float) -> None:
         self._fetchers_saved = now
-        self._emit("fetchers", now, {"snapshot": self.fetchers.snapshot()})
+        if self.listeners:
+            self._emit(FetchersLearned(now, self.fetchers.snapshot()))
 
     # --- operator actions ----------------------------------------------------------------------
     def reset(self, login: str = "", ip: str = "", now: float | None = None) -> int:
         """Forget the counters of a login, an IP, or both (wforce `reset`). Returns keys cleared."""
         now = time.time() if now is None else now
-        cleared = 0
+        cleared = self._forget(login, ip)
+        self._emit(CountersReset(now, login, ip, cleared))
+        return cleared
+
+    def apply_peer_reset(self, login: str = "", ip: str = "") -> int:
+        """Another node's counter reset (not emitted again)."""
+        return self._forget(login, ip)
+
+    def _forget(self, login: str, ip: str) -> int:
         targets: list[str] = []
         if ip:
             net = net_keys(ip)
-            targets.append("i" + net.ip)
+            targets.append(_IP + net.ip)
             if login:
-                targets.append("p" + net.ip + "|" + login)
+                targets.append(_PAIR + net.ip + "|" + login)
         if login:
-            targets.append("l" + login)
+            targets.append(_LOGIN + login)
             if not ip:
-                suffix = "|" + login
-                targets += [k for k in self.states if k[0] == "p" and k.endswith(suffix)]
+                found = self._pair_keys.get(login)
+                if found is not None:
+                    targets += [found] if isinstance(found, str) else sorted(found)
+        cleared = 0
         for key in targets:
             if self.states.pop(key, None) is not None:
                 cleared += 1
-        self._emit("reset", now, {"login": login, "ip": ip, "cleared": cleared})
+                if key[0] == _PAIR:
+                    self._unindex_pair(key)
         return cleared
 
-    def add_entry(self, which: str, entry: ListEntry, by: str = "api") -> None:
-        (self.allowlist if which == "allow" else self.blocklist).put(entry)
-        self._emit("list_add", entry.created, {"list": which, "entry": entry, "by": by})
+    def add_entry(self, which: ListName | str, entry: ListEntry, by: str = "api") -> None:
+        which = ListName(which)
+        self._list(which).put(entry)
+        self._emit(ListAdded(entry.created, which, entry, by))
 
     def remove_entry(
-        self, which: str, kind: str, value: str, by: str = "api", now: float | None = None
+        self,
+        which: ListName | str,
+        kind: str,
+        value: str,
+        by: str = "api",
+        now: float | None = None,
     ) -> ListEntry | None:
         now = time.time() if now is None else now
-        found = (self.allowlist if which == "allow" else self.blocklist).remove(kind, value)
+        which = ListName(which)
+        found = self._list(which).remove(kind, value)
         if found is not None:
-            self._emit("list_del", now, {"list": which, "entry": found, "by": by})
+            self._emit(ListRemoved(now, which, found, by))
         return found
 
+    def apply_peer_list_add(self, which: ListName, entry: ListEntry) -> None:
+        """Another node's list entry (not emitted again)."""
+        self._list(which).put(entry)
+
+    def apply_peer_list_remove(self, which: ListName, kind: str, value: str) -> None:
+        self._list(which).remove(kind, value)
+
+    def restore_entry(self, which: ListName, entry: ListEntry, now: float) -> None:
+        """A list entry kept across a restart (skipped once expired)."""
+        if entry.live(now):
+            self._list(which).put(entry)
+
+    def restore_familiarity(self, login: str, marker: str, last: float) -> None:
+        self.familiarity.restore(login, marker, last)
+
+    # --- posture: one path for the detector, operators, restarts and peers ---------------------
     def _apply_detector(self, changes: list[tuple[str, str, str]], now: float) -> None:
         assert self.campaign is not None
         for protocol_name, before, after in changes:
-            protocol = Protocol.parse(protocol_name)
-            figures = dict(self.campaign.state(protocol_name).figures)
-            if after == "normal":
-                self.postures.pop(protocol, None)
+            level = Posture(after)
+            rising = level.rank > Posture(before).rank
+            record = detector_record(Protocol.parse(protocol_name), level, now, rising)
+            self._set_posture(record, now, emit=True)
+
+    def _set_posture(self, record: PostureRecord, now: float, emit: bool, ttl: float = 0.0) -> None:
+        """Install a posture record: the level rules read, the record, and the detector's state
+        (held: paused until the hold ends; else it carries on from this level)."""
+        protocol = record.protocol
+        before = self.posture_of(protocol)
+        if record.level is Posture.NORMAL:
+            self.postures.pop(protocol, None)
+        else:
+            self.postures[protocol] = record.level
+        self._posture_records[protocol] = record
+        figures: dict[str, Any] = {}
+        campaign = self.campaign
+        if campaign is not None:
+            name = protocol.value
+            if record.source is PostureSource.OPERATOR:
+                # Held: paused until the hold ends. Handed back: the detector starts afresh
+                # from this level (it may raise it again or step it down after calm).
+                campaign.set_manual(name, record.level.value, record.detector_until())
             else:
-                self.postures[protocol] = after
-            rising = POSTURES.index(after) > POSTURES.index(before)
-            self._emit(
-                "posture",
-                now,
-                {
-                    "protocol": protocol_name,
-                    "from": before,
-                    "to": after,
-                    "by": "detector",
-                    "reason": "campaign detected" if rising else "calm period elapsed",
-                    "ttl": 0,
-                    "figures": figures,
-                },
-            )
+                state = campaign.state(name)
+                if state.manual_until:  # a peer's detector ended this node's hold
+                    campaign.set_manual(name, record.level.value, 0.0)
+                elif state.level != record.level:
+                    campaign.restore(name, record.level.value)  # kept or sent
+            figures = dict(campaign.state(name).figures)
+        if emit and self.listeners:
+            self._emit(PostureChanged(now, before, record, figures, ttl))
+
+    def set_posture(
+        self,
+        protocol: Protocol,
+        level: Posture | str,
+        by: str,
+        reason: str,
+        now: float | None = None,
+        ttl: float = 0.0,
+        hold: bool | None = None,
+    ) -> PostureRecord:
+        """An operator's posture. Held (`hold` True, or by default a raised level or any TTL):
+        the detector leaves the protocol alone for `ttl` seconds (0: until changed). Handed back
+        (`hold` False, or by default `normal` without a TTL): the detector carries on from this
+        level. Journaled with who, why and the detector's figures. ValueError on bad input."""
+        posture = Posture.parse(level) if isinstance(level, str) else level
+        now = time.time() if now is None else now
+        record = operator_record(protocol, posture, by, reason, now, ttl, hold)
+        self._set_posture(record, now, emit=True, ttl=ttl)
+        return record
+
+    def apply_peer_posture(self, record: PostureRecord, now: float | None = None) -> None:
+        """Another node's posture record (not emitted again)."""
+        self._set_posture(record, time.time() if now is None else now, emit=False)
+
+    def restore_posture(self, record: PostureRecord, now: float | None = None) -> None:
+        """A posture record kept across a restart (a hold whose TTL ran out meanwhile is handed
+        back to the detector by the next `tick`, with every listener attached)."""
+        self._set_posture(record, time.time() if now is None else now, emit=False)
+
+    def _expire_holds(self, now: float) -> None:
+        for record in list(self._posture_records.values()):
+            if record.held and record.until is not None and now >= record.until:
+                self._set_posture(record.handed_back(now, "hold expired"), now, emit=True)
 
     def tick(self, now: float | None = None) -> None:
-        """Let the campaign detector close elapsed ticks (a timer calls this every second);
-        hourly, hand the learned fetchers to the store."""
+        """Once a second: end expired holds, hand the learned fetchers to the store (hourly), let
+        the campaign detector close elapsed ticks."""
         now = time.time() if now is None else now
+        if self._posture_records:
+            self._expire_holds(now)
         if self.fetchers.many and now - self._fetchers_saved >= 3600.0:
-            self._save_fetchers(now)
+            self._save_fetchers(now)  # hourly, the learned fetchers to the store
         if self.campaign is not None:
             changes = self.campaign.tick(now)
             if changes:
                 self._apply_detector(changes, now)
 
-    def set_posture(
-        self,
-        protocol: Protocol,
-        level: str,
-        by: str,
-        reason: str,
-        now: float | None = None,
-        ttl: float = 0.0,
-    ) -> None:
-        """An operator's posture: it holds for `ttl` seconds (0: until changed), then the
-        detector takes over again. Journaled with who, why and the detector's figures."""
-        if level not in POSTURES:
-            raise ValueError(f"unknown posture {level!r} (one of {', '.join(POSTURES)})")
-        if ttl < 0:
-            raise ValueError("a posture's ttl must not be negative")
-        now = time.time() if now is None else now
-        before = self.posture_of(protocol)
-        figures: dict[str, Any] = {}
-        if self.campaign is not None:
-            self.campaign.set_manual(protocol.value, level, now + ttl if ttl else math.inf)
-            figures = dict(self.campaign.state(protocol.value).figures)
-        if level == "normal":
-            self.postures.pop(protocol, None)
-        else:
-            self.postures[protocol] = level
-        self._emit(
-            "posture",
-            now,
-            {
-                "protocol": protocol.value,
-                "from": before,
-                "to": level,
-                "by": by,
-                "reason": reason,
-                "ttl": ttl,
-                "figures": figures,
-            },
+    # --- reading -------------------------------------------------------------------------------
+    def snapshot(self) -> EngineSnapshot:
+        """Counters, sizes and postures for metrics, stats and the dashboard (a copy)."""
+        detector = self.campaign.snapshot() if self.campaign is not None else {}
+        postures = {}
+        for protocol in Protocol:
+            if protocol is Protocol.OTHER:
+                continue
+            info = detector.get(protocol.value, {})
+            postures[protocol] = PostureView(
+                self.posture_record(protocol),
+                float(info.get("score", 0.0)),
+                dict(info.get("figures", {})),
+            )
+        return EngineSnapshot(
+            decisions={a: self.decisions[a] for a in Action},
+            failures=self.reports[0],
+            successes=self.reports[1],
+            reasons=dict(self.reason_counts),
+            tracked_keys=len(self.states),
+            evictions=self.evictions,
+            blocklist_entries=len(self.blocklist),
+            allowlist_entries=len(self.allowlist),
+            accounts_known=len(self.familiarity.accounts),
+            postures=postures,
+            detector=detector,
         )
+
+    def list_entries(self, which: ListName, now: float | None = None) -> list[ListEntry]:
+        """The live entries of a list (a copy)."""
+        now = time.time() if now is None else now
+        return self._list(which).entries(now)
 
     def explain(self, attempt: Attempt, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now

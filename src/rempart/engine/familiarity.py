@@ -9,6 +9,28 @@ Persistence is the Store's job: `learn` returns True when an entry is new or was
 
 from __future__ import annotations
 
+import enum
+
+
+class MarkerKind(enum.StrEnum):
+    """What a familiarity marker names; the value is its first character in stored markers."""
+
+    NETWORK = "n"
+    DEVICE = "d"
+
+
+def network_marker(subnet: str) -> str:
+    """The marker of a network (the subnet key from `engine.keys.net_keys`)."""
+    return MarkerKind.NETWORK + subnet
+
+
+def device_marker(device: str) -> str:
+    return MarkerKind.DEVICE + device
+
+
+def marker_kind(marker: str) -> MarkerKind:
+    return MarkerKind(marker[0])
+
 
 class Familiarity:
     __slots__ = ("accounts", "max_devices", "max_networks", "persist_every", "ttl")
@@ -20,7 +42,7 @@ class Familiarity:
         self.max_networks = max_networks
         self.max_devices = max_devices
         self.persist_every = persist_every
-        # login -> {"n:<subnet>" | "d:<device>": last success (UNIX time)}
+        # login -> {network_marker(subnet) | device_marker(device): last success (UNIX time)}
         self.accounts: dict[str, dict[str, float]] = {}
 
     def known_account(self, login: str) -> bool:
@@ -41,16 +63,16 @@ class Familiarity:
         last = seen.get(marker)
         seen[marker] = now
         if last is None:
-            self._trim(seen, marker[0])
+            self._trim(seen, marker_kind(marker))
             return True
         return now - last >= self.persist_every
 
     def restore(self, login: str, marker: str, last: float) -> None:
         self.accounts.setdefault(login, {})[marker] = last
 
-    def _trim(self, seen: dict[str, float], family: str) -> None:
-        limit = self.max_networks if family == "n" else self.max_devices
-        same = [m for m in seen if m[0] == family]
+    def _trim(self, seen: dict[str, float], kind: MarkerKind) -> None:
+        limit = self.max_networks if kind is MarkerKind.NETWORK else self.max_devices
+        same = [m for m in seen if m[0] == kind]
         if len(same) > limit:
             for marker in sorted(same, key=seen.__getitem__)[: len(same) - limit]:
                 del seen[marker]

@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from rempart.config import ConfigError, EngineSettings
+from rempart.engine.families import Peers, rule_families
 from rempart.engine.windows import FAILURES, REJECTS, REPORTS, UNFAMILIAR, UNKNOWN
 from rempart.model import Action
 
 # Key families a counter function can be applied to.
-FAMILIES = {"ip": 0, "subnet": 1, "wide": 2, "login": 3, "ip_login": 4, "device": 5, "asn": 6}
-SKETCH_FAMILIES = {"ip": 0, "subnet": 1, "wide": 2, "asn": 6}
+FAMILIES = rule_families()
+SKETCH_FAMILIES = rule_families(peers=Peers.LOGINS)
+USER_FAMILIES = rule_families(users=True)
 
 # function name -> (signals method, kind or sketch, allowed families, window kind)
 COUNTERS = {
@@ -215,7 +217,9 @@ class _Compiler(ast.NodeTransformer):
             )
         elif name == "failed_logins":
             if len(args) != 2:
-                raise self.fail("failed_logins(ip|subnet|wide|asn, window) takes two arguments")
+                raise self.fail(
+                    f"failed_logins({'|'.join(SKETCH_FAMILIES)}, window) takes two arguments"
+                )
             call = (
                 "failed_logins",
                 [
@@ -232,8 +236,8 @@ class _Compiler(ast.NodeTransformer):
             )
         elif name in ("established_users", "successful_users"):
             if len(args) != 1:
-                raise self.fail(f"{name}(ip|subnet) takes one argument")
-            call = (name, [self._family(args[0], {"ip": 0, "subnet": 1})])
+                raise self.fail(f"{name}({'|'.join(USER_FAMILIES)}) takes one argument")
+            call = (name, [self._family(args[0], USER_FAMILIES)])
         else:
             raise self.fail(f"unknown function {name!r}")
         method, values = call

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rempart.engine.familiarity import MarkerKind
+from rempart.engine.families import SPECS, KeyFamily
 from rempart.engine.windows import FAILURES, KINDS, REJECTS, REPORTS
-from rempart.model import LEGACY_MAIL, Attempt
+from rempart.model import LEGACY_MAIL, Attempt, Posture
+
+_NORMAL = Posture.NORMAL
+_FAILURES_ONLY = frozenset(i for i, spec in enumerate(SPECS) if spec.failures_only)
+_IP, _SUBNET, _LOGIN = int(KeyFamily.IP), int(KeyFamily.SUBNET), int(KeyFamily.LOGIN)
+# Familiarity marker prefixes as plain strings (see familiarity.network_marker), for the hot path.
+_NETWORK, _DEVICE = MarkerKind.NETWORK.value, MarkerKind.DEVICE.value
 
 if TYPE_CHECKING:
     from rempart.engine.engine import Engine, KeyState
@@ -49,7 +57,7 @@ class Signals:
         self.attempt = attempt
         self.net = net
         self.device = device
-        self.keys = keys  # one key per family, in policy.FAMILIES order ("" when absent)
+        self.keys = keys  # one key per family, in KeyFamily order ("" when absent)
         self.now = now
         self.bucket = int(now // engine.width)
         self.dbucket = int(now // engine.dwidth)
@@ -60,7 +68,7 @@ class Signals:
         protocol = attempt.protocol
         self.protocol = protocol.value
         self.legacy = protocol in LEGACY_MAIL
-        self.posture = engine.postures.get(protocol, "normal")
+        self.posture = engine.postures.get(protocol, _NORMAL)
         self.v6 = net.v6
         self.tls = attempt.tls
 
@@ -79,7 +87,7 @@ class Signals:
             state = self._state(family)
         if state is None:
             return 0
-        if family == 4:  # ip+login rings hold failures only
+        if family in _FAILURES_ONLY:
             if kind != FAILURES:
                 return 0
             return state.ring.total(0, span, self.bucket, self.engine.size, 1)  # type: ignore[union-attr]
@@ -98,7 +106,7 @@ class Signals:
         return value
 
     def failing_ips(self, span: int) -> int:
-        return self.failed_logins(3, span)  # the login's sketch holds its failing IPs
+        return self.failed_logins(_LOGIN, span)  # the login's sketch holds its failing IPs
 
     def established_users(self, family: int) -> int:
         return self._users(family, True)
@@ -128,12 +136,14 @@ class Signals:
         if self.successful_users(family) < 2 * minimum:
             return False
         span = self.engine.size
-        return 4 * self.count(family, 1, span) <= self.count(family, 0, span)
+        return 4 * self.count(family, FAILURES, span) <= self.count(family, REPORTS, span)
 
     # --- booleans and values -----------------------------------------------------------------
     @property
     def familiar_network(self) -> bool:
-        return self.engine.familiarity.familiar(self.attempt.login, "n" + self.net.subnet, self.now)
+        return self.engine.familiarity.familiar(
+            self.attempt.login, _NETWORK + self.net.subnet, self.now
+        )
 
     @property
     def familiar_device(self) -> bool:
@@ -142,7 +152,9 @@ class Signals:
         return (
             bool(self.device)
             and self.attempt.protocol not in LEGACY_MAIL
-            and self.engine.familiarity.familiar(self.attempt.login, "d" + self.device, self.now)
+            and self.engine.familiarity.familiar(
+                self.attempt.login, _DEVICE + self.device, self.now
+            )
         )
 
     @property
@@ -172,11 +184,11 @@ class Signals:
 
     @property
     def shared_ip(self) -> bool:
-        return self._shared(0, self.engine.settings.engine.shared_ip_min_users)
+        return self._shared(_IP, self.engine.settings.engine.shared_ip_min_users)
 
     @property
     def shared_subnet(self) -> bool:
-        return self._shared(1, self.engine.settings.engine.shared_subnet_min_users)
+        return self._shared(_SUBNET, self.engine.settings.engine.shared_subnet_min_users)
 
     @property
     def leaked_pair(self) -> bool:

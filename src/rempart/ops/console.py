@@ -218,11 +218,11 @@ class Console:
 
     def extras(self) -> dict[str, Any]:
         """What every live message carries besides the history point."""
-        e = self.engine
+        snap = self.engine.snapshot()
         return {
             "tops": self.live.tops(),
             "postures": self.live.postures(),
-            "lists": {"block": len(e.blocklist), "allow": len(e.allowlist)},
+            "lists": {"block": snap.blocklist_entries, "allow": snap.allowlist_entries},
             "actions": list(self.live.actions)[-10:],
             "totals": self.live.totals(),
         }

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from rempart.engine.engine import POSTURES
+from rempart.model import ListName
 from rempart.ops.notices import LEVELS
 from rempart.ops.web import h, page, when
 
@@ -119,8 +120,8 @@ def _posture_panel(console: Console, session: Session) -> str:
 def _lists_panel(console: Console, session: Session) -> str:
     now = time.time()
     rows = []
-    for which, lst in (("block", console.engine.blocklist), ("allow", console.engine.allowlist)):
-        entries = sorted(lst.entries(now), key=lambda e: -e.created)
+    for which in (ListName.BLOCK, ListName.ALLOW):
+        entries = sorted(console.engine.list_entries(which, now), key=lambda e: -e.created)
         for entry in entries[:200]:
             rows.append(
                 f'<tr><td><span class="badge list-{which}">{which}</span></td><td>{h(entry.kind)}</td>'
@@ -155,16 +156,17 @@ def _lists_panel(console: Console, session: Session) -> str:
         " confirm a very wide network</label>"
         '<button type="submit" id="entry-add">Add</button></form>'
     )
+    snap = console.engine.snapshot()
     return (
         '<section class="panel wide" id="lists"><h2>Block and allow lists '
-        f'<small><span id="count-block">{len(console.engine.blocklist)}</span> blocked · '
-        f'<span id="count-allow">{len(console.engine.allowlist)}</span> allowed</small></h2>'
+        f'<small><span id="count-block">{snap.blocklist_entries}</span> blocked · '
+        f'<span id="count-allow">{snap.allowlist_entries}</span> allowed</small></h2>'
         f"{form}{table}</section>"
     )
 
 
 def _features_panel(console: Console) -> str:
-    reasons = console.engine.reason_counts
+    reasons = console.engine.snapshot().reasons
     leaks = console.context.leaks
     if leaks is None:
         leak = '<p class="absent">Leak corpus not loaded: exposed-account counts appear once it is.</p>'

@@ -4,14 +4,15 @@ Records are JSON lines in segment files under `<data_dir>/journal/`. Each record
 `prev` (the previous record's hash) and `hash` = sha256(prev ‖ the record's canonical JSON
 without `hash`), so any edit, insertion or deletion breaks the chain at that point.
 
-On the decision path the listener only appends the event to a pending queue (well under a
+Records follow the schema of `rempart.engine.records`. On the decision path the listener only
+appends the event to a pending queue (well under a
 microsecond). Pending events are turned into chained lines in batches — by the caller's thread
 once `batch_records` have gathered, else by the writer thread within `flush_interval` — and a
 background thread writes and syncs them, so decisions never wait on disk. A crash loses at most
 the decisions and reports of the last `flush_interval`.
 
-Changes that someone is told about (list entries, postures, operators, notices: `DURABLE_KINDS`)
-are durable before they are acknowledged: their record is encoded at once, the writer skips its
+Changes that someone is told about (the engine's list and posture events; operator and notice
+records through `append_durable`) are durable before they are acknowledged: their record is encoded at once, the writer skips its
 gathering pause, and `await journal.sync()` (or `wait_durable()` from a thread) returns once the
 record is fsynced. Every change that arrived while the writer was busy goes into the next write:
 one fsync for many changes (group commit). `after_durable(fn)` runs `fn` on the writer thread
@@ -36,83 +37,20 @@ from typing import Any
 
 import orjson
 
-from rempart.engine.lists import ListEntry
-from rempart.model import Attempt, Outcome, Verdict
+from rempart.engine.events import EngineEvent, ListAdded, ListRemoved, PostureChanged
+from rempart.engine.records import event_record, micros
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
-# Records of changes someone is told about: written and fsynced before the change is answered.
-DURABLE_KINDS = frozenset(
-    {
-        "list_add",
-        "list_del",
-        "posture",
-        "password_changed",
-        "operator_added",
-        "operator_removed",
-        "operator_password_changed",
-        "notice_posted",
-        "notice_withdrawn",
-    }
-)
 
 
 class JournalWriteError(OSError):
     """The journal could not write a record that a caller waits for."""
 
 
-def _entry_fields(e: ListEntry) -> dict[str, Any]:
-    # "entry_kind", not "kind": the record's own "kind" (list_add / list_del) must survive.
-    return {"entry_kind": e.kind, "value": e.value, "expires": e.expires, "reason": e.reason}
-
-
-def _micros(now: float) -> float:
-    """The time to the microsecond (a third of the cost of `round(now, 6)`)."""
-    return int(now * 1e6) / 1e6
-
-
-def _attempt_record(kind: str, now: float, a: Attempt) -> dict[str, Any]:
-    rec: dict[str, Any] = {
-        "ts": _micros(now),
-        "kind": kind,
-        "login": a.login,
-        "ip": a.ip,
-        "protocol": a.protocol.value,
-    }
-    if a.pwhash:
-        rec["pwhash"] = a.pwhash  # as received; never a password
-    if a.device_id:
-        rec["device_id"] = a.device_id[:200]
-    if a.user_agent:
-        rec["user_agent"] = a.user_agent[:200]
-    return rec
-
-
-def event_record(kind: str, now: float, data: dict[str, Any]) -> dict[str, Any]:
-    """The journal form of an engine event (no chain fields yet)."""
-    if kind == "decision":
-        v: Verdict = data["verdict"]
-        rec = _attempt_record(kind, now, data["attempt"])
-        rec["verdict"] = v.action.label
-        if v.delay_s:
-            rec["delay_s"] = v.delay_s
-        rec["reasons"] = [r.code for r in v.reasons]
-        return rec
-    if kind == "report":
-        o: Outcome = data["outcome"]
-        rec = _attempt_record(kind, now, data["attempt"])
-        rec["success"] = o.success
-        if o.policy_reject:
-            rec["policy_reject"] = True
-        if o.unknown_login:
-            rec["unknown_login"] = True
-        return rec
-    rec = {"ts": _micros(now), "kind": kind}
-    if kind in ("list_add", "list_del"):
-        rec.update(list=data["list"], by=data.get("by", ""), **_entry_fields(data["entry"]))
-    else:
-        rec.update({k: v for k, v in data.items() if not isinstance(v, Attempt | Outcome)})
-    return rec
+def other_record(kind: str, now: float, data: dict[str, Any]) -> dict[str, Any]:
+    """The record of an operator-side event that does not pass through the engine."""
+    return {"ts": micros(now), "kind": kind, **data}
 
 
 def _chain_hash(prev: str, body: bytes) -> str:
@@ -143,8 +81,8 @@ class Journal:
         self.segment_bytes = segment_bytes
         self.flush_interval = flush_interval
         self.seq, self.last_hash = self._tail()
-        # Events not yet encoded; a deque because appends from any thread are atomic.
-        self._pending: deque[tuple[str, float, dict[str, Any]]] = deque()
+        # Events (or ready records) not yet encoded; a deque: appends from any thread are atomic.
+        self._pending: deque[EngineEvent | dict[str, Any]] = deque()
         self.batch_records = 128
         self._queue: queue.SimpleQueue[tuple[int, bytes] | threading.Event | None] = (
             queue.SimpleQueue()
@@ -166,21 +104,22 @@ class Journal:
         self._thread = threading.Thread(target=self._run, name="rempart-journal", daemon=True)
         self._thread.start()
 
-    def listener(self, kind: str, now: float, data: dict[str, Any]) -> None:
+    def listener(self, event: EngineEvent) -> None:
         """Engine listener: queue the event; encode a batch once enough have gathered."""
         pending = self._pending
-        pending.append((kind, now, data))
-        if kind in DURABLE_KINDS:
+        pending.append(event)
+        if isinstance(event, ListAdded | ListRemoved | PostureChanged):
+            # A change someone is told about: written and fsynced before it is answered.
             self.encode_pending()
             self._urgent.set()
         elif len(pending) >= self.batch_records:
             self.encode_pending()
 
     def append_durable(self, kind: str, now: float, data: dict[str, Any]) -> int:
-        """Append a record and start writing it at once; its sequence number.
+        """Append an operator-side record and start writing it at once; its sequence number.
 
         Await `sync()` (or call `wait_durable()`) before acknowledging the change."""
-        self._pending.append((kind, now, data))
+        self._pending.append(other_record(kind, now, data))
         self.encode_pending()
         self._urgent.set()
         return self.seq
@@ -239,6 +178,12 @@ class Journal:
         for loop, future in woken:
             loop.call_soon_threadsafe(_settle, future, error)
 
+    def append(self, kind: str, now: float, data: dict[str, Any]) -> None:
+        """Journal an operator-side event that does not pass through the engine."""
+        self._pending.append(other_record(kind, now, data))
+        if len(self._pending) >= self.batch_records:
+            self.encode_pending()
+
     def encode_pending(self) -> None:
         """Turn the pending events into chained lines and hand them to the writer thread.
 
@@ -252,11 +197,11 @@ class Journal:
         with self._lock:
             seq, prev = self.seq, self.last_hash
             while pending:
-                kind, now, data = popleft()
+                item = popleft()
                 try:
-                    rec = event_record(kind, now, data)
+                    rec = item if isinstance(item, dict) else event_record(item)
                 except Exception:  # a bad event must not fail a decision
-                    log.exception("journal: cannot record event %r", kind)
+                    log.exception("journal: cannot record event %r", item)
                     continue
                 seq += 1
                 rec["seq"] = seq
@@ -267,8 +212,6 @@ class Journal:
             self.seq, self.last_hash = seq, prev
             if lines:
                 self._queue.put((seq, b"".join(lines)))
-
-    append = listener
 
     def flush(self, timeout: float = 10.0) -> bool:
         if self._thread is None:

@@ -12,6 +12,16 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from rempart.engine.events import (
+    CountersReset,
+    Decided,
+    EngineEvent,
+    ListAdded,
+    ListRemoved,
+    PostureChanged,
+    Reported,
+)
+from rempart.engine.records import event_record
 from rempart.model import Action, Protocol
 
 if TYPE_CHECKING:
@@ -104,31 +114,31 @@ class LiveStats:
         self._tops: tuple[float, dict[str, list[dict[str, Any]]]] = (0.0, {})
 
     # --- hot path ------------------------------------------------------------------------------
-    def listener(self, kind: str, now: float, data: dict[str, Any]) -> None:
+    def listener(self, event: EngineEvent) -> None:
         """Engine listener: a few dict increments, nothing else (no allocation beyond keys)."""
-        if kind == "decision":
-            attempt = data["attempt"]
-            verdict = data["verdict"]
-            action = verdict.action
-            self.decisions[attempt.protocol][action] += 1
-            if action:
-                ip, login = attempt.ip, attempt.login
-                ips, logins = self.ips, self.logins
-                ips.cur[ip] = ips.cur.get(ip, 0) + 1
-                logins.cur[login] = logins.cur.get(login, 0) + 1
-                ips.reasons[ip] = logins.reasons[login] = verdict.reasons
-        elif kind == "report":
-            attempt = data["attempt"]
-            success = data["outcome"].success
-            self.reports[attempt.protocol][success] += 1
-            if not success:
-                ip, login = attempt.ip, attempt.login
-                cur = self.ips.cur
-                cur[ip] = cur.get(ip, 0) + 1
-                cur = self.logins.cur
-                cur[login] = cur.get(login, 0) + 1
-        elif kind in ("list_add", "list_del", "posture", "reset"):
-            self.actions.append(_action(kind, now, data))
+        match event:
+            case Decided(attempt=attempt, verdict=verdict):
+                action = verdict.action
+                self.decisions[attempt.protocol][action] += 1
+                if action:
+                    ip, login = attempt.ip, attempt.login
+                    ips, logins = self.ips, self.logins
+                    ips.cur[ip] = ips.cur.get(ip, 0) + 1
+                    logins.cur[login] = logins.cur.get(login, 0) + 1
+                    ips.reasons[ip] = logins.reasons[login] = verdict.reasons
+            case Reported(attempt=attempt, outcome=outcome):
+                success = outcome.success
+                self.reports[attempt.protocol][success] += 1
+                if not success:
+                    ip, login = attempt.ip, attempt.login
+                    cur = self.ips.cur
+                    cur[ip] = cur.get(ip, 0) + 1
+                    cur = self.logins.cur
+                    cur[login] = cur.get(login, 0) + 1
+            case ListAdded() | ListRemoved() | PostureChanged() | CountersReset():
+                self.actions.append(_action(event))
+            case _:
+                pass
 
     # --- once a second ---------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> dict[str, Any]:
@@ -146,7 +156,7 @@ class LiveStats:
             for i, n in enumerate(row)
             if n
         }
-        reasons = dict(self.engine.reason_counts)
+        reasons = self.engine.snapshot().reasons
         last_d, last_r, last_c = self._last
         point: dict[str, Any] = {"t": round(now, 3), "decisions": {}, "reports": {}, "reasons": {}}
         for source, target, last in (
@@ -195,23 +205,25 @@ class LiveStats:
         return out
 
     def postures(self) -> dict[str, str]:
-        e = self.engine
-        return {p.value: e.posture_of(p) for p in Protocol if p is not Protocol.OTHER}
+        return self.engine.snapshot().levels()
 
 
-def _action(kind: str, now: float, data: dict[str, Any]) -> dict[str, Any]:
+def _action(event: ListAdded | ListRemoved | PostureChanged | CountersReset) -> dict[str, Any]:
     """The display form of an operator-visible change (list, posture, reset)."""
-    out: dict[str, Any] = {"t": round(now, 3), "kind": kind, "by": str(data.get("by", ""))}
-    if kind in ("list_add", "list_del"):
-        entry = data["entry"]
-        out.update(list=data["list"], value=entry.value, reason=entry.reason)
-    elif kind == "posture":
-        out.update(
-            protocol=data.get("protocol"),
-            level=data.get("to"),
-            before=data.get("from"),
-            reason=data.get("reason", ""),
-        )
-    else:
-        out.update(login=data.get("login", ""), ip=data.get("ip", ""))
+    rec = event_record(event)
+    out: dict[str, Any] = {"t": round(event.at, 3), "kind": rec["kind"], "by": rec.get("by", "")}
+    match event:
+        case ListAdded(list=which, entry=entry) | ListRemoved(list=which, entry=entry):
+            out.update(list=which.value, value=entry.value, reason=entry.reason)
+        case PostureChanged(before=before, record=record):
+            out.update(
+                protocol=record.protocol.value,
+                level=record.level.value,
+                before=before.value,
+                reason=record.reason,
+                held=record.held,
+                until=record.until,
+            )
+        case CountersReset(login=login, ip=ip):
+            out.update(login=login, ip=ip)
     return out

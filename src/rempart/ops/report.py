@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from rempart.engine.records import RecordKind, posture_of_record
 from rempart.ops.live import subnet_of
 from rempart.ops.notices import Notice
 from rempart.ops.svg import hbars, stacked_columns
@@ -87,7 +88,7 @@ def build(
         r.records += 1
         kind = rec.get("kind")
         bucket = int((ts - since) // r.width)
-        if kind == "decision":
+        if kind == RecordKind.DECISION:
             verdict = str(rec.get("verdict", "allow"))
             r.verdicts[(bucket, verdict)] += 1
             r.totals["decisions"] += 1
@@ -104,21 +105,27 @@ def build(
                 r.exposed[login] += 1
                 if verdict in ("step_up", "deny"):
                     r.restricted.add(login)
-        elif kind == "report":
+        elif kind == RecordKind.REPORT:
             outcome = "success" if rec.get("success") else "failure"
             r.outcomes[(bucket, outcome)] += 1
             r.totals[outcome] += 1
             r.protocols[(str(rec.get("protocol", "other")), outcome)] += 1
             if outcome == "failure":
                 _hostile(r, str(rec.get("ip", "")), str(rec.get("login", "")), ())
-        elif kind == "posture":
+        elif kind == RecordKind.POSTURE:
             item = {
                 k: rec.get(k) for k in ("ts", "protocol", "from", "to", "by", "reason", "figures")
             }
+            try:
+                posture = posture_of_record(rec)
+            except (KeyError, TypeError, ValueError):
+                posture = None
+            item["held"] = posture.held if posture else False
+            item["until"] = posture.until if posture else None
             r.postures.append(item)
-            if str(rec.get("by", "")).startswith(("campaign", "detector", "auto")):
+            if posture is not None and posture.source == "detector":
                 r.campaigns.append(item)
-        elif kind in ("list_add", "list_del"):
+        elif kind in (RecordKind.LIST_ADD, RecordKind.LIST_DEL):
             by = str(rec.get("by", ""))
             if by.startswith("policy:"):
                 r.auto_blocks[by.removeprefix("policy:")] += 1
@@ -127,12 +134,12 @@ def build(
                     {
                         "ts": ts,
                         "by": by,
-                        "what": f"{'added to' if kind == 'list_add' else 'removed from'} "
+                        "what": f"{'added to' if kind == RecordKind.LIST_ADD else 'removed from'} "
                         f"{rec.get('list')} list: {rec.get('value')}",
                         "why": rec.get("reason", ""),
                     }
                 )
-        elif kind == "reset":
+        elif kind == RecordKind.RESET:
             r.actions.append(
                 {
                     "ts": ts,

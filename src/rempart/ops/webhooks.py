@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rempart.config import ConfigError, section
+from rempart.engine.events import Decided, EngineEvent, Reported
+from rempart.engine.records import event_record
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,8 @@ def sign(secret: str, body: bytes) -> str:
 class WebhookSender:
     def __init__(self, hooks: list[Webhook], attempts: int = 3, timeout: float = 5.0) -> None:
         self.hooks = hooks
+        # Whether any hook asked for decisions or reports (else they are dropped unread).
+        self._attempts = any(h.events & {"decision", "report"} for h in hooks)
         self.attempts = attempts
         self.timeout = timeout
         self.sent = 0
@@ -93,12 +97,20 @@ class WebhookSender:
         self._thread = threading.Thread(target=self._run, name="rempart-webhooks", daemon=True)
         self._thread.start()
 
-    def listener(self, kind: str, now: float, data: dict[str, Any]) -> None:
+    def listener(self, event: EngineEvent) -> None:
+        """Engine listener: decisions and reports are skipped before anything is built (they
+        are on the decision path); other events go to the hooks that chose their kind."""
+        match event:
+            case Decided() | Reported() if not self._attempts:
+                return
+            case _:
+                pass
+        rec: dict[str, Any] | None = None
         for hook in self.hooks:
-            if kind in hook.events:
-                body = json.dumps(
-                    {"type": kind, "ts": now, **_plain(data)}, separators=(",", ":")
-                ).encode()
+            if rec is None:
+                rec = event_record(event)
+            if rec["kind"] in hook.events:
+                body = json.dumps(_body(rec), separators=(",", ":")).encode()
                 self._queue.put((hook, body))
 
     def _run(self) -> None:
@@ -134,9 +146,9 @@ class WebhookSender:
         self._thread.join(timeout=5)
 
 
-def _plain(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in data.items()
-        if isinstance(v, str | int | float | bool | dict | list) or v is None
-    }
+def _body(rec: dict[str, Any]) -> dict[str, Any]:
+    """The delivered JSON: the journal record (`rempart.engine.records`) with its `kind` as
+    `type`, first, as wforce's webhooks have it."""
+    body = {"type": rec["kind"], "ts": rec["ts"]}
+    body.update((k, v) for k, v in rec.items() if k not in ("kind", "ts"))
+    return body

@@ -43,6 +43,7 @@ from redis.retry import Retry
 
 from rempart.engine.lists import ListEntry
 from rempart.state.store import Store
+from rempart.state.wire import ChangeWire, ReportWire
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class RedisStore:
         self.reports_stream = prefix + "reports"
         self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         # Reports waiting to be sent; bounded, so an outage costs at most this much memory.
-        self._reports: collections.deque[list[Any]] = collections.deque(maxlen=buffer_records)
+        self._reports: collections.deque[ReportWire] = collections.deque(maxlen=buffer_records)
         self.up = False
         self.last_error = ""
         self.down_since: float | None = time.time()
@@ -385,11 +386,11 @@ class RedisStore:
 
     # --- feeds (the Replicator's records) ----------------------------------------------
     def publish_change(self, record: dict[str, Any]) -> None:
-        """Queue a change record for the other nodes, in order with the store writes."""
-        record["n"] = self.node_id
-        self._queue.put(orjson.dumps(record))
+        """Queue a change (its journal record) for the other nodes, in order with the store
+        writes."""
+        self._queue.put(orjson.dumps(ChangeWire(self.node_id, record)))
 
-    def publish_report(self, record: list[Any]) -> None:
+    def publish_report(self, record: ReportWire) -> None:
         """Buffer a report record; sent with the next batch (the oldest dropped if full)."""
         reports = self._reports
         if len(reports) == reports.maxlen:
@@ -485,12 +486,12 @@ class RedisStore:
                     op.set()
             pending = []
 
-    def _take_reports(self) -> list[list[Any]]:
+    def _take_reports(self) -> list[ReportWire]:
         reports = self._reports
         # popleft while the engine appends on the right: both are atomic, nothing is lost.
         return [reports.popleft() for _ in range(len(reports))]
 
-    def _write(self, ops: list[_Op], reports: list[list[Any]]) -> None:
+    def _write(self, ops: list[_Op], reports: list[ReportWire]) -> None:
         pipe = self.client.pipeline(transaction=False)
         changes = 0
         familiar: list[str] = []

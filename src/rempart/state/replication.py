@@ -3,17 +3,19 @@ own engine, so N stateless nodes count the same attempts and enforce the same li
 
 Design. Each decision stays pure CPU on local memory: the counters a rule reads are the node's
 own rings and sketches, fed by *every* node's reports.
-- Out: an engine listener turns each report into a compact record (time, login, ip, protocol,
-  password and device fingerprints, outcome flags) and each list change, posture change or
-  counter reset into a change record. A familiar network needs no record of its own: the
+- Out: an engine listener turns each report into a typed, versioned `ReportWire` (time, login,
+  ip, protocol, password and device fingerprints, outcome) and each list change, posture change
+  or counter reset into a `ChangeWire` carrying the change's journal record (`rempart.state.wire`). A familiar network needs no record of its own: the
   successful report that taught it teaches every node (and `RedisStore` keeps it for nodes
   that start later). `RedisStore`'s writer thread sends them every `sync_interval` (0.1 s)
   in one pipeline: reports as one `XADD` per batch of up to 500 records to the `reports`
   stream, changes as one entry each to the `changes` stream (both capped with `MAXLEN ~`).
 - In: one reader thread per node blocks on `XREAD` over both streams, skips its own records,
-  and hands the rest to the event loop, which applies them to the engine in chunks with the
-  engine's listeners muted, so nothing is journaled, persisted or published twice (a posture
-  change that a remote report makes this node's detector take still goes through).
+  and hands the rest to the event loop, which applies them in chunks through the engine's
+  `apply_peer_*` methods: those emit no events, so nothing is journaled, persisted or published
+  twice (a posture change that a remote report makes this node's detector take is this node's
+  own, and goes through every listener). Applied list and posture changes are written to the
+  local mirror here, so a node that starts while Redis is down knows them.
 
 Why streams rather than a counter per key in Redis (hashes per key and bucket, HyperLogLog for
 distinct counts): reading shared counters at decision time costs a network round trip per
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterator
@@ -43,18 +44,26 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rempart.engine.lists import ListEntry
-from rempart.model import Attempt, Outcome, Protocol
+from rempart.engine.events import (
+    CountersReset,
+    EngineEvent,
+    ListAdded,
+    ListRemoved,
+    PostureChanged,
+    Reported,
+)
+from rempart.engine.records import change_from_record, event_record
 from rempart.state.redis import REDIS_ERRORS, Backoff, RedisStore
+from rempart.state.wire import ChangeWire, ReportWire, WireError
+from rempart.state.writer import encode_posture, posture_key
 
 if TYPE_CHECKING:
     import asyncio
 
-    from rempart.engine.engine import Engine, Listener
+    from rempart.engine.engine import Engine
 
 log = logging.getLogger(__name__)
 
-SUCCESS, POLICY_REJECT, UNKNOWN_LOGIN = 1, 2, 4
 # Records applied per turn of the event loop, so a catch-up never stalls decisions for long.
 APPLY_CHUNK = 2000
 # Received batches waiting for the engine's thread beyond which the reader pauses (memory bound).
@@ -92,62 +101,14 @@ class Replicator:
         engine.listeners.append(self.listener)
 
     # --- out -------------------------------------------------------------------------------
-    def listener(self, kind: str, now: float, data: dict[str, Any]) -> None:
-        if kind == "decision":
-            return
-        if kind == "report":
-            a: Attempt = data["attempt"]
-            o: Outcome = data["outcome"]
-            flags = (
-                (SUCCESS if o.success else 0)
-                | (POLICY_REJECT if o.policy_reject else 0)
-                | (UNKNOWN_LOGIN if o.unknown_login else 0)
-            )
-            self.store.publish_report(
-                [
-                    now,
-                    a.login,
-                    a.ip,
-                    a.protocol.value,
-                    a.pwhash,
-                    a.device_id,
-                    a.user_agent,
-                    flags,
-                    a.pair_fingerprint.hex() if a.pair_fingerprint else "",
-                    a.password_popular,
-                ]
-            )
-        elif kind == "list_add":
-            e: ListEntry = data["entry"]
-            self.store.publish_change(
-                {
-                    "k": kind,
-                    "list": data["list"],
-                    "kind": e.kind,
-                    "value": e.value,
-                    "expires": e.expires,
-                    "reason": e.reason,
-                    "created": e.created,
-                }
-            )
-        elif kind == "list_del":
-            e = data["entry"]
-            self.store.publish_change(
-                {"k": kind, "list": data["list"], "kind": e.kind, "value": e.value}
-            )
-        elif kind == "posture":
-            self.store.publish_change(
-                {
-                    "k": kind,
-                    "protocol": data["protocol"],
-                    "to": data["to"],
-                    "by": data["by"],
-                    "ttl": data.get("ttl", 0),
-                    "at": now,
-                }
-            )
-        elif kind == "reset":
-            self.store.publish_change({"k": kind, "login": data["login"], "ip": data["ip"]})
+    def listener(self, event: EngineEvent) -> None:
+        match event:
+            case Reported():
+                self.store.publish_report(ReportWire.of(event))
+            case ListAdded() | ListRemoved() | PostureChanged() | CountersReset():
+                self.store.publish_change(event_record(event))
+            case _:
+                pass
 
     # --- in: the reader thread ---------------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop | None) -> None:
@@ -193,18 +154,23 @@ class Replicator:
         for stream, entries in result:
             for entry_id, fields in entries:
                 self.last_ids[stream.decode()] = entry_id
-                if stream == changes_stream:
-                    record = orjson.loads(fields[b"d"])
-                    node = record["n"]
-                    if node != self.node_id:
-                        self.inbox.append((record["k"], record))
-                        self.changes_received += 1
-                else:
-                    node = fields[b"n"].decode()
-                    if node != self.node_id:
-                        records = orjson.loads(fields[b"r"])
-                        self.inbox.append(("reports", records))
-                        self.reports_received += len(records)
+                try:
+                    if stream == changes_stream:
+                        change = ChangeWire.from_wire(orjson.loads(fields[b"d"]))
+                        node = change.node
+                        if node != self.node_id:
+                            self.inbox.append(("change", change.record))
+                            self.changes_received += 1
+                    else:
+                        node = fields[b"n"].decode()
+                        if node != self.node_id:
+                            records = [ReportWire.from_wire(r) for r in orjson.loads(fields[b"r"])]
+                            self.inbox.append(("reports", records))
+                            self.reports_received += len(records)
+                except WireError as exc:  # e.g. a newer node during a rolling upgrade
+                    self.apply_errors += 1
+                    log.warning("skipped a record from the shared streams: %s", exc)
+                    continue
                 if node != self.node_id:
                     self.peers[node] = heard
 
@@ -222,97 +188,46 @@ class Replicator:
         """Apply received records to the engine (at most about APPLY_CHUNK reports per call);
         returns how many records were applied."""
         self._scheduled = False
-        engine = self.engine
-        saved = engine.listeners
-        engine.listeners = [self._only_postures(saved)]
         applied = 0
-        try:
-            while self.inbox and applied < APPLY_CHUNK:
-                kind, payload = self.inbox.popleft()
-                try:
-                    applied += self._apply(kind, payload)
-                except Exception:
-                    self.apply_errors += 1
-                    log.exception("could not apply a %s record from another node", kind)
-        finally:
-            engine.listeners = saved
+        while self.inbox and applied < APPLY_CHUNK:
+            kind, payload = self.inbox.popleft()
+            try:
+                applied += self._apply_reports(payload) if kind == "reports" else 0
+                if kind == "change":
+                    self._apply_change(payload)
+                    applied += 1
+            except Exception:
+                self.apply_errors += 1
+                log.exception("could not apply a %s record from another node", kind)
         if self.inbox:
             self._wake()
         return applied
 
-    @staticmethod
-    def _only_postures(listeners: list[Listener]) -> Listener:
-        def forward(kind: str, now: float, data: dict[str, Any]) -> None:
-            # This node's detector reacting to the combined traffic is this node's decision.
-            if kind == "posture":
-                for listener in listeners:
-                    listener(kind, now, data)
+    def _apply_reports(self, records: list[ReportWire]) -> int:
+        apply = self.engine.apply_peer_report
+        for r in records:
+            apply(r.attempt(), r.outcome(), r.at)
+        if records:
+            self.lag_s = max(0.0, time.time() - records[-1].at)
+        return len(records)
 
-        return forward
-
-    def _apply(self, kind: str, record: Any) -> int:
-        engine = self.engine
-        local = self.store.local
-        if kind == "reports":
-            report = engine.report
-            successes = 0
-            for ts, login, ip, protocol, pwhash, device, agent, flags, pair, popular in record:
-                attempt = Attempt(
-                    login,
-                    ip,
-                    Protocol(protocol),
-                    pwhash,
-                    device,
-                    agent,
-                    pair_fingerprint=bytes.fromhex(pair) if pair else b"",
-                    password_popular=popular,
-                )
-                outcome = Outcome(
-                    bool(flags & SUCCESS), bool(flags & POLICY_REJECT), bool(flags & UNKNOWN_LOGIN)
-                )
-                report(attempt, outcome, ts)
-                successes += flags & SUCCESS
-            # `rempart_reports` stays what this node was told, so a sum over the nodes counts
-            # each report once; the others' reports are `rempart_redis_reports_received`.
-            engine.reports[1] -= successes
-            engine.reports[0] -= len(record) - successes
-            if record:
-                self.lag_s = max(0.0, time.time() - record[-1][0])
-            return len(record)
-        if kind == "list_add":
-            entry = ListEntry(
-                record["kind"],
-                record["value"],
-                record["expires"],
-                record["reason"],
-                record["created"],
-            )
-            (engine.allowlist if record["list"] == "allow" else engine.blocklist).put(entry)
-            if local is not None:
-                local.put_entry(record["list"], entry)
-        elif kind == "list_del":
-            lst = engine.allowlist if record["list"] == "allow" else engine.blocklist
-            lst.remove(record["kind"], record["value"])
-            if local is not None:
-                local.delete_entry(record["list"], record["kind"], record["value"])
-        elif kind == "posture":
-            protocol, level = Protocol(record["protocol"]), record["to"]
-            if level == "normal":
-                engine.postures.pop(protocol, None)
-            else:
-                engine.postures[protocol] = level
-            if engine.campaign is not None:
-                if record["by"] == "detector":
-                    engine.campaign.restore(protocol.value, level)
-                else:
-                    ttl = record["ttl"]
-                    until = record["at"] + ttl if ttl else math.inf
-                    engine.campaign.set_manual(protocol.value, level, until)
-            if local is not None:
-                local.put_setting(f"posture.{protocol.value}", None if level == "normal" else level)
-        elif kind == "reset":
-            engine.reset(login=record["login"], ip=record["ip"])
-        return 1
+    def _apply_change(self, record: dict[str, Any]) -> None:
+        engine, local = self.engine, self.store.local
+        match change_from_record(record):
+            case ListAdded(list=which, entry=entry):
+                engine.apply_peer_list_add(which, entry)
+                if local is not None:
+                    local.put_entry(which.value, entry)
+            case ListRemoved(list=which, entry=entry):
+                engine.apply_peer_list_remove(which, entry.kind, entry.value)
+                if local is not None:
+                    local.delete_entry(which.value, entry.kind, entry.value)
+            case PostureChanged(record=posture):
+                engine.apply_peer_posture(posture)
+                if local is not None:
+                    local.put_setting(posture_key(posture.protocol), encode_posture(posture))
+            case CountersReset(login=login, ip=ip):
+                engine.apply_peer_reset(login=login, ip=ip)
 
     # --- reporting ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 from rempart.config import ConfigError, from_mapping
 from rempart.engine.campaign import CampaignDetector, CampaignSettings
 from rempart.engine.engine import Engine
+from rempart.engine.events import PostureChanged
 from rempart.model import Action, Attempt, Outcome, Protocol
 
 T0 = 1_800_000_000.0 - (1_800_000_000.0 % 86400)  # midnight
@@ -135,7 +136,7 @@ def test_closed_only_when_allowed() -> None:
 def test_engine_applies_posture_and_operator_override_holds() -> None:
     engine = Engine.in_memory()
     events = []
-    engine.listeners.append(lambda kind, now, data: events.append((kind, data)))
+    engine.listeners.append(events.append)
     home = Attempt(login="ann@example.org", ip="192.0.2.10", protocol=Protocol.IMAP)
     engine.report(home, Outcome(success=True), T0)
     engine.set_posture(Protocol.IMAP, "strict", "cli:ops", "incident 42", now=T0 + 1, ttl=3600)
@@ -149,9 +150,11 @@ def test_engine_applies_posture_and_operator_override_holds() -> None:
     web = Attempt(login="ann@example.org", ip="198.51.100.1", protocol=Protocol.WEB)
     engine.set_posture(Protocol.WEB, "strict", "cli:ops", "incident 42", now=T0 + 3)
     assert engine.decide(web, T0 + 4).action is Action.STEP_UP
-    posture = [d for k, d in events if k == "posture"]
-    assert posture[0]["by"] == "cli:ops" and posture[0]["reason"] == "incident 42"
-    assert posture[0]["from"] == "normal" and posture[0]["to"] == "strict"
+    posture = [e for e in events if isinstance(e, PostureChanged)]
+    first = posture[0].record
+    assert first.by == "cli:ops" and first.reason == "incident 42"
+    assert posture[0].before == "normal" and first.level == "strict"
+    assert first.held and first.until == T0 + 1 + 3600
     # Quiet traffic: the detector does not override the operator before the TTL...
     engine.tick(T0 + 1800)
     assert engine.posture_of(Protocol.IMAP) == "strict"

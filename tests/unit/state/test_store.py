@@ -135,3 +135,48 @@ def test_flush_waits_for_every_queued_write(open_store: OpenStore) -> None:
         store.put_familiarity(f"user{i}@example.org", "n10.0.0.0/24", now)
     assert store.flush()
     assert sum(1 for _ in open_store().load_familiarity()) == 2000
+
+
+def test_posture_records_survive_a_restart_with_their_hold(open_store: OpenStore) -> None:
+    from rempart.engine.engine import Engine
+    from rempart.model import Posture, Protocol
+    from rempart.state.writer import StateWriter
+
+    now = time.time()
+    store = open_store()
+    engine = Engine.in_memory()
+    engine.listeners.append(StateWriter(store).listener)
+    engine.set_posture(Protocol.IMAP, "strict", "console:ann", "wave", now=now, ttl=3600)
+    engine.set_posture(Protocol.WEB, "guarded", "api", "watch", now=now, hold=False)
+    engine.set_posture(Protocol.POP3, "closed", "api", "gone", now=now)
+    engine.set_posture(Protocol.POP3, "normal", "api", "back", now=now)  # hands back
+    assert store.flush()
+    store.close()
+    restarted = Engine.in_memory()
+    StateWriter(open_store()).restore(restarted, now + 5)
+    imap = restarted.posture_record(Protocol.IMAP)
+    assert imap == engine.posture_record(Protocol.IMAP)
+    assert imap.held and imap.until == now + 3600 and imap.by == "console:ann"
+    assert restarted.campaign is not None
+    assert restarted.campaign.state("imap").manual_until == now + 3600
+    web = restarted.posture_record(Protocol.WEB)
+    assert web.level is Posture.GUARDED and not web.held
+    pop3 = restarted.posture_record(Protocol.POP3)
+    assert pop3.level is Posture.NORMAL and not pop3.held and pop3.by == "api"
+
+
+def test_a_bare_or_corrupt_stored_posture_restores_safely(open_store: OpenStore) -> None:
+    from rempart.engine.engine import Engine
+    from rempart.engine.posture import PostureSource
+    from rempart.model import Posture, Protocol
+    from rempart.state.writer import StateWriter
+
+    store = open_store()
+    store.put_setting("posture.imap", "strict")  # written before postures had records
+    store.put_setting("posture.smtp", "{not json")
+    assert store.flush()
+    engine = Engine.in_memory()
+    StateWriter(store).restore(engine, time.time())
+    imap = engine.posture_record(Protocol.IMAP)
+    assert imap.level is Posture.STRICT and imap.source is PostureSource.DETECTOR
+    assert engine.posture_of(Protocol.SMTP) is Posture.NORMAL

@@ -15,6 +15,7 @@ from pathlib import Path
 from rempart.config import Settings, load_settings
 from rempart.engine.distinct import item_hash
 from rempart.engine.engine import Engine
+from rempart.engine.familiarity import device_marker, network_marker
 from rempart.engine.keys import device_key, net_keys
 from rempart.model import Attempt, Outcome, Verdict
 from rempart.sim.defender import PostureChange
@@ -93,7 +94,7 @@ def warm_familiarity(engine: Engine, world: World) -> None:
 
     def learn(user: int, ip: str) -> None:
         if known[user]:
-            fam.learn(pop.logins[user], "n" + net_keys(ip).subnet, learned_at)
+            fam.learn(pop.logins[user], network_marker(net_keys(ip).subnet), learned_at)
 
     for user in range(pop.users):
         if not known[user]:
@@ -105,7 +106,7 @@ def warm_familiarity(engine: Engine, world: World) -> None:
         for agent in (pop.phone_ua[user], pop.desktop_ua[user]):
             device = device_key("", agent)
             if device:
-                fam.learn(pop.logins[user], "d" + device, learned_at)
+                fam.learn(pop.logins[user], device_marker(device), learned_at)
     fetchers = engine.fetchers
     for source in world.sources:
         if isinstance(source, PeriodicSource) and source.ip_of is not None:

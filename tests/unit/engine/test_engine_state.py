@@ -1,0 +1,94 @@
+"""The engine as sole writer: counter resets from the login index, peer reports, the families
+table, and the journal record schema round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from rempart.config import from_mapping
+from rempart.engine.engine import Engine
+from rempart.engine.events import CountersReset, ListAdded, ListRemoved, PostureChanged
+from rempart.engine.families import FAMILY_SPECS, KeyFamily
+from rempart.engine.lists import ListEntry
+from rempart.engine.posture import PostureRecord, PostureSource
+from rempart.engine.records import change_from_record, event_record
+from rempart.model import Attempt, ListName, Outcome, Posture, Protocol
+
+T0 = 1_800_000_000.0
+
+
+def _fail(engine: Engine, ip: str, login: str = "bob@example.org") -> None:
+    engine.report(Attempt(login, ip, Protocol.IMAP), Outcome(success=False), T0)
+
+
+def test_reset_login_clears_its_pair_keys_without_scanning() -> None:
+    engine = Engine.in_memory()
+    for ip in ("192.0.2.1", "192.0.2.2", "198.51.100.3"):
+        _fail(engine, ip)
+    _fail(engine, "192.0.2.1", "eve@example.org")
+    assert engine.reset(login="bob@example.org", now=T0) == 4  # login + three ip+login keys
+    assert "bob@example.org" not in engine._pair_keys
+    assert engine.states.get(FAMILY_SPECS[KeyFamily.IP_LOGIN].prefix + "192.0.2.1|eve@example.org")
+
+
+def test_the_login_index_follows_lru_evictions() -> None:
+    engine = Engine(from_mapping({"engine": {"max_tracked_keys": 1000}}))
+    for i in range(400):
+        _fail(engine, f"10.0.{i // 250}.{i % 250}")
+    # Only the latest pair keys are still tracked, and the index names exactly those.
+    index = engine._pair_keys["bob@example.org"]
+    keys = {index} if isinstance(index, str) else index
+    assert keys and all(k in engine.states for k in keys)
+    tracked = [k for k in engine.states if k[0] == FAMILY_SPECS[KeyFamily.IP_LOGIN].prefix]
+    assert sorted(tracked) == sorted(keys)
+
+
+def test_peer_reports_count_in_windows_but_not_in_this_nodes_reports() -> None:
+    engine = Engine.in_memory()
+    events: list[object] = []
+    engine.listeners.append(events.append)
+    attempt = Attempt("bob@example.org", "192.0.2.1", Protocol.IMAP)
+    engine.apply_peer_report(attempt, Outcome(success=False), T0)
+    assert engine.snapshot().failures == 0 and events == []
+    assert (
+        engine.states["l" + "bob@example.org"].ring.total(
+            1, 1, int(T0 // engine.width), engine.size, 5
+        )
+        == 1
+    )
+
+
+def test_families_table_orders_keys_and_names_rule_families() -> None:
+    assert [f.value for f in KeyFamily] == list(range(len(KeyFamily)))
+    prefixes = [s.prefix for s in FAMILY_SPECS.values()]
+    assert len(set(prefixes)) == len(prefixes)
+    engine = Engine.in_memory()
+    _, _, keys = engine._derive_keys(Attempt("bob@example.org", "2001:db8::1", Protocol.WEB))
+    assert len(keys) == len(KeyFamily)
+    assert keys[KeyFamily.LOGIN] == "lbob@example.org"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ListAdded(T0, ListName.BLOCK, ListEntry("ip", "192.0.2.1", T0 + 60, "why", T0), "api"),
+        ListRemoved(T0, ListName.ALLOW, ListEntry("login", "a@b", 0.0, "x", T0), "console:ann"),
+        PostureChanged(
+            T0,
+            Posture.NORMAL,
+            PostureRecord(
+                Protocol.IMAP, Posture.STRICT, PostureSource.OPERATOR, "api", "w", T0, T0 + 5, True
+            ),
+        ),
+        CountersReset(T0, "a@b", "192.0.2.1", 0),
+    ],
+)
+def test_change_records_round_trip(event: object) -> None:
+    assert change_from_record(event_record(event)) == event  # type: ignore[arg-type]
+
+
+def test_malformed_change_records_are_refused() -> None:
+    with pytest.raises(ValueError, match="list_add"):
+        change_from_record({"kind": "list_add", "ts": T0})
+    with pytest.raises(ValueError, match="not changes"):
+        change_from_record({"kind": "decision", "ts": T0})
