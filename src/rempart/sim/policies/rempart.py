@@ -39,7 +39,8 @@ class RempartEngine:
             SimulatedLeaks(world.leak, world.pop) if world.scenario.leak.known_to_defender else None
         )
         engine = Engine.in_memory(settings, leaks)
-        warm_familiarity(engine, world)
+        if world.scenario.deployment.history == "week":
+            warm_familiarity(engine, world)
         return cls(engine)
 
     def decide(self, attempt: Attempt, now: float) -> Verdict:
