@@ -143,8 +143,18 @@ tick_seconds = 10.0
 window_ticks = 6
 # Half-life of the learned baselines; they learn only while the protocol is calm.
 half_life_minutes = 60.0
-# No posture change before the baselines have learned this long.
+# From the first tick, failures, failing IPs and subnets, unknown logins and leaked pairs are
+# judged against conservative priors (see docs/detection.md, "Cold start"); the figures with no
+# prior (failures from unfamiliar networks, failing ASNs) score once the baselines have learned
+# this long.
 warmup_minutes = 10.0
+# Weight of the priors, in learned ticks: the service's own figures take over as they come.
+prior_ticks = 60.0
+# A posture raised on priors alone steps down only when no prior figure exceeds its prior's
+# mean, for at most this long; then the calm score alone decides.
+prior_hold_hours = 12.0
+# How often `rempart serve` saves the detector's learned state to the store (and at shutdown).
+save_seconds = 60.0
 # Nothing scores below this many failures per minute on the protocol.
 min_failures_per_minute = 5.0
 # Events of a kind the baseline may have missed in the attempts it learned from (Jeffreys'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -35,6 +36,7 @@ from rempart.ops.webhooks import WebhookSender, parse_webhooks
 from rempart.state import open_replication, open_store
 
 log = logging.getLogger("rempart")
+DETECTOR_STATE = "campaign.state"  # the store setting holding the detector's learned state
 
 
 def write_secret(path: Path, value: bytes) -> None:
@@ -94,6 +96,7 @@ class Service:
         distinct.use_key(b"sketch\0" + self.pw_key)
         self.store = open_store(settings, self.data_dir)
         self._restore()
+        self._save_every = max(1, round(self.engine.campaign_settings.save_seconds))
         self.journal: Journal | None = None
         if settings.journal.enabled:
             self.journal = Journal(
@@ -128,12 +131,36 @@ class Service:
                 (self.engine.allowlist if which == "allow" else self.engine.blocklist).put(entry)
         for login, marker, last in self.store.load_familiarity():
             self.engine.familiarity.restore(login, marker, last)
+        self._restore_detector()
         for protocol in Protocol:
             level = self.store.get_setting(f"posture.{protocol.value}")
             if level:
                 self.engine.postures[protocol] = level
                 if self.engine.campaign is not None:
                     self.engine.campaign.restore(protocol.value, level)
+
+    def _restore_detector(self) -> None:
+        """The campaign detector's learned state, as last saved (by any node, with Redis); a
+        state that cannot be read is reported and the detector starts cold, on its priors."""
+        campaign = self.engine.campaign
+        saved = self.store.get_setting(DETECTOR_STATE)
+        if campaign is None or not saved:
+            return
+        try:
+            campaign.load(json.loads(saved))
+        except ValueError as exc:  # json.JSONDecodeError included
+            log.warning(
+                "the saved campaign detector state (setting %r) is unreadable, starting cold "
+                "on the priors: %s",
+                DETECTOR_STATE,
+                exc,
+            )
+
+    def save_detector(self) -> None:
+        """Queue the detector's learned state for the store's background writer."""
+        if self.engine.campaign is not None:
+            state = json.dumps(self.engine.campaign.dump(), separators=(",", ":"))
+            self.store.put_setting(DETECTOR_STATE, state)
 
     def _persist(self, kind: str, now: float, data: dict[str, Any]) -> None:
         if kind == "list_add":
@@ -301,6 +328,8 @@ class Service:
             await asyncio.sleep(1.0)
             beat += 1
             self.engine.tick()
+            if beat % self._save_every == 0:
+                self.save_detector()
             # Tracked keys are long-lived and never form cycles: without this, every full
             # collection walks all of them (100+ ms pauses at a million keys). Frozen objects
             # are still freed by reference counting when the LRU drops them.
@@ -313,6 +342,7 @@ class Service:
                     log.exception("leak corpus reload failed; keeping the loaded one")
 
     def close(self) -> None:
+        self.save_detector()
         self.webhooks.close()
         if self.journal is not None:
             self.journal.close()

@@ -61,6 +61,7 @@ configuration allows it explicitly.
 
 from __future__ import annotations
 
+import base64
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -110,6 +111,7 @@ class CampaignSettings:
     calm_score: float = 3.0
     prior_hold_hours: float = 12.0  # longest a posture raised on priors alone waits for calm
     allow_auto_close: bool = False
+    save_seconds: float = 60.0  # how often `rempart serve` persists the learned state
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> CampaignSettings:
@@ -493,3 +495,103 @@ class CampaignDetector:
             }
             for p, st in self.protocols.items()
         }
+
+    # --- persistence ---------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        """What the detector has learned and the tick state it needs, JSON-ready (versioned).
+
+        The posture level is not included: the engine persists and restores each protocol's
+        posture itself; this keeps the baselines (hourly profiles included), the ticks of the
+        current window, the calm ticks waiting to be learned, and the calm period under way."""
+        return {
+            "version": STATE_VERSION,
+            "tick_seconds": self.settings.tick_seconds,
+            "window_ticks": self.settings.window_ticks,
+            "protocols": {p: _dump_protocol(st) for p, st in self.protocols.items()},
+        }
+
+    def load(self, data: Any) -> None:
+        """Resume from `dump()`'s output; ValueError (nothing changed) if it is not one."""
+        try:
+            loaded = self._parse(data)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ValueError(f"not a campaign detector state: {exc!r}") from None
+        self.protocols.update(loaded)
+
+    def _parse(self, data: dict[str, Any]) -> dict[str, ProtocolState]:
+        if data["version"] != STATE_VERSION:
+            raise ValueError(f"version {data['version']!r}, expected {STATE_VERSION}")
+        same_ticks = (
+            float(data["tick_seconds"]) == self.settings.tick_seconds
+            and int(data["window_ticks"]) == self.settings.window_ticks
+        )
+        out: dict[str, ProtocolState] = {}
+        for protocol, saved in dict(data["protocols"]).items():
+            st = ProtocolState()
+            size = self.settings.window_ticks
+            st.ips, st.subnets = Sketch(size), Sketch(size)
+            st.strangers, st.asns = Sketch(size), Sketch(size)
+            st.baselines = {}
+            for name in SCORED:
+                mean, var, samples, hourly = saved["baselines"][name]
+                b = _Baseline()
+                b.mean, b.var, b.samples = float(mean), float(var), int(samples)
+                b.hourly = {int(h): (float(m), float(v), int(n)) for h, (m, v, n) in hourly.items()}
+                if not (math.isfinite(b.mean) and math.isfinite(b.var) and b.var >= 0):
+                    raise ValueError(f"{protocol}.{name}: not a finite mean and variance")
+                st.baselines[name] = b
+            st.learned_ticks = int(saved["learned_ticks"])
+            st.evidence = float(saved["evidence"])
+            st.calm_since = None if saved["calm_since"] is None else float(saved["calm_since"])
+            st.raised_at = float(saved["raised_at"])
+            st.pending = deque(
+                (int(h), tuple(float(x) for x in shares), int(n))
+                for h, shares, n in saved["pending"]
+            )
+            for _, shares, _ in st.pending:
+                if len(shares) != len(SCORED):
+                    raise ValueError(f"{protocol}: a pending tick of {len(shares)} figures")
+            if same_ticks:
+                st.tick_index = int(saved["tick_index"])
+                for values in saved["ticks"][-size:]:
+                    tick = _Tick()
+                    (
+                        tick.attempts,
+                        tick.failures,
+                        tick.unknown,
+                        tick.unfamiliar_failures,
+                        tick.leaked,
+                    ) = (int(v) for v in values)
+                    st.ticks.append(tick)
+                for name in ("ips", "subnets", "strangers", "asns"):
+                    epoch, bitmaps = saved["sketches"][name]
+                    sketch: Sketch = getattr(st, name)
+                    raw = base64.b64decode(bitmaps, validate=True)
+                    if len(raw) != len(sketch.bitmaps):
+                        raise ValueError(f"{protocol}.{name}: a sketch of {len(raw)} bytes")
+                    sketch.epoch, sketch.bitmaps[:] = int(epoch), raw
+            out[str(protocol)] = st
+        return out
+
+
+def _dump_protocol(st: ProtocolState) -> dict[str, Any]:
+    return {
+        "baselines": {
+            name: [b.mean, b.var, b.samples, {str(h): list(v) for h, v in b.hourly.items()}]
+            for name, b in st.baselines.items()
+        },
+        "learned_ticks": st.learned_ticks,
+        "evidence": st.evidence,
+        "calm_since": st.calm_since,
+        "raised_at": st.raised_at,
+        "pending": [[h, list(shares), n] for h, shares, n in st.pending],
+        "tick_index": st.tick_index,
+        "ticks": [
+            [t.attempts, t.failures, t.unknown, t.unfamiliar_failures, t.leaked] for t in st.ticks
+        ],
+        "sketches": {
+            name: [sk.epoch, base64.b64encode(bytes(sk.bitmaps)).decode("ascii")]
+            for name in ("ips", "subnets", "strangers", "asns")
+            if (sk := getattr(st, name)) is not None
+        },
+    }
