@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.integration.rig import RempartProcess
 
 CONFIG = """
@@ -119,3 +121,32 @@ def test_corrupt_saved_state_warns_and_starts_cold(tmp_path: Path) -> None:
         assert state is not None and state["version"] == 1
     finally:
         server.stop()
+
+
+@pytest.mark.redis
+def test_a_node_starting_in_redis_mode_takes_the_clusters_baselines(tmp_path: Path) -> None:
+    from tests.redis_server import RedisServer
+
+    redis_server = RedisServer(tmp_path / "redis").start()
+    config = CONFIG + (
+        f'[state]\nbackend = "redis"\nredis_url = "{redis_server.url}"\nsync_interval = 0.05\n'
+        "[journal]\nenabled = false\n"
+    )
+    a = RempartProcess(tmp_path / "node-a", config)
+    b = RempartProcess(tmp_path / "node-b", config)
+    try:
+        a.start()
+        feed(a, 10)
+        learned = settle(tmp_path / "node-a", a)
+        assert learned_ticks(learned) >= 5
+        b.start()  # a new node: nothing local, the cluster's state from Redis
+        time.sleep(3)
+        # It resumed from the cluster's state (and drained the calm ticks still pending in it).
+        taken = saved_state(tmp_path / "node-b")
+        assert learned_ticks(taken) >= learned_ticks(learned)
+        mean = baselines(taken)["imap"]["failures"][0]
+        assert abs(mean - baselines(learned)["imap"]["failures"][0]) < 0.01
+    finally:
+        a.stop()
+        b.stop()
+        redis_server.stop()

@@ -193,6 +193,56 @@ def cold_targets(rows: list[tuple[Scenario, list[dict[str, Any]]]]) -> list[str]
     return lines + ([""] + [f"- Missed in {m}" for m in misses] if misses else [])
 
 
+PRIOR_WHY = {
+    "failures": "mail services fail 1-5 % of logins (stale clients, typos); a reconnect surge "
+    "raises attempts and failures together",
+    "failing_ips": "one broken client is one source however often it retries",
+    "failing_subnets": "as failing IPs",
+    "unknown": "users mistype their password far more often than their login; a leak replay "
+    "tries 30-60 % logins that do not exist",
+    "leaked": "counts only with an ingested leak",
+}
+
+
+def cold_start_priors() -> list[str]:
+    """The detector's cold-start priors and the share thresholds they imply (text lines)."""
+    from rempart.engine.campaign import PRIOR_MIN_SUBNETS, PRIORS, CampaignSettings
+
+    s = CampaignSettings()
+    lines = [
+        "With nothing learned (a fresh deployment, no `rempart learn`, no saved state), the "
+        "campaign detector scores from its first tick against conservative priors, each a share "
+        "of the minute's attempts with a wide spread, worth "
+        f"{s.prior_ticks:.0f} learned ticks. With n attempts a minute the z of a share p tends "
+        "to (p − mean) / spread as n grows, so each prior is a pair of share thresholds that "
+        "hold for any service size (at small n the Poisson term and the floor of "
+        f"{s.min_failures_per_minute:g} failures a minute make it harder still); nothing "
+        f"scores unless failures come from at least {PRIOR_MIN_SUBNETS} subnets in the minute "
+        "(one client retrying is never a campaign).",
+        "",
+        "| figure | prior share | guarded at | strict at | why it is safe |",
+        "|---|---|---|---|---|",
+    ]
+    for name, (mean, spread) in PRIORS.items():
+        lines.append(
+            f"| {name} | {mean:.1%} ± {spread:.1%} | {mean + s.guarded_score * spread:.1%} "
+            f"| {mean + s.strict_score * spread:.1%} | {PRIOR_WHY.get(name, '')} |"
+        )
+    lines += [
+        "",
+        "Familiarity is empty on a fresh deployment, so every network is unfamiliar to every "
+        "account: the unfamiliar figures (and failing ASNs) have no prior and score only once "
+        f"{s.warmup_minutes:g} minutes of calm traffic are learned. Calm ticks blend with the "
+        "priors as they are learned, so the service's own figures take over within the hour. A "
+        "posture raised on priors alone steps down only once no prior figure is above its "
+        f"prior's mean (at most {s.prior_hold_hours:g} h), so the slow part of a wave that "
+        "outlasts its loud start is not learned as normal. In strict posture an account never "
+        "seen succeed is refused its first attempt from an address (greylisting): its mail "
+        "client's next poll passes, a bot trying once per address per hour does not.",
+    ]
+    return lines
+
+
 def _seconds(value: float | None) -> str:
     return "never" if value is None else f"{value:.1f} s"
 
@@ -320,6 +370,7 @@ def document(
             *cold_lines,
             "",
         ]
+    parts += ["## Cold start", "", *cold_start_priors(), ""]
     for scenario, results in rows:
         parts += [
             f"## {scenario.name}",
