@@ -104,6 +104,91 @@ def serve(config: str | None, data_dir: str | None, host: str | None, port: int 
         raise click.ClickException(str(exc)) from None
 
 
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--parser",
+    "parser_name",
+    default=None,
+    help="Shipped log parser: dovecot, postfix, sshd, nginx (default dovecot without --regex).",
+)
+@click.option(
+    "--regex",
+    default=None,
+    help="Custom regular expression with named groups ip and login (as in [tail]).",
+)
+@click.option(
+    "--outcome",
+    type=click.Choice(["success", "failure", "unknown_login", "policy_reject"]),
+    default="failure",
+    show_default=True,
+    help="What a --regex match means.",
+)
+@click.option("--protocol", default="other", show_default=True, help="Protocol of --regex lines.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@config_option
+@data_dir_option
+def learn(
+    files: tuple[Path, ...],
+    parser_name: str | None,
+    regex: str | None,
+    outcome: str,
+    protocol: str,
+    quiet: bool,
+    config: str | None,
+    data_dir: str | None,
+) -> None:
+    """Warm the data directory from past logs before serving: account familiarity and the
+    campaign detector's baselines. Rotated series (log, log.1, log.2.gz) are read oldest first;
+    a file already learned is skipped, a grown one resumed. Run it while the server is stopped."""
+    from tqdm import tqdm
+
+    from rempart.adapters.logparse import ParserError, load_parser, regex_parser
+    from rempart.learn import LearnError, file_size, learn, series
+
+    settings = _settings(config)
+    if regex is not None and parser_name is not None:
+        raise click.UsageError("give --parser or --regex, not both")
+    try:
+        parser = (
+            regex_parser(regex, outcome, protocol)
+            if regex is not None
+            else load_parser(parser_name or "dovecot")
+        )
+    except ParserError as exc:
+        raise click.UsageError(str(exc)) from None
+    ordered = series(list(files))
+    total = sum(file_size(p) for p in ordered)
+    with tqdm(
+        total=total, unit="B", unit_scale=True, disable=quiet, desc="learning", leave=False
+    ) as bar:
+        try:
+            summary = learn(
+                settings, Path(_data_dir(settings, data_dir)), list(files), parser, bar.update
+            )
+        except LearnError as exc:
+            raise click.ClickException(str(exc)) from None
+    for each in summary.files:
+        for problem in each.problems[:20]:
+            click.echo(problem, err=True)
+        if len(each.problems) > 20:
+            click.echo(f"{each.path}: {len(each.problems) - 20} more problems", err=True)
+    learned = [f for f in summary.files if f.lines or f.skipped]
+    span = ""
+    if summary.first is not None and summary.last is not None:
+        days = (summary.last - summary.first) / 86400
+        span = f" over {days:.1f} days"
+    click.echo(
+        f"learned {sum(f.lines for f in summary.files):,} lines "
+        f"({sum(f.events for f in summary.files):,} authentications: {summary.successes:,} "
+        f"successes, {summary.failures:,} failures){span} from {len(learned)} file(s); "
+        f"{summary.new_networks:,} new account networks, {summary.accounts:,} accounts known; "
+        f"{sum(f.skipped for f in summary.files)} already learned"
+    )
+    if summary.problems:
+        raise SystemExit(1)
+
+
 @main.group("config")
 def config_group() -> None:
     """Inspect the configuration."""

@@ -593,7 +593,29 @@ class CampaignSettings:
         gt=0,
     )
     warmup_minutes: float = knob(
-        10.0, "No posture change before the baselines have learned this long.", gt=0
+        10.0,
+        "From its first tick the detector judges failures, failing sources, unknown logins and "
+        'leaked pairs against conservative priors (see docs/detection.md, "Cold start"); the '
+        "figures with no prior (failures from unfamiliar networks, failing ASNs) score once the "
+        "baselines have learned this long.",
+        gt=0,
+    )
+    prior_ticks: float = knob(
+        60.0,
+        "Weight of the priors, in learned ticks: the service's own figures take over as they come.",
+        gt=0,
+    )
+    prior_hold_hours: float = knob(
+        12.0,
+        "A posture raised on priors alone steps down only when no prior figure exceeds its "
+        "prior's mean, for at most this long; then the calm score alone decides.",
+        gt=0,
+    )
+    save_seconds: float = knob(
+        60.0,
+        "How often `rempart serve` saves the detector's learned state to the store (and at "
+        "shutdown).",
+        gt=0,
     )
     min_failures_per_minute: float = knob(
         5.0, "Nothing scores below this many failures per minute on the protocol.", gt=0

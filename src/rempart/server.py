@@ -62,6 +62,7 @@ from rempart.state import open_replication, open_store
 from rempart.state.writer import StateWriter
 
 log = logging.getLogger("rempart")
+DETECTOR_STATE = "campaign.state"  # the store setting holding the detector's learned state
 
 
 class StartupError(Exception):
@@ -130,7 +131,9 @@ class Service:
         distinct.use_key(b"sketch\0" + self.pw_key)
         self.store = open_store(settings, self.data_dir)
         self.state_writer = StateWriter(self.store)
+        self._restore_detector()  # before the postures, which set the detector's level
         self.state_writer.restore(self.engine, time.time())
+        self._save_every = max(1, round(self.engine.campaign_settings.save_seconds))
         self.journal: Journal | None = None
         if settings.journal.enabled:
             self.journal = Journal(
@@ -184,6 +187,29 @@ class Service:
         self._operators_journaled = current
         value = json.dumps(current, sort_keys=True)
         self.journal.after_durable(lambda: self.store.put_setting("operators.journaled", value))
+
+    def _restore_detector(self) -> None:
+        """The campaign detector's learned state, as last saved (by any node, with Redis); a
+        state that cannot be read is reported and the detector starts cold, on its priors."""
+        campaign = self.engine.campaign
+        saved = self.store.get_setting(DETECTOR_STATE)
+        if campaign is None or not saved:
+            return
+        try:
+            campaign.load(json.loads(saved))
+        except ValueError as exc:  # json.JSONDecodeError included
+            log.warning(
+                "the saved campaign detector state (setting %r) is unreadable, starting cold "
+                "on the priors: %s",
+                DETECTOR_STATE,
+                exc,
+            )
+
+    def save_detector(self) -> None:
+        """Queue the detector's learned state for the store's background writer."""
+        if self.engine.campaign is not None:
+            state = json.dumps(self.engine.campaign.dump(), separators=(",", ":"))
+            self.store.put_setting(DETECTOR_STATE, state)
 
     def flush(self) -> bool:
         """Wait until queued durable changes are on disk (from a thread; handlers on the event
@@ -416,6 +442,8 @@ class Service:
             beat += 1
             self.engine.tick()
             self.journal_operators()
+            if beat % self._save_every == 0:
+                self.save_detector()
             # Tracked keys are long-lived and never form cycles: without this, every full
             # collection walks all of them (100+ ms pauses at a million keys). Frozen objects
             # are still freed by reference counting when the LRU drops them.
@@ -428,6 +456,7 @@ class Service:
                     log.exception("leak corpus reload failed; keeping the loaded one")
 
     def close(self) -> None:
+        self.save_detector()
         self.webhooks.close()
         if self.journal is not None:
             self.journal.close()

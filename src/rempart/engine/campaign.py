@@ -14,7 +14,8 @@ failures, unknown logins and failing sources out of proportion.
 
 When a tick closes, each figure is scored as a z-score:
 
-- raw counts (which come in bursts: one client retrying) over the last minute, with a variance
+- raw counts (which come in bursts: one client retrying) over the last minute (what there is
+  of it in the detector's first minute), with a variance
   floor: z = (observed - expected) / sqrt(max(expected, 1) + (sd * attempts)^2);
 - distinct sources (one client is one source, so they cannot burst) over every window of the
   last 1 to 6 ticks, by the exact Poisson tail P(X >= observed) of an expected count that adds
@@ -23,6 +24,32 @@ When a tick closes, each figure is scored as a z-score:
   share's own spread. A few sources failing from networks unfamiliar to their accounts, in a
   protocol where that never happens, thus count within seconds, while a figure that is
   common needs a large excess.
+
+**Cold start.** A detector with nothing learned does not wait: the figures that mean the same
+on any service are scored from the first tick against conservative priors, each a share of
+attempts with a wide spread (`PRIORS`), worth `prior_ticks` pseudo-observations of the
+baseline. With a prior (mean m, spread s) and n attempts a minute, the z of a share p tends to
+(p - m) / s as n grows, so each prior is really a pair of share thresholds, guarded at
+m + 6 s and strict at m + 12 s whatever the service's size; at small n the Poisson term and
+the floor of `min_failures_per_minute` make it harder still:
+
+| figure | prior share | guarded at | strict at | why it is safe |
+|---|---|---|---|---|
+| failures | 3 % ± 1.5 % | 12 % | 21 % | mail services fail 1-5 % of logins (stale clients, typos); a client reconnecting after an outage raises attempts and failures together |
+| failing IPs | 2 % ± 1 % | 8 % | 14 % | one broken client is one source however often it retries |
+| failing subnets | 2 % ± 1 % | 8 % | 14 % | as failing IPs |
+| unknown logins | 1 % ± 1 % | 7 % | 13 % | users mistype their password far more often than their login; a leak replay tries 30-60 % logins that do not exist |
+| leaked pairs | 0.2 % ± 0.2 % | 1.4 % | 2.6 % | only counts with an ingested leak |
+
+On priors alone nothing scores unless failures come from at least `PRIOR_MIN_SUBNETS` subnets
+in the minute: one client retrying, however hard, is never a campaign.
+
+Familiarity is empty on a fresh deployment, so every network is unfamiliar to every account:
+the unfamiliar figures (and failing ASNs, which depend on the service's geography) have no
+prior and score only once the baseline has learned `warmup_minutes` of calm traffic. As calm
+ticks are learned they blend with the prior (a plain average while the samples are few, then
+the half-life), so the service's own figures take over within the hour; an attack running
+since the start scores against the prior and, once the posture rises, is never learned.
 
 The anomaly score is the largest z, and only counts once failures pass an absolute floor per
 minute. The posture rises normal → guarded → strict one level per tick when a tick scores at
@@ -34,6 +61,7 @@ configuration allows it explicitly.
 
 from __future__ import annotations
 
+import base64
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -50,6 +78,19 @@ LEVELS = ("normal", "guarded", "strict", "closed")
 RAW = ("failures", "unknown", "unfamiliar_failures", "leaked")
 DISTINCT = ("failing_ips", "failing_subnets", "failing_asns", "unfamiliar_ips")
 SCORED = RAW + DISTINCT
+# Conservative priors for a detector with nothing learned: (share of attempts, spread). See the
+# module docstring for the thresholds they imply and why they hold on a quiet start.
+PRIORS: dict[str, tuple[float, float]] = {
+    "failures": (0.03, 0.015),
+    "unknown": (0.01, 0.01),
+    "leaked": (0.002, 0.002),
+    "failing_ips": (0.02, 0.01),
+    "failing_subnets": (0.02, 0.01),
+}
+# On priors alone, a campaign needs failures from at least this many subnets in the minute: a
+# single broken client or attacking address is the per-address rules' business.
+PRIOR_MIN_SUBNETS = 5
+STATE_VERSION = 1
 
 
 def _excess(observed: float, expected: float, spread: float) -> float:
@@ -106,10 +147,12 @@ class _Baseline:
 
     __slots__ = ("hourly", "mean", "samples", "var")
 
-    def __init__(self) -> None:
-        self.mean = 0.0
-        self.var = 0.0
-        self.samples = 0
+    def __init__(self, prior: tuple[float, float] | None = None, weight: float = 0.0) -> None:
+        # A prior is `weight` pseudo-samples of its mean and variance: the first real samples
+        # blend with it as a plain average would.
+        self.mean = prior[0] if prior else 0.0
+        self.var = prior[1] ** 2 if prior else 0.0
+        self.samples = round(weight) if prior else 0
         self.hourly: dict[int, tuple[float, float, int]] = {}
 
     def learn(self, value: float, alpha: float, hour: int) -> None:
@@ -150,6 +193,8 @@ class ProtocolState:
     asns: Sketch | None = None  # failing autonomous systems (with an `[asn] database` only)
     baselines: dict[str, _Baseline] = field(default_factory=dict)
     tick_index: int = -1
+    raised_at: float = 0.0  # when the posture last left normal
+    unsettled: bool = False  # not warm, raised, and a prior figure above its prior's mean
     learned_ticks: int = 0
     evidence: float = 0.0  # attempts the baselines learned from (same half-life)
     # Closed ticks waiting to be learned: (hour, share of each scored figure, tick's attempts).
@@ -172,7 +217,7 @@ class CampaignDetector:
             st = self.protocols[protocol] = ProtocolState(
                 ips=Sketch(size), subnets=Sketch(size), strangers=Sketch(size), asns=Sketch(size)
             )
-            st.baselines = {f: _Baseline() for f in SCORED}
+            st.baselines = {f: _Baseline(PRIORS.get(f), self.settings.prior_ticks) for f in SCORED}
         return st
 
     def observe(
@@ -272,26 +317,46 @@ class CampaignDetector:
         failures = counts["failures"]
         hour = int((closing * s.tick_seconds) // 3600) % 24
         warm = st.learned_ticks * s.tick_seconds >= s.warmup_minutes * 60
+        # Before warm-up only the figures with a prior are judged (see PRIORS).
+        judged_raw = RAW if warm else tuple(n for n in RAW if n in PRIORS)
+        judged_distinct = DISTINCT if warm else tuple(n for n in DISTINCT if n in PRIORS)
         score = 0.0
-        if warm:
+        if judged_raw or judged_distinct:
             shares = {name: st.baselines[name].share(hour, self.ticks_per_day) for name in SCORED}
-            # What the baseline may have missed: `prior_events` over the attempts it has seen.
+            # What the baseline may have missed: `prior_events` over the attempts it has seen;
+            # a figure with a prior has it as its floor while the prior still weighs.
             unseen = s.prior_events / max(st.evidence, 1.0)
-            for span in range(1, min(size, len(st.ticks)) + 1):
+            learned_weight = st.learned_ticks / (st.learned_ticks + s.prior_ticks)
+            longest = min(size, len(st.ticks))
+            for span in range(1, longest + 1):
                 if span == size:
                     n, window = attempts, counts
                 else:
                     n, window = self._counts(st, closing, span)
                 if not n:
                     continue
-                for name in RAW if span == size else ():
+                # Raw counts over the window, or what there is of it in the first minute.
+                for name in judged_raw if span == longest else ():
                     mean, sd = shares[name]
                     expected = mean * n
                     z = (window[name] - expected) / math.sqrt(max(expected, 1.0) + (sd * n) ** 2)
                     score = max(score, z)
-                for name in DISTINCT:
+                for name in judged_distinct:
                     mean, sd = shares[name]
-                    score = max(score, _excess(window[name], (mean + unseen) * n, sd * n))
+                    floor = unseen * learned_weight if name in PRIORS else unseen
+                    score = max(score, _excess(window[name], (mean + floor) * n, sd * n))
+        # A posture raised before anything was learned has no baseline of the service to call
+        # a minute calm: it is calm only when no prior figure is above its prior's mean (so a
+        # low-and-slow botnet left alone after the loud part of a wave ends keeps it raised),
+        # for at most `prior_hold_hours`, after which the plain calm score decides.
+        st.unsettled = (
+            not warm
+            and st.level != "normal"
+            and attempts > 0
+            and any(counts[name] > PRIORS[name][0] * attempts for name in PRIORS)
+        )
+        if not warm and counts["failing_subnets"] < PRIOR_MIN_SUBNETS:
+            score = 0.0  # one source is the per-address rules' business, not a campaign
         anomalous = score >= s.guarded_score  # even below the floor
         if failures / minutes < s.min_failures_per_minute:
             score = 0.0
@@ -343,12 +408,16 @@ class CampaignDetector:
             elif st.above < s.consecutive_ticks:
                 return None  # weak evidence must hold
             st.above = 0
+            if current == 0:
+                st.raised_at = now
             before, st.level = st.level, target
             return protocol, before, target
         st.above = 0
         if current == 0:
             return None
-        if st.score >= s.calm_score:
+        if st.score >= s.calm_score or (
+            st.unsettled and now - st.raised_at < s.prior_hold_hours * 3600
+        ):
             st.calm_since = None
             return None
         if st.calm_since is None:
@@ -380,3 +449,103 @@ class CampaignDetector:
             }
             for p, st in self.protocols.items()
         }
+
+    # --- persistence ---------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        """What the detector has learned and the tick state it needs, JSON-ready (versioned).
+
+        The posture level is not included: the engine persists and restores each protocol's
+        posture itself; this keeps the baselines (hourly profiles included), the ticks of the
+        current window, the calm ticks waiting to be learned, and the calm period under way."""
+        return {
+            "version": STATE_VERSION,
+            "tick_seconds": self.settings.tick_seconds,
+            "window_ticks": self.settings.window_ticks,
+            "protocols": {p: _dump_protocol(st) for p, st in self.protocols.items()},
+        }
+
+    def load(self, data: Any) -> None:
+        """Resume from `dump()`'s output; ValueError (nothing changed) if it is not one."""
+        try:
+            loaded = self._parse(data)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ValueError(f"not a campaign detector state: {exc!r}") from None
+        self.protocols.update(loaded)
+
+    def _parse(self, data: dict[str, Any]) -> dict[str, ProtocolState]:
+        if data["version"] != STATE_VERSION:
+            raise ValueError(f"version {data['version']!r}, expected {STATE_VERSION}")
+        same_ticks = (
+            float(data["tick_seconds"]) == self.settings.tick_seconds
+            and int(data["window_ticks"]) == self.settings.window_ticks
+        )
+        out: dict[str, ProtocolState] = {}
+        for protocol, saved in dict(data["protocols"]).items():
+            st = ProtocolState()
+            size = self.settings.window_ticks
+            st.ips, st.subnets = Sketch(size), Sketch(size)
+            st.strangers, st.asns = Sketch(size), Sketch(size)
+            st.baselines = {}
+            for name in SCORED:
+                mean, var, samples, hourly = saved["baselines"][name]
+                b = _Baseline()
+                b.mean, b.var, b.samples = float(mean), float(var), int(samples)
+                b.hourly = {int(h): (float(m), float(v), int(n)) for h, (m, v, n) in hourly.items()}
+                if not (math.isfinite(b.mean) and math.isfinite(b.var) and b.var >= 0):
+                    raise ValueError(f"{protocol}.{name}: not a finite mean and variance")
+                st.baselines[name] = b
+            st.learned_ticks = int(saved["learned_ticks"])
+            st.evidence = float(saved["evidence"])
+            st.calm_since = None if saved["calm_since"] is None else float(saved["calm_since"])
+            st.raised_at = float(saved["raised_at"])
+            st.pending = deque(
+                (int(h), tuple(float(x) for x in shares), int(n))
+                for h, shares, n in saved["pending"]
+            )
+            for _, shares, _ in st.pending:
+                if len(shares) != len(SCORED):
+                    raise ValueError(f"{protocol}: a pending tick of {len(shares)} figures")
+            if same_ticks:
+                st.tick_index = int(saved["tick_index"])
+                for values in saved["ticks"][-size:]:
+                    tick = _Tick()
+                    (
+                        tick.attempts,
+                        tick.failures,
+                        tick.unknown,
+                        tick.unfamiliar_failures,
+                        tick.leaked,
+                    ) = (int(v) for v in values)
+                    st.ticks.append(tick)
+                for name in ("ips", "subnets", "strangers", "asns"):
+                    epoch, bitmaps = saved["sketches"][name]
+                    sketch: Sketch = getattr(st, name)
+                    raw = base64.b64decode(bitmaps, validate=True)
+                    if len(raw) != len(sketch.bitmaps):
+                        raise ValueError(f"{protocol}.{name}: a sketch of {len(raw)} bytes")
+                    sketch.epoch, sketch.bitmaps[:] = int(epoch), raw
+            out[str(protocol)] = st
+        return out
+
+
+def _dump_protocol(st: ProtocolState) -> dict[str, Any]:
+    return {
+        "baselines": {
+            name: [b.mean, b.var, b.samples, {str(h): list(v) for h, v in b.hourly.items()}]
+            for name, b in st.baselines.items()
+        },
+        "learned_ticks": st.learned_ticks,
+        "evidence": st.evidence,
+        "calm_since": st.calm_since,
+        "raised_at": st.raised_at,
+        "pending": [[h, list(shares), n] for h, shares, n in st.pending],
+        "tick_index": st.tick_index,
+        "ticks": [
+            [t.attempts, t.failures, t.unknown, t.unfamiliar_failures, t.leaked] for t in st.ticks
+        ],
+        "sketches": {
+            name: [sk.epoch, base64.b64encode(bytes(sk.bitmaps)).decode("ascii")]
+            for name in ("ips", "subnets", "strangers", "asns")
+            if (sk := getattr(st, name)) is not None
+        },
+    }

@@ -84,6 +84,26 @@ class AttackSpec:
             self.name = self.kind
 
 
+HISTORIES = (
+    "week",  # the defender has run for a week: familiarity warmed, detector learning from 0:00
+    "none",  # a fresh deployment: no familiarity, no baselines (the detector's priors only)
+    "learned",  # fresh, after `rempart learn` on Dovecot logs of the previous days
+)
+
+
+@dataclass
+class DeploymentSpec:
+    """What the defender knows when the simulated day starts, and whether it restarts."""
+
+    history: str = "week"
+    history_days: float = 2.0  # "learned": days of Dovecot logs replayed before the start
+    restart_h: float = -1.0  # restart (persisted state saved, then restored) at this hour
+
+    def __post_init__(self) -> None:
+        if self.history not in HISTORIES:
+            raise ValueError(f"[deployment] history: one of {', '.join(HISTORIES)}")
+
+
 @dataclass
 class Scenario:
     name: str
@@ -92,6 +112,7 @@ class Scenario:
     population: PopulationSpec = field(default_factory=PopulationSpec)
     leak: LeakSpec = field(default_factory=LeakSpec)
     attacks: list[AttackSpec] = field(default_factory=list)
+    deployment: DeploymentSpec = field(default_factory=DeploymentSpec)
 
     def scaled(self, users: int) -> Scenario:
         """The same scenario for a different number of users (every other size is relative)."""
@@ -114,9 +135,11 @@ def parse(data: dict[str, Any], default_name: str = "scenario") -> Scenario:
     population = _build(PopulationSpec, data.pop("population", {}), "[population]")
     leak = _build(LeakSpec, data.pop("leak", {}), "[leak]")
     attacks = [_build(AttackSpec, a, "[[attack]]") for a in data.pop("attack", [])]
+    deployment = _build(DeploymentSpec, data.pop("deployment", {}), "[deployment]")
     data.setdefault("name", default_name)
     scenario = _build(Scenario, data, "scenario")
     scenario.population, scenario.leak, scenario.attacks = population, leak, attacks
+    scenario.deployment = deployment
     return scenario
 
 

@@ -38,6 +38,9 @@ class Scorer:
         self.takeover_attempts = 0
         self.first_deny: dict[str, float] = {}
         self.first_posture_code: float | None = None
+        # Legitimate users denied twice within an hour: cut off, not greylisted once.
+        self._last_deny: dict[str, float] = {}
+        self.denied_repeatedly: set[str] = set()
         self.reasons: dict[str, int] = {}
         nbuckets = int(duration_s // TIMELINE_BUCKET_S) + 1
         self.timeline: dict[str, dict[str, list[int]]] = {
@@ -60,6 +63,11 @@ class Scorer:
             if seen is None:
                 seen = self.legit_users[key] = set()
             seen.add(event.login)
+        if effect == DENIED and event.legit:
+            last = self._last_deny.get(event.login)
+            if last is not None and event.t - last < 3600.0:
+                self.denied_repeatedly.add(event.login)
+            self._last_deny[event.login] = event.t
         if effect != ALLOWED:
             counts.affected[effect].add(event.login)
             for reason in verdict.reasons:
@@ -123,6 +131,8 @@ class Scorer:
             "time_to_first_deny_s": _since(first_deny, attack_start),
             "time_to_posture_change_s": _since(min(posture_times, default=None), attack_start),
             "time_to_strict_s": _since(min(strict_times, default=None), attack_start),
+            "posture_changes": sum(1 for p in postures if p.posture != "normal"),
+            "legit_users_denied_repeatedly": len(self.denied_repeatedly),
             "closure_user_minutes": round(closure_minutes, 1),
             "closures": [
                 {"protocol": p.value, "start_s": round(s, 1), "end_s": round(e, 1)}

@@ -83,6 +83,10 @@ def replay(example: dict[str, Any], leaks: LeakCorpus) -> tuple[list[str], Any]:
     attempt and its verdict."""
     engine = Engine.in_memory(leaks=leaks)
     *played, last = example["steps"]
+    # Postures apply to the last step only, unless the example says from the start.
+    early = example.get("posture_from_start", False)
+    for protocol, level in example.get("posture", {}).items() if early else ():
+        engine.set_posture(Protocol(protocol), level, "example", "example", T0 - 1)
     for step in played:
         for attempt, now in attempts(step, leaks):
             verdict = engine.decide(attempt, now)
@@ -93,7 +97,7 @@ def replay(example: dict[str, Any], leaks: LeakCorpus) -> tuple[list[str], Any]:
             engine.report(attempt, outcome, now)
     assert "outcome" not in last and last.get("repeat", 1) == 1, "the last step is decided only"
     ((attempt, now),) = attempts(last, leaks)
-    for protocol, level in example.get("posture", {}).items():
+    for protocol, level in example.get("posture", {}).items() if not early else ():
         engine.set_posture(Protocol(protocol), level, "example", "example", now)
     matched = engine.explain(attempt, now)["rules"]
     return matched, engine.decide(attempt, now)

@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 
 from rempart.config import Settings
+from rempart.engine.events import CountersReset, PostureChanged
 from rempart.engine.lists import ListEntry
+from rempart.engine.posture import detector_record
+from rempart.model import Posture, Protocol
 from rempart.ops.journal import Journal
 from rempart.server import Service
 
@@ -44,10 +47,12 @@ def test_decisions_stay_batched_but_a_durable_record_carries_them_out(tmp_path: 
     journal = Journal(tmp_path / "j", flush_interval=5.0)
     journal.start()
     try:
-        journal.listener("reset", time.time(), {"login": "a"})
+        journal.listener(CountersReset(time.time(), "a", "", 0))
         time.sleep(0.3)
         assert _on_disk(tmp_path / "j") == []  # batched: not yet written
-        journal.listener("posture", time.time(), {"protocol": "imap", "to": "strict"})
+        now = time.time()
+        strict = detector_record(Protocol.IMAP, Posture.STRICT, now, rising=True)
+        journal.listener(PostureChanged(now, Posture.NORMAL, strict))
         assert journal.wait_durable(2.0)
         assert [r["kind"] for r in _on_disk(tmp_path / "j")] == ["reset", "posture"]
     finally:

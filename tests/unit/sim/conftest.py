@@ -28,6 +28,7 @@ def tiny(**overrides: Any) -> scenario.Scenario:
         },
         "leak": overrides.pop("leak", {}),
         "attack": overrides.pop("attack", []),
+        "deployment": overrides.pop("deployment", {}),
     }
     assert not overrides, overrides
     return scenario.parse(data)

@@ -8,6 +8,7 @@ the engine's posture changes so that the scorer can time them.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
@@ -28,11 +29,24 @@ from rempart.sim.world import World
 class RempartEngine:
     name = "rempart"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        restart_at: float = math.inf,
+        leaks: SimulatedLeaks | None = None,
+    ) -> None:
         self.engine = engine
         self.posture_changes: list[PostureChange] = []
         self._postures: dict = {}
         self._next_tick = -math.inf
+        # A restart (kill -9: what was saved at the last `save_seconds` boundary survives).
+        self.restart_at = restart_at
+        self._leaks = leaks
+        self._next_save = -math.inf
+        self._saved: str | None = None
+        # The engine's clock runs this far ahead of the scenario's (a learned history sits
+        # before the day, at non-negative times, as in any real log).
+        self.offset = 0.0
 
     @classmethod
     def for_world(cls, world: World, config: str | Path | None = None) -> RempartEngine:
@@ -41,19 +55,56 @@ class RempartEngine:
             SimulatedLeaks(world.leak, world.pop) if world.scenario.leak.known_to_defender else None
         )
         engine = Engine.in_memory(settings, leaks)
-        warm_familiarity(engine, world)
-        return cls(engine)
+        deployment = world.scenario.deployment
+        if deployment.history == "week":
+            warm_familiarity(engine, world)
+        elif deployment.history == "learned":
+            from rempart.sim.history import warm_from_logs
+
+            warm_from_logs(engine, world, settings)
+        restart = deployment.restart_h * 3600 if deployment.restart_h >= 0 else math.inf
+        made = cls(engine, restart, leaks)
+        if deployment.history == "learned":
+            made.offset = deployment.history_days * 86400.0
+        return made
+
+    def _save_and_restart(self, now: float) -> None:
+        """What `rempart serve` keeps: the detector state saved every `save_seconds`; lists,
+        familiarity and postures written as they change. Counters in memory are lost."""
+        campaign = self.engine.campaign
+        if campaign is None:
+            return
+        if now >= self._next_save:
+            self._saved = json.dumps(campaign.dump())
+            every = self.engine.campaign_settings.save_seconds
+            self._next_save = (math.floor(now / every) + 1) * every
+        if now < self.restart_at:
+            return
+        self.restart_at = math.inf
+        old = self.engine
+        new = Engine.in_memory(old.settings, self._leaks)
+        new.familiarity = old.familiarity
+        new.blocklist, new.allowlist = old.blocklist, old.allowlist
+        if self._saved is not None and new.campaign is not None:
+            new.campaign.load(json.loads(self._saved))
+        for protocol, level in old.postures.items():
+            new.postures[protocol] = level
+            if new.campaign is not None:
+                new.campaign.restore(protocol.value, level)
+        self.engine = new
 
     def decide(self, attempt: Attempt, now: float) -> Verdict:
+        if self.restart_at < math.inf:
+            self._save_and_restart(now)
         if now >= self._next_tick:  # what the server's one-second timer does
-            self.engine.tick(now)
+            self.engine.tick(now + self.offset)
             self._next_tick = math.floor(now) + 1.0
-        verdict = self.engine.decide(attempt, now)
+        verdict = self.engine.decide(attempt, now + self.offset)
         self._watch(now)
         return verdict
 
     def report(self, attempt: Attempt, outcome: Outcome, now: float) -> None:
-        self.engine.report(attempt, outcome, now)
+        self.engine.report(attempt, outcome, now + self.offset)
         self._watch(now)
 
     def _watch(self, now: float) -> None:
