@@ -61,7 +61,7 @@ def test_allow_then_deny_a_spraying_source(app: HttpApp) -> None:
     ok = ask(app, {"X-Real-IP": "203.0.113.7", "X-Original-Authorization": basic("a@x.org", "pw")})
     assert ok.status == 204 and ok.headers["X-Rempart-Verdict"] == "allow"
     assert ok.headers["X-Rempart-Login"] == "a@x.org"
-    for i in range(3):
+    for i in range(5):  # 5 for a rule at 3: the distinct count may merge two (random key)
         report(app, f"u{i}@x.org", "203.0.113.7")
     denied = ask(app, {"X-Real-IP": "203.0.113.7", "X-Rempart-Login": "b@x.org"})
     assert denied.status == 403
@@ -95,7 +95,7 @@ def test_delay_is_a_403_with_retry_after(tmp_path: Path) -> None:
 
 
 def test_client_address_only_from_a_trusted_proxy(app: HttpApp) -> None:
-    for i in range(3):
+    for i in range(5):  # 5 for a rule at 3: the distinct count may merge two (random key)
         report(app, f"u{i}@x.org", "203.0.113.9")
     # A client talking to Rempart directly cannot pose as someone else...
     spoofed = ask(app, {"X-Real-IP": "192.0.2.55"}, peer="203.0.113.9")
