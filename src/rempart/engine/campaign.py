@@ -322,7 +322,9 @@ class CampaignDetector:
         judged_distinct = DISTINCT if warm else tuple(n for n in DISTINCT if n in PRIORS)
         score = 0.0
         if judged_raw or judged_distinct:
-            shares = {name: st.baselines[name].share(hour, self.ticks_per_day) for name in SCORED}
+            expected_shares = {
+                name: st.baselines[name].share(hour, self.ticks_per_day) for name in SCORED
+            }
             # What the baseline may have missed: `prior_events` over the attempts it has seen;
             # a figure with a prior has it as its floor while the prior still weighs.
             unseen = s.prior_events / max(st.evidence, 1.0)
@@ -337,12 +339,12 @@ class CampaignDetector:
                     continue
                 # Raw counts over the window, or what there is of it in the first minute.
                 for name in judged_raw if span == longest else ():
-                    mean, sd = shares[name]
+                    mean, sd = expected_shares[name]
                     expected = mean * n
                     z = (window[name] - expected) / math.sqrt(max(expected, 1.0) + (sd * n) ** 2)
                     score = max(score, z)
                 for name in judged_distinct:
-                    mean, sd = shares[name]
+                    mean, sd = expected_shares[name]
                     floor = unseen * learned_weight if name in PRIORS else unseen
                     score = max(score, _excess(window[name], (mean + floor) * n, sd * n))
         # A posture raised before anything was learned has no baseline of the service to call

@@ -73,7 +73,8 @@ _NETWORK, _DEVICE_MARK = MarkerKind.NETWORK.value, MarkerKind.DEVICE.value
 
 def default_rule_tables() -> list[dict[str, Any]]:
     text = resources.files("rempart.engine").joinpath("default_policy.toml").read_text("utf-8")
-    return tomllib.loads(text)["rules"]
+    rules: list[dict[str, Any]] = tomllib.loads(text)["rules"]
+    return rules
 
 
 class KeyState:
@@ -564,7 +565,7 @@ class Engine:
     def snapshot(self) -> EngineSnapshot:
         """Counters, sizes and postures for metrics, stats and the dashboard (a copy)."""
         detector = self.campaign.snapshot() if self.campaign is not None else {}
-        postures = {}
+        postures: dict[Protocol, PostureView] = {}
         for protocol in Protocol:
             if protocol is Protocol.OTHER:
                 continue

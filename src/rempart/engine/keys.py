@@ -11,7 +11,7 @@ import hashlib
 import socket
 from dataclasses import dataclass
 
-from rempart.config import LoginRules
+from rempart.config import LoginRules as LoginRules  # re-exported: callers of canonical_login build one
 
 MAX_LOGIN_BYTES = 1024
 _MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"

@@ -236,7 +236,8 @@ PRIOR_WHY = {
 
 def cold_start_priors() -> list[str]:
     """The detector's cold-start priors and the share thresholds they imply (text lines)."""
-    from rempart.engine.campaign import PRIOR_MIN_SUBNETS, PRIORS, CampaignSettings
+    from rempart.config import CampaignSettings
+    from rempart.engine.campaign import PRIOR_MIN_SUBNETS, PRIORS
 
     s = CampaignSettings()
     lines = [
