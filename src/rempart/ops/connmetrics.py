@@ -3,7 +3,7 @@ scrape time from the guard's plain counters."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -27,19 +27,23 @@ class ConnectionCollector(Collector):
             "Most open HTTP connections (trusted clients; untrusted get less)",
             value=guard.ceiling,
         )
-        refused = CounterMetricFamily(
+        yield _counter_by(
             "rempart_http_connections_refused",
             "Connections closed at once because a limit was reached",
-            labels=["limit"],
+            "limit",
+            guard.refused,
         )
-        for limit, count in guard.refused.items():
-            refused.add_metric([limit], count)
-        yield refused
-        timed_out = CounterMetricFamily(
+        yield _counter_by(
             "rempart_http_connections_timed_out",
             "Connections closed by the header or idle timeout",
-            labels=["timeout"],
+            "timeout",
+            guard.timed_out,
         )
-        for timeout, count in guard.timed_out.items():
-            timed_out.add_metric([timeout], count)
-        yield timed_out
+
+
+def _counter_by(name: str, doc: str, label: str, counts: Mapping[str, int]) -> Metric:
+    """One counter family with a sample per label value."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for value, count in counts.items():
+        family.add_metric([value], count)
+    return family
