@@ -22,6 +22,7 @@ from rempart.engine.events import (
     AutoBlocked,
     CountersReset,
     Decided,
+    EngineEvent,
     Familiar,
     FetchersLearned,
     ListAdded,
@@ -265,7 +266,7 @@ class Engine:
         self.blocklist.put(entry)
         self._emit(AutoBlocked(now, ListName.BLOCK, entry, "policy:" + rule.name, rule.name))
 
-    def _emit(self, event: Any) -> None:
+    def _emit(self, event: EngineEvent) -> None:
         for listener in self.listeners:
             listener(event)
 
