@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rempart.model import Protocol
 from rempart.ops.journal import Journal
 from rempart.ops.operators import fingerprint
+from rempart.state.writer import decode_posture
 
 OPERATOR_KINDS = ("operator_added", "operator_removed", "operator_password_changed")
 
@@ -79,8 +81,14 @@ def missing_records(
             if found == "list_del":
                 why = "in force, but the journal's last record of it is a removal"
             out.append(Missing(f"{which}-list entry", f"{kind} {value}", why))
-    for protocol, level in sorted(postures.items()):
+    for protocol, stored_posture in sorted(postures.items()):
         journaled = last_posture.get(protocol)
+        try:
+            # Stored as a posture record (a bare level before postures had records).
+            level = decode_posture(Protocol(protocol), stored_posture).level.value
+        except ValueError as exc:
+            out.append(Missing("posture", protocol, f"unreadable in the state: {exc}"))
+            continue
         if journaled != level:
             why = f"is {level!r}, but the journal " + (
                 f"last set it to {journaled!r}" if journaled else "has no posture change for it"
