@@ -23,4 +23,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 python3 -m pip install -q -e '.[test]'
 python3 -m ruff check src tests benchmarks
+python3 -m mypy  # configured in pyproject.toml: strict on engine/, state/, model.py, config.py
 python3 -m pytest -q -p no:cacheprovider "$@"

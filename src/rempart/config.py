@@ -199,7 +199,8 @@ def from_table(kind: type[T], table: object, name: str) -> T:
     against its field's type and bounds, then the class's own `check()` (cross-field rules)."""
     if not isinstance(table, dict):
         raise ConfigError("must be a table", name)
-    by_key, hints = _declared(kind)
+    section: type = kind  # mypy does not see a type[T] as Hashable, which the cache needs
+    by_key, hints = _declared(section)
     unknown = sorted(set(table) - set(by_key))
     if unknown:
         raise ConfigError(

@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 import httptools
@@ -209,6 +209,8 @@ class _Connection(asyncio.Protocol):
         "url",
         "worker",
     )
+    client_key: str  # both set by the guard when it admits the connection
+    trusted: bool
 
     def __init__(self, app: HttpApp) -> None:
         self.app = app
@@ -223,12 +225,13 @@ class _Connection(asyncio.Protocol):
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
+        # A stream server hands its protocol a full Transport (asyncio types it as the base).
+        stream = self.transport = cast(asyncio.Transport, transport)
+        peer = stream.get_extra_info("peername")
         self.client = peer[0] if isinstance(peer, tuple) and peer else ""
         if not self.guard.admit(self, self.client):
             self.transport = None
-            transport.abort()
+            stream.abort()
             return
         self.app.connections.add(self)
 

@@ -19,6 +19,7 @@ import calendar
 import fcntl
 import gzip
 import hashlib
+import io
 import json
 import re
 import zlib
@@ -114,7 +115,7 @@ def timestamp(line: str, year: int) -> float | None:
     return None
 
 
-def _open(path: Path) -> IO[bytes]:
+def _open(path: Path) -> io.BufferedIOBase:
     with path.open("rb") as probe:
         magic = probe.read(2)
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
@@ -183,7 +184,7 @@ class Learner:
         path: Path,
         parser: LogParser,
         summary: Summary,
-        progress: Callable[[int], None] = lambda n: None,
+        progress: Callable[[int], object] = lambda n: None,
     ) -> FileReport:
         report = FileReport(str(path))
         summary.files.append(report)
@@ -294,7 +295,7 @@ def learn(
     data_dir: Path,
     paths: list[Path],
     parser: LogParser,
-    progress: Callable[[int], None] = lambda n: None,
+    progress: Callable[[int], object] = lambda n: None,
 ) -> Summary:
     """Learn `paths` into `data_dir`; the summary lists every problem by file and line."""
     from rempart.state import open_store

@@ -100,7 +100,7 @@ def tail(
             parser = parser_for(spec, "--regex" if regex else "--parser")
             sources = [(f, parser) for f in files]
         else:
-            sources = configured.files
+            sources = list(configured.files)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if not sources:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,7 @@ class LeakCorpus:
             snap = self._snap
             was = canon in snap.restricted
             if was:
-                self._snap = _replace_restricted(snap, snap.restricted - {canon})
+                self._snap = replace(snap, restricted=snap.restricted - {canon})
         return was
 
     def password_check(self, login: str, password: str) -> dict[str, Any]:
@@ -192,16 +192,3 @@ class LeakCorpus:
     def close(self) -> None:
         self._clock.close()
         self._changes.close()
-
-
-def _replace_restricted(snap: _Snapshot, restricted: frozenset[str]) -> _Snapshot:
-    return _Snapshot(
-        generation=snap.generation,
-        logins=snap.logins,
-        pairs=snap.pairs,
-        dovecot=snap.dovecot,
-        dovecot_usable=snap.dovecot_usable,
-        exposed=snap.exposed,
-        restricted=restricted,
-        sources=snap.sources,
-    )

@@ -27,8 +27,8 @@ class FingerprintSet:
         edges = np.arange(2**bits + 1, dtype=object)
         bounds = np.array([int(e) << self._shift for e in edges[:-1]], dtype=np.uint64)
         index = np.searchsorted(arr, bounds, side="left").astype(np.uint64)
-        self._index = memoryview(np.append(index, np.uint64(len(arr))))
-        self._values = memoryview(arr)
+        self._index = np.append(index, np.uint64(len(arr))).data
+        self._values = arr.data
 
     def __len__(self) -> int:
         return len(self.array)

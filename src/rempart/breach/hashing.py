@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress, count
@@ -40,7 +41,7 @@ SLICE_LINES = 1 << 14
 """Lines handled in bulk at a time: bounds the fast path's temporary lists (~3 MB); 4k to 256k
 lines per slice measured within 3% of each other."""
 
-_FAST: dict[int, object] = {}
+_FAST: dict[int, Callable[[bytes], re.Match[bytes] | None]] = {}
 _EMPTY = np.zeros(0, dtype=np.uint64)
 
 
@@ -189,12 +190,12 @@ class _Accumulator:
         canon = ""
         valid = 0
         for lineno, line in numbered:
-            m = fast(line)  # type: ignore[operator]
+            m = fast(line)
             parts = m.groups() if m is not None else split_line(line, max_password)
-            if parts.__class__ is str:
-                reason = parts  # type: ignore[assignment]
+            if isinstance(parts, str):
+                reason = parts
             else:
-                login_raw, password = parts  # type: ignore[misc]
+                login_raw, password = parts
                 if not all_utf8:
                     password = to_utf8(password)
                 if login_raw != last_raw:

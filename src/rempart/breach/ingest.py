@@ -145,7 +145,7 @@ def _ingest(
             "restore them, or remove the corpus directory and ingest all lists again"
         )
     wdir = work_dir(data_dir)
-    inputs = [
+    inputs: list[dict[str, Any]] = [
         {
             "path": p if p == "-" else str(Path(p).resolve()),
             "source": source or ("stdin" if p == "-" else Path(p).name),

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 
 from rempart.breach.parser import MAX_LINE_BYTES
 
@@ -22,6 +22,10 @@ MAX_PENDING = 1 << 20
 SNIFF_BYTES = 64 << 10
 _GZIP_MAGIC = b"\x1f\x8b"
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\f\v")
+
+
+# What an input reads as: the file itself, or the gzip stream over it.
+Stream: TypeAlias = BinaryIO | gzip.GzipFile
 
 
 class InputError(RuntimeError):
@@ -79,9 +83,9 @@ class open_stream:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._files: list[BinaryIO] = []
+        self._files: list[Stream] = []
 
-    def __enter__(self) -> tuple[BinaryIO, BinaryIO]:
+    def __enter__(self) -> tuple[Stream, BinaryIO]:
         if self.path == "-":
             raw: BinaryIO = sys.stdin.buffer
         else:
@@ -91,8 +95,8 @@ class open_stream:
         magic = peek(2)[:2] if peek else b""
         if magic == _GZIP_MAGIC:
             gz = gzip.GzipFile(fileobj=raw, mode="rb")
-            self._files.insert(0, gz)  # type: ignore[arg-type]
-            return gz, raw  # type: ignore[return-value]
+            self._files.insert(0, gz)
+            return gz, raw
         return raw, raw
 
     def __exit__(self, *exc: object) -> None:
@@ -101,7 +105,7 @@ class open_stream:
 
 
 def read_blocks(
-    stream: BinaryIO, raw: BinaryIO, offset: int, skipping: bool, min_lines: int
+    stream: Stream, raw: BinaryIO, offset: int, skipping: bool, min_lines: int
 ) -> Iterator[Block]:
     """Yield blocks of at least `min_lines` complete lines (the last one may be shorter)."""
     if offset:

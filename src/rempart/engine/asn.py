@@ -18,7 +18,7 @@ import bisect
 import gzip
 import socket
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,10 +129,13 @@ class AsnTable:
         """The AS number announcing a packed IPv4 (4 bytes) or IPv6 (16 bytes) address; 0 if
         none."""
         value = int.from_bytes(packed)
+        starts: Sequence[int]  # compact arrays for IPv4, lists of big ints for IPv6
+        ends: Sequence[int]
+        asns: Sequence[int]
         if len(packed) == 4:
             starts, ends, asns = self._v4_starts, self._v4_ends, self._v4_asns
         else:
-            starts, ends, asns = self._v6_starts, self._v6_ends, self._v6_asns  # type: ignore[assignment]
+            starts, ends, asns = self._v6_starts, self._v6_ends, self._v6_asns
         i = bisect.bisect_right(starts, value) - 1
         if i >= 0 and value <= ends[i]:
             return asns[i]

@@ -180,6 +180,10 @@ class _Baseline:
 
 @dataclass(slots=True)
 class ProtocolState:
+    ips: Sketch
+    subnets: Sketch
+    strangers: Sketch  # failing IPs on networks unfamiliar to the account
+    asns: Sketch  # failing autonomous systems (with an `[asn] database` only)
     level: str = "normal"
     score: float = 0.0
     above: int = 0
@@ -187,10 +191,6 @@ class ProtocolState:
     manual_until: float = 0.0  # an operator's setting holds until then (inf: until changed)
     figures: dict[str, float] = field(default_factory=dict)
     ticks: deque[_Tick] = field(default_factory=deque)
-    ips: Sketch | None = None
-    subnets: Sketch | None = None
-    strangers: Sketch | None = None  # failing IPs on networks unfamiliar to the account
-    asns: Sketch | None = None  # failing autonomous systems (with an `[asn] database` only)
     baselines: dict[str, _Baseline] = field(default_factory=dict)
     tick_index: int = -1
     raised_at: float = 0.0  # when the posture last left normal
@@ -199,6 +199,14 @@ class ProtocolState:
     evidence: float = 0.0  # attempts the baselines learned from (same half-life)
     # Closed ticks waiting to be learned: (hour, share of each scored figure, tick's attempts).
     pending: deque[tuple[int, tuple[float, ...], int]] = field(default_factory=deque)
+
+    @classmethod
+    def empty(cls, window_ticks: int) -> ProtocolState:
+        """A protocol's state before its first attempt: empty sketches over the window."""
+        size = window_ticks
+        return cls(
+            ips=Sketch(size), subnets=Sketch(size), strangers=Sketch(size), asns=Sketch(size)
+        )
 
 
 class CampaignDetector:
@@ -213,10 +221,7 @@ class CampaignDetector:
     def state(self, protocol: str) -> ProtocolState:
         st = self.protocols.get(protocol)
         if st is None:
-            size = self.settings.window_ticks
-            st = self.protocols[protocol] = ProtocolState(
-                ips=Sketch(size), subnets=Sketch(size), strangers=Sketch(size), asns=Sketch(size)
-            )
+            st = self.protocols[protocol] = ProtocolState.empty(self.settings.window_ticks)
             st.baselines = {f: _Baseline(PRIORS.get(f), self.settings.prior_ticks) for f in SCORED}
         return st
 
@@ -246,11 +251,11 @@ class CampaignDetector:
             ip_hash = item_hash(ip)
             if not familiar:
                 tick.unfamiliar_failures += 1
-                st.strangers.add(ip_hash, st.tick_index, size)  # type: ignore[union-attr]
-            st.ips.add(ip_hash, st.tick_index, size)  # type: ignore[union-attr]
-            st.subnets.add(item_hash(subnet), st.tick_index, size)  # type: ignore[union-attr]
+                st.strangers.add(ip_hash, st.tick_index, size)
+            st.ips.add(ip_hash, st.tick_index, size)
+            st.subnets.add(item_hash(subnet), st.tick_index, size)
             if asn:
-                st.asns.add(item_hash(asn), st.tick_index, size)  # type: ignore[union-attr]
+                st.asns.add(item_hash(asn), st.tick_index, size)
         if leaked:
             tick.leaked += 1
         return changes
@@ -303,10 +308,10 @@ class CampaignDetector:
             "unknown": sum(t.unknown for t in ticks),
             "unfamiliar_failures": sum(t.unfamiliar_failures for t in ticks),
             "leaked": sum(t.leaked for t in ticks),
-            "failing_ips": st.ips.estimate(span, closing, size),  # type: ignore[union-attr]
-            "failing_subnets": st.subnets.estimate(span, closing, size),  # type: ignore[union-attr]
-            "failing_asns": st.asns.estimate(span, closing, size),  # type: ignore[union-attr]
-            "unfamiliar_ips": st.strangers.estimate(span, closing, size),  # type: ignore[union-attr]
+            "failing_ips": st.ips.estimate(span, closing, size),
+            "failing_subnets": st.subnets.estimate(span, closing, size),
+            "failing_asns": st.asns.estimate(span, closing, size),
+            "unfamiliar_ips": st.strangers.estimate(span, closing, size),
         }
 
     def _close(self, protocol: str, st: ProtocolState, closing: int) -> tuple[str, str, str] | None:
@@ -322,7 +327,9 @@ class CampaignDetector:
         judged_distinct = DISTINCT if warm else tuple(n for n in DISTINCT if n in PRIORS)
         score = 0.0
         if judged_raw or judged_distinct:
-            shares = {name: st.baselines[name].share(hour, self.ticks_per_day) for name in SCORED}
+            expected_shares = {
+                name: st.baselines[name].share(hour, self.ticks_per_day) for name in SCORED
+            }
             # What the baseline may have missed: `prior_events` over the attempts it has seen;
             # a figure with a prior has it as its floor while the prior still weighs.
             unseen = s.prior_events / max(st.evidence, 1.0)
@@ -337,12 +344,12 @@ class CampaignDetector:
                     continue
                 # Raw counts over the window, or what there is of it in the first minute.
                 for name in judged_raw if span == longest else ():
-                    mean, sd = shares[name]
+                    mean, sd = expected_shares[name]
                     expected = mean * n
                     z = (window[name] - expected) / math.sqrt(max(expected, 1.0) + (sd * n) ** 2)
                     score = max(score, z)
                 for name in judged_distinct:
-                    mean, sd = shares[name]
+                    mean, sd = expected_shares[name]
                     floor = unseen * learned_weight if name in PRIORS else unseen
                     score = max(score, _excess(window[name], (mean + floor) * n, sd * n))
         # A posture raised before anything was learned has no baseline of the service to call
@@ -481,10 +488,8 @@ class CampaignDetector:
         )
         out: dict[str, ProtocolState] = {}
         for protocol, saved in dict(data["protocols"]).items():
-            st = ProtocolState()
             size = self.settings.window_ticks
-            st.ips, st.subnets = Sketch(size), Sketch(size)
-            st.strangers, st.asns = Sketch(size), Sketch(size)
+            st = ProtocolState.empty(size)
             st.baselines = {}
             for name in SCORED:
                 mean, var, samples, hourly = saved["baselines"][name]

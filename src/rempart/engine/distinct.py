@@ -58,6 +58,7 @@ class Sketch:
         start = oldest % size
         count = newest - oldest + 1
         # OR the buckets together: one big int per contiguous run, folded 256 bits at a time.
+        runs: tuple[tuple[int, int], ...]
         if start + count <= size:
             runs = ((start, count),)
         else:

@@ -22,6 +22,7 @@ from rempart.engine.events import (
     AutoBlocked,
     CountersReset,
     Decided,
+    EngineEvent,
     Familiar,
     FetchersLearned,
     ListAdded,
@@ -73,7 +74,8 @@ _NETWORK, _DEVICE_MARK = MarkerKind.NETWORK.value, MarkerKind.DEVICE.value
 
 def default_rule_tables() -> list[dict[str, Any]]:
     text = resources.files("rempart.engine").joinpath("default_policy.toml").read_text("utf-8")
-    return tomllib.loads(text)["rules"]
+    rules: list[dict[str, Any]] = tomllib.loads(text)["rules"]
+    return rules
 
 
 class KeyState:
@@ -264,7 +266,7 @@ class Engine:
         self.blocklist.put(entry)
         self._emit(AutoBlocked(now, ListName.BLOCK, entry, "policy:" + rule.name, rule.name))
 
-    def _emit(self, event: Any) -> None:
+    def _emit(self, event: EngineEvent) -> None:
         for listener in self.listeners:
             listener(event)
 
@@ -564,7 +566,7 @@ class Engine:
     def snapshot(self) -> EngineSnapshot:
         """Counters, sizes and postures for metrics, stats and the dashboard (a copy)."""
         detector = self.campaign.snapshot() if self.campaign is not None else {}
-        postures = {}
+        postures: dict[Protocol, PostureView] = {}
         for protocol in Protocol:
             if protocol is Protocol.OTHER:
                 continue

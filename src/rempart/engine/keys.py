@@ -11,7 +11,8 @@ import hashlib
 import socket
 from dataclasses import dataclass
 
-from rempart.config import LoginRules
+# Re-exported: callers of canonical_login build one.
+from rempart.config import LoginRules as LoginRules
 
 MAX_LOGIN_BYTES = 1024
 _MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"

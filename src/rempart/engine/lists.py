@@ -115,8 +115,8 @@ class AccessList:
         if nets:
             number = int.from_bytes(packed)
             bits = len(packed) * 8
-            for plen, table in nets.items():
-                entry = table.get(number >> (bits - plen))
+            for plen, net_table in nets.items():
+                entry = net_table.get(number >> (bits - plen))
                 if entry is not None and entry.live(now):
                     return entry
         return None

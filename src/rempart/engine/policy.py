@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -256,7 +257,9 @@ def _expression_tree(rule: str, text: str, engine: EngineSettings) -> ast.expr:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ConfigError(f"[[policy.rules]] {rule!r}: cannot parse 'when': {exc.msg}") from None
-    return _Compiler(rule, engine).visit(tree).body
+    compiled = _Compiler(rule, engine).visit(tree)
+    assert isinstance(compiled, ast.Expression)  # visiting an Expression returns one
+    return compiled.body
 
 
 def _function(name: str, body: list[ast.stmt], filename: str) -> Callable[[Any], Any]:
@@ -268,14 +271,16 @@ def _function(name: str, body: list[ast.stmt], filename: str) -> Callable[[Any],
         body=body,
         decorator_list=[],
         returns=None,
-        type_params=[],
     )
+    if sys.version_info >= (3, 12):
+        func.type_params = []
     module = ast.Module(body=[func], type_ignores=[])
     ast.fix_missing_locations(module)
     namespace: dict[str, Any] = {"__builtins__": {}}
     # Only expressions the _Compiler checked reach here, and without builtins.
     exec(compile(module, filename, "exec"), namespace)
-    return namespace[name]
+    function: Callable[[Any], Any] = namespace[name]
+    return function
 
 
 def compile_ruleset(rules: list[Rule], engine: EngineSettings) -> Callable[[Any], list[int]]:

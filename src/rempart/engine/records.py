@@ -23,13 +23,14 @@ password change, a status notice) are journaled with their own kinds and free fi
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, TypeAlias, TypeGuard, assert_never
 
 from rempart.engine.events import (
     CountersReset,
     Decided,
     EngineEvent,
     Familiar,
+    FetchersLearned,
     ListAdded,
     ListRemoved,
     PostureChanged,
@@ -48,6 +49,17 @@ class RecordKind(enum.StrEnum):
     FAMILIAR = "familiar"
     POSTURE = "posture"
     RESET = "reset"
+
+
+# The events with a record: all but the learned fetchers, internal state that only the
+# StateWriter keeps (`journaled` tells them apart).
+RecordedEvent: TypeAlias = (
+    Decided | Reported | ListAdded | ListRemoved | Familiar | PostureChanged | CountersReset
+)
+
+
+def journaled(event: EngineEvent) -> TypeGuard[RecordedEvent]:
+    return not isinstance(event, FetchersLearned)
 
 
 # Records that change shared state, which replication carries to the other nodes.
@@ -92,7 +104,7 @@ def _list_record(kind: str, now: float, which: ListName, e: ListEntry, by: str) 
     }
 
 
-def event_record(event: EngineEvent) -> dict[str, Any]:
+def event_record(event: RecordedEvent) -> dict[str, Any]:
     """The record of an engine event (without the journal's chain fields)."""
     match event:
         case Decided(at=at, attempt=attempt, verdict=v):
@@ -139,7 +151,7 @@ def event_record(event: EngineEvent) -> dict[str, Any]:
                 "ip": ip,
                 "cleared": cleared,
             }
-    raise TypeError(f"not an engine event: {event!r}")
+    assert_never(event)
 
 
 def posture_of_record(rec: dict[str, Any]) -> PostureRecord:
@@ -167,7 +179,7 @@ def posture_of_record(rec: dict[str, Any]) -> PostureRecord:
     )
 
 
-def change_from_record(rec: dict[str, Any]) -> EngineEvent:
+def change_from_record(rec: dict[str, Any]) -> RecordedEvent:
     """The change event a list, posture or reset record describes; ValueError when the record
     is not one (or is malformed)."""
     try:

@@ -6,7 +6,7 @@ when a rule asks for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from rempart.engine.familiarity import MarkerKind
 from rempart.engine.families import SPECS, KeyFamily
@@ -61,7 +61,8 @@ class Signals:
         self.now = now
         self.bucket = int(now // engine.width)
         self.dbucket = int(now // engine.dwidth)
-        self._states: list[KeyState | bool | None] = [False] * len(keys)
+        # False: not looked up yet; None: the key is not tracked.
+        self._states: list[KeyState | Literal[False] | None] = [False] * len(keys)
         self._memo: dict[tuple[int, int, int], int] = {}
         self._leaked: bool | None = None
         # Cheap facts every rule may read, set once instead of computed per rule.
@@ -78,7 +79,7 @@ class Signals:
             key = self.keys[family]
             state = self.engine.states.get(key) if key else None
             self._states[family] = state
-        return state  # type: ignore[return-value]
+        return state
 
     # --- counters and sketches -------------------------------------------------------------
     def count(self, family: int, kind: int, span: int) -> int:
@@ -90,8 +91,8 @@ class Signals:
         if family in _FAILURES_ONLY:
             if kind != FAILURES:
                 return 0
-            return state.ring.total(0, span, self.bucket, self.engine.size, 1)  # type: ignore[union-attr]
-        return state.ring.total(kind, span, self.bucket, self.engine.size, KINDS)  # type: ignore[union-attr]
+            return state.ring.total(0, span, self.bucket, self.engine.size, 1)
+        return state.ring.total(kind, span, self.bucket, self.engine.size, KINDS)
 
     def failed_logins(self, family: int, span: int) -> int:
         """Distinct failing logins from a source (estimates are memoised: rules share them)."""

@@ -27,13 +27,13 @@ class ConnectionCollector(Collector):
             "Most open HTTP connections (trusted clients; untrusted get less)",
             value=guard.ceiling,
         )
-        yield _labelled(
+        yield _counter_by(
             "rempart_http_connections_refused",
             "Connections closed at once because a limit was reached",
             "limit",
             guard.refused,
         )
-        yield _labelled(
+        yield _counter_by(
             "rempart_http_connections_timed_out",
             "Connections closed by the header or idle timeout",
             "timeout",
@@ -41,7 +41,7 @@ class ConnectionCollector(Collector):
         )
 
 
-def _labelled(name: str, doc: str, label: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+def _counter_by(name: str, doc: str, label: str, counts: Mapping[str, int]) -> Metric:
     """One counter family with a sample per label value."""
     family = CounterMetricFamily(name, doc, labels=[label])
     for value, count in counts.items():

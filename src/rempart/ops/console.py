@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -69,9 +70,9 @@ def _html_errors(
     async def wrapper(self: Console, request: Request) -> Response:
         try:
             result = handler(self, request)
-            if asyncio.iscoroutine(result):
-                result = await result
-            return result  # type: ignore[return-value]
+            if inspect.isawaitable(result):
+                return await result
+            return result
         except HTTPError as exc:
             return _refusal(request, exc)
 

@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from rempart.engine.events import EngineEvent, ListAdded, ListRemoved, PostureChanged
-from rempart.engine.records import event_record, micros
+from rempart.engine.records import RecordedEvent, event_record, journaled, micros
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
@@ -82,7 +82,7 @@ class Journal:
         self.flush_interval = flush_interval
         self.seq, self.last_hash = self._tail()
         # Events (or ready records) not yet encoded; a deque: appends from any thread are atomic.
-        self._pending: deque[EngineEvent | dict[str, Any]] = deque()
+        self._pending: deque[RecordedEvent | dict[str, Any]] = deque()
         self.batch_records = 128
         self._queue: queue.SimpleQueue[tuple[int, bytes] | threading.Event | None] = (
             queue.SimpleQueue()
@@ -106,6 +106,8 @@ class Journal:
 
     def listener(self, event: EngineEvent) -> None:
         """Engine listener: queue the event; encode a batch once enough have gathered."""
+        if not journaled(event):
+            return  # the learned fetchers: internal state, kept by the StateWriter
         pending = self._pending
         pending.append(event)
         if isinstance(event, ListAdded | ListRemoved | PostureChanged):

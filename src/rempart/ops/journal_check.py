@@ -90,10 +90,10 @@ def missing_records(
         if why:
             out.append(Missing("posture", protocol, why))
     for name, stored in sorted(operators.items()):
-        rec = last_operator.get(name)
-        if rec is None or rec.get("kind") == "operator_removed":
+        last = last_operator.get(name)
+        if last is None or last.get("kind") == "operator_removed":
             out.append(Missing("operator", name, "exists, but the journal has no record of it"))
-        elif rec.get("fingerprint") != fingerprint(stored):
+        elif last.get("fingerprint") != fingerprint(stored):
             out.append(Missing("operator", name, "its password changed without a journal record"))
     return out
 

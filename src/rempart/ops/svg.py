@@ -7,7 +7,7 @@ SVG presentation attributes, so the charts also pass a CSP that forbids inline s
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rempart.ops.web import h
 
@@ -39,7 +39,7 @@ def _nice(top: float) -> float:
 def stacked_columns(
     starts: Sequence[float],
     width_s: float,
-    series: dict[str, Sequence[float]],
+    series: Mapping[str, Sequence[float]],
     title: str,
     *,
     width: int = 880,

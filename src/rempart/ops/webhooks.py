@@ -23,7 +23,7 @@ from typing import Any
 
 from rempart.config import ConfigError, section
 from rempart.engine.events import Decided, EngineEvent, Reported
-from rempart.engine.records import event_record
+from rempart.engine.records import event_record, journaled
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,8 @@ class WebhookSender:
                 return
             case _:
                 pass
+        if not journaled(event):
+            return  # the learned fetchers are no one's news
         rec: dict[str, Any] | None = None
         for hook in self.hooks:
             if rec is None:

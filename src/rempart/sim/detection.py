@@ -206,10 +206,10 @@ def cold_targets(rows: list[tuple[Scenario, list[dict[str, Any]]]]) -> list[str]
                 reverse=True,
             )
             by = ", ".join(f"`{code}` {n:,}" for n, code in codes)
-            why = [COLD_FRICTION[c] for _, c in codes if c in COLD_FRICTION]
+            causes = [COLD_FRICTION[c] for _, c in codes if c in COLD_FRICTION]
             problems.append(
                 f"{repeated:,} legitimate users denied more than once within an hour (legit "
-                f"denials by rule: {by})" + (": " + "; ".join(why) if why else "")
+                f"denials by rule: {by})" + (": " + "; ".join(causes) if causes else "")
             )
         lines.append(
             f"| {scenario.name} | {_seconds(posture)} ({wanted}) "
@@ -236,7 +236,8 @@ PRIOR_WHY = {
 
 def cold_start_priors() -> list[str]:
     """The detector's cold-start priors and the share thresholds they imply (text lines)."""
-    from rempart.engine.campaign import PRIOR_MIN_SUBNETS, PRIORS, CampaignSettings
+    from rempart.config import CampaignSettings
+    from rempart.engine.campaign import PRIOR_MIN_SUBNETS, PRIORS
 
     s = CampaignSettings()
     lines = [

@@ -34,7 +34,7 @@ def loopback_target(url: str) -> tuple[str, int]:
         raise NotLoopback(f"need an http:// URL on loopback, got {url!r}")
     port = parts.port or 80
     infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    addresses = {info[4][0] for info in infos}
+    addresses = {str(info[4][0]) for info in infos}
     if not addresses or not all(ipaddress.ip_address(a).is_loopback for a in addresses):
         raise NotLoopback(f"{parts.hostname} is not loopback ({', '.join(sorted(addresses))})")
     return parts.hostname, port

@@ -71,8 +71,8 @@ class Scorer:
         if effect != ALLOWED:
             counts.affected[effect].add(event.login)
             for reason in verdict.reasons:
-                key = f"{group}:{reason.code}"
-                self.reasons[key] = self.reasons.get(key, 0) + 1
+                reason_key = f"{group}:{reason.code}"
+                self.reasons[reason_key] = self.reasons.get(reason_key, 0) + 1
             if not event.legit and effect == DENIED and event.source not in self.first_deny:
                 self.first_deny[event.source] = event.t
         if takeover:

@@ -290,7 +290,7 @@ class RedisStore:
         except REDIS_ERRORS as exc:
             self.mark(False, exc)
             return self.local.get_setting(key) if self.local is not None else None
-        found = value.decode() if value is not None else None
+        found = value.decode() if isinstance(value, bytes) else value
         if self.local is not None and self.local.get_setting(key) != found:
             self.local.put_setting(key, found)
         return found

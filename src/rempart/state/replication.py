@@ -60,6 +60,8 @@ from rempart.state.writer import encode_posture, posture_key
 if TYPE_CHECKING:
     import asyncio
 
+    from redis.typing import KeyT, StreamIdT
+
     from rempart.engine.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ class Replicator:
         now = time.time()
         # Reports from the last counter window warm a starting node; changes from a few seconds
         # before the store was loaded cover the race between loading and reading.
-        self.last_ids: dict[str, str | bytes] = {
+        self.last_ids: dict[KeyT, StreamIdT] = {
             store.changes_stream: _stream_id(now - 10.0),
             store.reports_stream: _stream_id(now - backfill_seconds),
         }
@@ -141,6 +143,8 @@ class Replicator:
             store.mark(True)
             if not result:
                 continue
+            # The client speaks RESP2 (from_url's default): XREAD answers [[stream, entries]].
+            assert isinstance(result, list)
             try:
                 self._receive(result)
             except Exception:

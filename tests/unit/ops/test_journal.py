@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from rempart.engine.engine import Engine
+from rempart.engine.events import FetchersLearned
 from rempart.engine.lists import ListEntry
 from rempart.model import Attempt, Outcome, Protocol
 from rempart.ops.journal import Journal
@@ -57,6 +58,17 @@ def test_records_chain_and_verify(journal: Journal) -> None:
     assert [r["kind"] for r in records[:2]] == ["decision", "report"]
     assert records[6]["verdict"] == "delay" and records[6]["reasons"] == ["ip_login_failures"]
     assert "password" not in json.dumps(records)
+
+
+def test_learned_fetchers_are_not_journaled(
+    journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Internal learned state (kept by the StateWriter): once it failed to encode every hour.
+    traffic(journal)
+    journal.listener(FetchersLearned(T0 + 20, "{}"))
+    assert journal.flush()
+    assert journal.verify() == (9, None)
+    assert "cannot record" not in caplog.text
 
 
 def test_queries_by_login_ip_kind_and_time(journal: Journal) -> None:

@@ -7,6 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from rempart.engine.engine import Engine
+from rempart.engine.events import FetchersLearned
 from rempart.model import Attempt, Protocol
 from rempart.ops.webhooks import Webhook, WebhookSender, sign
 
@@ -34,6 +35,9 @@ def test_posture_changes_arrive_signed_and_decisions_do_not() -> None:
     engine.listeners.append(sender.listener)
     try:
         engine.decide(Attempt("a@example.org", "192.0.2.1", Protocol.IMAP), 1.0)
+        sender.listener(
+            FetchersLearned(1.5, "{}")
+        )  # learned state: no record, no hook (once a TypeError)
         engine.set_posture(Protocol.IMAP, "strict", "ann", "wave", now=2.0, ttl=60)
         assert done.wait(10)
     finally:
