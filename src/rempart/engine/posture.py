@@ -19,6 +19,9 @@ from typing import Any
 
 from rempart.model import Posture, Protocol
 
+MAX_HOLD_DAYS = 30
+MAX_HOLD_SECONDS = MAX_HOLD_DAYS * 86400.0  # a longer hold is a typo, or a "until changed"
+
 
 class PostureSource(enum.StrEnum):
     DETECTOR = "detector"
@@ -94,8 +97,10 @@ def operator_record(
     """An operator's posture. `hold` None keeps the older API's meaning: a TTL or a raised level
     holds (until the TTL, else until changed); `normal` without a TTL hands back to the
     detector. ValueError for a negative TTL or a TTL on a hand-back."""
-    if ttl < 0:
-        raise ValueError("a posture's ttl must not be negative")
+    if not 0 <= ttl <= MAX_HOLD_SECONDS:  # also refuses NaN
+        raise ValueError(
+            f"a posture's ttl must be between 0 and {MAX_HOLD_DAYS} days (0: until changed)"
+        )
     if hold is None:
         hold = bool(ttl) or level is not Posture.NORMAL
     if ttl and not hold:
