@@ -92,6 +92,15 @@ def _top_table(title: str, ident: str, items: list[dict[str, Any]], param: str) 
     )
 
 
+POSTURE_COLUMNS = (
+    ("by", "set by"),
+    ("reason", "why"),
+    ("since", "since"),
+    ("until", "until"),
+    ("detector", "detector"),
+)
+
+
 def posture_facts(console: Console, now: float) -> dict[str, dict[str, Any]]:
     """Per protocol, what the posture panel shows: level, who set it, why, since, until when,
     and whether the campaign detector is active or paused for it (also sent live)."""
@@ -149,8 +158,8 @@ def _posture_panel(console: Console, session: Session) -> str:
     rows = []
     for protocol, fact in posture_facts(console, time.time()).items():
         cells = "".join(
-            f'<td id="posture-{h(protocol)}-{key}">{h(fact[key])}</td>'
-            for key in ("by", "reason", "since", "until", "detector")
+            f'<td id="posture-{h(protocol)}-{key}" data-label="{label}">{h(fact[key])}</td>'
+            for key, label in POSTURE_COLUMNS
         )
         rows.append(
             f'<tr id="posture-row-{h(protocol)}">'
