@@ -314,7 +314,7 @@ def _postures(server: Server) -> dict[str, dict[str, object]]:
 
 
 def _cell(page: str, protocol: str, key: str) -> str:
-    match = re.search(rf'id="posture-{protocol}-{key}">([^<]*)<', page)
+    match = re.search(rf'id="posture-{protocol}-{key}"[^>]*>([^<]*)<', page)
     assert match, f"no {key} cell for {protocol}"
     return html.unescape(match.group(1))
 
