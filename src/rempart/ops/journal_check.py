@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from rempart.engine.posture import PostureRecord
+from rempart.engine.records import posture_of_record
+from rempart.model import Protocol
 from rempart.ops.journal import Journal
 from rempart.ops.operators import fingerprint
+from rempart.state.writer import decode_posture
 
 OPERATOR_KINDS = ("operator_added", "operator_removed", "operator_password_changed")
+# A stored posture and the journal's last record of it agree on these (and `since` to the ms).
+RECORD_FIELDS = tuple(f.name for f in fields(PostureRecord) if f.name not in ("protocol", "since"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,7 @@ def missing_records(
     in operators.json) whose journal record is missing or says otherwise."""
     now = time.time() if now is None else now
     last_list: dict[tuple[str, str, str], str] = {}
-    last_posture: dict[str, str] = {}
+    last_posture: dict[str, dict[str, Any]] = {}
     last_operator: dict[str, dict[str, Any]] = {}
     for rec in journal.records(
         kinds=frozenset(("list_add", "list_del", "posture", *OPERATOR_KINDS))
@@ -65,7 +71,7 @@ def missing_records(
             key = (str(rec.get("list")), str(rec.get("entry_kind")), str(rec.get("value")))
             last_list[key] = kind
         elif kind == "posture":
-            last_posture[str(rec.get("protocol"))] = str(rec.get("to"))
+            last_posture[str(rec.get("protocol"))] = rec
         else:
             last_operator[str(rec.get("operator"))] = rec
     out: list[Missing] = []
@@ -79,12 +85,9 @@ def missing_records(
             if found == "list_del":
                 why = "in force, but the journal's last record of it is a removal"
             out.append(Missing(f"{which}-list entry", f"{kind} {value}", why))
-    for protocol, level in sorted(postures.items()):
-        journaled = last_posture.get(protocol)
-        if journaled != level:
-            why = f"is {level!r}, but the journal " + (
-                f"last set it to {journaled!r}" if journaled else "has no posture change for it"
-            )
+    for protocol, value in sorted(postures.items()):
+        why = _posture_mismatch(protocol, value, last_posture.get(protocol))
+        if why:
             out.append(Missing("posture", protocol, why))
     for name, stored in sorted(operators.items()):
         rec = last_operator.get(name)
@@ -93,3 +96,28 @@ def missing_records(
         elif rec.get("fingerprint") != fingerprint(stored):
             out.append(Missing("operator", name, "its password changed without a journal record"))
     return out
+
+
+def _posture_mismatch(protocol: str, stored: str, rec: dict[str, Any] | None) -> str:
+    """Why the stored posture record and the journal's last record of it disagree ("" when
+    they agree: same level, source, author, reason, hold and end, `since` to the ms)."""
+    try:
+        state = decode_posture(Protocol(protocol), stored)
+    except ValueError as exc:
+        return f"unreadable in the state ({exc})"
+    if rec is None:
+        return f"is {state.level.value!r}, but the journal has no posture change for it"
+    try:
+        journaled = posture_of_record(rec)
+    except (KeyError, TypeError, ValueError) as exc:
+        return (
+            f"is {state.level.value!r}, but the journal's last record of it is unreadable ({exc})"
+        )
+    if state.level is not journaled.level:
+        return f"is {state.level.value!r}, but the journal last set it to {journaled.level.value!r}"
+    differ = [name for name in RECORD_FIELDS if getattr(state, name) != getattr(journaled, name)]
+    if abs(state.since - journaled.since) > 1e-3:
+        differ.append("since")
+    if differ:
+        return f"its {', '.join(differ)} differ from the journal's last record of it"
+    return ""
