@@ -260,6 +260,7 @@ def test_posture_change_needs_reason_and_shows_on_status_page(browser, server: S
     sign_in(browser, server)
     row = browser.find_element(By.CSS_SELECTOR, "#posture form:first-of-type")
     Select(row.find_element(By.NAME, "level")).select_by_value("strict")
+    row.find_element(By.CSS_SELECTOR, "input[name=hold][value=hold]").click()
     browser.execute_script(
         "arguments[0].removeAttribute('required')", row.find_element(By.NAME, "reason")
     )
@@ -270,14 +271,37 @@ def test_posture_change_needs_reason_and_shows_on_status_page(browser, server: S
     row = browser.find_element(By.CSS_SELECTOR, "#posture form:first-of-type")
     Select(row.find_element(By.NAME, "level")).select_by_value("strict")
     row.find_element(By.NAME, "reason").send_keys("credential stuffing on IMAP")
+    row.find_element(By.TAG_NAME, "button").click()  # hold or hand back not chosen yet
+    assert browser.find_elements(By.ID, "posture-imap")[0].text == "normal"
+    assert not browser.find_elements(By.ID, "error")  # the browser asked for the choice
+    row.find_element(By.CSS_SELECTOR, "input[name=hold][value=hold]").click()
+    row.find_element(By.NAME, "ttl").send_keys("2h")
     row.find_element(By.TAG_NAME, "button").click()
     wait_for(
         lambda: browser.find_element(By.ID, "posture-imap").text == "strict",
         what="the new posture on the dashboard",
     )
+    assert browser.find_element(By.ID, "posture-imap-by").text == "admin"
+    assert browser.find_element(By.ID, "posture-imap-reason").text == "credential stuffing on IMAP"
+    assert browser.find_element(By.ID, "posture-imap-until").text.endswith("Z")
+    assert browser.find_element(By.ID, "posture-imap-detector").text == "paused (operator hold)"
     browser.get(server.base + "/status")
     imap = browser.find_element(By.ID, "svc-imap").text
     assert "new devices must first sign in on the website" in imap
+
+    # Ending the incident hands IMAP back to the detector, which the panel shows as active.
+    browser.get(server.base + "/ops/")
+    row = browser.find_element(By.CSS_SELECTOR, "#posture-row-imap form")
+    Select(row.find_element(By.NAME, "level")).select_by_value("normal")
+    row.find_element(By.CSS_SELECTOR, "input[name=hold][value=hand-back]").click()
+    row.find_element(By.NAME, "reason").send_keys("wave over")
+    row.find_element(By.TAG_NAME, "button").click()
+    wait_for(
+        lambda: browser.find_element(By.ID, "posture-imap").text == "normal",
+        what="the handed-back posture",
+    )
+    assert browser.find_element(By.ID, "posture-imap-detector").text == "active"
+    assert browser.find_element(By.ID, "posture-imap-until").text == "the detector decides"
 
 
 def test_status_page_shows_posted_notice_on_a_phone(browser, server: Server) -> None:  # type: ignore[no-untyped-def]

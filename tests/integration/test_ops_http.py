@@ -1,15 +1,20 @@
 """The console's refusals over plain HTTP against a real `rempart serve`: expired sessions, forged
 CSRF and login tokens, cross-site posts, malformed queries, throttled sign-ins, SSE without a
-session, and a tampered journal caught by `rempart journal verify` and the incident report.
+session, a tampered journal caught by `rempart journal verify` and the incident report, and
+the posture form: hold or hand back, a TTL, and the panel saying who set each posture and until when.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import http.client
 import json
+import re
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -297,3 +302,112 @@ def test_tampered_journal_is_detected() -> None:
             [*REMPART, "journal", "--data-dir", tmp, "export"], capture_output=True, text=True
         )
         assert exported.returncode != 0 and "broken" in exported.stderr
+
+
+def _postures(server: Server) -> dict[str, dict[str, object]]:
+    token = base64.b64encode(f"api:{PASSWORD}".encode()).decode()
+    req = urllib.request.Request(
+        f"{server.base}/v1/posture", headers={"Authorization": f"Basic {token}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())["posture"]
+
+
+def _cell(page: str, protocol: str, key: str) -> str:
+    match = re.search(rf'id="posture-{protocol}-{key}"[^>]*>([^<]*)<', page)
+    assert match, f"no {key} cell for {protocol}"
+    return html.unescape(match.group(1))
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"level": "panic", "hold": "hold"}, "level must be"),
+        ({"protocol": "gopher", "hold": "hold"}, "protocol must be"),
+        ({}, "hold: choose"),
+        ({"hold": "maybe"}, "hold: choose"),
+        ({"hold": "hold", "ttl": "soon"}, "ttl 'soon'"),
+        ({"hold": "hold", "ttl": "-30m"}, "ttl '-30m'"),
+        ({"hold": "hold", "ttl": "-60"}, "ttl '-60'"),
+        ({"hold": "hold", "ttl": "0"}, "ttl '0'"),
+        ({"hold": "hold", "ttl": "400d"}, "at most 30 days"),
+        ({"hold": "hold", "ttl": "nan"}, "ttl 'nan'"),
+        ({"hold": "hand-back", "ttl": "2h"}, "ttl applies to a hold only"),
+        ({"hold": "hold", "reason": ""}, "reason is required"),
+    ],
+)
+def test_bad_posture_form_is_a_400_naming_the_field(
+    server: Server, form: dict[str, str], message: str
+) -> None:
+    c = Client(server.base)
+    assert c.login() == 303
+    before = _postures(server)
+    body = {"protocol": "pop3", "level": "strict", "reason": "stuffing", **form}
+    status, _, page = c.request("POST", "/ops/posture", {**body, "csrf": c.csrf()})
+    assert status == 400, page
+    assert message in html.unescape(page)
+    after = _postures(server)
+    assert {p: (d["level"], d["held"]) for p, d in after.items()} == {
+        p: (d["level"], d["held"]) for p, d in before.items()
+    }
+
+
+def test_posture_form_holds_or_hands_back_and_the_panel_says_who_and_until_when(
+    server: Server,
+) -> None:
+    c = Client(server.base)
+    assert c.login() == 303
+    _, _, page = c.request("GET", "/ops/")
+    assert _cell(page, "pop3", "detector") == "active"
+    assert _cell(page, "pop3", "by") == "detector"
+
+    # Held for two hours: the detector pauses for POP3 until then.
+    start = time.time()
+    form = {"protocol": "pop3", "level": "strict", "hold": "hold", "ttl": "2h"}
+    status, headers, _ = c.request(
+        "POST", "/ops/posture", {**form, "reason": "botnet on POP3", "csrf": c.csrf()}
+    )
+    assert status == 303 and headers["location"].endswith("#posture")
+    pop3 = _postures(server)["pop3"]
+    assert pop3["level"] == "strict" and pop3["held"] is True and pop3["source"] == "operator"
+    assert pop3["set_by"] == "operator:admin" and pop3["reason"] == "botnet on POP3"
+    assert isinstance(pop3["until"], float) and abs(pop3["until"] - (start + 7200)) < 5
+    _, _, page = c.request("GET", "/ops/")
+    assert 'id="posture-pop3">strict<' in page
+    assert _cell(page, "pop3", "by") == "admin"
+    assert _cell(page, "pop3", "reason") == "botnet on POP3"
+    assert _cell(page, "pop3", "until") == time.strftime(
+        "%Y-%m-%d %H:%M:%SZ", time.gmtime(pop3["until"])
+    )
+    assert _cell(page, "pop3", "detector") == "paused (operator hold)"
+
+    # Held with no time: until changed.
+    form = {"protocol": "smtp", "level": "normal", "hold": "hold", "ttl": ""}
+    status, _, _ = c.request(
+        "POST", "/ops/posture", {**form, "reason": "false alarm, keep calm", "csrf": c.csrf()}
+    )
+    assert status == 303
+    smtp = _postures(server)["smtp"]
+    assert smtp["level"] == "normal" and smtp["held"] is True and smtp["until"] is None
+    _, _, page = c.request("GET", "/ops/")
+    assert _cell(page, "smtp", "until") == "until changed"
+    assert _cell(page, "smtp", "detector") == "paused (operator hold)"
+
+    # Ending the incident: normal, handed back to the detector, which is active again.
+    form = {"protocol": "pop3", "level": "normal", "hold": "hand-back"}
+    status, _, _ = c.request(
+        "POST", "/ops/posture", {**form, "reason": "wave over", "csrf": c.csrf()}
+    )
+    assert status == 303
+    pop3 = _postures(server)["pop3"]
+    assert pop3["level"] == "normal" and pop3["held"] is False and pop3["until"] is None
+    assert pop3["source"] == "operator" and pop3["reason"] == "wave over"
+    _, _, page = c.request("GET", "/ops/")
+    assert _cell(page, "pop3", "detector") == "active"
+    assert _cell(page, "pop3", "until") == "the detector decides"
+
+    # The live snapshot carries the same facts for the script to refresh the panel.
+    status, _, body = c.request("GET", "/ops/api/snapshot")
+    facts = json.loads(body)["posture_facts"]
+    assert facts["smtp"]["held"] is True and facts["smtp"]["until"] == "until changed"
+    assert facts["pop3"]["detector"] == "active" and facts["pop3"]["by"] == "admin"

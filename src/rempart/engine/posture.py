@@ -19,6 +19,15 @@ from typing import Any
 
 from rempart.model import Posture, Protocol
 
+MAX_HOLD_DAYS = 30
+MAX_HOLD_SECONDS = MAX_HOLD_DAYS * 86400.0  # a longer hold is a typo, or a "until changed"
+
+
+def _micros(now: float) -> float:
+    """`since` to the microsecond, as the change record's `ts` carries it (records.micros), so a
+    peer or a restart rebuilds the very same record from the journal or the replication."""
+    return int(now * 1e6) / 1e6
+
 
 class PostureSource(enum.StrEnum):
     DETECTOR = "detector"
@@ -52,7 +61,7 @@ class PostureRecord:
 
     def handed_back(self, now: float, reason: str) -> PostureRecord:
         """The same level, no longer held (a hold whose TTL ran out)."""
-        return replace(self, held=False, until=None, since=now, reason=reason)
+        return replace(self, held=False, until=None, since=_micros(now), reason=reason)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -94,16 +103,20 @@ def operator_record(
     """An operator's posture. `hold` None keeps the older API's meaning: a TTL or a raised level
     holds (until the TTL, else until changed); `normal` without a TTL hands back to the
     detector. ValueError for a negative TTL or a TTL on a hand-back."""
-    if ttl < 0:
-        raise ValueError("a posture's ttl must not be negative")
+    if not 0 <= ttl <= MAX_HOLD_SECONDS:  # also refuses NaN
+        raise ValueError(
+            f"a posture's ttl must be between 0 and {MAX_HOLD_DAYS} days (0: until changed)"
+        )
     if hold is None:
         hold = bool(ttl) or level is not Posture.NORMAL
     if ttl and not hold:
         raise ValueError("a ttl applies to a held posture only (hold = true)")
     until = now + ttl if hold and ttl else None
-    return PostureRecord(protocol, level, PostureSource.OPERATOR, by, reason, now, until, hold)
+    return PostureRecord(
+        protocol, level, PostureSource.OPERATOR, by, reason, _micros(now), until, hold
+    )
 
 
 def detector_record(protocol: Protocol, level: Posture, now: float, rising: bool) -> PostureRecord:
     reason = "campaign detected" if rising else "calm period elapsed"
-    return PostureRecord(protocol, level, PostureSource.DETECTOR, "detector", reason, now)
+    return PostureRecord(protocol, level, PostureSource.DETECTOR, "detector", reason, _micros(now))

@@ -22,6 +22,7 @@ from rempart.engine.engine import POSTURES
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.lists import KINDS, ListEntry, normalise
 from rempart.engine.policy import parse_duration
+from rempart.engine.posture import MAX_HOLD_DAYS, MAX_HOLD_SECONDS
 from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
 from rempart.model import Protocol
 from rempart.ops import dashboard, journal_view
@@ -38,6 +39,7 @@ from rempart.ops.web import form_of, html_response, redirect, static_file
 
 PROTOCOLS = tuple(p.value for p in Protocol if p is not Protocol.OTHER)
 MAX_REASON = 300
+HOLD_CHOICES = ("hold", "hand-back")
 
 
 SCRIPTED = ("/ops/api", "/ops/events")  # answered in JSON, never redirected
@@ -223,6 +225,7 @@ class Console:
         return {
             "tops": self.live.tops(),
             "postures": self.live.postures(),
+            "posture_facts": dashboard.posture_facts(self, time.time()),
             "lists": {"block": snap.blocklist_entries, "allow": snap.allowlist_entries},
             "actions": list(self.live.actions)[-10:],
             "totals": self.live.totals(),
@@ -301,8 +304,13 @@ class Console:
         session, form = _operator(request), form_of(request)
         protocol = Protocol(_choice(form, "protocol", PROTOCOLS))
         level = _choice(form, "level", POSTURES)
+        hold = _hold_choice(form)
+        ttl = _posture_ttl(form, hold)
         reason = _reason(form)
-        self.engine.set_posture(protocol, level, self._by(session), reason)
+        try:
+            self.engine.set_posture(protocol, level, self._by(session), reason, ttl=ttl, hold=hold)
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
         await self.context.commit()
         return redirect("/ops/?done=posture#posture")
 
@@ -358,6 +366,43 @@ def _choice(form: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise HTTPError(400, f"{name} must be one of: {', '.join(allowed)}")
     return value
+
+
+def _hold_choice(form: dict[str, str]) -> bool:
+    """The operator's explicit choice: hold the posture (the detector pauses for this protocol)
+    or hand the protocol back to the detector. No default, so ending an incident can never
+    switch detection off unasked."""
+    choice = form.get("hold", "")
+    if choice not in HOLD_CHOICES:
+        raise HTTPError(
+            400,
+            "hold: choose 'hold' (keep this level, the detector pauses for this protocol) or "
+            "'hand-back' (the detector carries on from this level)",
+        )
+    return choice == "hold"
+
+
+def _posture_ttl(form: dict[str, str], hold: bool) -> float:
+    """A hold's duration in seconds (0: until changed); only a hold takes one."""
+    text = form.get("ttl", "").strip()
+    if not text:
+        return 0.0
+    try:
+        ttl = parse_duration(text[:40], "ttl")
+    except ConfigError:
+        raise HTTPError(
+            400, f"ttl {text[:20]!r}: use e.g. 30m, 2h, 1d, or leave empty (until changed)"
+        ) from None
+    if not 0 < ttl <= MAX_HOLD_SECONDS:
+        raise HTTPError(
+            400, f"ttl {text[:20]!r}: a hold lasts more than 0 s and at most {MAX_HOLD_DAYS} days"
+        )
+    if not hold:
+        raise HTTPError(
+            400,
+            "ttl applies to a hold only: leave ttl empty to hand the protocol back to the detector",
+        )
+    return ttl
 
 
 def _reason(form: dict[str, str]) -> str:

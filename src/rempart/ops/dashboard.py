@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from rempart.engine.engine import POSTURES
+from rempart.engine.posture import PostureSource
 from rempart.model import ListName
 from rempart.ops.notices import LEVELS
 from rempart.ops.web import h, page, when
@@ -91,29 +92,93 @@ def _top_table(title: str, ident: str, items: list[dict[str, Any]], param: str) 
     )
 
 
+POSTURE_COLUMNS = (
+    ("by", "set by"),
+    ("reason", "why"),
+    ("since", "since"),
+    ("until", "until"),
+    ("detector", "detector"),
+)
+
+
+def posture_facts(console: Console, now: float) -> dict[str, dict[str, Any]]:
+    """Per protocol, what the posture panel shows: level, who set it, why, since, until when,
+    and whether the campaign detector is active or paused for it (also sent live)."""
+    detecting = console.engine.campaign is not None
+    out: dict[str, dict[str, Any]] = {}
+    for protocol, view in console.engine.snapshot().postures.items():
+        record = view.record
+        held = record.hold_active(now)
+        if held:
+            until = when(record.until) if record.until is not None else "until changed"
+        else:
+            until = "the detector decides" if detecting else "until changed"
+        if not detecting:
+            detector = "off ([campaign] disabled)"
+        else:
+            detector = "paused (operator hold)" if held else "active"
+        by = record.by
+        if record.source is PostureSource.OPERATOR:
+            by = by.removeprefix("operator:")
+        out[protocol.value] = {
+            "level": record.level.value,
+            "by": by,
+            "source": record.source.value,
+            "reason": record.reason or "—",
+            "since": when(record.since) or "—",
+            "until": until,
+            "held": held,
+            "detector": detector,
+        }
+    return out
+
+
+def _posture_form(session: Session, protocol: str, level: str) -> str:
+    options = "".join(
+        f'<option value="{p}"{" selected" if p == level else ""}>{p}</option>' for p in POSTURES
+    )
+    label = PROTOCOL_LABELS.get(protocol, protocol)
+    return (
+        f'<form method="post" action="/ops/posture" class="posture-form">{_csrf(session)}'
+        f'<input type="hidden" name="protocol" value="{h(protocol)}">'
+        f'<select name="level" aria-label="new posture for {h(label)}">{options}</select>'
+        '<span class="choice" role="radiogroup" aria-label="hold or hand back">'
+        f'<label><input type="radio" name="hold" value="hold" required> hold</label>'
+        f'<label><input type="radio" name="hold" value="hand-back" required> hand back'
+        " to the detector</label></span>"
+        f'<input name="ttl" size="8" placeholder="for (e.g. 2h)" maxlength="20" '
+        f'aria-label="hold {h(label)} for (empty: until changed)">'
+        '<input name="reason" placeholder="why? (required)" required maxlength="300" '
+        f'aria-label="reason for {h(label)}">'
+        '<button type="submit">Set</button></form>'
+    )
+
+
 def _posture_panel(console: Console, session: Session) -> str:
     rows = []
-    postures = console.live.postures()
-    for protocol, level in postures.items():
-        options = "".join(
-            f'<option value="{p}"{" selected" if p == level else ""}>{p}</option>' for p in POSTURES
+    for protocol, fact in posture_facts(console, time.time()).items():
+        cells = "".join(
+            f'<td id="posture-{h(protocol)}-{key}" data-label="{label}">{h(fact[key])}</td>'
+            for key, label in POSTURE_COLUMNS
         )
         rows.append(
-            f'<form method="post" action="/ops/posture" class="posture-row">{_csrf(session)}'
-            f'<input type="hidden" name="protocol" value="{h(protocol)}">'
-            f'<span class="proto">{h(PROTOCOL_LABELS.get(protocol, protocol))}</span>'
-            f'<span class="badge lvl-{h(level)}" id="posture-{h(protocol)}">{h(level)}</span>'
-            f'<select name="level" aria-label="new posture for {h(protocol)}">{options}</select>'
-            f'<input name="reason" placeholder="why? (required)" required maxlength="300" '
-            f'aria-label="reason for {h(protocol)}">'
-            '<button type="submit">Set</button></form>'
+            f'<tr id="posture-row-{h(protocol)}">'
+            f'<td class="proto">{h(PROTOCOL_LABELS.get(protocol, protocol))}</td>'
+            f'<td><span class="badge lvl-{h(fact["level"])}" id="posture-{h(protocol)}">'
+            f"{h(fact['level'])}</span></td>{cells}"
+            f"<td>{_posture_form(session, protocol, fact['level'])}</td></tr>"
         )
     return (
-        '<section class="panel" id="posture"><h2>Posture per protocol</h2>'
+        '<section class="panel wide" id="posture"><h2>Posture per protocol</h2>'
         '<p class="hint">normal → guarded → strict (new devices must prove themselves elsewhere) → '
-        "closed. Every change is journaled with your name and reason.</p>"
-        + "".join(rows)
-        + "</section>"
+        "closed. <b>Hold</b> keeps the level for the time given (empty: until changed) and pauses "
+        "the campaign detector for that protocol; <b>hand back</b> sets the level now and lets "
+        "the detector move it as traffic warrants (no time: the detector decides). Ending an "
+        "incident: set normal and hand back. Every change is journaled with your name and "
+        "reason.</p>"
+        '<table id="postures"><thead><tr><th>protocol</th><th>level</th><th>set by</th>'
+        "<th>why</th><th>since</th><th>until</th><th>detector</th><th>change</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
     )
 
 

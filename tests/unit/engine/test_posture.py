@@ -9,6 +9,7 @@ import pytest
 from rempart.engine.engine import Engine
 from rempart.engine.events import PostureChanged
 from rempart.engine.posture import PostureRecord, PostureSource
+from rempart.engine.records import event_record, posture_of_record
 from rempart.model import Posture, Protocol
 
 T0 = 1_800_000_000.0
@@ -46,6 +47,30 @@ def test_ttl_needs_a_hold() -> None:
     with pytest.raises(ValueError, match="hold"):
         engine.set_posture(Protocol.IMAP, "strict", "ops", "x", now=T0, ttl=60, hold=False)
     assert engine.posture_of(Protocol.IMAP) is Posture.NORMAL
+
+
+@pytest.mark.parametrize("ttl", [-1.0, 30 * 86400.0 + 1, math.inf, math.nan])
+def test_ttl_must_be_between_zero_and_thirty_days(ttl: float) -> None:
+    engine = Engine.in_memory()
+    with pytest.raises(ValueError, match="ttl must be between 0 and 30 days"):
+        engine.set_posture(Protocol.IMAP, "strict", "ops", "x", now=T0, ttl=ttl)
+    assert engine.posture_of(Protocol.IMAP) is Posture.NORMAL
+
+
+def test_the_change_record_rebuilds_the_very_same_posture_record() -> None:
+    """What a peer or a journal replay rebuilds equals what this node holds, `since` included
+    (kept to the microsecond, as the record's `ts` is)."""
+    engine = Engine.in_memory()
+    events: list[object] = []
+    engine.listeners.append(events.append)
+    now = T0 + 0.123456789
+    engine.set_posture(Protocol.IMAP, "strict", "ops", "x", now=now, ttl=600)
+    engine.set_posture(Protocol.POP3, "guarded", "ops", "y", now=now + 1.000000777, hold=False)
+    engine.tick(now + 601.5555555)
+    changes = [e for e in events if isinstance(e, PostureChanged)]
+    assert len(changes) == 3
+    for change in changes:
+        assert posture_of_record(event_record(change)) == change.record
 
 
 def test_a_held_ttl_ends_in_tick_and_is_announced() -> None:

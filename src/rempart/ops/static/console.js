@@ -119,6 +119,13 @@
       const badge = document.getElementById("posture-" + p);
       if (badge && badge.textContent !== data.postures[p]) { badge.textContent = data.postures[p]; badge.className = "badge lvl-" + data.postures[p]; }
     }
+    if (data.posture_facts) for (const p in data.posture_facts) {
+      const fact = data.posture_facts[p];
+      ["by", "reason", "since", "until", "detector"].forEach(function (key) {
+        const cell = document.getElementById("posture-" + p + "-" + key);
+        if (cell && cell.textContent !== String(fact[key])) cell.textContent = fact[key];
+      });
+    }
     if (data.lists) for (const which in data.lists) {
       const n = document.getElementById("count-" + which); if (n) n.textContent = data.lists[which];
     }
