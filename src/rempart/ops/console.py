@@ -15,12 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rempart.adapters.fields import choice, duration
 from rempart.adapters.sources import TrustedProxies
-from rempart.config import ConfigError
 from rempart.engine.engine import POSTURES
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.lists import KINDS, ListEntry, normalise
-from rempart.engine.policy import parse_duration
 from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
 from rempart.model import Protocol
 from rempart.ops import dashboard, journal_view
@@ -261,7 +260,7 @@ class Console:
     @_html_errors
     async def list_add(self, request: Request) -> Response:
         session, form = _operator(request), form_of(request)
-        which = _choice(form, "list", ("block", "allow"))
+        which = choice(form, "list", ("block", "allow"))
         kind, value = _entry_key(form, self.context.login_rules)
         check_wide_entry(
             kind,
@@ -271,13 +270,7 @@ class Console:
             self.settings.confirm_prefix_v6,
         )
         reason = _reason(form)
-        expires_in = form.get("expires", "").strip()
-        try:
-            ttl = parse_duration(expires_in, "expires") if expires_in else 0.0
-        except ConfigError:
-            raise HTTPError(
-                400, f"expiry {expires_in[:20]!r}: use e.g. 30m, 2h, 7d, or leave empty"
-            ) from None
+        ttl = duration(form, "expires")
         now = time.time()
         entry = ListEntry(kind, value, now + ttl if ttl else 0.0, reason, now)
         self.engine.add_entry(which, entry, by=self._by(session))
@@ -287,9 +280,9 @@ class Console:
     @_html_errors
     async def list_remove(self, request: Request) -> Response:
         session, form = _operator(request), form_of(request)
-        which = _choice(form, "list", ("block", "allow"))
-        kind = _choice(form, "kind", KINDS)
-        value = form.get("value", "")[:300]
+        which = choice(form, "list", ("block", "allow"))
+        kind = choice(form, "kind", KINDS)
+        value = _stored_value(kind, form.get("value", "").strip()[:300])
         if self.engine.remove_entry(which, kind, value, by=self._by(session)) is None:
             raise HTTPError(404, f"no {which}-list entry for {value}")
         await self.context.commit()
@@ -298,8 +291,8 @@ class Console:
     @_html_errors
     async def posture(self, request: Request) -> Response:
         session, form = _operator(request), form_of(request)
-        protocol = Protocol(_choice(form, "protocol", PROTOCOLS))
-        level = _choice(form, "level", POSTURES)
+        protocol = Protocol(choice(form, "protocol", PROTOCOLS))
+        level = choice(form, "level", POSTURES)
         reason = _reason(form)
         self.engine.set_posture(protocol, level, self._by(session), reason)
         await self.context.commit()
@@ -352,13 +345,6 @@ class Console:
         return redirect("/ops/?done=notice-withdrawn#notices")
 
 
-def _choice(form: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
-    value = form.get(name, "")
-    if value not in allowed:
-        raise HTTPError(400, f"{name} must be one of: {', '.join(allowed)}")
-    return value
-
-
 def _reason(form: dict[str, str]) -> str:
     reason = " ".join(form.get("reason", "").split())
     if not reason:
@@ -369,7 +355,7 @@ def _reason(form: dict[str, str]) -> str:
 
 
 def _entry_key(form: dict[str, str], rules: Any) -> tuple[str, str]:
-    kind = _choice(form, "kind", KINDS)
+    kind = choice(form, "kind", KINDS)
     value = form.get("value", "").strip()[:300]
     if not value:
         raise HTTPError(
@@ -391,3 +377,16 @@ def _entry_key(form: dict[str, str], rules: Any) -> tuple[str, str]:
         return kind, normalise(kind, value)
     except KeyError_ as exc:
         raise HTTPError(400, str(exc)) from None
+
+
+def _stored_value(kind: str, value: str) -> str:
+    """The canonical value of an entry as the list stores it (what the remove buttons send)."""
+    if kind == "login":
+        return value
+    try:
+        if kind == "ip_login":
+            ip, _, login = value.partition("|")
+            return normalise(kind, ip, login)
+        return normalise(kind, value)
+    except KeyError_ as exc:
+        raise HTTPError(400, f"field 'value': {exc}") from None
