@@ -3,8 +3,11 @@
 Schemathesis (the `test` extra) reads the document the server serves at /openapi.json and sends
 generated requests to every operation, valid and invalid ones (`--mode all`: wrong types, values
 out of range, missing fields), authenticated with the API password, for a bounded time
-(REMPART_FUZZ_SECONDS, 60 by default). The proof: no answer is a 5xx, the server never crashes
-or logs a handler failure, and it still answers (health, and a real decision) after the run.
+(REMPART_FUZZ_SECONDS, 60 by default). A small leak corpus is
+ingested first, so the password-check and account routes run, and `fuzz_hooks.py` puts numbers
+of absurd magnitude (1e17, 1e300 seconds...) into generated bodies. The proof: no answer is a 5xx, the server never crashes
+or logs a handler failure, and after the run it still decides, and every listing, page and
+console view still shows whatever the fuzzer managed to store.
 The figures (requests, answers by status) are printed and recorded as junit properties.
 """
 
@@ -22,7 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rempart.process import ServeProcess
+from tests.integration.test_ops_http import Client
 
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "openapi-fuzz-password-0123"
 SECONDS = int(os.environ.get("REMPART_FUZZ_SECONDS", "60"))
 CONFIG = """
@@ -70,6 +75,13 @@ def api(base: str, method: str, path: str, body: object = None) -> tuple[int, by
 def test_fuzzing_the_documented_api_finds_no_server_error(
     tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
+    # A small leak corpus, so the password-check and account routes answer for real, not 404.
+    combo = tmp_path / "combo.txt"
+    combo.write_text("alice@example.org:hunter2\nbob@example.org:Password1\n")
+    ingest = [sys.executable, "-m", "rempart", "leaks", "ingest", "--no-progress"]
+    subprocess.run(
+        [*ingest, "--data-dir", str(tmp_path / "data"), str(combo)], check=True, capture_output=True
+    )
     server = ServeProcess(tmp_path / "data", CONFIG, PASSWORD).start()
     reports = tmp_path / "reports"
     try:
@@ -102,8 +114,17 @@ def test_fuzzing_the_documented_api_finds_no_server_error(
             "--output-truncate",
             "false",
         ]
+        hooks = {
+            "SCHEMATHESIS_HOOKS": "tests.integration.fuzz_hooks",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
         run = subprocess.run(
-            command, cwd=tmp_path, capture_output=True, text=True, timeout=SECONDS + 120
+            command,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=SECONDS + 120,
+            env={**os.environ, **hooks},
         )
         (report_path,) = reports.glob("json-*.json")
         (events_path,) = reports.glob("ndjson-*.ndjson")
@@ -140,6 +161,17 @@ def test_fuzzing_the_documented_api_finds_no_server_error(
             "deny",
             "step_up",
         )
+        # Whatever the fuzzer stored, every listing and page still shows it.
+        for path in ("/command/getBL", "/command/getWL", "/command/stats", "/v1/posture"):
+            assert api(server.base, "GET", path)[0] == 200, path
+        for path in ("/status.json", "/metrics", "/status"):
+            with urllib.request.urlopen(server.base + path, timeout=10) as response:
+                assert response.status == 200, path
+        console = Client(server.base)
+        assert console.login(PASSWORD) == 303
+        for path in ("/ops/", "/ops/journal", "/ops/api/snapshot"):
+            status, _, _ = console.request("GET", path)
+            assert status == 200, path
         log = "".join(server.output)
         assert "Traceback" not in log and "handler failed" not in log, log[-4000:]
     finally:
