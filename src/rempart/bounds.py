@@ -93,12 +93,17 @@ def duration(value: object, field: str, maximum: float = MAX_DURATION_S) -> floa
 
 
 def timestamp(text: str, field: str, now: float | None = None) -> float:
-    """UNIX seconds from UNIX seconds, ISO 8601, or a duration ago ("90m", "2h", "3d");
+    """UNIX seconds from UNIX seconds, ISO 8601, or a duration ago ("90m", "2h", "3d", "6h ago");
     0.0 for empty text. Between 1970 and the end of year 9999."""
     text = text.strip()
     if not text:
         return 0.0
     now = time.time() if now is None else now
+    ago = text.removesuffix(" ago").strip() if text.endswith(" ago") else text
+    if ago[-1:] in _UNITS and _DURATION.match(ago):
+        return max(0.0, now - duration(ago, field, maximum=now))
+    if ago is not text:
+        raise OutOfBounds(field, f"{text[:40]!r}: write a duration before 'ago', e.g. '6h ago'")
     if text[-1] in _UNITS and _DURATION.match(text):
         return max(0.0, now - duration(text, field, maximum=now))
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -153,3 +154,15 @@ def test_ip_field_canonicalises_and_names_the_field() -> None:
     assert ip_field({}, "ip", required=False) == ""
     assert refused(ip_field, {"ip": "300.1.1.1"}, "ip").startswith("field 'ip': ")
     assert refused(ip_field, {}, "remote") == "missing field 'remote'"
+
+
+def test_command_line_times_share_the_bounds() -> None:
+    import click
+
+    from rempart.cli import parse_time
+
+    assert parse_time("6h ago", "--since") == pytest.approx(time.time() - 6 * 3600, abs=5)
+    assert parse_time("1700000000", "--since") == 1_700_000_000.0
+    for bad in ("99999999999999999", "1e300", "99999999999d", "soon"):
+        with pytest.raises(click.BadParameter):
+            parse_time(bad, "--since")
