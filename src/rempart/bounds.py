@@ -20,7 +20,7 @@ import time
 MAX_DURATION_S = 10 * 365 * 86400.0
 MAX_TIMESTAMP = 253402300799.0  # 9999-12-31T23:59:59Z
 MAX_NUMBER = 1e15  # finite and exact in a float: any count, size or score an API takes
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -80,7 +80,7 @@ def duration(value: object, field: str, maximum: float = MAX_DURATION_S) -> floa
             raise OutOfBounds(
                 field, f"{value[:40]!r} is not a duration (use e.g. 30s, 10m, 2h, 7d or seconds)"
             )
-        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+        seconds = float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
     elif isinstance(value, bool) or not isinstance(value, int | float):
         raise OutOfBounds(field, "must be a duration in seconds or text such as 2h")
     else:
@@ -99,12 +99,12 @@ def timestamp(text: str, field: str, now: float | None = None) -> float:
     if not text:
         return 0.0
     now = time.time() if now is None else now
-    ago = text.removesuffix(" ago").strip() if text.endswith(" ago") else text
-    if ago[-1:] in _UNITS and _DURATION.match(ago):
+    ago = text[:-4].rstrip() if text.lower().endswith(" ago") else text  # "6h ago", as in --help
+    if ago[-1:].lower() in _UNITS and _DURATION.match(ago):
         return max(0.0, now - duration(ago, field, maximum=now))
     if ago is not text:
         raise OutOfBounds(field, f"{text[:40]!r}: write a duration before 'ago', e.g. '6h ago'")
-    if text[-1] in _UNITS and _DURATION.match(text):
+    if text[-1].lower() in _UNITS and _DURATION.match(text):
         return max(0.0, now - duration(text, field, maximum=now))
     try:
         value = float(text)
@@ -118,7 +118,8 @@ def timestamp(text: str, field: str, now: float | None = None) -> float:
         stamp = dt.datetime.fromisoformat(text)
     except ValueError:
         raise OutOfBounds(
-            field, f"{text[:40]!r} is not a time (use 2h, 2026-11-23T14:00 or UNIX seconds)"
+            field,
+            f"{text[:40]!r} is not a time (use 6h, 6h ago, 2026-11-23T14:00 or UNIX seconds)",
         ) from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,14 +139,27 @@ def config_check(config: str | None) -> None:
 
 
 def parse_time(text: str | None, name: str) -> float:
-    """UNIX seconds from ISO 8601, a UNIX number, or a relative '2h' / '30m' ago, between 1970
-    and the end of year 9999 (`rempart.bounds.timestamp`)."""
-    from rempart.bounds import OutOfBounds, timestamp
+    """UNIX seconds from ISO 8601, a UNIX number, or a relative '2h' / '30m' ago."""
+    if not text:
+        return 0.0
+    from rempart.engine.policy import parse_duration
 
     try:
-        return timestamp(text or "", name)
-    except OutOfBounds as exc:
-        raise click.BadParameter(exc.problem, param_hint=name) from None
+        return float(text)
+    except ValueError:
+        pass
+    if text[-1] in "smhd" and text[:-1].replace(".", "", 1).isdigit():
+        return time.time() - parse_duration(text, name)
+    try:
+        stamp = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: use ISO 8601 (2026-11-23T14:00), UNIX seconds or a duration ago such as 2h",
+            param_hint=name,
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.timestamp()
 
 
 @main.group("journal", invoke_without_command=True)

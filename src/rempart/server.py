@@ -42,7 +42,6 @@ from rempart.config import ConfigError, Settings
 from rempart.engine import distinct
 from rempart.engine.engine import Engine
 from rempart.engine.keys import KeyError_, canonical_login
-from rempart.engine.lists import showable
 from rempart.engine.oracle import LeakOracle
 from rempart.httpserver import Auth, HttpApp, HTTPError, Request, Response, Router, json_response
 from rempart.model import Action, Attempt, Protocol
@@ -160,8 +159,7 @@ class Service:
     def _restore(self) -> None:
         now = time.time()
         self.store.purge_expired(now)
-        for which, stored in self.store.load_entries():
-            entry = showable(stored)
+        for which, entry in self.store.load_entries():
             if entry.live(now):
                 (self.engine.allowlist if which == "allow" else self.engine.blocklist).put(entry)
         for login, marker, last in self.store.load_familiarity():
