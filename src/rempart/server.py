@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from rempart import __version__
+from rempart.adapters import openapi
 from rempart.adapters.auth import BasicAuth
 from rempart.adapters.context import (
     NativeContext,
@@ -384,6 +385,7 @@ class Service:
         router.add("GET", "/metrics", scrape, auth=Auth.PUBLIC)
         router.add("GET", "/healthz", lambda r: json_response({"status": "ok"}), auth=Auth.PUBLIC)
         router.add("GET", "/v1/shed/status", self._shed_endpoint, auth=Auth.API)
+        openapi.mount(router)
         console.mount(router)
         return router
 

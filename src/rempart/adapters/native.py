@@ -41,7 +41,7 @@ class NativeApi:
         protocol_name = text(data, "protocol", limit=32) or "web"
         protocol = Protocol.parse(protocol_name)
         if protocol is Protocol.OTHER and protocol_name.lower() != "other":
-            raise HTTPError(400, f"unknown protocol {protocol_name[:32]!r}")
+            raise HTTPError(400, f"field 'protocol': unknown protocol {protocol_name[:32]!r}")
         attempt = Attempt(
             login=login,
             ip=ip_field(data, "ip"),

@@ -13,11 +13,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from rempart.adapters.context import OperatorContext
-from rempart.adapters.fields import json_object, login_field, text
-from rempart.config import ConfigError
+from rempart.adapters.fields import choice, duration, json_object, login_field, text
 from rempart.engine.engine import POSTURES
 from rempart.engine.keys import KeyError_, canonical_login
-from rempart.engine.policy import parse_duration
 from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
 from rempart.model import Protocol
 
@@ -53,21 +51,13 @@ class OperatorApi:
 
     async def set_posture(self, request: Request) -> Response:
         data = json_object(request)
-        protocol = text(data, "protocol", required=True, limit=16).lower()
-        level = text(data, "level", required=True, limit=16).lower()
+        protocol = choice(_lowered(data, "protocol"), "protocol", PROTOCOLS)
+        level = choice(_lowered(data, "level"), "level", POSTURES)
         reason = text(data, "reason", required=True, limit=500).strip()
         by = text(data, "by", limit=100) or "api"
-        if protocol not in PROTOCOLS:
-            raise HTTPError(400, f"unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})")
-        if level not in POSTURES:
-            raise HTTPError(400, f"unknown level {level!r} (one of {', '.join(POSTURES)})")
         if not reason:
-            raise HTTPError(400, "a reason is required")
-        ttl_raw = data.get("ttl", 0)
-        try:
-            ttl = parse_duration(ttl_raw, "ttl")
-        except ConfigError as exc:
-            raise HTTPError(400, str(exc)) from None
+            raise HTTPError(400, "field 'reason' is required: say why")
+        ttl = duration(data, "ttl")
         hold = data.get("hold")
         if hold is not None and not isinstance(hold, bool):
             raise HTTPError(400, "field 'hold' must be true or false")
@@ -105,3 +95,9 @@ class OperatorApi:
                 400, f"field 'password' must be a non-empty string (<= {MAX_PASSWORD} chars)"
             )
         return json_response(self._corpus().password_check(login, password))
+
+
+def _lowered(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """`data` with the text field `name` lower-cased (protocols and levels are case-blind)."""
+    value = text(data, name, limit=32)
+    return {name: value.lower()} if value else {}

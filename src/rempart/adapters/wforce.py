@@ -14,7 +14,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rempart.adapters.context import WforceContext
-from rempart.adapters.fields import flag, ip_field, json_object, login_field, number, text
+from rempart.adapters.fields import (
+    duration,
+    exclusive,
+    flag,
+    ip_field,
+    json_object,
+    login_field,
+    text,
+)
 from rempart.engine.keys import KeyError_, net_keys
 from rempart.engine.lists import ListEntry, normalise
 from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
@@ -169,9 +177,12 @@ class WforceApi:
     # --- lists -------------------------------------------------------------------------------
     def _entry_key(self, data: dict[str, Any]) -> tuple[str, str]:
         rules = self.context.login_rules
+        exclusive(data, "ip", "netmask")
         login = login_field(data, "login", rules, required=False)
         ip = text(data, "ip", limit=128)
         netmask = text(data, "netmask", limit=128)
+        if login and netmask:
+            raise HTTPError(400, "fields 'login' and 'netmask' cannot be combined: use 'ip'")
         try:
             if login and ip:
                 return "ip_login", normalise("ip_login", ip, login)
@@ -184,14 +195,14 @@ class WforceApi:
                     return "netmask", normalise("netmask", ip)
                 return "ip", normalise("ip", ip)
         except KeyError_ as exc:
-            raise HTTPError(400, str(exc)) from None
+            raise HTTPError(400, f"field {'netmask' if netmask else 'ip'!r}: {exc}") from None
         raise HTTPError(400, "an entry needs 'ip', 'netmask', 'login', or 'ip' and 'login'")
 
     async def add_entry(self, request: Request, which: str) -> Response:
         data = json_object(request)
         kind, value = self._entry_key(data)
         check_wide_entry(kind, value, is_confirmed(data.get("confirm")), self.wide_v4, self.wide_v6)
-        ttl = number(data, "expire_secs", 0.0)
+        ttl = duration(data, "expire_secs")
         reason = text(data, "reason", limit=512)
         now = time.time()
         entry = ListEntry(kind, value, now + ttl if ttl else 0.0, reason, now)
@@ -226,4 +237,7 @@ class WforceApi:
 
 
 def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):  # stored before expiries were bounded
+        return "never"

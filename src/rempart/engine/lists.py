@@ -8,9 +8,14 @@ entry is allowed whatever block entries or rules say (documented in the README).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import logging
+import math
+from dataclasses import dataclass, replace
 
+from rempart.bounds import storable_expiry
 from rempart.engine.keys import KeyError_, net_keys
+
+log = logging.getLogger(__name__)
 
 KINDS = ("ip", "netmask", "login", "ip_login")
 
@@ -51,6 +56,24 @@ def normalise(kind: str, value: str, login: str = "") -> str:
     raise KeyError_(f"unknown list kind {kind!r}")
 
 
+def showable(entry: ListEntry) -> ListEntry:
+    """`entry` with an expiry every page and API can show: one that no calendar holds (stored
+    before expiries were bounded at the boundary, e.g. `expire_secs` of 1e300) becomes
+    permanent, with a warning, so it is listed and can be removed."""
+    expires = entry.expires
+    kept = storable_expiry(expires if isinstance(expires, int | float) else math.nan)
+    if kept is not None and kept == expires:
+        return entry
+    log.warning(
+        "list entry %s %s: expiry %r cannot be shown; kept as %s",
+        entry.kind,
+        entry.value,
+        expires,
+        "permanent" if kept is None else "expired",
+    )
+    return replace(entry, expires=kept or 0.0)
+
+
 class AccessList:
     """One list (block or allow)."""
 
@@ -69,6 +92,7 @@ class AccessList:
         return len(self.by_ip) + len(self.by_login) + len(self.by_pair) + nets
 
     def put(self, entry: ListEntry) -> None:
+        entry = showable(entry)
         if entry.kind == "ip":
             self.by_ip[entry.value] = entry
         elif entry.kind == "login":

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rempart.bounds import OutOfBounds, duration
 from rempart.config import ConfigError, EngineSettings
 from rempart.engine.families import Peers, rule_families
 from rempart.engine.windows import FAILURES, REJECTS, REPORTS, UNFAMILIAR, UNKNOWN
@@ -89,25 +90,14 @@ FUNCTIONS: dict[str, str] = {
     "each from a network already familiar to it (long window)",
 }
 
-_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def parse_duration(text: str | int | float, where: str) -> float:
-    """Seconds from "30s", "10m", "2h", "1d" or a number of seconds."""
-    if isinstance(text, bool):
-        raise ConfigError(f"{where}: expected a duration, got {text!r}")
-    if isinstance(text, int | float):
-        if text < 0:
-            raise ConfigError(f"{where}: duration must not be negative")
-        return float(text)
-    text = str(text).strip()
-    if text.lstrip("-").replace(".", "", 1).isdigit():
-        return parse_duration(float(text), where)
-    match = _WINDOW.match(text)
-    if not match:
-        raise ConfigError(f"{where}: bad duration {text!r} (use e.g. '30s', '10m', '1h')")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    """Seconds from "30s", "10m", "2h", "1d" or a number of seconds: finite, not negative, at
+    most 10 years (`rempart.bounds.duration`); ConfigError naming `where` otherwise."""
+    try:
+        return duration(text, where)
+    except OutOfBounds as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rempart import bounds
+from rempart.adapters.fields import choice, duration
 from rempart.adapters.sources import TrustedProxies
-from rempart.config import ConfigError
 from rempart.engine.engine import POSTURES
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.lists import KINDS, ListEntry, normalise
-from rempart.engine.policy import parse_duration
 from rempart.engine.posture import MAX_HOLD_DAYS, MAX_HOLD_SECONDS
 from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
 from rempart.model import Protocol
@@ -265,7 +265,7 @@ class Console:
     @_html_errors
     async def list_add(self, request: Request) -> Response:
         session, form = _operator(request), form_of(request)
-        which = _choice(form, "list", ("block", "allow"))
+        which = choice(form, "list", ("block", "allow"))
         kind, value = _entry_key(form, self.context.login_rules)
         check_wide_entry(
             kind,
@@ -275,13 +275,7 @@ class Console:
             self.settings.confirm_prefix_v6,
         )
         reason = _reason(form)
-        expires_in = form.get("expires", "").strip()
-        try:
-            ttl = parse_duration(expires_in, "expires") if expires_in else 0.0
-        except ConfigError:
-            raise HTTPError(
-                400, f"expiry {expires_in[:20]!r}: use e.g. 30m, 2h, 7d, or leave empty"
-            ) from None
+        ttl = duration(form, "expires")
         now = time.time()
         entry = ListEntry(kind, value, now + ttl if ttl else 0.0, reason, now)
         self.engine.add_entry(which, entry, by=self._by(session))
@@ -291,9 +285,9 @@ class Console:
     @_html_errors
     async def list_remove(self, request: Request) -> Response:
         session, form = _operator(request), form_of(request)
-        which = _choice(form, "list", ("block", "allow"))
-        kind = _choice(form, "kind", KINDS)
-        value = form.get("value", "")[:300]
+        which = choice(form, "list", ("block", "allow"))
+        kind = choice(form, "kind", KINDS)
+        value = _stored_value(kind, form.get("value", "").strip()[:300])
         if self.engine.remove_entry(which, kind, value, by=self._by(session)) is None:
             raise HTTPError(404, f"no {which}-list entry for {value}")
         await self.context.commit()
@@ -302,8 +296,8 @@ class Console:
     @_html_errors
     async def posture(self, request: Request) -> Response:
         session, form = _operator(request), form_of(request)
-        protocol = Protocol(_choice(form, "protocol", PROTOCOLS))
-        level = _choice(form, "level", POSTURES)
+        protocol = Protocol(choice(form, "protocol", PROTOCOLS))
+        level = choice(form, "level", POSTURES)
         hold = _hold_choice(form)
         ttl = _posture_ttl(form, hold)
         reason = _reason(form)
@@ -361,13 +355,6 @@ class Console:
         return redirect("/ops/?done=notice-withdrawn#notices")
 
 
-def _choice(form: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
-    value = form.get(name, "")
-    if value not in allowed:
-        raise HTTPError(400, f"{name} must be one of: {', '.join(allowed)}")
-    return value
-
-
 def _hold_choice(form: dict[str, str]) -> bool:
     """The operator's explicit choice: hold the posture (the detector pauses for this protocol)
     or hand the protocol back to the detector. No default, so ending an incident can never
@@ -388,8 +375,8 @@ def _posture_ttl(form: dict[str, str], hold: bool) -> float:
     if not text:
         return 0.0
     try:
-        ttl = parse_duration(text[:40], "ttl")
-    except ConfigError:
+        ttl = bounds.duration(text[:40], "ttl")
+    except bounds.OutOfBounds:
         raise HTTPError(
             400, f"ttl {text[:20]!r}: use e.g. 30m, 2h, 1d, or leave empty (until changed)"
         ) from None
@@ -415,7 +402,7 @@ def _reason(form: dict[str, str]) -> str:
 
 
 def _entry_key(form: dict[str, str], rules: Any) -> tuple[str, str]:
-    kind = _choice(form, "kind", KINDS)
+    kind = choice(form, "kind", KINDS)
     value = form.get("value", "").strip()[:300]
     if not value:
         raise HTTPError(
@@ -437,3 +424,16 @@ def _entry_key(form: dict[str, str], rules: Any) -> tuple[str, str]:
         return kind, normalise(kind, value)
     except KeyError_ as exc:
         raise HTTPError(400, str(exc)) from None
+
+
+def _stored_value(kind: str, value: str) -> str:
+    """The canonical value of an entry as the list stores it (what the remove buttons send)."""
+    if kind == "login":
+        return value
+    try:
+        if kind == "ip_login":
+            ip, _, login = value.partition("|")
+            return normalise(kind, ip, login)
+        return normalise(kind, value)
+    except KeyError_ as exc:
+        raise HTTPError(400, f"field 'value': {exc}") from None

@@ -6,15 +6,16 @@ event loop keeps deciding, and capped to the latest `limit` records.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from rempart.adapters.fields import choice, network_field, timestamp, whole
 from rempart.engine.keys import KeyError_, LoginRules, canonical_login, net_keys
 from rempart.httpserver import HTTPError
-from rempart.ops import timeparse
 from rempart.ops.journal import Journal
 from rempart.ops.live import subnet_of
 from rempart.ops.report import bucket_label, bucket_width
@@ -49,13 +50,6 @@ class Query:
         }
 
 
-def parse_when(text: str, name: str, now: float) -> float:
-    try:
-        return timeparse.parse(text, name, now)
-    except ValueError as exc:
-        raise HTTPError(400, str(exc)) from None
-
-
 def parse_query(q: dict[str, str], rules: LoginRules, now: float | None = None) -> Query:
     now = time.time() if now is None else now
     try:
@@ -63,28 +57,21 @@ def parse_query(q: dict[str, str], rules: LoginRules, now: float | None = None) 
         ip = net_keys(q["ip"].strip()).ip if q.get("ip", "").strip() else ""
     except KeyError_ as exc:
         raise HTTPError(400, f"bad search: {exc}") from None
-    subnet = q.get("subnet", "").strip()
-    if subnet:
-        base = subnet.split("/", 1)[0]
-        try:
-            subnet = subnet_of(net_keys(base).ip)
-        except KeyError_ as exc:
-            raise HTTPError(400, f"bad subnet: {exc}") from None
-    kind = q.get("kind", "").strip()
-    if kind and kind not in KINDS:
-        raise HTTPError(400, f"kind must be one of: {', '.join(KINDS)}")
-    since = parse_when(q.get("since", ""), "since", now)
-    until = parse_when(q.get("until", ""), "until", now)
+    subnet = ""
+    if q.get("subnet", "").strip():
+        text = q["subnet"].strip()
+        network = network_field({"subnet": text}, "subnet")
+        assert network is not None
+        # A bare address means its usual neighbourhood: the /24 or /64 the dashboard shows.
+        subnet = str(network) if "/" in text else subnet_of(str(network.network_address))
+    kind = choice(q, "kind", KINDS, default="")
+    since = timestamp(q, "since", now)
+    until = timestamp(q, "until", now)
     if since and until and since > until:
-        raise HTTPError(400, "since is after until")
+        raise HTTPError(400, "field 'since' is after field 'until'")
     if not since:
-        since = (until or now) - DEFAULT_SPAN
-    try:
-        limit = int(q.get("limit", "500") or 500)
-    except ValueError:
-        raise HTTPError(400, "limit must be a whole number") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise HTTPError(400, f"limit must be between 1 and {MAX_LIMIT}")
+        since = max(0.0, (until or now) - DEFAULT_SPAN)
+    limit = whole(q, "limit", 500, 1, MAX_LIMIT)
     return Query(login, ip, subnet, since, until, kind, limit)
 
 
@@ -97,8 +84,16 @@ def search(journal: Journal, q: Query) -> list[dict[str, Any]]:
         kinds=frozenset({q.kind}) if q.kind else frozenset(),
     )
     if q.subnet:
-        records = (r for r in records if r.get("ip") and subnet_of(str(r["ip"])) == q.subnet)
+        network = ipaddress.ip_network(q.subnet)
+        records = (r for r in records if _within(r.get("ip"), network))
     return list(deque(records, maxlen=q.limit))
+
+
+def _within(ip: object, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return isinstance(ip, str) and ipaddress.ip_address(ip) in network
+    except ValueError:
+        return False
 
 
 def _describe(rec: dict[str, Any]) -> str:

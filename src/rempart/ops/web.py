@@ -38,7 +38,10 @@ def when(ts: float | None, seconds: bool = True) -> str:
     if not ts:
         return ""
     fmt = "%Y-%m-%d %H:%M:%SZ" if seconds else "%Y-%m-%d %H:%MZ"
-    return time.strftime(fmt, time.gmtime(ts))
+    try:
+        return time.strftime(fmt, time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):  # a stored time no calendar can show
+        return "far future" if ts > 0 else "far past"
 
 
 def page(
