@@ -29,6 +29,7 @@ from rempart.adapters.context import (
     OperatorContext,
     TailContext,
     WforceContext,
+    WforceCounters,
 )
 from rempart.adapters.logtail import tail_plan
 from rempart.adapters.native import NativeApi
@@ -143,6 +144,7 @@ class Service:
         self.app: HttpApp | None = None
         self.console: Console | None = None  # built with the first router
         self.extra_collectors: list[Any] = []
+        self.wforce_counters = WforceCounters(time.time())
         self.shed_controller: Any = None
         self.shed_settings: Any = None
         if settings.section(ShedSettings).services:
@@ -354,6 +356,8 @@ class Service:
                 self.commit,
                 self.stats,
                 (ops.confirm_prefix_v4, ops.confirm_prefix_v6),
+                self.wforce_counters,
+                self.settings.wforce.exact_list_logins,
             )
         ).mount(router)
         NativeApi(NativeContext(engine, logins, self.fingerprint_password)).mount(router)
@@ -365,6 +369,7 @@ class Service:
         registry = metrics.make_registry(
             MetricsContext(
                 engine,
+                wforce=self.wforce_counters,
                 journal_records=lambda: self.journal.written if self.journal else 0,
                 write_errors=self.write_errors,
                 handler_errors=lambda: self.app.errors if self.app else 0,

@@ -60,7 +60,7 @@ def test_attacker_refused_legit_user_unaffected_and_block_survives_restart(rig) 
     assert explained["signals"]["familiar_network"] is True
     assert explained["signals"]["known_account"] is True
     status, stats = rempart.command("stats")
-    assert stats["reports"]["successes"] >= 3 and stats["reports"]["failures"] >= 3
+    assert stats["report_outcomes"]["successes"] >= 3 and stats["report_outcomes"]["failures"] >= 3
 
     # The automatic block is on the block list and survives a restart of Rempart.
     status, bl = rempart.command("getBL")
