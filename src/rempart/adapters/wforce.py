@@ -23,6 +23,7 @@ import orjson
 
 from rempart.adapters.context import WforceContext
 from rempart.adapters.fields import flag, ip_field, login_field, text
+from rempart.adapters.listfile import RecordError, parse_time, record_from_dict
 from rempart.engine.engine import BLOCKED_MESSAGE
 from rempart.engine.keys import KeyError_, net_keys
 from rempart.engine.lists import ListEntry, normalise
@@ -35,6 +36,7 @@ _ALLOWED = b'{"status":0,"msg":"","r_attrs":{}}'
 # wforce keeps an entry at most this long (expire_secs is an unsigned 32-bit count there); longer
 # is a typo, refused rather than kept for a century.
 MAX_EXPIRE_SECS = 10 * 365 * 86400
+MAX_BATCH = 10_000  # records per /v1/lists/batch request (the body limit usually binds first)
 # wforce's names for each kind of entry in getBL/getWL and getDBStats.
 _WFORCE_KIND = {"ip": "ip", "netmask": "ip", "login": "login", "ip_login": "iplogin"}
 _WFORCE_KIND |= {"ja3": "ja3", "ip_ja3": "ipja3"}
@@ -177,6 +179,7 @@ class WforceApi:
         for method in ("POST", "GET"):
             router.add(method, "/", self.by_query, auth=Auth.API)
             router.add(method, "/command/*", self.by_path, auth=Auth.API)
+        router.add("POST", "/v1/lists/batch", self.batch, auth=Auth.API)
         # wforce answers readyz without authentication (a load balancer's probe).
         router.add("GET", "/command/readyz", self.readyz, auth=Auth.PUBLIC)
 
@@ -340,11 +343,9 @@ class WforceApi:
                 return "login", login
             if ja3:
                 return "ja3", ja3
-            if netmask:
-                return "netmask", normalise("netmask", netmask)
+            if netmask or "/" in ip:
+                return _network_or_address(netmask or ip)
             if ip:
-                if "/" in ip:
-                    return "netmask", normalise("netmask", ip)
                 return "ip", normalise("ip", ip)
         except KeyError_ as exc:
             raise HTTPError(400, str(exc)) from None
@@ -366,6 +367,37 @@ class WforceApi:
         if self.engine.remove_entry(which, kind, value, by="api") is not None:
             await self.context.commit()
         return Response(200, _OK)
+
+    async def batch(self, request: Request) -> Response:
+        """Many getBL-shaped records in one request (`rempart lists import`): every record is
+        checked before any is applied, so a batch is all or nothing, and the changes share one
+        durable commit. `dry_run` checks only. A 400 names the record by its index."""
+        data = request.json()
+        if not isinstance(data, dict):
+            raise HTTPError(400, "the body must be a JSON object")
+        which = data.get("list", "block")
+        if which not in ("block", "allow"):
+            raise HTTPError(400, "field 'list' must be 'block' or 'allow'")
+        records = data.get("entries")
+        if not isinstance(records, list) or len(records) > MAX_BATCH:
+            raise HTTPError(400, f"field 'entries' must be a list of at most {MAX_BATCH} records")
+        confirmed, now = is_confirmed(data.get("confirm")), time.time()
+        entries: list[ListEntry] = []
+        for index, record in enumerate(records):
+            try:
+                entry = entry_from_record(record if isinstance(record, dict) else {}, self, now)
+                if entry is not None:
+                    check_wide_entry(entry.kind, entry.value, confirmed, self.wide_v4, self.wide_v6)
+                    entries.append(entry)
+            except HTTPError as exc:
+                raise HTTPError(400, f"entry {index}: {exc.reason}") from None
+        if not flag(data, "dry_run"):
+            for entry in entries:
+                self.engine.add_entry(which, entry, by="api:import")
+            if entries:
+                await self.context.commit()
+        added = len(entries)
+        return json_response({"status": "ok", "added": added, "expired": len(records) - added})
 
     def get_entries(self, which: str) -> Response:
         return json_response(
@@ -407,6 +439,56 @@ class WforceApi:
 
 
 _STAT_KINDS = frozenset(("ip", "login", "ip_login"))
+
+
+def _network_or_address(text: str) -> tuple[str, str]:
+    """A network entry, or an address entry for a /32 or /128 (wforce keys both the same)."""
+    value = normalise("netmask", text)
+    address, _, plen = value.partition("/")
+    if plen == ("128" if ":" in address else "32"):
+        return "ip", normalise("ip", address)
+    return "netmask", value
+
+
+def split_ip_prefix(key: str) -> tuple[str, str]:
+    """("ip", "rest") of wforce's "ip:rest" key; the longest prefix that is an address wins,
+    since an IPv6 address holds colons itself."""
+    best = ""
+    for i, ch in enumerate(key):
+        if ch == ":":
+            try:
+                net_keys(key[:i])
+            except KeyError_:
+                continue
+            best = key[:i]
+    if not best:
+        raise HTTPError(400, f"{key[:64]!r} is not 'address:value'")
+    rest = key[len(best) + 1 :]
+    if rest.startswith(":"):  # an ipja3 key as getDBStats prints it ("ip::ja3")
+        rest = rest[1:]
+    return best, rest
+
+
+def entry_from_record(data: dict[str, Any], api: WforceApi, now: float) -> ListEntry | None:
+    """The entry of a getBL-shaped record (import); None when it has already expired."""
+    try:
+        record = record_from_dict(data)
+    except RecordError as exc:
+        raise HTTPError(400, str(exc)) from None
+    body: dict[str, Any] = {}
+    if record.type in ("iplogin", "ipja3"):
+        ip, rest = split_ip_prefix(record.key)
+        body = {"ip": ip, "login" if record.type == "iplogin" else "ja3": rest}
+    else:
+        body = {record.type: record.key}
+    kind, value = api.entry_key(body)
+    if record.expire_secs is not None:
+        expires = now + record.expire_secs
+    else:
+        expires = parse_time(record.expiration)
+    if expires and expires <= now:
+        return None
+    return ListEntry(kind, value, expires, record.reason[:512], now)
 
 
 def expire_secs(data: dict[str, Any]) -> float:
