@@ -163,7 +163,10 @@ def test_ja3_entries_are_their_own_kind(server: RempartProcess) -> None:
     assert allow(server, "tls@example.org", "10.6.6.7")["status"] == 0
     assert allow(server, "tls@example.org", "10.6.6.7", attrs={"ja3": other})["status"] == 0
     assert allow(server, "tls@example.org", "10.6.6.6")["status"] == 0
-    assert allow(server, "tls@example.org", "10.6.6.7", attrs={"ja3": bad_tls})["status"] == -1
+    hit = allow(server, "tls@example.org", "10.6.6.7", attrs={"ja3": bad_tls})
+    assert hit["status"] == -1
+    assert (hit["r_attrs"]["blacklisted"], hit["r_attrs"]["key"]) == ("1", "ja3")
+    assert hit["r_attrs"]["reason"] == "ja3 bot"
     assert allow(server, "tls@example.org", "10.6.6.6", attrs={"ja3": other})["status"] == -1
     listed = entries(server)
     assert {"ja3": bad_tls, "expiration": listed[0]["expiration"], "reason": "ja3 bot"} in [

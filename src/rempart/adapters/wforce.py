@@ -215,11 +215,12 @@ class WforceApi:
         verdict = self.engine.decide(attempt)
         action = verdict.action
         counts = self.counters.allow_status
+        listed = ""
         if action is Action.ALLOW:
             if not verdict.reasons:
                 counts["allowed"] += 1
                 return Response(200, _ALLOWED)
-            listed = verdict.reasons[0].code == "allowlisted"
+            listed = "allow" if verdict.reasons[0].code == "allowlisted" else ""
             counts["whitelisted" if listed else "allowed"] += 1
             status = 0
         elif action is Action.DELAY:
@@ -227,16 +228,34 @@ class WforceApi:
             status = max(1, math.ceil(verdict.delay_s))
         else:
             if verdict.reasons and verdict.reasons[0].message is BLOCKED_MESSAGE:
+                listed = "block"
                 counts["blacklisted"] += 1
             counts["denied"] += 1
             status = -1 if action is Action.DENY else self.step_up_status
-        return json_response(
-            {
-                "status": status,
-                "msg": verdict.message,
-                "r_attrs": {"reasons": ",".join(verdict.codes)} if verdict.reasons else {},
-            }
+        r_attrs = {"reasons": ",".join(verdict.codes)} if verdict.reasons else {}
+        if listed:
+            r_attrs.update(self._listed_attrs(attempt, listed))
+        return json_response({"status": status, "msg": verdict.message, "r_attrs": r_attrs})
+
+    def _listed_attrs(self, attempt: Attempt, which: str) -> dict[str, str]:
+        """What wforce puts in r_attrs for a list hit: expiration, reason, key type and
+        `blacklisted`/`whitelisted` "1" (looked up again: list hits are rare, decisions not)."""
+        lst = self.engine.allowlist if which == "allow" else self.engine.blocklist
+        net = net_keys(attempt.ip)
+        ja3 = attempt.attrs.get("ja3", "") if attempt.attrs else ""
+        entry = lst.match(
+            net.ip, net.packed, attempt.login, time.time(), ja3 if type(ja3) is str else ""
         )
+        if entry is None and attempt.raw_login:
+            entry = lst.match_login_as_given(net.ip, attempt.raw_login, time.time())
+        if entry is None:
+            return {}
+        return {
+            "expiration": wforce_time(entry.expires),
+            "reason": entry.reason,
+            "whitelisted" if which == "allow" else "blacklisted": "1",
+            "key": _WFORCE_KIND[entry.kind],
+        }
 
     def report(self, request: Request) -> Response:
         data = json_body(request)
