@@ -122,7 +122,7 @@ def propagation(a: Client, b: Client, trials: int, net: int) -> dict[str, dict[s
             time.sleep(0.002)
         report_delays.append(time.monotonic() - sent)
         blocked = f"10.{net + 100}.{i % 256}.{i // 256 + 1}"
-        a.command("addBLEntry", {"ip": blocked, "reason": "benchmark"})
+        a.command("addBLEntry", {"ip": blocked, "expire_secs": 3600, "reason": "benchmark"})
         sent = time.monotonic()
         probe = {**attempt, "remote": blocked}
         while b.command("allow", probe)["status"] != -1:

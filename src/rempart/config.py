@@ -468,6 +468,12 @@ class WforceSettings:
         "your own may prefer -2.",
         parse=_negative,
     )
+    exact_list_logins: bool = knob(
+        False,
+        "List entries, resets and getDBStats on the wforce API name the login exactly as given, "
+        "as wforce does (a block of Bob+x@Ex.org then leaves bob@ex.org alone). Off: logins are "
+        "canonicalised by [logins] like everywhere else in Rempart.",
+    )
 
 
 @section("asn")

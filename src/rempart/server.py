@@ -32,6 +32,7 @@ from rempart.adapters.context import (
     OperatorContext,
     TailContext,
     WforceContext,
+    WforceCounters,
 )
 from rempart.adapters.logtail import tail_plan
 from rempart.adapters.native import NativeApi
@@ -163,6 +164,7 @@ class Service:
         self.extra_collectors: list[Any] = [
             ConnectionCollector(lambda: self.app.guard if self.app else None)
         ]
+        self.wforce_counters = WforceCounters(time.time())
         self.shed_controller: Any = None
         self.shed_settings: Any = None
         if settings.section(ShedSettings).services:
@@ -361,6 +363,8 @@ class Service:
                 self.commit,
                 self.stats,
                 (ops.confirm_prefix_v4, ops.confirm_prefix_v6),
+                self.wforce_counters,
+                self.settings.wforce.exact_list_logins,
             )
         ).mount(router)
         NativeApi(NativeContext(engine, logins, self.fingerprint_password)).mount(router)
@@ -372,6 +376,7 @@ class Service:
         registry = metrics.make_registry(
             MetricsContext(
                 engine,
+                wforce=self.wforce_counters,
                 journal_records=lambda: self.journal.written if self.journal else 0,
                 write_errors=self.write_errors,
                 handler_errors=lambda: self.app.errors if self.app else 0,

@@ -29,6 +29,7 @@ PASSWORD = "route-auth-api-password"
 PUBLIC = {
     ("GET", "/healthz"),
     ("GET", "/metrics"),  # Prometheus scrapes without credentials; counters only
+    ("GET", "/command/readyz"),  # wforce answers readiness probes without credentials
     ("GET", "/status"),
     ("GET", "/status.json"),
     ("GET", "/ops/static/*"),

@@ -31,6 +31,21 @@ JournalDurable = Callable[[str, dict[str, Any]], None]
 after `Commit`."""
 
 
+ALLOW_STATUSES = ("allowed", "blacklisted", "whitelisted", "denied", "tarpitted")
+
+
+class WforceCounters:
+    """wforce's per-command and per-allow-status counts, under its own names so an existing
+    dashboard keeps working. Written only by the wforce API; read by `stats` and `/metrics`."""
+
+    __slots__ = ("allow_status", "commands", "started")
+
+    def __init__(self, started: float) -> None:
+        self.commands: dict[str, int] = {}
+        self.allow_status: dict[str, int] = dict.fromkeys(ALLOW_STATUSES, 0)
+        self.started = started
+
+
 @dataclass(frozen=True, slots=True)
 class WforceContext:
     """The wforce-compatible API (`adapters/wforce.py`)."""
@@ -42,6 +57,8 @@ class WforceContext:
     commit: Commit
     stats: Callable[[], dict[str, Any]]
     confirm_prefixes: tuple[int, int]  # IPv4, IPv6: entries this wide or wider need confirm
+    counters: WforceCounters
+    exact_list_logins: bool  # list entries name the login as given, as wforce does
 
 
 @dataclass(frozen=True, slots=True)

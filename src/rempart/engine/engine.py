@@ -201,10 +201,21 @@ class Engine:
             now = time.time()
         net, device, keys = self._keys(attempt)
         login = attempt.login
-        if self.allowlist.match(net.ip, net.packed, login, now) is not None:
+        attrs = attempt.attrs
+        ja3 = attrs.get("ja3", "") if attrs else ""
+        if type(ja3) is not str:
+            ja3 = ""
+        raw = attempt.raw_login
+        raw = raw if raw and raw != login else ""
+        allowlist, blocklist = self.allowlist, self.blocklist
+        if allowlist.match(net.ip, net.packed, login, now, ja3) is not None or (
+            raw and allowlist.match_login_as_given(net.ip, raw, now) is not None
+        ):
             verdict = Verdict(Action.ALLOW, 0.0, (ALLOWLISTED,))
         else:
-            blocked = self.blocklist.match(net.ip, net.packed, login, now)
+            blocked = blocklist.match(net.ip, net.packed, login, now, ja3)
+            if blocked is None and raw:
+                blocked = blocklist.match_login_as_given(net.ip, raw, now)
             if blocked is not None:
                 # An automatic entry keeps the code of the rule that made it.
                 code, _, how = blocked.reason.partition(": ")
@@ -442,6 +453,64 @@ class Engine:
                 if key[0] == _PAIR:
                     self._unindex_pair(key)
         return cleared
+
+    def key_counts(self, login: str = "", ip: str = "", now: float | None = None) -> dict[str, int]:
+        """Window counts over the whole ring for the key of a login, an IP or their pair (the
+        wforce `getDBStats` view); empty when the key is not tracked."""
+        now = time.time() if now is None else now
+        if ip and login:
+            key = _PAIR + net_keys(ip).ip + "|" + login
+        else:
+            key = (_IP + net_keys(ip).ip) if ip else _LOGIN + login
+        state = self.states.get(key)
+        if state is None:
+            return {}
+        bucket, size, ring = int(now // self.width), self.size, state.ring
+        if KeyFamily.IP_LOGIN.spec.failures_only and key[0] == _PAIR:
+            return {"failures": ring.total(0, size, bucket, size, 1)}
+        names = {
+            REPORTS: "reports",
+            FAILURES: "failures",
+            UNKNOWN: "unknown_login",
+            REJECTS: "policy_rejects",
+            UNFAMILIAR: "unfamiliar_failures",
+        }
+        return {name: ring.total(kind, size, bucket, size, KINDS) for kind, name in names.items()}
+
+    def lift_blocks(
+        self,
+        login: str = "",
+        ip: str = "",
+        ja3: str = "",
+        by: str = "reset",
+        now: float | None = None,
+    ) -> list[ListEntry]:
+        """Remove the block-list entries naming exactly this login, IP, ip+login, JA3 or
+        ip+JA3 (automatic and operator alike; wider networks stay): a helpdesk unlock."""
+        targets: list[tuple[str, str]] = []
+        address = net_keys(ip).ip if ip else ""
+        if address:
+            targets.append(("ip", address))
+            targets.append(("netmask", normalise("netmask", address)))
+            if login:
+                targets.append(("ip_login", f"{address}|{login}"))
+            if ja3:
+                targets.append(("ip_ja3", f"{address}|{ja3}"))
+        if login:
+            targets.append(("login", login))
+            if not address:
+                suffix = "|" + login
+                targets += [
+                    ("ip_login", v) for v in list(self.blocklist.by_pair) if v.endswith(suffix)
+                ]
+        if ja3 and not address:
+            targets.append(("ja3", ja3))
+        lifted: list[ListEntry] = []
+        for kind, value in targets:
+            found = self.remove_entry(ListName.BLOCK, kind, value, by=by, now=now)
+            if found is not None:
+                lifted.append(found)
+        return lifted
 
     def add_entry(self, which: ListName | str, entry: ListEntry, by: str = "api") -> None:
         which = ListName(which)

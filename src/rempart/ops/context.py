@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rempart.adapters.context import Commit, JournalDurable
+from rempart.adapters.context import Commit, JournalDurable, WforceCounters
 from rempart.engine.engine import Engine
 from rempart.engine.keys import LoginRules
 from rempart.engine.oracle import LeakOracle
@@ -51,6 +51,7 @@ class MetricsContext:
     """The Prometheus collector (`ops/metrics.py`): engine counters plus three process figures."""
 
     engine: Engine
+    wforce: WforceCounters  # wforce's command and allow-status counts, under its names
     journal_records: Callable[[], int]
     write_errors: Callable[[], int]
     handler_errors: Callable[[], int]

@@ -1,6 +1,9 @@
 """Prometheus metrics: a collector that reads the engine's snapshot at scrape time.
 
-The decision path only increments Python ints; nothing here runs per request.
+The decision path only increments Python ints; nothing here runs per request. wforce 3.0.1's
+names (`wforce_commands_total`, `wforce_allow_status_total`, `wforce_bl_entries`,
+`wforce_wl_entries`) are exported beside Rempart's own, so a Grafana board built for wforce keeps
+working after the switch.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rempart.engine.lists import AccessList
 from rempart.model import Protocol
 from rempart.ops.context import MetricsContext
 
@@ -97,11 +101,69 @@ class EngineCollector(Collector):
         )
 
 
+# wforce's entry types, and Rempart's list kinds counted under each.
+WFORCE_ENTRY_TYPES = {
+    "ip": ("ip", "netmask"),
+    "login": ("login",),
+    "iplogin": ("ip_login",),
+    "ja3": ("ja3",),
+    "ipja3": ("ip_ja3",),
+}
+
+
+def entries_by_kind(lst: AccessList) -> dict[str, int]:
+    nets = sum(len(d) for d in lst.nets4.values()) + sum(len(d) for d in lst.nets6.values())
+    return {
+        "ip": len(lst.by_ip),
+        "netmask": nets,
+        "login": len(lst.by_login),
+        "ip_login": len(lst.by_pair),
+        "ja3": len(lst.by_ja3),
+        "ip_ja3": len(lst.by_ip_ja3),
+    }
+
+
+class WforceCollector(Collector):
+    """wforce's own metric names and labels, from the wforce API's counters and the lists."""
+
+    def __init__(self, context: MetricsContext) -> None:
+        self.context = context
+
+    def collect(self) -> Iterator[Metric]:
+        counters, engine = self.context.wforce, self.context.engine
+        commands = CounterMetricFamily(
+            "wforce_commands", "How many commands have been received?", labels=["cmd"]
+        )
+        for name, count in sorted(counters.commands.items()):
+            commands.add_metric([name], count)
+        yield commands
+        statuses = CounterMetricFamily(
+            "wforce_allow_status",
+            "Count of different allow status responses",
+            labels=["status"],
+        )
+        for name, count in counters.allow_status.items():
+            statuses.add_metric([name], count)
+        yield statuses
+        for prefix, lst, what in (
+            ("bl", engine.blocklist, "blacklist"),
+            ("wl", engine.allowlist, "whitelist"),
+        ):
+            family = GaugeMetricFamily(
+                f"wforce_{prefix}_entries", f"How many entries are in the {what}?", labels=["type"]
+            )
+            counts = entries_by_kind(lst)
+            for wtype, kinds in WFORCE_ENTRY_TYPES.items():
+                family.add_metric([wtype], sum(counts[k] for k in kinds))
+            yield family
+
+
 def make_registry(
     context: MetricsContext, extra: list[Collector] | None = None
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EngineCollector(context))
+    registry.register(WforceCollector(context))
     for collector in extra or []:
         registry.register(collector)
     return registry
