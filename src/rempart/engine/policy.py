@@ -55,6 +55,10 @@ SIGNALS: dict[str, str] = {
     "login_exposed": "this login appears in an ingested leak",
     "account_restricted": "the account's current password is exposed and not yet changed",
     "popular_password": "the password is among the most common real passwords",
+    "app_password": "the attempt authenticated with an app password valid for this protocol "
+    "(before Dovecot checked the password: the account has one, so the final check waits "
+    "for the answer after authentication)",
+    "app_passwords_only": "the account opted into 'mail apps only with app passwords'",
     "v6": "the source is IPv6",
     "tls": "the client connection used TLS",
     "legacy": "the protocol is imap, pop3 or smtp",

@@ -179,6 +179,14 @@ class Signals:
     def popular_password(self) -> bool:
         return self.attempt.password_popular
 
+    @property
+    def app_password(self) -> bool:
+        return self.attempt.app_password
+
+    @property
+    def app_passwords_only(self) -> bool:
+        return self.attempt.app_passwords_only
+
     def explain(self) -> dict[str, object]:
         """Every boolean signal's value, for the dashboard and `rempart explain`."""
         names = (
@@ -191,6 +199,8 @@ class Signals:
             "login_exposed",
             "account_restricted",
             "popular_password",
+            "app_password",
+            "app_passwords_only",
             "legacy",
             "posture",
         )
