@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rempart.apppass.store import AppPasswordStore
 from rempart.config import Settings
 from rempart.engine.engine import Engine
 from rempart.engine.keys import LoginRules
@@ -42,6 +43,7 @@ class WforceContext:
     commit: Commit
     stats: Callable[[], dict[str, Any]]
     confirm_prefixes: tuple[int, int]  # IPv4, IPv6: entries this wide or wider need confirm
+    app_passwords: AppPasswordStore | None = None  # marks attempts that use an app password
 
 
 @dataclass(frozen=True, slots=True)
