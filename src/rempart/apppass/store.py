@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import grp
+import math
 import os
 import secrets as _secrets
 import sqlite3
@@ -65,6 +66,9 @@ CREATE TABLE IF NOT EXISTS dovecot_app_passwords (
 );
 CREATE INDEX IF NOT EXISTS dovecot_app_passwords_login ON dovecot_app_passwords (login, selector);
 """
+
+
+_NOWHERE: dict[str, float] = {}
 
 
 class LimitReached(Exception):
@@ -151,6 +155,8 @@ class AppPasswordStore:
         self._only: set[str] = set()
         self._uses: dict[str, tuple[float, str]] = {}  # id -> (when, network) not yet written
         self._owners: dict[str, tuple[str, str]] = {}  # id -> (login, selector)
+        # login -> scope -> latest expiry of its app passwords for that scope (inf: never)
+        self._reach: dict[str, dict[str, float]] = {}
         self._load()
 
     # --- start -------------------------------------------------------------------------------
@@ -165,6 +171,8 @@ class AppPasswordStore:
             )
             self._by_login.setdefault(item.login, {})[item.id] = item
             self._owners[item.id] = (item.login, row[8])
+        for login in self._by_login:
+            self._index(login)
         self._only = {
             r[0] for r in self._db.execute("SELECT login FROM account_flags WHERE mail_apps_only")
         }
@@ -178,6 +186,18 @@ class AppPasswordStore:
                     for r in rows
                 ],
             )
+
+    def _index(self, login: str) -> None:
+        """Recompute what the decision path reads for `login` (after any change to it)."""
+        reach: dict[str, float] = {}
+        for item in self._by_login.get(login, {}).values():
+            until = item.expires or math.inf
+            for scope in item.scopes:
+                reach[scope] = max(reach.get(scope, 0.0), until)
+        if reach:
+            self._reach[login] = reach
+        else:
+            self._reach.pop(login, None)
 
     @staticmethod
     @contextlib.contextmanager
@@ -229,6 +249,7 @@ class AppPasswordStore:
             await self._write(write)
             self._owners[item.id] = (login, selector)
             self._by_login.setdefault(login, {})[item.id] = item
+            self._index(login)
             return item, secret
 
     async def revoke(self, login: str, ids: list[str] | None) -> list[AppPassword]:
@@ -257,6 +278,7 @@ class AppPasswordStore:
                 self._owners.pop(g.id, None)
             if not held:
                 self._by_login.pop(login, None)
+            self._index(login)
             return gone
 
     async def set_mail_apps_only(self, login: str, enabled: bool) -> None:
@@ -318,12 +340,13 @@ class AppPasswordStore:
         credential = attrs.get("credential")
         if credential is None or credential == "main":
             return ""
+        scope = attempt.protocol  # a StrEnum: the scope's name
+        if credential == "":
+            until = self._reach.get(login, _NOWHERE).get(scope)
+            attempt.app_password = until is not None and until > now
+            return ""
         held = self._by_login.get(login)
         if held is None:
-            return ""
-        scope = attempt.protocol.value
-        if credential == "":
-            attempt.app_password = any(scope in i.scopes and i.live(now) for i in held.values())
             return ""
         item = held.get(attrs.get("app_password", ""))  # type: ignore[arg-type]
         if item is None or scope not in item.scopes or not item.live(now):

@@ -53,6 +53,9 @@ DURABLE_KINDS = frozenset(
         "operator_password_changed",
         "notice_posted",
         "notice_withdrawn",
+        "app_password_created",
+        "app_password_revoked",
+        "mail_apps_only",
     }
 )
 
