@@ -5,7 +5,8 @@ passes in its auth_policy request.
 Proves: an app password opens IMAP, POP3 and SMTP AUTH (Dovecot's SASL socket, as Postfix uses
 it) while IMAP is strict and while the account is restricted (its password leaked); the main
 password from a new network is refused with the message; a revoked or expired app password is
-refused at once; the operator CLI lists and revokes; the secret is in no log, journal record or
+refused at once; the operator CLI lists and revokes; an account opted into "mail apps only with
+app passwords" refuses its main password from a new network; the secret is in no log, journal record or
 metric."""
 
 from __future__ import annotations
@@ -164,8 +165,17 @@ def test_app_passwords_open_mail_where_the_main_password_is_refused(rig, tmp_pat
     time.sleep(max(0.0, float(short["expires"]) - time.time()) + 1.1)  # type: ignore[arg-type]
     assert dovecot.pop3_login("alice@example.org", str(short["secret"]), FOURTH) != "OK"
 
+    # bob opts into "mail apps only with app passwords": his main password keeps his mail app
+    # at home, and is refused on POP3 (normal posture) from a new network.
+    opted = cli(rempart, "mail-apps-only", "bob@example.org", "on")
+    assert opted.returncode == 0 and "True" in opted.stdout, opted.stderr
+    assert dovecot.pop3_login("bob@example.org", "tr0ub4dor", HOME) == "OK"
+    refused = dovecot.pop3_login("bob@example.org", "tr0ub4dor", "127.0.5.5")
+    assert "only with an app password" in refused, refused
+
     counts = cli(rempart, "counts")
     assert counts.returncode == 0 and "accounts: 1" in counts.stdout, counts.stdout
+    assert "mail apps only: 1" in counts.stdout
 
     # The secrets are in no log, journal record, metric or state file but the hash tables.
     _s, metrics = rempart.request("GET", "/metrics", password=None)

@@ -285,3 +285,27 @@ def test_limit_per_account_someone_elses_id_and_no_credentials(node: Node) -> No
         assert status == 401
     assert node.call("GET", "/v1/app-passwords", auth=False)[0] == 401
     assert [i["id"] for i in listed(node)] == ids
+
+
+def test_dashboard_shows_the_counts(node: Node) -> None:
+    from rempart.ops.dashboard import _features_panel
+
+    create(node)
+    html = _features_panel(node.service._console())
+    assert "<h3>App passwords</h3>" in html and "active: <b>1</b>" in html
+    assert "accounts: <b>1</b>" in html
+
+
+def test_cli_refuses_bad_usage_and_names_an_unreachable_server(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from rempart.cli import main
+
+    runner = CliRunner(env={"REMPART_API_PASSWORD": PASSWORD})
+    both = runner.invoke(main, ["app-passwords", "revoke", ALICE, "abc", "--all"])
+    assert both.exit_code == 2 and "not both" in both.output
+    neither = runner.invoke(main, ["app-passwords", "revoke", ALICE])
+    assert neither.exit_code == 2 and "name the ids" in neither.output
+    url = "http://127.0.0.1:9"  # discard port: nothing listens
+    down = runner.invoke(main, ["app-passwords", "list", ALICE, "--url", url])
+    assert down.exit_code == 1 and "cannot reach rempart" in down.output
