@@ -142,7 +142,11 @@ class Service:
         self.app_passwords: AppPasswordStore | None = None
         if self.app_password_settings.enabled:
             try:
-                self.app_passwords = AppPasswordStore(self.data_dir, self.app_password_settings)
+                self.app_passwords = AppPasswordStore(
+                    self.data_dir,
+                    self.app_password_settings,
+                    BreachSettings.of(settings).dovecot,
+                )
             except ValueError as exc:
                 raise ConfigError(
                     str(exc).removeprefix("[app_passwords] dovecot_db_group: "),

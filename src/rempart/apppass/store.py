@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import grp
+import hashlib
 import math
 import os
 import secrets as _secrets
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 from rempart.apppass import secret as secret_mod
 from rempart.apppass.settings import AppPasswordSettings
+from rempart.breach.settings import DovecotHash
 from rempart.model import Attempt
 
 T = TypeVar("T")
@@ -46,6 +48,7 @@ CREATE TABLE IF NOT EXISTS app_passwords (
   expires REAL NOT NULL DEFAULT 0,
   last_used REAL NOT NULL DEFAULT 0,
   last_network TEXT NOT NULL DEFAULT '',
+  pwprefix TEXT NOT NULL DEFAULT '',
   UNIQUE (login, selector)
 );
 CREATE TABLE IF NOT EXISTS account_flags (
@@ -68,7 +71,13 @@ CREATE INDEX IF NOT EXISTS dovecot_app_passwords_login ON dovecot_app_passwords 
 """
 
 
-_NOWHERE: dict[str, float] = {}
+_NOWHERE: dict[str, list[tuple[float, int]]] = {}
+# Leading bits of Dovecot's pwhash of each app password, kept to tell, before Dovecot checks the
+# password, an attempt that cannot be an app password (and so gets the main-password answer
+# at once, whatever the password: no hint whether it was right). 12 bits: one wrong password in
+# 4096 gets the benefit; of the secret's 89 hashed bits, 12 more become checkable by someone
+# holding both the store and Dovecot's nonce (77 remain, behind Argon2id).
+PREFIX_BITS = 12
 
 
 class LimitReached(Exception):
@@ -120,8 +129,16 @@ def _create_file(path: Path, mode: int) -> None:
 class AppPasswordStore:
     """Every account's app passwords: the writer of their files and the decision path's index."""
 
-    def __init__(self, data_dir: Path, settings: AppPasswordSettings) -> None:
+    def __init__(
+        self, data_dir: Path, settings: AppPasswordSettings, dovecot: DovecotHash | None = None
+    ) -> None:
         self.settings = settings
+        self.dovecot = dovecot if dovecot is not None and dovecot.enabled else None
+        self._nonce_tag = (
+            hashlib.sha256(b"rempart-app-password\0" + self.dovecot.nonce.encode()).hexdigest()[:8]
+            if self.dovecot
+            else ""
+        )
         self.path = data_dir / "app-passwords.db"
         self.dovecot_path = (
             Path(settings.dovecot_db)
@@ -155,15 +172,16 @@ class AppPasswordStore:
         self._only: set[str] = set()
         self._uses: dict[str, tuple[float, str]] = {}  # id -> (when, network) not yet written
         self._owners: dict[str, tuple[str, str]] = {}  # id -> (login, selector)
-        # login -> scope -> latest expiry of its app passwords for that scope (inf: never)
-        self._reach: dict[str, dict[str, float]] = {}
+        # login -> scope -> (expiry or inf, pwhash prefix or -1) of its app passwords
+        self._reach: dict[str, dict[str, list[tuple[float, int]]]] = {}
+        self._prefixes: dict[str, int] = {}  # id -> prefix (-1: unknown, e.g. nonce changed)
         self._load()
 
     # --- start -------------------------------------------------------------------------------
     def _load(self) -> None:
         rows = self._db.execute(
             "SELECT id, login, label, scopes, created, expires, last_used, last_network, "
-            "selector, hash FROM app_passwords"
+            "selector, hash, pwprefix FROM app_passwords"
         ).fetchall()
         for row in rows:
             item = AppPassword(
@@ -171,6 +189,8 @@ class AppPasswordStore:
             )
             self._by_login.setdefault(item.login, {})[item.id] = item
             self._owners[item.id] = (item.login, row[8])
+            tag, _, value = row[10].partition(":")
+            self._prefixes[item.id] = int(value) if tag and tag == self._nonce_tag else -1
         for login in self._by_login:
             self._index(login)
         self._only = {
@@ -189,15 +209,34 @@ class AppPasswordStore:
 
     def _index(self, login: str) -> None:
         """Recompute what the decision path reads for `login` (after any change to it)."""
-        reach: dict[str, float] = {}
+        reach: dict[str, list[tuple[float, int]]] = {}
         for item in self._by_login.get(login, {}).values():
-            until = item.expires or math.inf
+            entry = (item.expires or math.inf, self._prefixes.get(item.id, -1))
             for scope in item.scopes:
-                reach[scope] = max(reach.get(scope, 0.0), until)
+                reach.setdefault(scope, []).append(entry)
         if reach:
             self._reach[login] = reach
         else:
             self._reach.pop(login, None)
+
+    def _prefix_of(self, login: str, secret: str) -> int:
+        """The leading PREFIX_BITS of Dovecot's pwhash of this secret (-1 without a nonce)."""
+        if self.dovecot is None:
+            return -1
+        material = self.dovecot.nonce.encode() + login.encode() + b"\0" + secret.encode()
+        return int.from_bytes(hashlib.sha256(material).digest()[:2]) >> (16 - PREFIX_BITS)
+
+    def _could_be(self, pwhash: str, prefix: int) -> bool:
+        """Whether Dovecot's pwhash of the attempt agrees with an app password's prefix."""
+        if prefix < 0 or self.dovecot is None or not pwhash:
+            return True
+        sent = self.dovecot.effective_bits  # Dovecot sends the leading `sent` bits
+        bits = min(sent, PREFIX_BITS)
+        try:
+            value = int(pwhash, 16)
+        except ValueError:
+            return True
+        return value >> (sent - bits) == prefix >> (PREFIX_BITS - bits)
 
     @staticmethod
     @contextlib.contextmanager
@@ -231,14 +270,26 @@ class AppPasswordStore:
                 secret = secret_mod.generate()
             item = AppPassword(_secrets.token_hex(8), login, label, scopes, now, expires)
             selector = secret_mod.selector(secret)
+            prefix = self._prefix_of(login, secret)
+            stored_prefix = f"{self._nonce_tag}:{prefix}" if prefix >= 0 else ""
 
             def write() -> None:
                 hashed = self.hasher.hash(secret)
                 with self._transaction(self._db):
                     self._db.execute(
                         "INSERT INTO app_passwords (id, login, label, scopes, selector, hash, "
-                        "created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (item.id, login, label, ",".join(scopes), selector, hashed, now, expires),
+                        "created, expires, pwprefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            item.id,
+                            login,
+                            label,
+                            ",".join(scopes),
+                            selector,
+                            hashed,
+                            now,
+                            expires,
+                            stored_prefix,
+                        ),
                     )
                 with self._transaction(self._dovecot):
                     self._dovecot.execute(
@@ -248,6 +299,7 @@ class AppPasswordStore:
 
             await self._write(write)
             self._owners[item.id] = (login, selector)
+            self._prefixes[item.id] = prefix
             self._by_login.setdefault(login, {})[item.id] = item
             self._index(login)
             return item, secret
@@ -276,6 +328,7 @@ class AppPasswordStore:
                 held.pop(g.id, None)
                 self._uses.pop(g.id, None)
                 self._owners.pop(g.id, None)
+                self._prefixes.pop(g.id, None)
             if not held:
                 self._by_login.pop(login, None)
             self._index(login)
@@ -342,8 +395,12 @@ class AppPasswordStore:
             return ""
         scope = attempt.protocol  # a StrEnum: the scope's name
         if credential == "":
-            until = self._reach.get(login, _NOWHERE).get(scope)
-            attempt.app_password = until is not None and until > now
+            entries = self._reach.get(login, _NOWHERE).get(scope)
+            if entries:
+                pwhash = attempt.pwhash
+                attempt.app_password = any(
+                    until > now and self._could_be(pwhash, prefix) for until, prefix in entries
+                )
             return ""
         held = self._by_login.get(login)
         if held is None:

@@ -309,3 +309,49 @@ def test_cli_refuses_bad_usage_and_names_an_unreachable_server(tmp_path: Path) -
     url = "http://127.0.0.1:9"  # discard port: nothing listens
     down = runner.invoke(main, ["app-passwords", "list", ALICE, "--url", url])
     assert down.exit_code == 1 and "cannot reach rempart" in down.output
+
+
+@pytest.mark.parametrize("truncate", [0, 12, 8])
+def test_before_the_check_only_a_possible_app_password_gets_the_benefit(
+    tmp_path: Path, truncate: int
+) -> None:
+    """With Dovecot's nonce, the pwhash tells at once that a password is no app password: the
+    main-password answer comes before the check, whatever the password, so a right password
+    and a wrong one get the same refusal."""
+    from rempart.breach.fingerprints import dovecot_pwhash
+
+    dovecot = {"hash_nonce": "n0nce", "hash_truncate_bits": truncate}
+    node = Node(tmp_path / "data", dovecot=dovecot)
+    try:
+        node.login_ok(HOME)
+        node.service.engine.set_posture(Protocol.IMAP, "strict", "test", "campaign")
+        secret = str(create(node, scopes=["imap"])["secret"])
+        before = {"attrs": {"credential": "", "app_password": ""}}
+
+        def answer(password: str) -> dict[str, Any]:
+            pwhash = dovecot_pwhash("n0nce", ALICE, password, truncate)
+            return node.dovecot("allow", ELSEWHERE, pwhash=pwhash, **before)
+
+        assert answer(secret)["status"] == 0
+        refused = [answer(f"guess-{i}") for i in range(40)]
+        denied = [r for r in refused if r["status"] == -1]
+        # 8 bits sent: one guess in 256 agrees by chance; 12 or all: one in 4096.
+        assert len(denied) >= 38 and all("app password" in r["msg"] for r in denied)
+    finally:
+        node.close()
+    # After a restart the prefixes are still known; with another nonce they are not trusted.
+    node = Node(tmp_path / "data", dovecot=dovecot)
+    try:
+        node.service.engine.set_posture(Protocol.IMAP, "strict", "test", "campaign")
+        pwhash = dovecot_pwhash("n0nce", ALICE, "guess", truncate)
+        before = {"attrs": {"credential": "", "app_password": ""}}
+        assert node.dovecot("allow", ELSEWHERE, pwhash=pwhash, **before)["status"] == -1
+    finally:
+        node.close()
+    node = Node(tmp_path / "data", dovecot={"hash_nonce": "other", "hash_truncate_bits": 0})
+    try:
+        node.service.engine.set_posture(Protocol.IMAP, "strict", "test", "campaign")
+        before = {"attrs": {"credential": "", "app_password": ""}}
+        assert node.dovecot("allow", ELSEWHERE, pwhash="00" * 32, **before)["status"] == 0
+    finally:
+        node.close()
