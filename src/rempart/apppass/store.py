@@ -134,6 +134,10 @@ class AppPasswordStore:
     ) -> None:
         self.settings = settings
         self.dovecot = dovecot if dovecot is not None and dovecot.enabled else None
+        # How far to shift a stored prefix to compare it with the bits Dovecot sends.
+        self._prefix_shift = (
+            PREFIX_BITS - min(self.dovecot.effective_bits, PREFIX_BITS) if self.dovecot else 0
+        )
         self._nonce_tag = (
             hashlib.sha256(b"rempart-app-password\0" + self.dovecot.nonce.encode()).hexdigest()[:8]
             if self.dovecot
@@ -226,17 +230,15 @@ class AppPasswordStore:
         material = self.dovecot.nonce.encode() + login.encode() + b"\0" + secret.encode()
         return int.from_bytes(hashlib.sha256(material).digest()[:2]) >> (16 - PREFIX_BITS)
 
-    def _could_be(self, pwhash: str, prefix: int) -> bool:
-        """Whether Dovecot's pwhash of the attempt agrees with an app password's prefix."""
-        if prefix < 0 or self.dovecot is None or not pwhash:
-            return True
+    def _sent_prefix(self, pwhash: str) -> int:
+        """The attempt's pwhash cut to the bits both sides have (-1: cannot tell)."""
+        if self.dovecot is None or not pwhash:
+            return -1
         sent = self.dovecot.effective_bits  # Dovecot sends the leading `sent` bits
-        bits = min(sent, PREFIX_BITS)
         try:
-            value = int(pwhash, 16)
+            return int(pwhash, 16) >> (sent - min(sent, PREFIX_BITS))
         except ValueError:
-            return True
-        return value >> (sent - bits) == prefix >> (PREFIX_BITS - bits)
+            return -1
 
     @staticmethod
     @contextlib.contextmanager
@@ -397,10 +399,12 @@ class AppPasswordStore:
         if credential == "":
             entries = self._reach.get(login, _NOWHERE).get(scope)
             if entries:
-                pwhash = attempt.pwhash
-                attempt.app_password = any(
-                    until > now and self._could_be(pwhash, prefix) for until, prefix in entries
-                )
+                sent = self._sent_prefix(attempt.pwhash)
+                shift = self._prefix_shift
+                for until, prefix in entries:
+                    if until > now and (sent < 0 or prefix < 0 or prefix >> shift == sent):
+                        attempt.app_password = True
+                        break
             return ""
         held = self._by_login.get(login)
         if held is None:
