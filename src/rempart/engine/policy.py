@@ -55,9 +55,9 @@ SIGNALS: dict[str, str] = {
     "login_exposed": "this login appears in an ingested leak",
     "account_restricted": "the account's current password is exposed and not yet changed",
     "popular_password": "the password is among the most common real passwords",
-    "app_password": "the attempt authenticated with an app password valid for this protocol "
-    "(before Dovecot checked the password: the account has one, so the final check waits "
-    "for the answer after authentication)",
+    "app_password": "the attempt authenticated with an app password valid for this protocol, "
+    "or, before Dovecot checked the password, may be one (the account holds one and the "
+    "pwhash agrees with it): the answer after the check decides",
     "app_passwords_only": "the account opted into 'mail apps only with app passwords'",
     "v6": "the source is IPv6",
     "tls": "the client connection used TLS",
