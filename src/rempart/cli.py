@@ -14,6 +14,7 @@ import tomli_w
 
 from rempart.adapters.cli import nginx_config_command, tail
 from rempart.adapters.lists_cli import lists
+from rempart.apppass.cli import app_passwords
 from rempart.breach.cli import leaks
 from rempart.config import ConfigError, Settings, effective, load_settings, read_file
 from rempart.config import reference as reference_text
@@ -497,5 +498,16 @@ def posture_set(
 
 
 # The commands other packages own.
-for _command in (leaks, sim, shed, status, report, operator, tail, nginx_config_command, lists):
+for _command in (
+    leaks,
+    sim,
+    shed,
+    status,
+    report,
+    operator,
+    tail,
+    nginx_config_command,
+    lists,
+    app_passwords,
+):
     main.add_command(_command)

@@ -39,6 +39,7 @@ T = TypeVar("T")
 # Modules above the engine that register sections (imported lazily: they import this module).
 _OWNERS = (
     "rempart.adapters.settings",
+    "rempart.apppass.settings",
     "rempart.breach.settings",
     "rempart.ops.settings",
     "rempart.ops.webhooks",
@@ -62,6 +63,7 @@ _ORDER = [
     "campaign",
     "campaign.webhooks",
     "leaks",
+    "app_passwords",
     "ops",
     "status",
     "state",

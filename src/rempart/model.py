@@ -110,6 +110,11 @@ class Attempt:
     # Filled by adapters that saw the plaintext password (native API): leaked-pair fingerprints.
     pair_fingerprint: bytes = b""
     password_popular: bool = False
+    # Filled by adapters from the app-password index (rempart.apppass): the attempt used, or
+    # before authentication may use, an app password of the account valid for this protocol;
+    # and the account accepts mail apps only with app passwords.
+    app_password: bool = False
+    app_passwords_only: bool = False
 
 
 @dataclass(slots=True)

@@ -40,6 +40,9 @@ from rempart.adapters.nginx import NginxApi
 from rempart.adapters.operator import OperatorApi
 from rempart.adapters.settings import NginxSettings
 from rempart.adapters.wforce import WforceApi
+from rempart.apppass.api import AppPasswordApi, AppPasswordContext
+from rempart.apppass.settings import AppPasswordSettings
+from rempart.apppass.store import AppPasswordStore
 from rempart.breach.settings import BreachSettings
 from rempart.config import ConfigError, Settings
 from rempart.connections import ConnectionLimits
@@ -154,6 +157,20 @@ class Service:
             # The state never holds a change the journal lacks (`journal verify` checks it).
             self.state_writer.after_durable = self.journal.after_durable
         self.engine.listeners.append(self.state_writer.listener)
+        self.app_password_settings = settings.section(AppPasswordSettings)
+        self.app_passwords: AppPasswordStore | None = None
+        if self.app_password_settings.enabled:
+            try:
+                self.app_passwords = AppPasswordStore(
+                    self.data_dir,
+                    self.app_password_settings,
+                    BreachSettings.of(settings).dovecot,
+                )
+            except ValueError as exc:
+                raise ConfigError(
+                    str(exc).removeprefix("[app_passwords] dovecot_db_group: "),
+                    "app_passwords.dovecot_db_group",
+                ) from None
         self.webhooks = WebhookSender(list(settings.section(WebhookSettings).hooks))
         if self.webhooks.hooks:
             self.engine.listeners.append(self.webhooks.listener)
@@ -241,6 +258,9 @@ class Service:
         if self.journal is not None:
             self.journal.append_durable(kind, time.time(), data)
 
+    def app_password_counts(self) -> dict[str, int] | None:
+        return self.app_passwords.counts(time.time()) if self.app_passwords else None
+
     def write_errors(self) -> int:
         return self.store.write_errors + (self.journal.write_errors if self.journal else 0)
 
@@ -284,6 +304,7 @@ class Service:
             "accounts_known": snap.accounts_known,
             "posture": snap.levels(),
             "reasons": snap.reasons,
+            **({"app_passwords": counts} if (counts := self.app_password_counts()) else {}),
             **({"redis": self.replication.status()} if self.replication else {}),
         }
 
@@ -338,6 +359,7 @@ class Service:
                 journal_durable=self.journal_durable,
                 shed_status=self.shed_status,
                 status=status,
+                app_password_counts=self.app_password_counts,
             )
             self.console = Console(context, settings)
         return self.console
@@ -365,8 +387,20 @@ class Service:
                 (ops.confirm_prefix_v4, ops.confirm_prefix_v6),
                 self.wforce_counters,
                 self.settings.wforce.exact_list_logins,
+                self.app_passwords,
             )
         ).mount(router)
+        if self.app_passwords is not None:
+            AppPasswordApi(
+                AppPasswordContext(
+                    self.app_passwords,
+                    self.app_password_settings,
+                    logins,
+                    self.commit,
+                    self.journal_durable,
+                    engine.familiarity.known_account,
+                )
+            ).mount(router)
         NativeApi(NativeContext(engine, logins, self.fingerprint_password)).mount(router)
         OperatorApi(
             OperatorContext(engine, logins, self.leaks, self.commit, self.journal_durable)
@@ -455,6 +489,9 @@ class Service:
             # collection walks all of them (100+ ms pauses at a million keys). Frozen objects
             # are still freed by reference counting when the LRU drops them.
             gc.freeze()
+            flush_every = max(1, round(self.app_password_settings.last_use_flush_s))
+            if self.app_passwords is not None and beat % flush_every == 0:
+                self.app_passwords.flush_uses()
             reload = getattr(self.leaks, "reload", None)
             if reload is not None and beat % 30 == 0:
                 try:
@@ -465,6 +502,8 @@ class Service:
     def close(self) -> None:
         self.save_detector()
         self.webhooks.close()
+        if self.app_passwords is not None:
+            self.app_passwords.close()
         if self.journal is not None:
             self.journal.close()
         if self.replication is not None:

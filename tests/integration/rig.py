@@ -119,6 +119,36 @@ auth_policy_report_after_auth = yes
 imap_id_retain = yes
 """
 
+# App passwords (docs/app-passwords.md): the main passdb marks its successes, a second passdb
+# reads the table Rempart keeps, and the policy request says which one matched. A Postfix-style
+# SASL socket lets tests exercise SMTP AUTH against the same passdbs.
+APP_PASSWORD_CONF = """passdb {{
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT {rig}/users
+  override_fields = rempart_credential=main
+}}
+passdb {{
+  driver = sql
+  args = {rig}/app-passwords.conf.ext
+}}
+auth_policy_request_attributes = login=%{{requested_username}} pwhash=%{{hashed_password}} \
+  remote=%{{rip}} device_id=%{{client_id}} protocol=%s \
+  attrs/credential=%{{passdb:rempart_credential}} attrs/app_password=%{{passdb:rempart_app_password}}
+service auth {{
+  unix_listener sasl {{
+    mode = 0666
+  }}
+}}
+"""
+APP_PASSWORD_SQL = """\
+driver = sqlite
+connect = {db}
+password_query = SELECT password, 'app' AS rempart_credential, id AS rempart_app_password \
+  FROM dovecot_app_passwords \
+  WHERE login = '%u' AND selector = '%2w' AND scopes LIKE '%%,%s,%%' \
+  AND (expires = 0 OR expires > CAST(strftime('%%s', 'now') AS INTEGER))
+"""
+
 
 def dovecot_available() -> tuple[bool, str]:
     if shutil.which("dovecot") is None or shutil.which("doveadm") is None:
@@ -139,6 +169,7 @@ class DovecotRig:
         nonce: str = "rig-nonce",
         truncate: int = 12,
         policy: bool = True,
+        app_passwords_db: Path | None = None,
     ) -> None:
         ok, why = dovecot_available()
         need("dovecot", ok, why)
@@ -177,6 +208,14 @@ class DovecotRig:
         )
         if not policy:  # no auth_policy at all: a Dovecot that only writes its log
             conf = conf.replace(f"auth_policy_server_url = http://127.0.0.1:{policy_port}/\n", "")
+        if app_passwords_db is not None:
+            passdb = conf[conf.index("passdb {") : conf.index("userdb {")]
+            conf = conf.replace(passdb, "").replace(
+                "auth_policy_request_attributes = ", "# replaced below: "
+            )
+            conf += APP_PASSWORD_CONF.format(rig=self.root)
+            sql = APP_PASSWORD_SQL.format(db=app_passwords_db)
+            (self.root / "app-passwords.conf.ext").write_text(sql)
         (self.root / "dovecot.conf").write_text(conf)
         self.set_users(users)
 
@@ -253,6 +292,26 @@ class DovecotRig:
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
+
+    def smtp_auth(self, login: str, password: str, source: str) -> str:
+        """SMTP AUTH PLAIN as Postfix asks Dovecot: over the auth socket, service=smtp.
+
+        'OK', or the FAIL line's reason (empty when Dovecot gives none)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(60)
+            sock.connect(str(self.root / "run" / "sasl"))
+            reader = sock.makefile("r", encoding="utf-8", newline="\n")
+            sock.sendall(f"VERSION\t1\t2\nCPID\t{os.getpid()}\n".encode())
+            while reader.readline().rstrip("\n") != "DONE":
+                pass
+            resp = base64.b64encode(f"\0{login}\0{password}".encode()).decode()
+            fields = f"service=smtp\tnologin\tlip=127.0.0.1\trip={source}\tresp={resp}"
+            sock.sendall(f"AUTH\t1\tPLAIN\t{fields}\n".encode())
+            answer = reader.readline().rstrip("\n").split("\t")
+        if answer[0] == "OK":
+            return "OK"
+        reasons = [f.removeprefix("reason=") for f in answer if f.startswith("reason=")]
+        return "FAIL " + (reasons[0] if reasons else "")
 
 
 imaplib.Commands["ID"] = ("NONAUTH", "AUTH", "SELECTED")

@@ -157,6 +157,7 @@ class WforceApi:
         self.step_up_status = context.step_up_status
         self.wide_v4, self.wide_v6 = context.confirm_prefixes
         self.ready = True  # no sibling sync to wait for: ready once listening
+        self.app_passwords = context.app_passwords
         self.commands: dict[str, Callable[[Request], Response | Awaitable[Response]]] = {
             "allow": self.allow,
             "report": self.report,
@@ -212,6 +213,8 @@ class WforceApi:
     # --- decisions --------------------------------------------------------------------------
     def allow(self, request: Request) -> Response:
         attempt = attempt_from(json_body(request), self.context)
+        if self.app_passwords is not None:
+            self.app_passwords.mark(attempt, time.time())
         verdict = self.engine.decide(attempt)
         action = verdict.action
         counts = self.counters.allow_status
@@ -265,6 +268,11 @@ class WforceApi:
             policy_reject=flag(data, "policy_reject"),
             unknown_login=flag(data, "unknown_login"),
         )
+        if self.app_passwords is not None:
+            now = time.time()
+            used = self.app_passwords.mark(attempt, now)
+            if used and outcome.success:
+                self.app_passwords.record_use(used, attempt.ip, now)
         self.engine.report(attempt, outcome)
         return Response(200, _OK)
 

@@ -70,6 +70,10 @@ SIGNALS: dict[str, str] = {
     "login) that already "
     "fetched for this account and whose last hour is mostly successes",
     "popular_password": "the password is among the most common real passwords",
+    "app_password": "the attempt authenticated with an app password valid for this protocol, "
+    "or, before Dovecot checked the password, may be one (the account holds one and the "
+    "pwhash agrees with it): the answer after the check decides",
+    "app_passwords_only": "the account opted into 'mail apps only with app passwords'",
     "v6": "the source is IPv6",
     "tls": "the client connection used TLS",
     "legacy": "the protocol is imap, pop3 or smtp",

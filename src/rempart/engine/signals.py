@@ -233,6 +233,14 @@ class Signals:
     def popular_password(self) -> bool:
         return self.attempt.password_popular
 
+    @property
+    def app_password(self) -> bool:
+        return self.attempt.app_password
+
+    @property
+    def app_passwords_only(self) -> bool:
+        return self.attempt.app_passwords_only
+
     def explain(self) -> dict[str, object]:
         """Every boolean signal's value, for the dashboard and `rempart explain`."""
         names = (
@@ -248,6 +256,8 @@ class Signals:
             "exposure_grace",
             "known_fetcher",
             "popular_password",
+            "app_password",
+            "app_passwords_only",
             "legacy",
             "posture",
         )

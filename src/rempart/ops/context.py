@@ -44,6 +44,8 @@ class ConsoleContext:
     journal_durable: JournalDurable  # an operator-side event, acknowledged after commit
     shed_status: Callable[[], dict[str, Any] | None]  # None without [shed]
     status: StatusContext
+    # App-password counts (accounts, active, expired, mail_apps_only); None when disabled.
+    app_password_counts: Callable[[], dict[str, int] | None] = lambda: None
 
 
 @dataclass(frozen=True, slots=True)

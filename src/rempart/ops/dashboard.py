@@ -267,10 +267,20 @@ def _features_panel(console: Console) -> str:
                 )
                 + "</ul>"
             )
+    app = console.context.app_password_counts()
+    if app is None:
+        app_html = '<p class="absent">App passwords are disabled on this node.</p>'
+    else:
+        app_html = (
+            '<ul class="facts" id="app-passwords">'
+            + "".join(f"<li>{h(k.replace('_', ' '))}: <b>{v:,}</b></li>" for k, v in app.items())
+            + "</ul>"
+        )
     return (
         '<section class="panel" id="features"><h2>Accounts and load</h2>'
         f"<h3>Exposed accounts</h3>{leak}"
         f'<p>Verdicts flagging an exposed account since start: <b id="flagged">{flagged:,}</b></p>'
+        f"<h3>App passwords</h3>{app_html}"
         f"<h3>Load shedding</h3>{shed_html}</section>"
     )
 

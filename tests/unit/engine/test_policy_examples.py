@@ -24,7 +24,19 @@ EXAMPLES_FILE = Path(rempart.engine.__file__).parent / "default_policy_examples.
 EXAMPLES: dict[str, Any] = tomllib.loads(EXAMPLES_FILE.read_text())
 T0 = 1_800_000_000.0
 COUNTER = re.compile(r"\{i(?:%(\d+))?(?:\+(\d+))?\}")
-STEP_KEYS = {"login", "ip", "protocol", "device", "password", "outcome", "at", "repeat", "every"}
+STEP_KEYS = {
+    "login",
+    "ip",
+    "protocol",
+    "device",
+    "password",
+    "app_password",
+    "app_passwords_only",
+    "outcome",
+    "at",
+    "repeat",
+    "every",
+}
 OUTCOMES = {
     "success": Outcome(success=True),
     "failure": Outcome(success=False),
@@ -69,6 +81,8 @@ def attempts(step: dict[str, Any], leaks: LeakCorpus) -> Iterator[tuple[Attempt,
             ip=counted(step["ip"], i),
             protocol=Protocol(step.get("protocol", "imap")),
             device_id=step.get("device", ""),
+            app_password=step.get("app_password", False),
+            app_passwords_only=step.get("app_passwords_only", False),
         )
         if "password" in step:
             fingerprint = leaks.fingerprint_password(login, step["password"])

@@ -34,6 +34,8 @@ def test_a_fresh_attempt() -> None:
         "login_exposed": False,
         "account_restricted": False,
         "popular_password": False,
+        "app_password": False,
+        "app_passwords_only": False,
         "legacy": True,
         "posture": "normal",
         "exposure_grace": False,
