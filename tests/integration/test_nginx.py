@@ -205,7 +205,8 @@ def stack(tmp_path: Path) -> Iterator[tuple[RempartProcess, NginxRig, App, int, 
 def blocked_ips(rempart: RempartProcess) -> list[str]:
     status, body = rempart.request("GET", "/?command=getBL")
     assert status == 200
-    return [entry["ip"] for entry in body["bl_entries"]["ips"]]
+    # wforce's shape: one object per entry, an address as its /32 (/128).
+    return [entry["ip"].split("/")[0] for entry in body["bl_entries"] if "ip" in entry]
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from rempart.adapters.context import WforceContext
-from rempart.adapters.fields import flag, ip_field, login_field, text
+from rempart.adapters.fields import exclusive, flag, ip_field, login_field, text
 from rempart.adapters.listfile import RecordError, parse_time, record_from_dict
 from rempart.engine.engine import BLOCKED_MESSAGE
 from rempart.engine.keys import KeyError_, net_keys
@@ -355,6 +355,7 @@ class WforceApi:
     def entry_key(self, data: dict[str, Any]) -> tuple[str, str]:
         """(kind, canonical value) of an entry named by ip / netmask / login / ja3, as wforce
         pairs them: ip+login, ip+ja3, login, ja3, then ip or netmask."""
+        exclusive(data, "ip", "netmask")
         login, _ = self._logins(data)
         ja3 = self._ja3(data)
         ip = text(data, "ip", limit=128)

@@ -61,8 +61,8 @@ class AppPasswordSettings:
     )
     dovecot_db_group: str = knob(
         "",
-        "Group given read access to dovecot_db (mode 0640), e.g. dovecot; empty leaves the "
-        "group as created.",
+        "Group given read access to dovecot_db (mode 0640), e.g. dovecot; empty: the file is "
+        "readable by the service's user only (mode 0600).",
     )
     last_use_flush_s: float = knob(
         5.0, "How often recorded uses (last used, last network) are written to disk.", gt=0

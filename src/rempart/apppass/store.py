@@ -153,7 +153,9 @@ class AppPasswordStore:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="app-passwords")
         self._lock = asyncio.Lock()
         _create_file(self.path, 0o600)
-        _create_file(self.dovecot_path, 0o640)
+        # Readable by the group Dovecot's auth workers run as, when one is named; else by the
+        # service's user only, like every other data file.
+        _create_file(self.dovecot_path, 0o640 if settings.dovecot_db_group else 0o600)
         if settings.dovecot_db_group:
             try:
                 gid = grp.getgrnam(settings.dovecot_db_group).gr_gid

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import grp
 import json
 import os
 import re
@@ -119,7 +120,8 @@ def test_create_shows_the_secret_once_and_stores_only_a_slow_hash(node: Node) ->
     for path in (data / "app-passwords.db", data / "dovecot-app-passwords.db"):
         assert secret.encode() not in path.read_bytes()
     assert stat.S_IMODE(os.stat(data / "app-passwords.db").st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(data / "dovecot-app-passwords.db").st_mode) == 0o640
+    # No dovecot_db_group named: the service's user only (0640 with a group: test_dovecot_db_group_may_read_the_table).
+    assert stat.S_IMODE(os.stat(data / "dovecot-app-passwords.db").st_mode) == 0o600
     import sqlite3
 
     with sqlite3.connect(data / "dovecot-app-passwords.db") as db:
@@ -360,3 +362,15 @@ def test_before_the_check_only_a_possible_app_password_gets_the_benefit(
         assert node.dovecot("allow", ELSEWHERE, pwhash="00" * 32, **before)["status"] == 0
     finally:
         node.close()
+
+
+def test_dovecot_db_group_may_read_the_table(tmp_path: Path) -> None:
+    group = grp.getgrgid(os.getgid()).gr_name
+    settings = from_mapping({"app_passwords": {**FAST, "dovecot_db_group": group}})
+    service = Service(settings, tmp_path / "data", PASSWORD)
+    try:
+        info = os.stat(tmp_path / "data" / "dovecot-app-passwords.db")
+        assert stat.S_IMODE(info.st_mode) == 0o640 and info.st_gid == os.getgid()
+        assert stat.S_IMODE(os.stat(tmp_path / "data" / "app-passwords.db").st_mode) == 0o600
+    finally:
+        service.close()

@@ -87,18 +87,25 @@ class RempartEngine:
         new.blocklist, new.allowlist = old.blocklist, old.allowlist
         if self._saved is not None and new.campaign is not None:
             new.campaign.load(json.loads(self._saved))
-        for protocol, level in old.postures.items():
-            new.postures[protocol] = level
-            if new.campaign is not None:
-                new.campaign.restore(protocol.value, level)
+        # As `rempart serve` restores them: the detector first, then each posture record
+        # through the engine's one posture path (which sets the detector's level too).
+        for protocol in list(old.postures):
+            new.restore_posture(old.posture_record(protocol), now + self.offset)
         self.engine = new
 
     def decide(self, attempt: Attempt, now: float) -> Verdict:
         if self.restart_at < math.inf:
             self._save_and_restart(now)
-        if now >= self._next_tick:  # what the server's one-second timer does
-            self.engine.tick(now + self.offset)
-            self._next_tick = math.floor(now) + 1.0
+        if now >= self._next_tick:
+            # The server's one-second timer fired on every whole second since the last attempt;
+            # what each firing changed dates from that second.
+            first = math.floor(now)
+            fired = first if self._next_tick == -math.inf else max(self._next_tick, first - 3600.0)
+            while fired <= now:
+                self.engine.tick(fired + self.offset)
+                self._watch(fired)
+                fired = math.floor(fired) + 1.0
+            self._next_tick = fired
         verdict = self.engine.decide(attempt, now + self.offset)
         self._watch(now)
         return verdict
