@@ -40,7 +40,9 @@ def test_data_files_are_readable_by_the_service_user_only(tmp_path: Path) -> Non
     os.umask(0o022)  # as a typical login shell: the server must not rely on it
     server = RempartProcess(tmp_path / "data").start()
     try:
-        status, _ = server.command("addBLEntry", {"ip": "192.0.2.1", "reason": "test", "expire_secs": 3600})
+        status, _ = server.command(
+            "addBLEntry", {"ip": "192.0.2.1", "reason": "test", "expire_secs": 3600}
+        )
         assert status == 200
         server.command("allow", {"login": "a@example.org", "remote": "192.0.2.9", "pwhash": "0a"})
     finally:
