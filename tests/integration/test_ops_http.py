@@ -326,8 +326,8 @@ def _cell(page: str, protocol: str, key: str) -> str:
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        ({"level": "panic", "hold": "hold"}, "level must be"),
-        ({"protocol": "gopher", "hold": "hold"}, "protocol must be"),
+        ({"level": "panic", "hold": "hold"}, "field 'level': 'panic' is not one of"),
+        ({"protocol": "gopher", "hold": "hold"}, "field 'protocol': 'gopher' is not one of"),
         ({}, "hold: choose"),
         ({"hold": "maybe"}, "hold: choose"),
         ({"hold": "hold", "ttl": "soon"}, "ttl 'soon'"),

@@ -16,7 +16,7 @@ import pytest
 from rempart.process import ServeProcess
 from rempart.sim import experiment, scenario
 
-SECRET = "sim-http-test"
+SECRET = "sim-http-test-password"  # 16 characters at least, as serve requires
 SC = scenario.parse(
     {
         "name": "http-mini",
