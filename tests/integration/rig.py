@@ -16,6 +16,7 @@ import poplib
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,32 @@ password_query = SELECT password, 'app' AS rempart_credential, id AS rempart_app
   WHERE login = '%u' AND selector = '%2w' AND scopes LIKE '%%,%s,%%' \
   AND (expires = 0 OR expires > CAST(strftime('%%s', 'now') AS INTEGER))
 """
+
+
+def ingest_leak(combo: Path, data: Path, config: Path, userdb: Path) -> None:
+    """`rempart leaks ingest` of a combo list, auditing it against the rig's Dovecot userdb (so
+    accounts whose current password leaked are restricted)."""
+    ingest = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rempart",
+            "leaks",
+            "ingest",
+            str(combo),
+            "--source",
+            "test-leak",
+            "--data-dir",
+            str(data),
+            "--config",
+            str(config),
+            "--audit-userdb",
+            str(userdb),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
 
 
 def dovecot_available() -> tuple[bool, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.rig import PASSWORD, DovecotRig, RempartProcess, free_port
+from tests.integration.rig import PASSWORD, DovecotRig, RempartProcess, free_port, ingest_leak
 
 USERS = {"alice@example.org": "correct-horse", "bob@example.org": "tr0ub4dor"}
 CONFIG = """
@@ -51,27 +51,7 @@ def rig(tmp_path: Path) -> Iterator[tuple[RempartProcess, DovecotRig]]:
     # alice's current password is in a leak: her account is restricted.
     combo = tmp_path / "combo.txt"
     combo.write_text("alice@example.org:correct-horse\n")
-    ingest = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rempart",
-            "leaks",
-            "ingest",
-            str(combo),
-            "--source",
-            "test-leak",
-            "--data-dir",
-            str(data),
-            "--config",
-            str(rempart.config_path),
-            "--audit-userdb",
-            str(dovecot.root / "users"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    ingest_leak(combo, data, rempart.config_path, dovecot.root / "users")
     rempart.start()
     try:
         dovecot.start()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.rig import DovecotRig, RempartProcess
+from tests.integration.rig import DovecotRig, RempartProcess, ingest_leak
 
 USERS = {"alice@example.org": "correct-horse", "bob@example.org": "tr0ub4dor"}
 # The shipped spray rule with a lower threshold, so the test needs few slow Dovecot failures
@@ -139,8 +139,6 @@ def test_strict_imap_keeps_familiar_clients_and_refuses_new_networks(tmp_path: P
 
 
 def test_exposed_account_is_restricted_alone_until_password_change(tmp_path: Path) -> None:
-    import subprocess
-    import sys
 
     from tests.integration.rig import free_port
 
@@ -154,27 +152,7 @@ def test_exposed_account_is_restricted_alone_until_password_change(tmp_path: Pat
         "junk line without separator\nAlice@Example.org:correct-horse\n"
         "bob@example.org:not-his-password\nnobody@example.org:123456\n"
     )
-    ingest = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rempart",
-            "leaks",
-            "ingest",
-            str(combo),
-            "--source",
-            "test-leak",
-            "--data-dir",
-            str(data),
-            "--config",
-            str(rempart.config_path),
-            "--audit-userdb",
-            str(dovecot.root / "users"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    ingest_leak(combo, data, rempart.config_path, dovecot.root / "users")
     rempart.start()
     try:
         dovecot.start()
