@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from rempart.adapters.postfix.decide import Action, Decider
 from rempart.adapters.postfix.rate import BUCKET_SECONDS, RecipientCounter
 from rempart.adapters.postfix.settings import PostfixSettings
-from rempart.config import LoginRules
+from rempart.config import ConfigError, LoginRules, from_mapping
 from rempart.engine.engine import Engine
 from rempart.engine.lists import ListEntry
 from rempart.model import Attempt, ListName
@@ -169,3 +171,24 @@ def test_the_recipient_counter_slides_and_stays_bounded() -> None:
         counter.add(f"user{i}", NOW)
     assert len(counter) == 100 and counter.forgotten == 51  # alice, then the oldest users
     assert counter.count("alice", NOW) == 0 and counter.count("user149", NOW) == 1
+
+
+def test_the_postfix_table_is_checked_key_by_key() -> None:
+    on = from_mapping({"postfix": {"enabled": True}}).section(PostfixSettings)
+    assert (on.host, on.port, on.unix_socket, on.socket_mode) == ("127.0.0.1", 10045, "", 0o660)
+    assert not from_mapping({}).section(PostfixSettings).enabled  # off without a config
+    bad = {
+        "[postfix] port: nothing to listen on": {"enabled": True, "port": 0},
+        "[postfix] unix_socket_mode: an octal file mode": {"unix_socket_mode": "rw-rw----"},
+        "[postfix] unix_socket_mode: a file mode is at most 0777": {"unix_socket_mode": "7777"},
+        "[postfix] rate_message: a non-empty line of printable ASCII": {"rate_message": "\u00e9"},
+        "[postfix] host: 'bad host!' is neither": {"host": "bad host!"},
+        "[postfix] max_request_bytes: must be at least max_line_bytes": {
+            "max_line_bytes": 8192,
+            "max_request_bytes": 4096,
+        },
+    }
+    for message, table in bad.items():
+        with pytest.raises(ConfigError) as err:
+            from_mapping({"postfix": table})
+        assert str(err.value).startswith(message), str(err.value)

@@ -108,7 +108,7 @@ class PolicyService:
                 self._servers.append(server)
                 self._socket_path = path
                 try:
-                    os.chmod(path, s.unix_socket_mode)
+                    os.chmod(path, s.socket_mode)
                     if s.unix_socket_group:
                         shutil.chown(path, group=s.unix_socket_group)
                 except (OSError, LookupError) as exc:

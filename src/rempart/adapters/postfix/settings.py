@@ -17,13 +17,12 @@ def _host(raw: Any) -> str:
         raise ValueError(str(exc)) from None
 
 
-def _mode(raw: Any) -> int:
+def _mode(raw: Any) -> str:
     if not isinstance(raw, str) or not raw or any(c not in "01234567" for c in raw):
         raise ValueError(f'an octal file mode as a string, e.g. "0660", got {raw!r}')
-    mode = int(raw, 8)
-    if mode > 0o777:
+    if int(raw, 8) > 0o777:
         raise ValueError(f"a file mode is at most 0777, got {raw!r}")
-    return mode
+    return raw
 
 
 def _message(raw: Any) -> str:
@@ -60,11 +59,8 @@ class PostfixSettings:
         "sees only paths under its queue directory: e.g. /var/spool/postfix/private/rempart, "
         "named `unix:private/rempart` in main.cf.",
     )
-    unix_socket_mode: int = knob(
-        0o660,
-        'Mode of the UNIX socket, octal in a string ("0666" lets any local user ask).',
-        parse=_mode,
-        show=lambda mode: f"{mode:04o}",
+    unix_socket_mode: str = knob(
+        "0660", 'Mode of the UNIX socket, octal ("0666" lets any local user ask).', parse=_mode
     )
     unix_socket_group: str = knob(
         "", "Group given to the UNIX socket (e.g. postfix); empty leaves the group as created."
@@ -122,6 +118,10 @@ class PostfixSettings:
         "closed at once.",
         ge=1,
     )
+
+    @property
+    def socket_mode(self) -> int:
+        return int(self.unix_socket_mode, 8)
 
     def check(self) -> None:
         if self.enabled and self.port == 0 and not self.unix_socket:
