@@ -194,7 +194,8 @@ class Service:
         postfix = settings.section(PostfixSettings)
         if postfix.enabled:
             decider = Decider(self.engine, settings.logins, postfix)
-            self.postfix = PolicyService(decider, postfix, self.journal and self.journal.append)
+            record = self.journal.append if self.journal is not None else None
+            self.postfix = PolicyService(decider, postfix, record)
             self.extra_collectors.append(PostfixCollector(self.postfix))
         # Scale-out over Redis: this node's share of the cluster's reports and changes.
         self.replication = open_replication(settings, self.engine, self.store)

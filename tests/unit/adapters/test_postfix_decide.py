@@ -78,6 +78,8 @@ def test_a_restricted_account_is_rejected_with_rempart_message() -> None:
         b"action=REJECT 5.7.1 " + SETTINGS.restricted_message.encode() + b"\n\n"
     )
     assert d.answer(request(login="bob@example.org"), NOW).action is Action.DUNNO
+    lenient = decider({"alice@example.org"}, replace(SETTINGS, refuse_restricted=False))
+    assert lenient.answer(request(), NOW).action is Action.DUNNO
 
 
 def test_block_entries_defer_while_they_expire_and_reject_when_permanent() -> None:

@@ -107,7 +107,7 @@ class Decider:
             action = Action.REJECT if blocked.expires == 0 else Action.DEFER
             code = code if how == "automatic" else "blocklisted"
             return Answer(action, settings.blocked_message, code, login)
-        if engine.leaks.account_restricted(login):
+        if settings.refuse_restricted and engine.leaks.account_restricted(login):
             return Answer(Action.REJECT, settings.restricted_message, "account_restricted", login)
         limit = settings.recipients_per_hour
         if limit and request.get("protocol_state", "").upper() == "RCPT":

@@ -65,6 +65,12 @@ class PostfixSettings:
     unix_socket_group: str = knob(
         "", "Group given to the UNIX socket (e.g. postfix); empty leaves the group as created."
     )
+    refuse_restricted: bool = knob(
+        True,
+        "Refuse mail from an account whose current password is known leaked (the leak audit), "
+        "until the password is changed. Postfix does not say which credential a session used: "
+        "an app password's mail is refused too; false leaves such accounts to the login layer.",
+    )
     recipients_per_hour: int = knob(
         500,
         "Most recipients one authenticated account may send to over the last hour, counted "
