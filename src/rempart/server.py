@@ -452,15 +452,7 @@ class Service:
         except OSError as exc:
             self.close()
             raise StartupError(listen_error(host, port, exc)) from None
-        log.info(
-            "rempart %s listening on http://%s:%d/ (data in %s)",
-            __version__,
-            host,
-            bound,
-            self.data_dir,
-        )
-        print(f"rempart listening on http://{host}:{bound}/", flush=True)
-        if self.postfix is not None:
+        if self.postfix is not None:  # bound before "listening" is said: all or nothing
             try:
                 where = await self.postfix.start()
             except ListenError as exc:
@@ -469,6 +461,14 @@ class Service:
                 raise StartupError(f"[postfix] {exc}") from None
             log.info("postfix policy service listening on %s", ", ".join(where))
             print(f"postfix policy service listening on {', '.join(where)}", flush=True)
+        log.info(
+            "rempart %s listening on http://%s:%d/ (data in %s)",
+            __version__,
+            host,
+            bound,
+            self.data_dir,
+        )
+        print(f"rempart listening on http://{host}:{bound}/", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import smtplib
+import socket
 import subprocess
 import sys
 import tempfile
@@ -83,10 +84,9 @@ def _mail(tmp_path: Path, rigs: Path) -> Iterator[tuple[RempartProcess, PostfixR
     assert ingest.returncode == 0, ingest.stdout + ingest.stderr
     rempart.start()
     try:
-        deadline = time.monotonic() + 10
-        while not any("postfix policy service listening" in line for line in rempart.output):
-            assert time.monotonic() < deadline, "".join(rempart.output)
-            time.sleep(0.05)
+        assert f"postfix policy service listening on inet:127.0.0.1:{policy_port}\n" in (
+            rempart.output
+        )
         dovecot.start()
         try:
             postfix.start()
@@ -192,3 +192,58 @@ def journal_records(directory: Path) -> list[dict[str, object]]:
         for segment in sorted(directory.glob("segment-*.jsonl"))
         for line in segment.read_text().splitlines()
     ]
+
+
+def test_serve_keeps_answering_through_bad_input(tmp_path: Path) -> None:
+    """`rempart serve` itself (no Postfix needed): broken, huge and unfinished requests are
+    answered DEFER_IF_PERMIT or disconnected, and the next client is served."""
+    port = free_port()
+    config = CONFIG.format(port=port, restricted=RESTRICTED, rate=RATE, blocked=BLOCKED)
+    rempart = RempartProcess(tmp_path / "data", config + "request_timeout = 0.5\n").start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"request=smtpd_access_policy\nno equals sign\n\n")
+            assert read_answer(sock).startswith(b"action=DEFER_IF_PERMIT Rempart policy: line 2")
+            sock.sendall(b"request=smtpd_access_policy\nsasl_username=a@example.org\n\n")
+            assert read_answer(sock) == (
+                b"action=DEFER_IF_PERMIT Rempart policy: missing attribute client_address\n\n"
+            )
+            sock.sendall(b"recipient=" + b"x" * 6000 + b"\n\n")
+            assert read_answer(sock).startswith(b"action=DEFER_IF_PERMIT")
+            assert sock.recv(100) == b""  # closed after a request beyond the limits
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"request=smtpd_access_policy\nsender=")  # never finished
+            assert sock.recv(100) == b""  # disconnected after request_timeout
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\n"
+                b"sasl_username=bob@example.org\nrecipient=x@example.net\n\n"
+            )
+            assert read_answer(sock) == b"action=DUNNO\n\n"
+        status, metrics = rempart.request("GET", "/metrics", password=None)
+        assert status == 200
+        assert 'rempart_postfix_bad_requests_total{kind="timeout"} 1.0' in metrics
+        assert 'rempart_postfix_bad_requests_total{kind="too_large"} 1.0' in metrics
+    finally:
+        rempart.stop()
+
+
+def test_serve_refuses_to_start_when_the_policy_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = CONFIG.format(port=port, restricted=RESTRICTED, rate=RATE, blocked=BLOCKED)
+        with pytest.raises(RuntimeError) as err:
+            RempartProcess(tmp_path / "data", config).start()
+    assert f"[postfix] cannot listen on 127.0.0.1:{port}: already in use" in str(err.value)
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
