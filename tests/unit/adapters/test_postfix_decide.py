@@ -169,9 +169,15 @@ def test_the_recipient_counter_slides_and_stays_bounded() -> None:
     assert counter.count("alice", NOW + 11 * BUCKET_SECONDS) == 24
     assert counter.count("alice", NOW + 12 * BUCKET_SECONDS) == 22  # the first bucket left
     assert counter.count("alice", NOW + 30 * BUCKET_SECONDS) == 0
+    # After a gap longer than the hour, the bucket the ring reuses starts from zero.
+    counter.add("bob", NOW, 5)
+    counter.add("bob", NOW + 3 * BUCKET_SECONDS, 1)
+    counter.add("bob", NOW + 13 * BUCKET_SECONDS, 1)  # NOW's slot again
+    assert counter.count("bob", NOW + 13 * BUCKET_SECONDS) == 2  # the 5 dropped, the 1 kept
+    assert counter.count("bob", NOW + 15 * BUCKET_SECONDS) == 1
     for i in range(150):
         counter.add(f"user{i}", NOW)
-    assert len(counter) == 100 and counter.forgotten == 51  # alice, then the oldest users
+    assert len(counter) == 100 and counter.forgotten == 52  # alice, bob, then the oldest users
     assert counter.count("alice", NOW) == 0 and counter.count("user149", NOW) == 1
 
 

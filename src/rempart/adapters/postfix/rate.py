@@ -7,26 +7,23 @@ when `rempart serve` restarts (an hour's worth at most is forgotten).
 
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict
 
 BUCKETS = 12
 BUCKET_SECONDS = 300.0
-
-
-class _Account:
-    __slots__ = ("counts", "epochs")
-
-    def __init__(self) -> None:
-        self.epochs = [-1] * BUCKETS
-        self.counts = [0] * BUCKETS
+_EMPTY = array("I", [0] * (BUCKETS + 1))
 
 
 class RecipientCounter:
-    """How many recipients each account sent to over the last hour (to within five minutes)."""
+    """How many recipients each account sent to over the last hour (to within five minutes).
+
+    One `array` per account: the latest bucket's number, then the twelve buckets' counts (a
+    ring indexed by bucket number); buckets older than the hour are zeroed as time moves on."""
 
     def __init__(self, max_accounts: int) -> None:
         self.max_accounts = max_accounts
-        self._accounts: OrderedDict[str, _Account] = OrderedDict()
+        self._accounts: OrderedDict[str, array[int]] = OrderedDict()
         self.forgotten = 0  # accounts dropped by the bound
 
     def __len__(self) -> int:
@@ -34,25 +31,31 @@ class RecipientCounter:
 
     def count(self, login: str, now: float) -> int:
         """Recipients of `login` in the buckets of the last hour."""
-        account = self._accounts.get(login)
-        if account is None:
+        ring = self._accounts.get(login)
+        if ring is None:
             return 0
-        oldest = int(now // BUCKET_SECONDS) - BUCKETS
-        return sum(c for e, c in zip(account.epochs, account.counts, strict=True) if e > oldest)
+        epoch = int(now // BUCKET_SECONDS)
+        latest = ring[0]
+        first = max(latest - BUCKETS + 1, epoch - BUCKETS + 1)
+        return sum(ring[1 + e % BUCKETS] for e in range(first, latest + 1))
 
     def add(self, login: str, now: float, recipients: int = 1) -> None:
         accounts = self._accounts
-        account = accounts.get(login)
-        if account is None:
-            account = accounts[login] = _Account()
+        epoch = int(now // BUCKET_SECONDS)
+        ring = accounts.get(login)
+        if ring is None:
+            ring = accounts[login] = array("I", _EMPTY)
+            ring[0] = epoch
             if len(accounts) > self.max_accounts:
                 accounts.popitem(last=False)
                 self.forgotten += 1
         else:
             accounts.move_to_end(login)
-        epoch = int(now // BUCKET_SECONDS)
-        slot = epoch % BUCKETS
-        if account.epochs[slot] != epoch:
-            account.epochs[slot] = epoch
-            account.counts[slot] = 0
-        account.counts[slot] += recipients
+            latest = ring[0]
+            if epoch > latest:  # zero the buckets skipped since, at most the whole ring
+                for e in range(max(latest + 1, epoch - BUCKETS + 1), epoch + 1):
+                    ring[1 + e % BUCKETS] = 0
+                ring[0] = epoch
+            elif epoch < latest - BUCKETS + 1:
+                return  # older than the hour kept (a clock step back): nothing to count
+        ring[1 + epoch % BUCKETS] += recipients
