@@ -270,7 +270,7 @@ def _journal_dir(settings: Settings, data_dir: str | None) -> Path:
     "--kind",
     "kinds",
     multiple=True,
-    help="decision, report, list_add, list_del, posture, reset (repeatable).",
+    help="decision, report, list_add, list_del, posture, reset, postfix_refusal (repeatable).",
 )
 @click.option("--limit", default=0, type=int, help="At most this many records (latest last).")
 @config_option

@@ -39,6 +39,7 @@ T = TypeVar("T")
 # Modules above the engine that register sections (imported lazily: they import this module).
 _OWNERS = (
     "rempart.adapters.settings",
+    "rempart.adapters.postfix.settings",
     "rempart.apppass.settings",
     "rempart.breach.settings",
     "rempart.ops.settings",
@@ -68,6 +69,7 @@ _ORDER = [
     "status",
     "state",
     "shed",
+    "postfix",
 ]
 
 

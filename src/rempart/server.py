@@ -38,6 +38,10 @@ from rempart.adapters.logtail import tail_plan
 from rempart.adapters.native import NativeApi
 from rempart.adapters.nginx import NginxApi
 from rempart.adapters.operator import OperatorApi
+from rempart.adapters.postfix.decide import Decider
+from rempart.adapters.postfix.metrics import PostfixCollector
+from rempart.adapters.postfix.service import ListenError, PolicyService
+from rempart.adapters.postfix.settings import PostfixSettings
 from rempart.adapters.settings import NginxSettings
 from rempart.adapters.wforce import WforceApi
 from rempart.apppass.api import AppPasswordApi, AppPasswordContext
@@ -186,6 +190,13 @@ class Service:
         self.shed_settings: Any = None
         if settings.section(ShedSettings).services:
             self._setup_shed(settings.section(ShedSettings))
+        self.postfix: PolicyService | None = None  # Postfix policy delegation ([postfix])
+        postfix = settings.section(PostfixSettings)
+        if postfix.enabled:
+            decider = Decider(self.engine, settings.logins, postfix)
+            record = self.journal.append if self.journal is not None else None
+            self.postfix = PolicyService(decider, postfix, record)
+            self.extra_collectors.append(PostfixCollector(self.postfix))
         # Scale-out over Redis: this node's share of the cluster's reports and changes.
         self.replication = open_replication(settings, self.engine, self.store)
         if self.replication is not None:
@@ -441,6 +452,15 @@ class Service:
         except OSError as exc:
             self.close()
             raise StartupError(listen_error(host, port, exc)) from None
+        if self.postfix is not None:  # bound before "listening" is said: all or nothing
+            try:
+                where = await self.postfix.start()
+            except ListenError as exc:
+                await self.app.stop()
+                self.close()
+                raise StartupError(f"[postfix] {exc}") from None
+            log.info("postfix policy service listening on %s", ", ".join(where))
+            print(f"postfix policy service listening on {', '.join(where)}", flush=True)
         log.info(
             "rempart %s listening on http://%s:%d/ (data in %s)",
             __version__,
@@ -470,6 +490,8 @@ class Service:
             await asyncio.wait_for(tailing, 5)
         if shedding is not None:
             await asyncio.wait_for(shedding, 5)
+        if self.postfix is not None:
+            await self.postfix.stop()
         await self.app.stop()
         self.close()
 

@@ -141,6 +141,12 @@ service auth {{
   }}
 }}
 """
+SASL_CONF = """service auth {
+  unix_listener sasl {
+    mode = 0666
+  }
+}
+"""
 APP_PASSWORD_SQL = """\
 driver = sqlite
 connect = {db}
@@ -197,6 +203,7 @@ class DovecotRig:
         truncate: int = 12,
         policy: bool = True,
         app_passwords_db: Path | None = None,
+        sasl: bool = False,
     ) -> None:
         ok, why = dovecot_available()
         need("dovecot", ok, why)
@@ -243,6 +250,8 @@ class DovecotRig:
             conf += APP_PASSWORD_CONF.format(rig=self.root)
             sql = APP_PASSWORD_SQL.format(db=app_passwords_db)
             (self.root / "app-passwords.conf.ext").write_text(sql)
+        elif sasl:  # the SASL socket alone, for a Postfix's smtpd_sasl_path
+            conf += SASL_CONF
         (self.root / "dovecot.conf").write_text(conf)
         self.set_users(users)
 
@@ -319,6 +328,11 @@ class DovecotRig:
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
+
+    @property
+    def sasl_path(self) -> Path:
+        """Dovecot's SASL socket (with `sasl=True` or app passwords), for Postfix."""
+        return self.root / "run" / "sasl"
 
     def smtp_auth(self, login: str, password: str, source: str) -> str:
         """SMTP AUTH PLAIN as Postfix asks Dovecot: over the auth socket, service=smtp.

@@ -22,7 +22,7 @@ from rempart.ops.report import bucket_label, bucket_width
 from rempart.ops.svg import stacked_columns
 from rempart.ops.web import h, page, when
 
-KINDS = ("decision", "report", "list_add", "list_del", "posture", "reset")
+KINDS = ("decision", "report", "list_add", "list_del", "posture", "reset", "postfix_refusal")
 DEFAULT_SPAN = 86400.0
 MAX_LIMIT = 2000
 
