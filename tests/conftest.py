@@ -26,3 +26,14 @@ def _default_sketch_key() -> Iterator[None]:
     process-wide item hash with its own random secret, which moves bits and changes small counts."""
     yield
     distinct.use_default_key()
+
+
+@pytest.fixture(autouse=True)
+def _process_umask() -> Iterator[None]:
+    """Each test starts with the umask the suite started with: a Service built in process sets
+    077 (data files private), and files a later test makes for Dovecot's or Postfix's
+    unprivileged processes would be unreadable to them."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)

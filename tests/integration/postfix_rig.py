@@ -93,20 +93,27 @@ class PostfixRig:
         self.config = root / "etc"
         for name in ("etc", "spool", "data"):
             (root / name).mkdir(parents=True, exist_ok=True)
+            os.chmod(root / name, 0o755)  # whatever this process's umask (see `postfix`)
         os.chmod(root, 0o755)
         shutil.chown(root / "data", "postfix")
         (self.config / "main.cf").write_text(
             MAIN_CF.format(root=root, sasl=sasl_path, policy=policy_port)
         )
         (self.config / "master.cf").write_text(MASTER_CF.format(port=self.port))
+        for name in ("main.cf", "master.cf"):
+            os.chmod(self.config / name, 0o644)
 
     def postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
+        # Postfix's own umask, not the test process's: a `Service` built earlier in the same
+        # process set 077 (data files private), and queue directories made under it would be
+        # unreadable to Postfix's unprivileged programs.
         return subprocess.run(
             ["postfix", "-c", str(self.config), *args],
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
+            umask=0o022,
         )
 
     def start(self) -> PostfixRig:
