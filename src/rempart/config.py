@@ -41,6 +41,7 @@ _OWNERS = (
     "rempart.adapters.settings",
     "rempart.apppass.settings",
     "rempart.breach.settings",
+    "rempart.firewall.settings",
     "rempart.ops.settings",
     "rempart.ops.webhooks",
     "rempart.shed.config",
@@ -68,6 +69,7 @@ _ORDER = [
     "status",
     "state",
     "shed",
+    "nftables",
 ]
 
 
