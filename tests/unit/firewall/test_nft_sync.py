@@ -117,11 +117,13 @@ def test_a_wider_network_hides_narrower_ones_until_it_goes() -> None:
     wanted.put(B4N, net("10.0.0.0/8"), NOW + 100)
     # the covered networks come before the network covering them: their deletes go first
     assert list(wanted.dirty)[-1] == (B4N, net("10.0.0.0/8"))
-    assert set(wanted.dirty) == {(B4N, net(n)) for n in ("10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24")}
+    assert set(wanted.dirty) == {
+        (B4N, net(n)) for n in ("10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24")
+    }
     assert wanted.installable(NOW)[B4N] == {net("10.0.0.0/8"): NOW + 100}
     wanted.dirty.clear()
     wanted.discard(B4N, net("10.0.0.0/8"))
-    assert list(wanted.dirty)[0] == (B4N, net("10.0.0.0/8"))
+    assert next(iter(wanted.dirty)) == (B4N, net("10.0.0.0/8"))
     assert wanted.installable(NOW)[B4N] == {net("10.1.0.0/16"): 0}
 
 
@@ -161,7 +163,7 @@ def test_events_become_changes_of_the_installed_elements() -> None:
     sync.listener(ListAdded(NOW, ListName.BLOCK, entry("ip", "192.0.2.7", NOW + 60), "api"))
     sync.listener(ListAdded(NOW, ListName.BLOCK, entry("login", "bob"), "api"))
     assert sync.pending == 1
-    batch, keys = sync.next_batch(clock.now)
+    batch, _ = sync.next_batch(clock.now)
     assert batch.script("rempart", clock.now) == (
         "add element inet rempart block4_addrs { 192.0.2.7 timeout 60s }\n"
     )
