@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rempart.engine.lists import ListEntry
 from rempart.firewall.settings import NftSettings
 from rempart.model import ListName
 
-Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+Element = str  # canonical text: "192.0.2.7", "2001:db8::/32" (as the lists hold values)
 LISTS = (ListName.ALLOW, ListName.BLOCK)  # allow first: the chain accepts those before any drop
 CHAIN = "filter"
 # nft 1.0.6 refuses timeouts from 100,000,000 s ("value too large"): a later expiry is
@@ -28,9 +29,9 @@ MAX_TIMEOUT_S = 90_000_000
 BATCH_STATEMENT = 2_000  # elements per `add element` statement (keeps nft's lines short)
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class SetName:
-    """One of the eight sets: which list, which IP version, addresses or networks."""
+class SetName(NamedTuple):
+    """One of the eight sets: which list, which IP version, addresses or networks (a tuple:
+    hashed on every list change)."""
 
     list: str  # ListName value
     version: int  # 4 or 6
@@ -43,21 +44,29 @@ class SetName:
 SETS = tuple(SetName(lst.value, v, n) for lst in LISTS for v in (4, 6) for n in (False, True))
 
 
-def element_of(which: ListName, entry: ListEntry) -> tuple[SetName, Net] | None:
+def element_of(which: ListName, entry: ListEntry) -> tuple[SetName, Element] | None:
     """The set and element of a list entry; None for entries that are not network-level
-    (logins, pairs, JA3) or whose value is not an address."""
-    if entry.kind not in ("ip", "netmask"):
-        return None
-    try:
-        net = ipaddress.ip_network(entry.value, strict=False)
-    except ValueError:
-        return None
-    return SetName(which.value, net.version, entry.kind == "netmask"), net
+    (logins, pairs, JA3). Entry values are canonical already (`lists.normalise`), so an
+    address is used as it is, unparsed: this runs for every list change."""
+    if entry.kind == "ip":
+        family = socket.AF_INET6 if ":" in entry.value else socket.AF_INET
+        try:  # a cheap guard: one element nft refuses would fail every batch and resync
+            socket.inet_pton(family, entry.value)
+        except OSError:
+            return None
+        return SetName(which.value, 6 if family == socket.AF_INET6 else 4, False), entry.value
+    if entry.kind == "netmask":
+        try:
+            net = ipaddress.ip_network(entry.value, strict=False)
+        except ValueError:
+            return None
+        return SetName(which.value, net.version, True), str(net)
+    return None
 
 
-def element_text(name: SetName, net: Net, expires: float, now: float) -> str:
+def element_text(name: SetName, element: Element, expires: float, now: float) -> str:
     """`1.2.3.4 timeout 60s`, `10.0.0.0/8`: the element as nft reads it (no timeout: permanent)."""
-    text = str(net) if name.nets else str(net.network_address)
+    text = element
     if expires == 0:
         return text
     seconds = min(MAX_TIMEOUT_S, max(1, math.ceil(expires - now)))
@@ -65,7 +74,7 @@ def element_text(name: SetName, net: Net, expires: float, now: float) -> str:
 
 
 def table_script(
-    settings: NftSettings, elements: Mapping[SetName, Mapping[Net, float]], now: float
+    settings: NftSettings, elements: Mapping[SetName, Mapping[Element, float]], now: float
 ) -> str:
     """A batch that replaces the whole table (atomically: one nft transaction) with its sets,
     its chain and `elements` (set -> {element: expiry, 0 for never})."""
@@ -103,14 +112,14 @@ class Batch:
     __slots__ = ("adds", "deletes")
 
     def __init__(self) -> None:
-        self.deletes: dict[SetName, list[Net]] = {}
-        self.adds: dict[SetName, list[tuple[Net, float]]] = {}
+        self.deletes: dict[SetName, list[Element]] = {}
+        self.adds: dict[SetName, list[tuple[Element, float]]] = {}
 
-    def delete(self, name: SetName, net: Net) -> None:
-        self.deletes.setdefault(name, []).append(net)
+    def delete(self, name: SetName, element: Element) -> None:
+        self.deletes.setdefault(name, []).append(element)
 
-    def add(self, name: SetName, net: Net, expires: float) -> None:
-        self.adds.setdefault(name, []).append((net, expires))
+    def add(self, name: SetName, element: Element, expires: float) -> None:
+        self.adds.setdefault(name, []).append((element, expires))
 
     def __len__(self) -> int:
         return sum(map(len, self.deletes.values())) + sum(map(len, self.adds.values()))
@@ -125,9 +134,9 @@ class Batch:
 
 
 def _statements(
-    verb: str, table: str, name: SetName, items: Iterable[tuple[Net, float]], now: float
+    verb: str, table: str, name: SetName, items: Iterable[tuple[Element, float]], now: float
 ) -> list[str]:
-    texts = [element_text(name, net, expires, now) for net, expires in items]
+    texts = [element_text(name, element, expires, now) for element, expires in items]
     return [
         f"{verb} element inet {table} {name} {{ {', '.join(texts[i : i + BATCH_STATEMENT])} }}"
         for i in range(0, len(texts), BATCH_STATEMENT)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from rempart.engine.events import EngineEvent, ListAdded, ListRemoved
 from rempart.engine.lists import ListEntry
-from rempart.firewall.ruleset import CHAIN, SETS, Batch, Net, SetName, element_of, table_script
+from rempart.firewall.ruleset import CHAIN, SETS, Batch, Element, SetName, element_of, table_script
 from rempart.firewall.runner import NftError, NftRunner
 from rempart.firewall.settings import NftSettings
 from rempart.firewall.wanted import Key, Wanted
@@ -67,7 +67,7 @@ class NftSync:
         self.runner = runner or NftRunner(settings.command, settings.timeout_s)
         self.clock = clock
         self.wanted = Wanted()
-        self.installed: dict[SetName, dict[Net, float]] = {name: {} for name in SETS}
+        self.installed: dict[SetName, dict[Element, float]] = {name: {} for name in SETS}
         self.need_resync = True
         # figures (read by the metrics collector)
         self.elements_synced = 0  # element additions and deletions nft accepted

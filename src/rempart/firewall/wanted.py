@@ -17,11 +17,13 @@ to expire in the kernel.
 from __future__ import annotations
 
 import heapq
+import ipaddress
 from collections.abc import Iterator
+from itertools import count
 
-from rempart.firewall.ruleset import SETS, Net, SetName
+from rempart.firewall.ruleset import SETS, Element, SetName
 
-Key = tuple[SetName, Net]
+Key = tuple[SetName, Element]
 NET_MARGIN_S = 1.0
 
 
@@ -32,63 +34,66 @@ class Wanted:
         self._reset()
 
     def _reset(self) -> None:
-        self.entries: dict[SetName, dict[Net, float]] = {name: {} for name in SETS}
+        self.entries: dict[SetName, dict[Element, float]] = {name: {} for name in SETS}
         # interval sets: prefix length -> network numbers in use (for nesting lookups)
         self._lengths: dict[SetName, dict[int, set[int]]] = {n: {} for n in SETS if n.nets}
         self.dirty: dict[Key, None] = {}
-        self._expiries: list[tuple[float, float, SetName, Net]] = []
+        # (when to forget, tie-breaker, expiry, set, element)
+        self._expiries: list[tuple[float, int, float, SetName, Element]] = []
+        self._order = count()
 
     def __len__(self) -> int:
         return sum(map(len, self.entries.values()))
 
-    def put(self, name: SetName, net: Net, expires: float) -> None:
+    def put(self, name: SetName, element: Element, expires: float) -> None:
         entries = self.entries[name]
-        known = net in entries
-        entries[net] = expires
+        known = element in entries
+        entries[element] = expires
         if expires:
             retire = expires - NET_MARGIN_S if name.nets else expires
-            heapq.heappush(self._expiries, (retire, expires, name, net))
+            heapq.heappush(self._expiries, (retire, next(self._order), expires, name, element))
         if name.nets:
+            length, number = _parse(element)
             if not known:
-                self._lengths[name].setdefault(net.prefixlen, set()).add(_number(net))
-            self._mark_all(name, self._narrower(name, net))
-        self._mark(name, net)
+                self._lengths[name].setdefault(length, set()).add(number)
+            self._mark_all(name, self._narrower(name, element))
+        self._mark(name, element)
 
-    def discard(self, name: SetName, net: Net) -> None:
-        entries = self.entries[name]
-        if entries.pop(net, None) is None:
+    def discard(self, name: SetName, element: Element) -> None:
+        if self.entries[name].pop(element, None) is None:
             return
-        self._mark(name, net)
+        self._mark(name, element)
         if name.nets:
-            numbers = self._lengths[name][net.prefixlen]
-            numbers.discard(_number(net))
+            length, number = _parse(element)
+            numbers = self._lengths[name][length]
+            numbers.discard(number)
             if not numbers:
-                del self._lengths[name][net.prefixlen]
-            self._mark_all(name, self._narrower(name, net))
+                del self._lengths[name][length]
+            self._mark_all(name, self._narrower(name, element))
 
     def clear(self) -> None:
         self._reset()
 
-    def target(self, name: SetName, net: Net, now: float) -> float | None:
+    def target(self, name: SetName, element: Element, now: float) -> float | None:
         """The expiry the element should be installed with (0: permanent), None when it should
         not be installed (not listed, expired, or inside a wider live network of its set)."""
-        expires = self.entries[name].get(net)
+        expires = self.entries[name].get(element)
         if expires is None or (expires and expires <= now + (NET_MARGIN_S if name.nets else 0)):
             return None
-        if name.nets and self._covered(name, net, now):
+        if name.nets and self._lengths[name] and self._covered(name, element, now):
             return None
         return expires
 
-    def installable(self, now: float) -> dict[SetName, dict[Net, float]]:
+    def installable(self, now: float) -> dict[SetName, dict[Element, float]]:
         """Every element to install, by set (for a full resync)."""
-        out: dict[SetName, dict[Net, float]] = {}
-        for name, entries in self.entries.items():
-            out[name] = {
-                net: expires
-                for net, expires in entries.items()
-                if self.target(name, net, now) is not None
+        return {
+            name: {
+                element: expires
+                for element, expires in entries.items()
+                if self.target(name, element, now) is not None
             }
-        return out
+            for name, entries in self.entries.items()
+        }
 
     def expire(self, now: float) -> int:
         """Forget the entries whose expiry has passed (networks: is less than `NET_MARGIN_S`
@@ -96,53 +101,58 @@ class Wanted:
         gone = 0
         heap = self._expiries
         while heap and heap[0][0] <= now:
-            _, expires, name, net = heapq.heappop(heap)
-            if self.entries[name].get(net) == expires:
-                self.discard(name, net)
+            _, _, expires, name, element = heapq.heappop(heap)
+            if self.entries[name].get(element) == expires:
+                self.discard(name, element)
                 gone += 1
         return gone
 
     # --- nesting -------------------------------------------------------------------------------
-    def _covered(self, name: SetName, net: Net, now: float) -> bool:
-        entries, bits = self.entries[name], net.max_prefixlen
-        number = _number(net)
-        for length, numbers in self._lengths[name].items():
-            if length < net.prefixlen:
-                wider = number >> (net.prefixlen - length)
+    def _covered(self, name: SetName, element: Element, now: float) -> bool:
+        length, number = _parse(element)
+        bits = 32 if name.version == 4 else 128
+        entries = self.entries[name]
+        for wider_length, numbers in self._lengths[name].items():
+            if wider_length < length:
+                wider = number >> (length - wider_length)
                 if wider in numbers:
-                    expires = entries[_network(net, wider, length, bits)]
+                    expires = entries[_text(name, wider, wider_length, bits)]
                     if not expires or expires > now + NET_MARGIN_S:
                         return True
         return False
 
-    def _narrower(self, name: SetName, net: Net) -> Iterator[Net]:
-        """The listed networks strictly inside `net`."""
-        bits, number = net.max_prefixlen, _number(net)
-        for length, numbers in list(self._lengths[name].items()):
-            if length <= net.prefixlen:
+    def _narrower(self, name: SetName, element: Element) -> Iterator[Element]:
+        """The listed networks strictly inside `element`."""
+        length, number = _parse(element)
+        bits = 32 if name.version == 4 else 128
+        for inner_length, numbers in list(self._lengths[name].items()):
+            if inner_length <= length:
                 continue
-            shift = length - net.prefixlen
+            shift = inner_length - length
             if (1 << shift) <= len(numbers):
                 base = number << shift
-                found = (n for n in range(base, base + (1 << shift)) if n in numbers)
+                found = [n for n in range(base, base + (1 << shift)) if n in numbers]
             else:
-                found = (n for n in numbers if n >> shift == number)
-            for inner in list(found):
-                yield _network(net, inner, length, bits)
+                found = [n for n in numbers if n >> shift == number]
+            for inner in found:
+                yield _text(name, inner, inner_length, bits)
 
-    def _mark(self, name: SetName, net: Net) -> None:
-        key = (name, net)
+    def _mark(self, name: SetName, element: Element) -> None:
+        key = (name, element)
         self.dirty.pop(key, None)  # moved to the end: applied after what was marked before
         self.dirty[key] = None
 
-    def _mark_all(self, name: SetName, nets: Iterator[Net]) -> None:
-        for net in nets:
-            self._mark(name, net)
+    def _mark_all(self, name: SetName, elements: Iterator[Element]) -> None:
+        for element in elements:
+            self._mark(name, element)
 
 
-def _number(net: Net) -> int:
-    return int(net.network_address) >> (net.max_prefixlen - net.prefixlen)
+def _parse(element: Element) -> tuple[int, int]:
+    """(prefix length, network number) of a network element."""
+    net = ipaddress.ip_network(element)
+    return net.prefixlen, int(net.network_address) >> (net.max_prefixlen - net.prefixlen)
 
 
-def _network(like: Net, number: int, length: int, bits: int) -> Net:
-    return type(like)((number << (bits - length), length))
+def _text(name: SetName, number: int, length: int, bits: int) -> Element:
+    kind = ipaddress.IPv4Network if name.version == 4 else ipaddress.IPv6Network
+    return str(kind((number << (bits - length), length)))
