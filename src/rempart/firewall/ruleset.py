@@ -94,6 +94,8 @@ def table_script(
     lines += [
         f"\tchain {CHAIN} {{",
         f"\t\ttype filter hook {settings.hook} priority {settings.priority}; policy accept;",
+        # this host talking to itself (Dovecot asking Rempart) is never cut by a list entry
+        '\t\tiifname "lo" accept',
     ]
     for name in SETS:
         family = "ip" if name.version == 4 else "ip6"

@@ -79,6 +79,7 @@ def test_table_script_replaces_the_table_with_allow_rules_before_block_rules() -
     lines = script.splitlines()
     assert lines[:3] == ["table inet edge {}", "delete table inet edge", "table inet edge {"]
     assert "type filter hook forward priority -150; policy accept;" in script
+    assert '\t\tiifname "lo" accept' in script
     rules = [line.strip() for line in lines if "saddr @" in line]
     assert [r.split()[-1] for r in rules[:4]] == ["accept"] * 4
     assert all(r.endswith("reject with icmpx admin-prohibited") for r in rules[4:])
