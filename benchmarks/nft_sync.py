@@ -56,17 +56,21 @@ async def measure(namespace: str, count: int, rate: int, seconds: float) -> None
     now = time.time()
     preset = [(ListName.BLOCK, block(i, now)) for i in range(count)]
 
-    # full resync of `count` addresses
-    sync = NftSync(settings, lambda: preset)
-    started = time.perf_counter()
-    assert await sync.resync()
-    print(f"full resync, {count} addresses: {time.perf_counter() - started:.2f} s")
-
     gc.collect()
     gc.freeze()  # as `rempart serve` does, with its thresholds (set in main)
     stop = asyncio.Event()
     worst = [0.0]
     watcher = asyncio.ensure_future(watch_loop(stop, worst))
+
+    # full resync of `count` addresses
+    sync = NftSync(settings, lambda: preset)
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    assert await sync.resync()
+    print(
+        f"full resync, {count} addresses: {time.perf_counter() - started:.2f} s, "
+        f"event loop worst stall {worst[0] * 1000:.1f} ms"
+    )
     sync = NftSync(settings, lambda: [])
     running = asyncio.ensure_future(sync.run(stop))
     while sync.need_resync:

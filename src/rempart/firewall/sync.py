@@ -41,6 +41,7 @@ MAX_BACKOFF_S = 60.0
 # (the delete could reach nft after the kernel dropped it and fail the batch). Networks are
 # retired by `Wanted` a second before their expiry, so their deletes come well before this.
 ADDRESS_MARGIN_S = 1.0
+READ_SLICE = 5_000  # entries read between two yields to the event loop during a resync
 NET_MARGIN_S = 0.25
 
 
@@ -69,6 +70,8 @@ class NftSync:
         self.wanted = Wanted()
         self.installed: dict[SetName, dict[Element, float]] = {name: {} for name in SETS}
         self.need_resync = True
+        # changes made while a resync reads the lists (applied to what it read, in order)
+        self._replay: list[tuple[bool, ListName, ListEntry]] | None = None
         # figures (read by the metrics collector)
         self.elements_synced = 0  # element additions and deletions nft accepted
         self.batches = 0
@@ -88,11 +91,15 @@ class NftSync:
                 pass
 
     def put(self, which: ListName, entry: ListEntry) -> None:
+        if self._replay is not None:
+            self._replay.append((True, which, entry))
         element = element_of(which, entry)
         if element is not None:
             self.wanted.put(*element, entry.expires)
 
     def remove(self, which: ListName, entry: ListEntry) -> None:
+        if self._replay is not None:
+            self._replay.append((False, which, entry))
         element = element_of(which, entry)
         if element is not None:
             self.wanted.discard(*element)
@@ -153,14 +160,11 @@ class NftSync:
         """Regenerate the whole table from the lists (one transaction); False when nft
         refused."""
         now = self.clock()
-        self.wanted.clear()
-        for which, entry in self.source():
-            if entry.expires == 0 or entry.expires > now:
-                self.put(which, entry)
-        self.wanted.dirty.clear()
-        elements = self.wanted.installable(now)
+        self.wanted = await self._read_lists(now)
+        elements = await self._installable(now)
         try:
-            await self.runner.apply(table_script(self.settings, elements, now))
+            script = await asyncio.to_thread(table_script, self.settings, elements, now)
+            await self.runner.apply(script)
         except NftError as exc:
             self._failed("the full resync", exc)
             # what changes meanwhile is in the lists, read again at the next attempt
@@ -175,6 +179,47 @@ class NftSync:
             self.installed_count,
         )
         return True
+
+    async def _installable(self, now: float) -> dict[SetName, dict[Element, float]]:
+        """`Wanted.installable`, a slice at a time (changes made meanwhile are marked dirty
+        and applied after the resync)."""
+        out: dict[SetName, dict[Element, float]] = {}
+        target = self.wanted.target
+        for name, entries in self.wanted.entries.items():
+            items = list(entries.items())
+            chosen = out[name] = {}
+            for start in range(0, len(items), READ_SLICE):
+                for element, expires in items[start : start + READ_SLICE]:
+                    if target(name, element, now) is not None:
+                        chosen[element] = expires
+                await asyncio.sleep(0)
+        return out
+
+    async def _read_lists(self, now: float) -> Wanted:
+        """The desired state rebuilt from the source, a slice at a time so that the event loop
+        keeps serving (about 5 µs per entry); list changes made meanwhile are replayed on it."""
+        self._replay = []
+        try:
+            fresh = Wanted()
+            for i, (which, entry) in enumerate(self.source(), 1):
+                if entry.expires == 0 or entry.expires > now:
+                    element = element_of(which, entry)
+                    if element is not None:
+                        fresh.put(*element, entry.expires)
+                if i % READ_SLICE == 0:
+                    await asyncio.sleep(0)
+            for added, which, entry in self._replay:
+                element = element_of(which, entry)
+                if element is None:
+                    continue
+                if added:
+                    fresh.put(*element, entry.expires)
+                else:
+                    fresh.discard(*element)
+        finally:
+            self._replay = None
+        fresh.dirty.clear()  # all of it goes into the regenerated table
+        return fresh
 
     async def check(self) -> None:
         """Ask for a resync when the chain is gone (flushed ruleset, reloaded firewall)."""

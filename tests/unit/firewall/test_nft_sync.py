@@ -259,3 +259,23 @@ def test_getbl_records_become_address_and_network_entries() -> None:
         ("netmask", "198.51.100.0/24"): 1796117618.0,
         ("ip", "2001:db8::1"): 0.0,
     }
+
+
+def test_changes_made_while_a_resync_reads_the_lists_are_kept() -> None:
+    sync, _ = make_sync(("false",))
+    listed = [(ListName.BLOCK, entry("ip", f"10.0.{i // 256}.{i % 256}")) for i in range(12_000)]
+    sync.source = lambda: listed
+
+    async def meanwhile() -> None:
+        await asyncio.sleep(0)  # the resync has read a first slice and yielded
+        sync.put(ListName.BLOCK, entry("ip", "192.0.2.99"))
+        sync.remove(ListName.BLOCK, entry("ip", "10.0.0.0"))
+
+    async def both() -> None:
+        await asyncio.gather(sync.resync(), meanwhile())
+
+    asyncio.run(both())
+    assert sync.wanted.target(B4A, "192.0.2.99", NOW) == 0
+    assert sync.wanted.target(B4A, "10.0.0.0", NOW) is None
+    assert sync.wanted.target(B4A, "10.0.46.223", NOW) == 0  # the last one read
+    assert sync._replay is None
