@@ -218,8 +218,27 @@ def test_rempart_serve_keeps_the_kernel_dropping_blocked_sources(
         sets = ns.nft("list", "table", "inet", "rempart").stdout
         assert "198.18.0.0/24" in sets and OTHER_IP in sets and "bob" not in sets
 
-        # removing the network block opens it again
+        # nested networks: the kernel holds the widest; when it expires the narrower one,
+        # still listed, takes over (interval sets refuse overlapping elements)
+        status, _ = server.command(
+            "addBLEntry", {"netmask": "198.18.0.0/25", "expire_secs": 3600, "reason": "t"}
+        )
+        assert status == 200
         status, _ = server.command("delBLEntry", {"netmask": "198.18.0.0/24"})
+        assert status == 200
+        status, _ = server.command(
+            "addBLEntry", {"netmask": "198.18.0.0/16", "expire_secs": 3, "reason": "t"}
+        )
+        assert status == 200
+        nets = lambda: ns.nft("list", "set", "inet", "rempart", "block4_nets").stdout  # noqa: E731
+        eventually(lambda: "198.18.0.0/16" in nets(), 5, "the wider network is installed")
+        assert "198.18.0.0/25" not in nets()
+        eventually(lambda: "198.18.0.0/25" in nets(), 8, "the narrower one after the expiry")
+        assert "198.18.0.0/16" not in nets()
+        assert not ns.connects(BLOCKED_IP) and ns.connects(OTHER_IP)
+
+        # removing the network block opens it again
+        status, _ = server.command("delBLEntry", {"netmask": "198.18.0.0/25"})
         assert status == 200
         eventually(lambda: ns.connects(BLOCKED_IP), 5, "the removed block is lifted")
         assert metric(server, "rempart_nft_elements_synced_total") >= 4

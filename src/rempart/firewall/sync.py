@@ -126,6 +126,8 @@ class NftSync:
             current = self.installed[name].get(net)
             if current and current <= now + (NET_MARGIN_S if name.nets else ADDRESS_MARGIN_S):
                 current = None  # gone from the kernel, or about to be: never deleted
+                if target is None:
+                    del self.installed[name][net]
             if target == current:
                 continue
             if current is not None:

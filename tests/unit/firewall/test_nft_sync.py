@@ -182,6 +182,7 @@ def test_an_address_about_to_expire_is_left_to_the_kernel() -> None:
     sync.wanted.discard(B4A, "192.0.2.7")
     batch, _ = sync.next_batch(clock.now)
     assert len(batch) == 0  # deleting it could fail the whole batch a moment later
+    assert sync.installed_count == 0  # and it is no longer counted as installed
 
 
 def test_batches_are_bounded() -> None:
