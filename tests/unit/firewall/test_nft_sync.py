@@ -280,3 +280,15 @@ def test_changes_made_while_a_resync_reads_the_lists_are_kept() -> None:
     assert sync.wanted.target(B4A, "10.0.0.0", NOW) is None
     assert sync.wanted.target(B4A, "10.0.46.223", NOW) == 0  # the last one read
     assert sync._replay is None
+
+
+def test_serve_refuses_to_start_without_the_nft_command(tmp_path: Path) -> None:
+    from rempart.preflight import preflight
+
+    path = tmp_path / "rempart.toml"
+    path.write_text('[nftables]\nenabled = true\ncommand = ["/nonexistent/nft"]\n')
+    with pytest.raises(ConfigError) as caught:
+        preflight(load_settings(str(path)))
+    assert caught.value.key == "nftables.command" and "nftables" in caught.value.message
+    path.write_text('[nftables]\nenabled = false\ncommand = ["/nonexistent/nft"]\n')
+    preflight(load_settings(str(path)))  # off: not looked for
