@@ -158,9 +158,9 @@ class NftSync:
         self._succeeded(len(batch))
         return True
 
-    async def resync(self) -> bool:
+    async def resync(self, routine: bool = False) -> bool:
         """Regenerate the whole table from the lists (one transaction); False when nft
-        refused."""
+        refused. A `routine` (periodic) one is logged at debug level."""
         now = self.clock()
         self.wanted = await self._read_lists(now)
         elements = await self._installable(now)
@@ -175,7 +175,8 @@ class NftSync:
         self.need_resync = False
         self.resyncs += 1
         self._succeeded(sum(map(len, elements.values())))
-        log.info(
+        log.log(
+            logging.DEBUG if routine else logging.INFO,
             "nftables table inet %s regenerated: %d elements",
             self.settings.table,
             self.installed_count,
@@ -242,10 +243,11 @@ class NftSync:
         next_check = next_resync = 0.0
         while not stop.is_set():
             tick = time.monotonic()
-            if settings.resync_s and tick >= next_resync:
-                self.need_resync = True
+            routine = False
+            if settings.resync_s and tick >= next_resync and not self.need_resync:
+                self.need_resync = routine = True
             if self.need_resync:
-                if await self.resync():
+                if await self.resync(routine):
                     backoff = settings.retry_s
                     next_resync = tick + settings.resync_s
                     next_check = tick + settings.check_s
