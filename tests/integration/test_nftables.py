@@ -285,3 +285,35 @@ def test_rempart_nft_as_a_separate_process(namespaces: Namespaces, tmp_path: Pat
         out, _ = sync.communicate(timeout=40)
         server.stop()
     assert sync.returncode == 0, out
+
+
+def test_a_batch_nft_refuses_is_healed_without_losing_changes(
+    namespaces: Namespaces, tmp_path: Path
+) -> None:
+    ns = namespaces
+    server = RempartProcess(tmp_path / "data", config(ns, True)).start()
+    try:
+        eventually(
+            lambda: ns.nft("list", "chain", "inet", "rempart", "filter").returncode == 0,
+            10,
+            "the table is generated at start",
+        )
+        server.command("addBLEntry", {"ip": BLOCKED_IP, "expire_secs": 3600, "reason": "t"})
+        eventually(lambda: not ns.connects(BLOCKED_IP), 5, "the blocked address is dropped")
+        # someone removes the element behind Rempart's back: its delete will be refused
+        element = ["element", "inet", "rempart", "block4_addrs", "{", BLOCKED_IP, "}"]
+        assert ns.nft("delete", *element).returncode == 0
+        failures = metric(server, "rempart_nft_failures_total")
+        server.command("delBLEntry", {"ip": BLOCKED_IP})
+        server.command("addBLEntry", {"ip": OTHER_IP, "expire_secs": 3600, "reason": "t"})
+        eventually(
+            lambda: metric(server, "rempart_nft_failures_total") > failures,
+            5,
+            "nft refuses the batch deleting an element it does not hold",
+        )
+        # no change is lost (the other block may share the refused batch): the resync heals
+        eventually(lambda: not ns.connects(OTHER_IP), 10, "the other block after the resync")
+        assert ns.connects(BLOCKED_IP)
+        assert OTHER_IP in ns.nft("list", "set", "inet", "rempart", "block4_addrs").stdout
+    finally:
+        server.stop()
