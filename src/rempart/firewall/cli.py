@@ -55,19 +55,22 @@ def entries_of(which: ListName, records: Iterable[Any], now: float) -> dict[Entr
 
 
 class ListPoller:
-    """The server's lists as last read, fed into a sync as differences."""
+    """The server's lists as last read (the sync's source), fed into the sync as differences."""
 
-    def __init__(self, client: Client, sync: NftSync) -> None:
+    def __init__(self, client: Client, settings: NftSettings) -> None:
         self.client = client
-        self.sync = sync
         self.entries: dict[EntryKey, ListEntry] = {}
+        self.sync = NftSync(settings, self.source)
 
     def read(self) -> dict[EntryKey, ListEntry]:
         now = time.time()
         out: dict[EntryKey, ListEntry] = {}
         for which, command in ((ListName.BLOCK, "getBL"), (ListName.ALLOW, "getWL")):
             answer = self.client.call("GET", f"/?command={command}")
-            out.update(entries_of(which, answer.get(_ANSWER_KEY[command], []), now))
+            records = answer.get(_ANSWER_KEY[command]) if isinstance(answer, dict) else None
+            if not isinstance(records, list):
+                raise ClientError(f"{command}: unexpected answer {str(answer)[:200]!r}")
+            out.update(entries_of(which, records, now))
         return out
 
     def apply(self, fresh: dict[EntryKey, ListEntry]) -> int:
@@ -143,8 +146,7 @@ def nft(config: str | None, data_dir: str | None, url: str | None, print_table: 
         client = Client.for_settings(settings, data_dir or settings.server.data_dir, url)
     except (ClientError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    poller = ListPoller(client, NftSync(nft_settings, lambda: []))
-    poller.sync.source = poller.source
+    poller = ListPoller(client, nft_settings)
     try:
         asyncio.run(_main(poller, poller.sync, nft_settings.poll_s))
     except ClientError as exc:

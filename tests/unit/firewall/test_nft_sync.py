@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from rempart.client import Client
 from rempart.config import ConfigError, load_settings
 from rempart.engine.events import ListAdded, ListRemoved
 from rempart.engine.lists import ListEntry
-from rempart.firewall.cli import entries_of
+from rempart.firewall.cli import ListPoller, entries_of
 from rempart.firewall.metrics import NftCollector
 from rempart.firewall.ruleset import (
     BATCH_STATEMENT,
@@ -292,3 +293,24 @@ def test_serve_refuses_to_start_without_the_nft_command(tmp_path: Path) -> None:
     assert caught.value.key == "nftables.command" and "nftables" in caught.value.message
     path.write_text('[nftables]\nenabled = false\ncommand = ["/nonexistent/nft"]\n')
     preflight(load_settings(str(path)))  # off: not looked for
+
+
+def test_the_poller_hands_differences_to_the_sync() -> None:
+    poller = ListPoller(Client("http://127.0.0.1:1", "unused"), NftSettings())
+    first = entries_of(
+        ListName.BLOCK,
+        [
+            {"ip": "192.0.2.7/32", "expiration": "+infinity"},
+            {"ip": "198.51.100.0/24", "expiration": "+infinity"},
+        ],
+        NOW,
+    )
+    assert poller.apply(first) == 2
+    assert poller.sync.wanted.target(B4A, "192.0.2.7", NOW) == 0
+    assert poller.apply(first) == 0  # nothing changed, nothing handed over
+    second = entries_of(
+        ListName.BLOCK, [{"ip": "192.0.2.7/32", "expiration": "2026-Dec-01 09:33:38"}], NOW
+    )
+    assert poller.apply(second) == 2  # a new expiry and a removal
+    assert poller.sync.wanted.target(B4N, "198.51.100.0/24", NOW) is None
+    assert sorted(e.value for _, e in poller.source()) == ["192.0.2.7"]
