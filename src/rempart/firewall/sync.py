@@ -41,8 +41,8 @@ MAX_BACKOFF_S = 60.0
 # (the delete could reach nft after the kernel dropped it and fail the batch). Networks are
 # retired by `Wanted` a second before their expiry, so their deletes come well before this.
 ADDRESS_MARGIN_S = 1.0
+NET_DELETE_MARGIN_S = 0.25
 READ_SLICE = 5_000  # entries read between two yields to the event loop during a resync
-NET_MARGIN_S = 0.25
 
 
 def engine_source(engine: Engine) -> Source:
@@ -56,6 +56,9 @@ def engine_source(engine: Engine) -> Source:
 
 
 class NftSync:
+    """One table kept equal to a source of list entries: `put` / `remove` (or `listener`, for
+    engine events) record changes, `run` applies them until stopped."""
+
     def __init__(
         self,
         settings: NftSettings,
@@ -124,7 +127,9 @@ class NftSync:
             name, net = key
             target = self.wanted.target(name, net, now)
             current = self.installed[name].get(net)
-            if current and current <= now + (NET_MARGIN_S if name.nets else ADDRESS_MARGIN_S):
+            if current and current <= now + (
+                NET_DELETE_MARGIN_S if name.nets else ADDRESS_MARGIN_S
+            ):
                 current = None  # gone from the kernel, or about to be: never deleted
                 if target is None:
                     del self.installed[name][net]
