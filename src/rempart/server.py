@@ -192,6 +192,8 @@ class Service:
             self._setup_shed(settings.section(ShedSettings))
         # Scale-out over Redis: this node's share of the cluster's reports and changes.
         self.replication = open_replication(settings, self.engine, self.store)
+        if self.replication is not None and self.nft_sync is not None:
+            self.replication.peer_listeners.append(self.nft_sync.listener)
         if self.replication is not None:
             from rempart.state.replication import ReplicationCollector  # needs the redis extra
 

@@ -87,8 +87,8 @@ class NftSettings:
     )
     resync_s: float = knob(
         300.0,
-        "Full resync period: the whole table regenerated from the lists (heals any drift, "
-        "and brings in entries that Redis peers added). 0: only at start and when needed.",
+        "Full resync period: the whole table regenerated from the lists (heals any drift). "
+        "0: only at start and when needed.",
         ge=0,
     )
     retry_s: float = knob(
