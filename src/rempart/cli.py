@@ -20,6 +20,7 @@ from rempart.config import ConfigError, Settings, effective, load_settings, read
 from rempart.config import reference as reference_text
 from rempart.engine.policy import FUNCTIONS, SIGNALS
 from rempart.extras import MissingExtra
+from rempart.firewall.cli import nft
 from rempart.ops.cli import operator, report, status
 from rempart.shed.cli import shed
 from rempart.sim.cli import sim
@@ -509,5 +510,6 @@ for _command in (
     nginx_config_command,
     lists,
     app_passwords,
+    nft,
 ):
     main.add_command(_command)

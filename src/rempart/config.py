@@ -42,6 +42,7 @@ _OWNERS = (
     "rempart.adapters.postfix.settings",
     "rempart.apppass.settings",
     "rempart.breach.settings",
+    "rempart.firewall.settings",
     "rempart.ops.settings",
     "rempart.ops.webhooks",
     "rempart.shed.config",
@@ -70,6 +71,7 @@ _ORDER = [
     "state",
     "shed",
     "postfix",
+    "nftables",
 ]
 
 

@@ -4,12 +4,14 @@ listens or touches the data directory) and `rempart config check` (alone): one f
 
 Parsing (types, bounds, unknown tables and keys) already happened in `rempart.config`; here
 come the checks that need more than the file: the policy rules compile, the ASN table loads,
-the API password file is readable, the Redis client is installed when Redis is the backend.
+the API password file is readable, the Redis client is installed when Redis is the backend,
+the nft command exists when the nftables sync is on.
 Everything raises `ConfigError`; only the CLI turns it into a message and an exit code.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from rempart.config import ConfigError, Settings
 from rempart.engine.asn import AsnTableError
 from rempart.engine.engine import Engine
 from rempart.extras import MissingExtra, require
+from rempart.firewall.settings import NftSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,4 +48,10 @@ def preflight(settings: Settings) -> Checked:
             require("redis", "redis", '[state] backend = "redis"')
         except MissingExtra as exc:
             raise ConfigError(str(exc), "state.backend") from None
+    nft = settings.section(NftSettings)
+    if nft.enabled and shutil.which(nft.command[0]) is None:
+        raise ConfigError(
+            f"{nft.command[0]!r} is not an executable found on PATH (Debian: apt install nftables)",
+            "nftables.command",
+        )
     return Checked(rules=len(engine.rules))

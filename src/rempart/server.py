@@ -55,6 +55,7 @@ from rempart.engine import distinct
 from rempart.engine.engine import Engine
 from rempart.engine.keys import KeyError_, canonical_login
 from rempart.engine.oracle import LeakOracle
+from rempart.firewall.settings import NftSettings
 from rempart.httpserver import Auth, HttpApp, HTTPError, Request, Response, Router, json_response
 from rempart.model import Attempt
 from rempart.ops import metrics
@@ -186,6 +187,9 @@ class Service:
             ConnectionCollector(lambda: self.app.guard if self.app else None)
         ]
         self.wforce_counters = WforceCounters(time.time())
+        self.nft_sync: Any = None
+        if settings.section(NftSettings).enabled:
+            self._setup_nft(settings.section(NftSettings))
         self.shed_controller: Any = None
         self.shed_settings: Any = None
         if settings.section(ShedSettings).services:
@@ -199,6 +203,8 @@ class Service:
             self.extra_collectors.append(PostfixCollector(self.postfix))
         # Scale-out over Redis: this node's share of the cluster's reports and changes.
         self.replication = open_replication(settings, self.engine, self.store)
+        if self.replication is not None and self.nft_sync is not None:
+            self.replication.peer_listeners.append(self.nft_sync.listener)
         if self.replication is not None:
             from rempart.state.replication import ReplicationCollector  # needs the redis extra
 
@@ -318,6 +324,15 @@ class Service:
             **({"app_passwords": counts} if (counts := self.app_password_counts()) else {}),
             **({"redis": self.replication.status()} if self.replication else {}),
         }
+
+    # --- nftables (firewall/) ---------------------------------------------------------------
+    def _setup_nft(self, nft: NftSettings) -> None:
+        from rempart.firewall.metrics import NftCollector
+        from rempart.firewall.sync import NftSync, engine_source
+
+        self.nft_sync = NftSync(nft, engine_source(self.engine))
+        self.engine.listeners.append(self.nft_sync.listener)
+        self.extra_collectors.append(NftCollector(self.nft_sync))
 
     # --- admission control (shed/) ---------------------------------------------------------
     def _setup_shed(self, shed: ShedSettings) -> None:
@@ -484,6 +499,7 @@ class Service:
         if self.shed_controller is not None:
             shedding = asyncio.ensure_future(self.shed_controller.run(stop))
         tailing = tail(stop) if tail is not None else None  # log tailing in this process
+        nft = asyncio.ensure_future(self.nft_sync.run(stop)) if self.nft_sync else None
         await stop.wait()
         housekeeping.cancel()
         if tailing is not None:
@@ -492,6 +508,8 @@ class Service:
             await asyncio.wait_for(shedding, 5)
         if self.postfix is not None:
             await self.postfix.stop()
+        if nft is not None:
+            await asyncio.wait_for(nft, self.nft_sync.settings.timeout_s + 5)
         await self.app.stop()
         self.close()
 

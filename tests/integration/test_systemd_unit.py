@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import need
 
 UNIT = Path(__file__).resolve().parents[2] / "contrib" / "systemd" / "rempart.service"
@@ -42,18 +44,19 @@ def test_unit_keeps_its_hardening() -> None:
     assert "--data-dir ${STATE_DIRECTORY}" in settings["ExecStart"]
 
 
-def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["rempart.service", "rempart-nft.service"])
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path, name: str) -> None:
     analyze = shutil.which("systemd-analyze")
     need("systemd", analyze is not None, "systemd-analyze not found (Debian package systemd)")
     assert analyze is not None
     # ExecStart names the installed program; verify checks that it exists and is executable.
     program = shutil.which("rempart") or str(Path(sys.executable).parent / "rempart")
     need("systemd", Path(program).exists(), "no installed `rempart` program to point at")
-    unit = tmp_path / "rempart.service"
-    unit.write_text(UNIT.read_text().replace("/usr/local/bin/rempart", program))
+    unit = tmp_path / name
+    unit.write_text((UNIT.parent / name).read_text().replace("/usr/local/bin/rempart", program))
     result = subprocess.run(
         [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
     )
     # Warnings about the host's other units are not ours; any line naming this unit is.
-    ours = [line for line in result.stderr.splitlines() if "rempart.service" in line]
+    ours = [line for line in result.stderr.splitlines() if name in line]
     assert result.returncode == 0 and not ours, result.stderr

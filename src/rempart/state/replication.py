@@ -48,6 +48,7 @@ from rempart.engine.events import (
     CountersReset,
     EngineEvent,
     ListAdded,
+    Listener,
     ListRemoved,
     PostureChanged,
     Reported,
@@ -100,6 +101,9 @@ class Replicator:
         self.apply_errors = 0
         self.lag_s = 0.0  # age of the latest remote report when it was applied
         self.peers: dict[str, float] = {}  # node id -> when last heard from
+        # Effects each node keeps for itself (its kernel's nftables sets) also follow the other
+        # nodes' list changes, which the engine applies without emitting them.
+        self.peer_listeners: list[Listener] = []
         engine.listeners.append(self.listener)
 
     # --- out -------------------------------------------------------------------------------
@@ -218,14 +222,18 @@ class Replicator:
     def _apply_change(self, record: dict[str, Any]) -> None:
         engine, local = self.engine, self.store.local
         match change_from_record(record):
-            case ListAdded(list=which, entry=entry):
+            case ListAdded(list=which, entry=entry) as change:
                 engine.apply_peer_list_add(which, entry)
                 if local is not None:
                     local.put_entry(which.value, entry)
-            case ListRemoved(list=which, entry=entry):
+                for listener in self.peer_listeners:
+                    listener(change)
+            case ListRemoved(list=which, entry=entry) as change:
                 engine.apply_peer_list_remove(which, entry.kind, entry.value)
                 if local is not None:
                     local.delete_entry(which.value, entry.kind, entry.value)
+                for listener in self.peer_listeners:
+                    listener(change)
             case PostureChanged(record=posture):
                 engine.apply_peer_posture(posture)
                 if local is not None:

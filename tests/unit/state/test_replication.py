@@ -243,3 +243,19 @@ def test_a_write_redis_refuses_is_dropped_and_the_writer_goes_on(redis_server: R
         assert store.up
     finally:
         store.close()
+
+
+def test_the_other_nodes_list_changes_reach_this_nodes_nftables_sync(nodes) -> None:
+    from rempart.firewall.ruleset import SetName
+    from rempart.firewall.settings import NftSettings
+    from rempart.firewall.sync import NftSync
+
+    a, b = nodes("a"), nodes("b")
+    sync = NftSync(NftSettings(), lambda: [])  # B's sync, not run: its desired sets are read
+    b.replicator.peer_listeners.append(sync.listener)
+    now = time.time()
+    addresses = SetName("block", 4, False)
+    a.engine.add_entry("block", ListEntry("ip", "198.51.100.7", now + 600, "abuse", now))
+    settle(a, b, until=lambda: sync.wanted.target(addresses, "198.51.100.7", now) is not None)
+    a.engine.remove_entry("block", "ip", "198.51.100.7")
+    settle(a, b, until=lambda: sync.wanted.target(addresses, "198.51.100.7", now) is None)
