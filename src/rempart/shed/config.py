@@ -20,6 +20,11 @@ Example (every key is optional except ``services`` when the HAProxy data plane i
     minrtt_duration = 0.3              # seconds the concurrency stays pinned while measuring
     minrtt_concurrency = 3             # concurrency while measuring (critical demand is kept)
 
+    [shed.episodes]                    # shedding episodes in the log and the journal
+    end_after = 5.0                    # seconds fully admitted before an episode ends
+    summary_interval = 60.0            # seconds between summary lines while it lasts
+    limit_change = 0.25                # relative limit move worth a log line
+
     [shed.client_rate]                 # per source address and class, requests per 10 s (0: none)
     critical_plus = 0
     critical = 0
@@ -66,6 +71,7 @@ from typing import Any
 
 from rempart.config import ConfigError, from_table, knob, section
 from rempart.shed.classes import CLASSES, Criticality
+from rempart.shed.episodes import EpisodeSettings
 from rempart.shed.patterns import HostPattern, PathPattern, RoutePattern, parse_methods
 
 _REFERENCE = (
@@ -186,6 +192,7 @@ class ShedSettings:
     retry_after: int = 5
     interval: float = 0.25
     limiter: LimiterSettings = field(default_factory=LimiterSettings)
+    episodes: EpisodeSettings = field(default_factory=EpisodeSettings)
     client_rate: dict[Criticality, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
     haproxy: HAProxySettings = field(default_factory=HAProxySettings)
     services: tuple[Service, ...] = ()
@@ -356,6 +363,7 @@ def parse_shed(table: dict[str, Any] | None) -> ShedSettings:
             "retry_after",
             "interval",
             "limiter",
+            "episodes",
             "client_rate",
             "haproxy",
             "services",
@@ -377,6 +385,9 @@ def parse_shed(table: dict[str, Any] | None) -> ShedSettings:
         retry_after=_integer(table, "retry_after", "shed", defaults.retry_after, 0, 86400),
         interval=_number(table, "interval", "shed", defaults.interval, 0.01, 60),
         limiter=_limiter(_table(table.get("limiter"), "shed.limiter")),
+        episodes=from_table(
+            EpisodeSettings, _table(table.get("episodes"), "shed.episodes"), "shed.episodes"
+        ),
         client_rate=client_rate,
         haproxy=from_table(
             HAProxySettings, _table(table.get("haproxy"), "shed.haproxy"), "shed.haproxy"

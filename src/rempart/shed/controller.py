@@ -7,6 +7,10 @@ runtime socket and probes each upstream itself, feeds the RTT to the service's
 (:func:`decide_shares`) and applies the changes live: ``set maxconn server`` and ``set map``,
 without reload; the map file is rewritten too so that a restart resumes the last state.
 
+After each successful tick every service's :class:`~rempart.shed.episodes.EpisodeTracker` turns
+the new state into shedding-episode events (start, summary, end, limit moves); the loop logs each
+one and hands it to ``listeners`` (the server journals them).
+
 If the runtime socket cannot be used, nothing is changed: HAProxy keeps enforcing the last good
 limit and maps (fails static), the state says ``runtime_ok = False`` and the next successful
 tick pushes the full state again.
@@ -19,11 +23,13 @@ import contextlib
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rempart.shed.admission import decide_shares
 from rempart.shed.classes import CLASSES, Criticality
 from rempart.shed.config import ShedSettings
+from rempart.shed.episodes import EpisodeTracker, LimitMoved, ShedEvent, describe
 from rempart.shed.haproxy_config import CLASS_TABLE, SERVER, SHED_TABLE, backend_name
 from rempart.shed.limiter import GradientLimiter
 from rempart.shed.maps import ADMISSION_MAP, map_key, write_admission
@@ -56,6 +62,12 @@ class Controller:
                 for s in settings.services
             }
         )
+        self.episodes = {
+            s.name: EpisodeTracker(s.name, settings.episodes, settings.limiter.initial)
+            for s in settings.services
+        }
+        # Called with every episode event, on the loop (they must not block).
+        self.listeners: list[Callable[[ShedEvent], None]] = []
         self._counters: dict[str, tuple[int, int]] = {}  # service → (responses, errors)
         self._last_tick = time.monotonic()
         self._need_full_push = True
@@ -108,11 +120,25 @@ class Controller:
         except RuntimeUnavailable as exc:
             self._unreachable(exc)
             return self.state
+        if not self.state.runtime_ok:
+            log.warning("shed: HAProxy runtime socket answers again; full admission state pushed")
         self.state.runtime_ok = True
         self.state.last_error = None
         self.state.ticks += 1
         self.state.updated_at = time.time()
+        for name, tracker in self.episodes.items():
+            for event in tracker.observe(self.state.services[name], self.state.updated_at):
+                self._emit(event)
         return self.state
+
+    def _emit(self, event: ShedEvent) -> None:
+        level = logging.INFO if isinstance(event, LimitMoved) else logging.WARNING
+        log.log(level, "%s", describe(event))
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # a failing consumer must not stop admission control
+                log.exception("shed: episode listener failed on %s", type(event).__name__)
 
     def _decide(
         self,
@@ -147,6 +173,7 @@ class Controller:
         rtt = state.rtt or rtime or 0.0
         utilization = self.settings.limiter.utilization
         capacity = utilization * state.limit / rtt if rtt > 0 else float("inf")
+        state.capacity = capacity if rtt > 0 else None
         for cls in CLASSES:
             key = map_key(name, cls)
             cs = state.classes[cls]
