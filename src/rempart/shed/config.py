@@ -32,18 +32,19 @@ Example (every key is optional except ``services`` when the HAProxy data plane i
     sheddable = 0
 
     [shed.haproxy]
-    bind = "127.0.0.1:8080"
+    bind = "127.0.0.1:8080"            # host:port; "${VAR}" forms are left to HAProxy
     runtime_socket = "/run/rempart/haproxy.sock"
     map_dir = ""                       # "" = <data_dir>/shed; HAProxy must be able to read it
     queue_timeout = 1.0                # seconds a request may wait for an upstream slot
     client_timeout = 30.0
     server_timeout = 30.0
     connect_timeout = 5.0
-    maxconn = 4096
+    maxconn = 0                        # 0 = fit the hard descriptor limit, at most 4096
+    global_lines = []                  # extra lines for HAProxy's global section
 
     [[shed.services]]
     name = "web"
-    upstream = "127.0.0.1:8081"
+    upstream = "127.0.0.1:8081"        # host:port, or with "${VAR}" as HAProxy expands them
     probe_path = "/healthz"            # the controller's own latency probe ("" disables it)
 
     [[shed.routes]]
@@ -63,8 +64,11 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import os
+import re
 import textwrap
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,13 +113,18 @@ class Service:
     """An upstream protected by one adaptive concurrency limit."""
 
     name: str
-    host: str
-    port: int
+    address: str  # host:port, possibly with HAProxy "${VAR}" placeholders
     probe_path: str = "/healthz"
 
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
+    def endpoint(self, environ: Mapping[str, str] = os.environ) -> tuple[str, int] | None:
+        """(host, port) to probe, placeholders expanded from ``environ`` (None: unset)."""
+        address = expand(self.address, environ)
+        if address is None:
+            return None
+        try:
+            return parse_address(address, "upstream")
+        except ConfigError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +170,30 @@ class LimiterSettings:
 def _bind(raw: Any) -> str:
     if not isinstance(raw, str):
         raise TypeError(f"must be a string, got {raw!r}")
-    parse_address(raw, "shed.haproxy.bind")
+    check_address(raw, "shed.haproxy.bind")
     return raw
+
+
+# Lines the generator writes itself: set them through their own keys.
+_OWNED_GLOBAL = ("maxconn", "stats socket")
+
+
+def _global_lines(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(line, str) for line in raw):
+        raise TypeError(f"must be a list of strings, got {raw!r}")
+    lines: list[str] = []
+    for index, line in enumerate(raw):
+        text = " ".join(line.split())
+        if not text or any(ord(c) < 32 or ord(c) == 127 for c in line):
+            raise ValueError(f"line {index + 1} must be one non-empty line, got {line!r}")
+        for owned in _OWNED_GLOBAL:
+            if text == owned or text.startswith(owned + " "):
+                key = "maxconn" if owned == "maxconn" else "runtime_socket"
+                raise ValueError(
+                    f"line {index + 1} ({text!r}) is generated: set shed.haproxy.{key} instead"
+                )
+        lines.append(text)
+    return tuple(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +209,15 @@ class HAProxySettings:
     client_timeout: float = knob(30.0, "", ge=0.001, le=3600)
     server_timeout: float = knob(30.0, "", ge=0.001, le=3600)
     connect_timeout: float = knob(5.0, "", ge=0.001, le=3600)
-    maxconn: int = knob(4096, "", ge=1, le=10_000_000)
+    maxconn: int = knob(
+        0, "0 = fit the hard descriptor limit (RLIMIT_NOFILE), at most 4096", ge=0, le=10_000_000
+    )
+    global_lines: tuple[str, ...] = knob(
+        (),
+        'extra lines for HAProxy\'s global section, e.g. ["no strict-limits"]',
+        parse=_global_lines,
+        show=list,
+    )
 
 
 @section(
@@ -255,6 +294,50 @@ def _class(value: object, key: str) -> Criticality:
         raise _error(key, str(exc)) from None
 
 
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SLOT = "\x00"  # stands for one placeholder while the rest of an address is checked
+
+
+def expand(text: str, environ: Mapping[str, str]) -> str | None:
+    """``text`` with its ``${VAR}`` placeholders replaced from ``environ`` (None: one unset)."""
+    missing: list[str] = []
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(1) not in environ:
+            missing.append(match.group(1))
+            return ""
+        return environ[match.group(1)]
+
+    expanded = _PLACEHOLDER.sub(value, text)
+    return None if missing else expanded
+
+
+def check_address(text: str, key: str) -> None:
+    """``host:port`` where the whole address, the host or the port may be an HAProxy
+    environment placeholder ``${NAME}`` (expanded by HAProxy at start; checked then)."""
+    if "$" not in text:
+        parse_address(text, key)
+        return
+    skeleton = _PLACEHOLDER.sub(_SLOT, text)
+    if "$" in skeleton or any(c.isspace() or c in "\"'\\#" for c in skeleton):
+        raise _error(
+            key,
+            f"{text!r}: HAProxy placeholders are written ${{NAME}} (letters, digits, _), "
+            "alone or as the host or the port of host:port",
+        )
+    if skeleton == _SLOT:
+        return  # the whole address comes from the environment
+    host, sep, port = skeleton.rpartition(":")
+    if not sep or not host or not port:
+        raise _error(key, f"must be host:port or ${{VAR}}, got {text!r}")
+    if port != _SLOT and (not port.isdigit() or not 0 < int(port) < 65536):
+        raise _error(key, f"{port!r} is not a port (1-65535) in {text!r}")
+    if host != _SLOT:
+        if _SLOT in host:
+            raise _error(key, f"a placeholder must be the whole host or port in {text!r}")
+        parse_address(f"{host}:1", key)
+
+
 def parse_address(text: str, key: str) -> tuple[str, int]:
     """``host:port`` (IPv4, ``[IPv6]`` or a name) → (host, port)."""
     host, sep, port = text.rpartition(":")
@@ -298,14 +381,15 @@ def _services(value: object) -> tuple[Service, ...]:
             raise _error(f"{key}.name", f"service {name!r} is defined twice")
         if "upstream" not in table:
             raise _error(f"{key}.upstream", "is required (host:port)")
-        host, port = parse_address(_string(table, "upstream", key, ""), f"{key}.upstream")
+        upstream = _string(table, "upstream", key, "")
+        check_address(upstream, f"{key}.upstream")
         probe = _string(table, "probe_path", key, "/healthz")
         if probe:
             try:
                 PathPattern.parse(probe)
             except ValueError as exc:
                 raise _error(f"{key}.probe_path", str(exc)) from None
-        services.append(Service(name, host, port, probe))
+        services.append(Service(name, upstream, probe))
     return tuple(services)
 
 

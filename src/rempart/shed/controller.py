@@ -32,7 +32,7 @@ from rempart.shed.config import ShedSettings
 from rempart.shed.episodes import EpisodeTracker, LimitMoved, ShedEvent, describe
 from rempart.shed.haproxy_config import CLASS_TABLE, SERVER, SHED_TABLE, backend_name
 from rempart.shed.limiter import GradientLimiter
-from rempart.shed.maps import ADMISSION_MAP, map_key, write_admission
+from rempart.shed.maps import ADMISSION_MAP, map_key, reset_admission, write_admission
 from rempart.shed.probe import probe_many
 from rempart.shed.runtime import HAProxyRuntime, RuntimeUnavailable, TableEntry
 from rempart.shed.state import ControllerState, ServiceState
@@ -68,7 +68,10 @@ class Controller:
         }
         # Called with every episode event, on the loop (they must not block).
         self.listeners: list[Callable[[ShedEvent], None]] = []
-        self._counters: dict[str, tuple[int, int]] = {}  # service → (responses, errors)
+        self._counters: dict[str, tuple[int, int]] = {}
+        self._unprobed: set[str] = (
+            set()
+        )  # services whose upstream placeholder is unset here  # service → (responses, errors)
         self._last_tick = time.monotonic()
         self._need_full_push = True
 
@@ -76,10 +79,19 @@ class Controller:
         service = self.settings.service(name)
         if not service.probe_path:
             return []
+        endpoint = service.endpoint()
+        if endpoint is None:
+            if name not in self._unprobed:
+                self._unprobed.add(name)
+                log.warning(
+                    "shed: upstream %s of %s does not expand in Rempart's environment; "
+                    "its latency comes from HAProxy's rtime only",
+                    service.address,
+                    name,
+                )
+            return []
         timeout = max(1.0, self.settings.haproxy.queue_timeout)
-        found = await probe_many(
-            service.host, service.port, service.probe_path, PROBES_PER_TICK, timeout
-        )
+        found = await probe_many(*endpoint, service.probe_path, PROBES_PER_TICK, timeout)
         return [r for r in found if r is not None]
 
     def _error_ratio(self, name: str, server: dict[str, str]) -> float:
@@ -232,9 +244,22 @@ class Controller:
         self.state.runtime_failures += 1
         self._need_full_push = True
 
+    def reset_admission(self) -> None:
+        """Start from every class admitted: the map file now, HAProxy at the first tick (which
+        pushes the whole state), not the shares a previous run left behind."""
+        for state in self.state.services.values():
+            for cls in state.classes.values():
+                cls.admitted_pct = 100
+        self._need_full_push = True
+        try:
+            reset_admission(Path(self.settings.haproxy.map_dir), self.state.services)
+        except OSError as exc:
+            log.warning("shed: cannot reset %s: %s", self.map_file, exc)
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Tick every ``interval`` until ``stop`` is set."""
         stop = stop or asyncio.Event()
+        self.reset_admission()
         while not stop.is_set():
             started = time.monotonic()
             await self.tick()
