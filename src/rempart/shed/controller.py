@@ -32,7 +32,13 @@ from rempart.shed.config import ShedSettings
 from rempart.shed.episodes import EpisodeTracker, LimitMoved, ShedEvent, describe
 from rempart.shed.haproxy_config import CLASS_TABLE, SERVER, SHED_TABLE, backend_name
 from rempart.shed.limiter import GradientLimiter
-from rempart.shed.maps import ADMISSION_MAP, map_key, reset_admission, write_admission
+from rempart.shed.maps import (
+    ADMISSION_MAP,
+    map_key,
+    read_admission,
+    reset_admission,
+    write_admission,
+)
 from rempart.shed.probe import probe_many
 from rempart.shed.runtime import HAProxyRuntime, RuntimeUnavailable, TableEntry
 from rempart.shed.state import ControllerState, ServiceState
@@ -68,10 +74,9 @@ class Controller:
         }
         # Called with every episode event, on the loop (they must not block).
         self.listeners: list[Callable[[ShedEvent], None]] = []
-        self._counters: dict[str, tuple[int, int]] = {}
-        self._unprobed: set[str] = (
-            set()
-        )  # services whose upstream placeholder is unset here  # service → (responses, errors)
+        self._counters: dict[str, tuple[int, int]] = {}  # service → (responses, errors)
+        self._unprobed: set[str] = set()  # services whose upstream placeholder is unset here
+        self._map_error: str | None = None  # the last failure to write admission.map
         self._last_tick = time.monotonic()
         self._need_full_push = True
 
@@ -119,10 +124,24 @@ class Controller:
             return self.state
         servers = {r["pxname"]: r for r in rows if r.get("svname") == SERVER}
         backends = {r["pxname"]: r for r in rows if r.get("svname") == "BACKEND"}
+        absent = [
+            backend_name(s.name)
+            for s in self.settings.services
+            if backend_name(s.name) not in servers
+        ]
+        if absent:
+            await asyncio.gather(*probes.values())
+            self._unreachable(
+                RuntimeUnavailable(
+                    f"HAProxy has no server {absent[0]}/{SERVER}: its configuration was not "
+                    "generated from this [shed] table"
+                )
+            )
+            return self.state
         decisions: dict[str, tuple[int, dict[str, str]]] = {}
         for service in self.settings.services:
             rtts = await probes[service.name]
-            server = servers.get(backend_name(service.name), {})
+            server = servers[backend_name(service.name)]
             backend = backends.get(backend_name(service.name), {})
             decisions[service.name] = self._decide(
                 service.name, rtts, server, backend, demand, shed
@@ -230,14 +249,43 @@ class Controller:
             changed.update(values)
         if changed:
             await self.runtime.set_map(self.map_file, changed)
-            write_admission(
-                Path(self.settings.haproxy.map_dir),
-                {n: s.shares() for n, s in self.state.services.items()},
-            )
         self._need_full_push = False
+        self._write_map_file(rewrite=bool(changed))
 
-    def _unreachable(self, exc: Exception) -> None:
-        if self.state.runtime_ok:
+    def _write_map_file(self, rewrite: bool) -> None:
+        """Keep ``admission.map`` equal to the shares HAProxy enforces, so that a restarted
+        HAProxy starts from them. A file removed or edited by hand is put back (and said so);
+        a failed write is logged once and retried next tick, HAProxy's live map is unaffected."""
+        map_dir = Path(self.settings.haproxy.map_dir)
+        wanted = {n: s.shares() for n, s in self.state.services.items()}
+        if not rewrite:
+            try:
+                stored = read_admission(map_dir)
+            except (OSError, ValueError):
+                stored = {}
+            if stored == wanted:
+                return
+            if self._map_error is None:
+                what = "changed by hand" if Path(self.map_file).exists() else "removed"
+                log.warning(
+                    "shed: %s was %s; rewritten with the shares in force", self.map_file, what
+                )
+        try:
+            map_dir.mkdir(parents=True, exist_ok=True)
+            write_admission(map_dir, wanted)
+        except OSError as exc:
+            if self._map_error is None:
+                log.warning(
+                    "shed: cannot write %s: %s; HAProxy keeps its live map", self.map_file, exc
+                )
+            self._map_error = str(exc)
+            return
+        if self._map_error is not None:
+            log.warning("shed: %s written again", self.map_file)
+        self._map_error = None
+
+    def _unreachable(self, exc: Exception, logged: bool = False) -> None:
+        if self.state.runtime_ok and not logged:
             log.warning("shed: %s; HAProxy keeps its last admission state", exc)
         self.state.runtime_ok = False
         self.state.last_error = str(exc)
@@ -262,7 +310,11 @@ class Controller:
         self.reset_admission()
         while not stop.is_set():
             started = time.monotonic()
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception as exc:  # a bug or an answer nobody foresaw: keep HAProxy's state
+                log.exception("shed: control loop tick failed; HAProxy keeps its last state")
+                self._unreachable(exc, logged=True)
             delay = max(0.0, self.settings.interval - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
