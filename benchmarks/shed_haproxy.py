@@ -73,6 +73,11 @@ def main() -> None:
         f"With shedding: final limit {on['final_limit']}, measured no-load RTT "
         f"{on['rtt_noload_ms']} ms ({on['minrtt_measurements']} re-measurements), admitted "
         f"shares {on['final_shares']}.",
+        f"Shedding episodes logged and journaled: {on['episodes']['started']} started, "
+        f"{on['episodes']['ended']} ended, {on['episodes']['limit_moves']} limit moves logged; "
+        f"{on['episodes']['turned_away']} requests counted as turned away (HAProxy's st_shed "
+        f"counters) against {sum(f['shed'] for f in on['flood'].values()) + sum(b['shed'] for b in on['baseline'].values())} "
+        "503s seen by the load generators.",
     ]
     text = "\n".join(table)
     print(text)

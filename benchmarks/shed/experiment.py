@@ -23,6 +23,7 @@ from typing import Any
 from rempart.process import free_port
 from rempart.shed.config import parse_shed
 from rempart.shed.controller import Controller
+from rempart.shed.episodes import EpisodeEnded, EpisodeStarted, LimitMoved, ShedEvent
 from rempart.shed.haproxy_config import render
 from rempart.shed.maps import ensure_maps
 
@@ -195,6 +196,9 @@ def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
         wait_for(lambda: _port_open(up_port), "upstream")
         wait_for(lambda: _port_open(front_port), "haproxy")
         controller = Controller(settings) if enforce else None
+        events: list[ShedEvent] = []
+        if controller is not None:
+            controller.listeners.append(events.append)
 
         async def both() -> tuple[dict[str, Any], dict[str, Any]]:
             base = await _with_controller(
@@ -214,4 +218,13 @@ def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
         result["final_shares"] = {c.label: s.admitted_pct for c, s in svc.classes.items()}
         result["rtt_noload_ms"] = round((svc.rtt_noload or 0.0) * 1000, 2)
         result["minrtt_measurements"] = controller.limiters["web"].measurements
+        ongoing = controller.episodes["web"].episode
+        turned = [e.turned_away for e in events if isinstance(e, EpisodeEnded)]
+        turned += [ongoing.turned_away] if ongoing is not None else []
+        result["episodes"] = {
+            "started": sum(isinstance(e, EpisodeStarted) for e in events),
+            "ended": sum(isinstance(e, EpisodeEnded) for e in events),
+            "limit_moves": sum(isinstance(e, LimitMoved) for e in events),
+            "turned_away": sum(sum(t.values()) for t in turned),
+        }
     return result
