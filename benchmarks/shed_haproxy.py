@@ -49,9 +49,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--flood-seconds", type=float, default=20.0)
     parser.add_argument("--flood-rps", type=float, default=Load.flood_rps)
+    parser.add_argument("--tolerance", type=float, default=Load.tolerance)
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
-    load = Load(flood_seconds=args.flood_seconds, flood_rps=args.flood_rps, baseline_seconds=5)
+    load = Load(
+        flood_seconds=args.flood_seconds,
+        flood_rps=args.flood_rps,
+        baseline_seconds=5,
+        tolerance=args.tolerance,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         on = run(Path(tmp) / "on", load, enforce=True)
         off = run(Path(tmp) / "off", load, enforce=False)
@@ -72,7 +78,15 @@ def main() -> None:
         "",
         f"With shedding: final limit {on['final_limit']}, measured no-load RTT "
         f"{on['rtt_noload_ms']} ms ({on['minrtt_measurements']} re-measurements), admitted "
-        f"shares {on['final_shares']}.",
+        f"shares {on['final_shares']}; upstream served {on['upstream_rps']} req/s during the "
+        f"flood with shedding, {off['upstream_rps']} without "
+        f"({on['upstream_rps'] / max(off['upstream_rps'], 1e-9) * 100:.0f} %), 2xx responses; "
+        f"limiter tolerance {load.tolerance:g}.",
+        f"Shedding episodes logged and journaled: {on['episodes']['started']} started, "
+        f"{on['episodes']['ended']} ended, {on['episodes']['limit_moves']} limit moves logged; "
+        f"{on['episodes']['turned_away']} requests counted as turned away (HAProxy's st_shed "
+        f"counters) against {sum(f['shed'] for f in on['flood'].values()) + sum(b['shed'] for b in on['baseline'].values())} "
+        "503s seen by the load generators.",
     ]
     text = "\n".join(table)
     print(text)

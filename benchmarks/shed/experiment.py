@@ -23,8 +23,10 @@ from typing import Any
 from rempart.process import free_port
 from rempart.shed.config import parse_shed
 from rempart.shed.controller import Controller
-from rempart.shed.haproxy_config import render
+from rempart.shed.episodes import EpisodeEnded, EpisodeStarted, LimitMoved, ShedEvent
+from rempart.shed.haproxy_config import SERVER, render
 from rempart.shed.maps import ensure_maps
+from rempart.shed.runtime import HAProxyRuntime
 
 HERE = Path(__file__).resolve().parent  # the helper processes are scripts beside this one
 
@@ -43,6 +45,7 @@ class Load:
     baseline_seconds: float = 3.0
     flood_seconds: float = 10.0
     timeout: float = 2.0
+    tolerance: float = 1.1  # [shed.limiter] tolerance
 
     @property
     def capacity_rps(self) -> float:
@@ -69,8 +72,11 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def shed_table(workdir: Path, upstream_port: int, front_port: int) -> dict[str, Any]:
+def shed_table(
+    workdir: Path, upstream_port: int, front_port: int, load: Load | None = None
+) -> dict[str, Any]:
     """The [shed] config of the experiment: routes as in the issue's example."""
+    load = load or Load()
     return {
         "retry_after": 2,
         "interval": 0.2,
@@ -78,7 +84,7 @@ def shed_table(workdir: Path, upstream_port: int, front_port: int) -> dict[str, 
             "initial": 10,
             "min": 2,
             "max": 200,
-            "tolerance": 1.1,
+            "tolerance": load.tolerance,
             "minrtt_interval": 5.0,
         },
         "haproxy": {
@@ -173,6 +179,13 @@ async def _with_controller(controller: Controller | None, work: Any) -> Any:
         await loop_task
 
 
+async def _served(runtime: HAProxyRuntime) -> int:
+    """Successful (2xx) responses the upstream server has sent so far: the upstream's own
+    fast 503s when it is overloaded are not work done."""
+    rows = await runtime.show_stat()
+    return sum(int(r["hrsp_2xx"] or 0) for r in rows if r["svname"] == SERVER)
+
+
 def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
     """Run both phases; returns loadgen summaries plus controller figures."""
     binary = haproxy_binary()
@@ -180,7 +193,7 @@ def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
         raise RuntimeError("haproxy is not installed")
     workdir.mkdir(parents=True, exist_ok=True)
     up_port, front_port = free_port(), free_port()
-    settings = parse_shed(shed_table(workdir, up_port, front_port))
+    settings = parse_shed(shed_table(workdir, up_port, front_port, load))
     ensure_maps(Path(settings.haproxy.map_dir), [s.name for s in settings.services])
     cfg = workdir / "haproxy.cfg"
     cfg.write_text(render(settings, enforce=enforce))
@@ -195,23 +208,46 @@ def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
         wait_for(lambda: _port_open(up_port), "upstream")
         wait_for(lambda: _port_open(front_port), "haproxy")
         controller = Controller(settings) if enforce else None
+        runtime = HAProxyRuntime(settings.haproxy.runtime_socket)
+        events: list[ShedEvent] = []
+        if controller is not None:
+            controller.listeners.append(events.append)
 
         async def both() -> tuple[dict[str, Any], dict[str, Any]]:
             base = await _with_controller(
                 controller,
                 lambda: loadgen(front_port, load.baseline_seconds, _streams(load, False)),
             )
+            served, since = await _served(runtime), time.monotonic()
             flood = await _with_controller(
                 controller, lambda: loadgen(front_port, load.flood_seconds, _streams(load, True))
             )
+            # Over the generators' whole life (the flood, then their last responses).
+            elapsed = time.monotonic() - since
+            flood["upstream_rps"] = round((await _served(runtime) - served) / elapsed, 1)
             return base, flood
 
         baseline, flooded = asyncio.run(both())
-    result: dict[str, Any] = {"enforce": enforce, "baseline": baseline, "flood": flooded}
+    upstream_rps = flooded.pop("upstream_rps")
+    result: dict[str, Any] = {
+        "enforce": enforce,
+        "baseline": baseline,
+        "flood": flooded,
+        "upstream_rps": upstream_rps,  # responses the upstream served per second of flood
+    }
     if controller is not None:
         svc = controller.state.services["web"]
         result["final_limit"] = round(svc.limit, 1)
         result["final_shares"] = {c.label: s.admitted_pct for c, s in svc.classes.items()}
         result["rtt_noload_ms"] = round((svc.rtt_noload or 0.0) * 1000, 2)
         result["minrtt_measurements"] = controller.limiters["web"].measurements
+        ongoing = controller.episodes["web"].episode
+        turned = [e.turned_away for e in events if isinstance(e, EpisodeEnded)]
+        turned += [ongoing.turned_away] if ongoing is not None else []
+        result["episodes"] = {
+            "started": sum(isinstance(e, EpisodeStarted) for e in events),
+            "ended": sum(isinstance(e, EpisodeEnded) for e in events),
+            "limit_moves": sum(isinstance(e, LimitMoved) for e in events),
+            "turned_away": sum(sum(t.values()) for t in turned),
+        }
     return result

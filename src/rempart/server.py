@@ -342,6 +342,13 @@ class Service:
 
         self.shed_settings = with_map_dir(shed, self.data_dir)
         self.shed_controller = Controller(self.shed_settings)
+        if self.journal is not None:
+            from rempart.shed.episodes import journal_entry
+
+            journal = self.journal  # shedding episodes: start, summaries, end, limit moves
+            self.shed_controller.listeners.append(
+                lambda event: journal.append(*journal_entry(event))
+            )
         self.extra_collectors.append(ShedCollector(lambda: self.shed_controller.state))
 
     def shed_status(self) -> dict[str, Any] | None:

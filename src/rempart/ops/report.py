@@ -1,7 +1,8 @@
 """The incident report: figures from the journal over a time window, rendered as one HTML file.
 
 `build(records, ...)` aggregates journal records in one pass (timeline, verdicts, reasons, top
-sources, targeted and exposed accounts, posture and campaign changes, operator actions);
+sources, targeted and exposed accounts, posture and campaign changes, operator actions, load
+shedding episodes from the `shed_*` records);
 `render(model)` writes a self-contained page: inline CSS, inline SVG charts, no script and no
 network access, so it can be mailed to investigators and opened anywhere.
 """
@@ -20,6 +21,7 @@ from rempart.ops.live import subnet_of
 from rempart.ops.notices import Notice
 from rempart.ops.svg import hbars, stacked_columns
 from rempart.ops.web import h, when
+from rempart.shed.episodes import SHED_KINDS, EpisodeView, episodes_of
 
 VERDICTS = ("allow", "delay", "step_up", "deny")
 EXPOSURE_CODES = frozenset({"account_exposed", "leaked_pair", "account_restricted"})
@@ -67,6 +69,7 @@ class Report:
     actions: list[dict[str, Any]] = field(default_factory=list)
     auto_blocks: Counter[str] = field(default_factory=Counter)
     notices: list[Notice] = field(default_factory=list)
+    shedding: list[EpisodeView] = field(default_factory=list)
 
     @property
     def distinct_ips(self) -> int:
@@ -81,6 +84,7 @@ def build(
     integrity: str = "",
 ) -> Report:
     r = Report(since, until, bucket_width(max(until - since, 60)), integrity=integrity)
+    shed_records: list[dict[str, Any]] = []
     for rec in records:
         ts = float(rec.get("ts", 0))
         if ts < since or ts > until:
@@ -150,6 +154,9 @@ def build(
             )
         elif kind in ("campaign", "campaign_start", "campaign_end"):
             r.campaigns.append(dict(rec))
+        elif kind in SHED_KINDS:
+            shed_records.append(rec)
+    r.shedding = episodes_of(shed_records)
     for item in r.postures:
         r.actions.append(
             {
@@ -190,6 +197,22 @@ def _columns(
     } or {names[0]: [0.0] * n}
 
 
+def _episode_row(e: EpisodeView) -> tuple[str, ...]:
+    duration = f"{e.ended - e.started:.0f} s" if e.ended is not None else "still shedding"
+    shares = ", ".join(f"{label} {pct} %" for label, pct in e.lowest_shares.items())
+    away = ", ".join(f"{label} {n:,}" for label, n in e.turned_away.items() if n)
+    limits = f"{min(e.limits):g} to {max(e.limits):g}" if e.limits else ""
+    return (
+        e.service,
+        when(e.started),
+        when(e.ended) if e.ended is not None else "",
+        duration,
+        shares,
+        f"{e.total_turned_away:,}" + (f" ({away})" if away else ""),
+        limits,
+    )
+
+
 def _table(headers: tuple[str, ...], rows: list[tuple[Any, ...]], empty: str) -> str:
     if not rows:
         return f'<p class="empty">{h(empty)}</p>'
@@ -211,6 +234,8 @@ def render(r: Report) -> str:
         ("Hostile source IPs", r.distinct_ips),
         ("Targeted accounts", len(r.logins)),
         ("Exposed accounts seen", len(r.exposed)),
+        ("Shedding episodes", len(r.shedding)),
+        ("Requests shed", sum(e.total_turned_away for e in r.shedding)),
     )
     cards = "".join(
         f'<div class="card"><span class="figure" data-figure="{h(label)}">{value:,}</span><span>{h(label)}</span></div>'
@@ -246,6 +271,7 @@ def render(r: Report) -> str:
     ]
     action_rows = [(when(a["ts"]), a["by"] or "(unknown)", a["what"], a["why"]) for a in r.actions]
     auto_rows = [(rule, c) for rule, c in r.auto_blocks.most_common()]
+    shed_rows = [_episode_row(e) for e in r.shedding]
     css = resources.files("rempart.ops").joinpath("static", "report.css").read_text("utf-8")
     sections = [
         f'<section id="summary"><h2>Summary</h2><div class="cards">{cards}</div>'
@@ -304,6 +330,13 @@ def render(r: Report) -> str:
             "No exposed account was seen in this window.",
         )
         + f'<p class="note">{len(r.exposed)} exposed account(s) seen, {len(r.restricted)} restricted.</p>'
+        + "</section>",
+        '<section id="shedding"><h2>Load shedding episodes</h2>'
+        + _table(
+            ("service", "started", "ended", "duration", "lowest shares", "turned away", "limit"),
+            shed_rows,
+            "Admission control turned nobody away in this window.",
+        )
         + "</section>",
         '<section id="actions"><h2>Operator actions</h2>'
         + _table(("time", "who", "what", "why"), action_rows, "No operator action in this window.")

@@ -20,6 +20,11 @@ Example (every key is optional except ``services`` when the HAProxy data plane i
     minrtt_duration = 0.3              # seconds the concurrency stays pinned while measuring
     minrtt_concurrency = 3             # concurrency while measuring (critical demand is kept)
 
+    [shed.episodes]                    # shedding episodes in the log and the journal
+    end_after = 5.0                    # seconds fully admitted before an episode ends
+    summary_interval = 60.0            # seconds between summary lines while it lasts
+    limit_change = 0.25                # relative limit move worth a log line
+
     [shed.client_rate]                 # per source address and class, requests per 10 s (0: none)
     critical_plus = 0
     critical = 0
@@ -27,18 +32,19 @@ Example (every key is optional except ``services`` when the HAProxy data plane i
     sheddable = 0
 
     [shed.haproxy]
-    bind = "127.0.0.1:8080"
+    bind = "127.0.0.1:8080"            # host:port; "${VAR}" forms are left to HAProxy
     runtime_socket = "/run/rempart/haproxy.sock"
     map_dir = ""                       # "" = <data_dir>/shed; HAProxy must be able to read it
     queue_timeout = 1.0                # seconds a request may wait for an upstream slot
     client_timeout = 30.0
     server_timeout = 30.0
     connect_timeout = 5.0
-    maxconn = 4096
+    maxconn = 0                        # 0 = fit the hard descriptor limit, at most 4096
+    global_lines = []                  # extra lines for HAProxy's global section
 
     [[shed.services]]
     name = "web"
-    upstream = "127.0.0.1:8081"
+    upstream = "127.0.0.1:8081"        # host:port, or with "${VAR}" as HAProxy expands them
     probe_path = "/healthz"            # the controller's own latency probe ("" disables it)
 
     [[shed.routes]]
@@ -58,14 +64,18 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import os
+import re
 import textwrap
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rempart.config import ConfigError, from_table, knob, section
 from rempart.shed.classes import CLASSES, Criticality
+from rempart.shed.episodes import EpisodeSettings
 from rempart.shed.patterns import HostPattern, PathPattern, RoutePattern, parse_methods
 
 _REFERENCE = (
@@ -103,13 +113,18 @@ class Service:
     """An upstream protected by one adaptive concurrency limit."""
 
     name: str
-    host: str
-    port: int
+    address: str  # host:port, possibly with HAProxy "${VAR}" placeholders
     probe_path: str = "/healthz"
 
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
+    def endpoint(self, environ: Mapping[str, str] = os.environ) -> tuple[str, int] | None:
+        """(host, port) to probe, placeholders expanded from ``environ`` (None: unset)."""
+        address = expand(self.address, environ)
+        if address is None:
+            return None
+        try:
+            return parse_address(address, "upstream")
+        except ConfigError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +170,30 @@ class LimiterSettings:
 def _bind(raw: Any) -> str:
     if not isinstance(raw, str):
         raise TypeError(f"must be a string, got {raw!r}")
-    parse_address(raw, "shed.haproxy.bind")
+    check_address(raw, "shed.haproxy.bind")
     return raw
+
+
+# Lines the generator writes itself: set them through their own keys.
+_OWNED_GLOBAL = ("maxconn", "stats socket")
+
+
+def _global_lines(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(line, str) for line in raw):
+        raise TypeError(f"must be a list of strings, got {raw!r}")
+    lines: list[str] = []
+    for index, line in enumerate(raw):
+        text = " ".join(line.split())
+        if not text or any(ord(c) < 32 or ord(c) == 127 for c in line):
+            raise ValueError(f"line {index + 1} must be one non-empty line, got {line!r}")
+        for owned in _OWNED_GLOBAL:
+            if text == owned or text.startswith(owned + " "):
+                key = "maxconn" if owned == "maxconn" else "runtime_socket"
+                raise ValueError(
+                    f"line {index + 1} ({text!r}) is generated: set shed.haproxy.{key} instead"
+                )
+        lines.append(text)
+    return tuple(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +209,15 @@ class HAProxySettings:
     client_timeout: float = knob(30.0, "", ge=0.001, le=3600)
     server_timeout: float = knob(30.0, "", ge=0.001, le=3600)
     connect_timeout: float = knob(5.0, "", ge=0.001, le=3600)
-    maxconn: int = knob(4096, "", ge=1, le=10_000_000)
+    maxconn: int = knob(
+        0, "0 = fit the hard descriptor limit (RLIMIT_NOFILE), at most 4096", ge=0, le=10_000_000
+    )
+    global_lines: tuple[str, ...] = knob(
+        (),
+        'extra lines for HAProxy\'s global section, e.g. ["no strict-limits"]',
+        parse=_global_lines,
+        show=list,
+    )
 
 
 @section(
@@ -186,6 +231,7 @@ class ShedSettings:
     retry_after: int = 5
     interval: float = 0.25
     limiter: LimiterSettings = field(default_factory=LimiterSettings)
+    episodes: EpisodeSettings = field(default_factory=EpisodeSettings)
     client_rate: dict[Criticality, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
     haproxy: HAProxySettings = field(default_factory=HAProxySettings)
     services: tuple[Service, ...] = ()
@@ -248,6 +294,50 @@ def _class(value: object, key: str) -> Criticality:
         raise _error(key, str(exc)) from None
 
 
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SLOT = "\x00"  # stands for one placeholder while the rest of an address is checked
+
+
+def expand(text: str, environ: Mapping[str, str]) -> str | None:
+    """``text`` with its ``${VAR}`` placeholders replaced from ``environ`` (None: one unset)."""
+    missing: list[str] = []
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(1) not in environ:
+            missing.append(match.group(1))
+            return ""
+        return environ[match.group(1)]
+
+    expanded = _PLACEHOLDER.sub(value, text)
+    return None if missing else expanded
+
+
+def check_address(text: str, key: str) -> None:
+    """``host:port`` where the whole address, the host or the port may be an HAProxy
+    environment placeholder ``${NAME}`` (expanded by HAProxy at start; checked then)."""
+    if "$" not in text:
+        parse_address(text, key)
+        return
+    skeleton = _PLACEHOLDER.sub(_SLOT, text)
+    if "$" in skeleton or any(c.isspace() or c in "\"'\\#" for c in skeleton):
+        raise _error(
+            key,
+            f"{text!r}: HAProxy placeholders are written ${{NAME}} (letters, digits, _), "
+            "alone or as the host or the port of host:port",
+        )
+    if skeleton == _SLOT:
+        return  # the whole address comes from the environment
+    host, sep, port = skeleton.rpartition(":")
+    if not sep or not host or not port:
+        raise _error(key, f"must be host:port or ${{VAR}}, got {text!r}")
+    if port != _SLOT and (not port.isdigit() or not 0 < int(port) < 65536):
+        raise _error(key, f"{port!r} is not a port (1-65535) in {text!r}")
+    if host != _SLOT:
+        if _SLOT in host:
+            raise _error(key, f"a placeholder must be the whole host or port in {text!r}")
+        parse_address(f"{host}:1", key)
+
+
 def parse_address(text: str, key: str) -> tuple[str, int]:
     """``host:port`` (IPv4, ``[IPv6]`` or a name) → (host, port)."""
     host, sep, port = text.rpartition(":")
@@ -291,14 +381,15 @@ def _services(value: object) -> tuple[Service, ...]:
             raise _error(f"{key}.name", f"service {name!r} is defined twice")
         if "upstream" not in table:
             raise _error(f"{key}.upstream", "is required (host:port)")
-        host, port = parse_address(_string(table, "upstream", key, ""), f"{key}.upstream")
+        upstream = _string(table, "upstream", key, "")
+        check_address(upstream, f"{key}.upstream")
         probe = _string(table, "probe_path", key, "/healthz")
         if probe:
             try:
                 PathPattern.parse(probe)
             except ValueError as exc:
                 raise _error(f"{key}.probe_path", str(exc)) from None
-        services.append(Service(name, host, port, probe))
+        services.append(Service(name, upstream, probe))
     return tuple(services)
 
 
@@ -356,6 +447,7 @@ def parse_shed(table: dict[str, Any] | None) -> ShedSettings:
             "retry_after",
             "interval",
             "limiter",
+            "episodes",
             "client_rate",
             "haproxy",
             "services",
@@ -377,6 +469,9 @@ def parse_shed(table: dict[str, Any] | None) -> ShedSettings:
         retry_after=_integer(table, "retry_after", "shed", defaults.retry_after, 0, 86400),
         interval=_number(table, "interval", "shed", defaults.interval, 0.01, 60),
         limiter=_limiter(_table(table.get("limiter"), "shed.limiter")),
+        episodes=from_table(
+            EpisodeSettings, _table(table.get("episodes"), "shed.episodes"), "shed.episodes"
+        ),
         client_rate=client_rate,
         haproxy=from_table(
             HAProxySettings, _table(table.get("haproxy"), "shed.haproxy"), "shed.haproxy"

@@ -7,6 +7,10 @@ runtime socket and probes each upstream itself, feeds the RTT to the service's
 (:func:`decide_shares`) and applies the changes live: ``set maxconn server`` and ``set map``,
 without reload; the map file is rewritten too so that a restart resumes the last state.
 
+After each successful tick every service's :class:`~rempart.shed.episodes.EpisodeTracker` turns
+the new state into shedding-episode events (start, summary, end, limit moves); the loop logs each
+one and hands it to ``listeners`` (the server journals them).
+
 If the runtime socket cannot be used, nothing is changed: HAProxy keeps enforcing the last good
 limit and maps (fails static), the state says ``runtime_ok = False`` and the next successful
 tick pushes the full state again.
@@ -19,14 +23,22 @@ import contextlib
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rempart.shed.admission import decide_shares
 from rempart.shed.classes import CLASSES, Criticality
 from rempart.shed.config import ShedSettings
+from rempart.shed.episodes import EpisodeTracker, LimitMoved, ShedEvent, describe
 from rempart.shed.haproxy_config import CLASS_TABLE, SERVER, SHED_TABLE, backend_name
 from rempart.shed.limiter import GradientLimiter
-from rempart.shed.maps import ADMISSION_MAP, map_key, write_admission
+from rempart.shed.maps import (
+    ADMISSION_MAP,
+    map_key,
+    read_admission,
+    reset_admission,
+    write_admission,
+)
 from rempart.shed.probe import probe_many
 from rempart.shed.runtime import HAProxyRuntime, RuntimeUnavailable, TableEntry
 from rempart.shed.state import ControllerState, ServiceState
@@ -56,7 +68,15 @@ class Controller:
                 for s in settings.services
             }
         )
+        self.episodes = {
+            s.name: EpisodeTracker(s.name, settings.episodes, settings.limiter.initial)
+            for s in settings.services
+        }
+        # Called with every episode event, on the loop (they must not block).
+        self.listeners: list[Callable[[ShedEvent], None]] = []
         self._counters: dict[str, tuple[int, int]] = {}  # service → (responses, errors)
+        self._unprobed: set[str] = set()  # services whose upstream placeholder is unset here
+        self._map_error: str | None = None  # the last failure to write admission.map
         self._last_tick = time.monotonic()
         self._need_full_push = True
 
@@ -64,10 +84,19 @@ class Controller:
         service = self.settings.service(name)
         if not service.probe_path:
             return []
+        endpoint = service.endpoint()
+        if endpoint is None:
+            if name not in self._unprobed:
+                self._unprobed.add(name)
+                log.warning(
+                    "shed: upstream %s of %s does not expand in Rempart's environment; "
+                    "its latency comes from HAProxy's rtime only",
+                    service.address,
+                    name,
+                )
+            return []
         timeout = max(1.0, self.settings.haproxy.queue_timeout)
-        found = await probe_many(
-            service.host, service.port, service.probe_path, PROBES_PER_TICK, timeout
-        )
+        found = await probe_many(*endpoint, service.probe_path, PROBES_PER_TICK, timeout)
         return [r for r in found if r is not None]
 
     def _error_ratio(self, name: str, server: dict[str, str]) -> float:
@@ -95,10 +124,24 @@ class Controller:
             return self.state
         servers = {r["pxname"]: r for r in rows if r.get("svname") == SERVER}
         backends = {r["pxname"]: r for r in rows if r.get("svname") == "BACKEND"}
+        absent = [
+            backend_name(s.name)
+            for s in self.settings.services
+            if backend_name(s.name) not in servers
+        ]
+        if absent:
+            await asyncio.gather(*probes.values())
+            self._unreachable(
+                RuntimeUnavailable(
+                    f"HAProxy has no server {absent[0]}/{SERVER}: its configuration was not "
+                    "generated from this [shed] table"
+                )
+            )
+            return self.state
         decisions: dict[str, tuple[int, dict[str, str]]] = {}
         for service in self.settings.services:
             rtts = await probes[service.name]
-            server = servers.get(backend_name(service.name), {})
+            server = servers[backend_name(service.name)]
             backend = backends.get(backend_name(service.name), {})
             decisions[service.name] = self._decide(
                 service.name, rtts, server, backend, demand, shed
@@ -108,11 +151,25 @@ class Controller:
         except RuntimeUnavailable as exc:
             self._unreachable(exc)
             return self.state
+        if not self.state.runtime_ok:
+            log.warning("shed: HAProxy runtime socket answers again; full admission state pushed")
         self.state.runtime_ok = True
         self.state.last_error = None
         self.state.ticks += 1
         self.state.updated_at = time.time()
+        for name, tracker in self.episodes.items():
+            for event in tracker.observe(self.state.services[name], self.state.updated_at):
+                self._emit(event)
         return self.state
+
+    def _emit(self, event: ShedEvent) -> None:
+        level = logging.INFO if isinstance(event, LimitMoved) else logging.WARNING
+        log.log(level, "%s", describe(event))
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # a failing consumer must not stop admission control
+                log.exception("shed: episode listener failed on %s", type(event).__name__)
 
     def _decide(
         self,
@@ -147,6 +204,7 @@ class Controller:
         rtt = state.rtt or rtime or 0.0
         utilization = self.settings.limiter.utilization
         capacity = utilization * state.limit / rtt if rtt > 0 else float("inf")
+        state.capacity = capacity if rtt > 0 else None
         for cls in CLASSES:
             key = map_key(name, cls)
             cs = state.classes[cls]
@@ -191,26 +249,72 @@ class Controller:
             changed.update(values)
         if changed:
             await self.runtime.set_map(self.map_file, changed)
-            write_admission(
-                Path(self.settings.haproxy.map_dir),
-                {n: s.shares() for n, s in self.state.services.items()},
-            )
         self._need_full_push = False
+        self._write_map_file(rewrite=bool(changed))
 
-    def _unreachable(self, exc: Exception) -> None:
-        if self.state.runtime_ok:
+    def _write_map_file(self, rewrite: bool) -> None:
+        """Keep ``admission.map`` equal to the shares HAProxy enforces, so that a restarted
+        HAProxy starts from them. A file removed or edited by hand is put back (and said so);
+        a failed write is logged once and retried next tick, HAProxy's live map is unaffected."""
+        map_dir = Path(self.settings.haproxy.map_dir)
+        wanted = {n: s.shares() for n, s in self.state.services.items()}
+        if not rewrite:
+            try:
+                stored = read_admission(map_dir)
+            except (OSError, ValueError):
+                stored = {}
+            if stored == wanted:
+                return
+            if self._map_error is None:
+                what = "changed by hand" if Path(self.map_file).exists() else "removed"
+                log.warning(
+                    "shed: %s was %s; rewritten with the shares in force", self.map_file, what
+                )
+        try:
+            map_dir.mkdir(parents=True, exist_ok=True)
+            write_admission(map_dir, wanted)
+        except OSError as exc:
+            if self._map_error is None:
+                log.warning(
+                    "shed: cannot write %s: %s; HAProxy keeps its live map", self.map_file, exc
+                )
+            self._map_error = str(exc)
+            return
+        if self._map_error is not None:
+            log.warning("shed: %s written again", self.map_file)
+        self._map_error = None
+
+    def _unreachable(self, exc: Exception, logged: bool = False) -> None:
+        if self.state.runtime_ok and not logged:
             log.warning("shed: %s; HAProxy keeps its last admission state", exc)
         self.state.runtime_ok = False
         self.state.last_error = str(exc)
         self.state.runtime_failures += 1
         self._need_full_push = True
 
+    def reset_admission(self) -> None:
+        """Start from every class admitted: the map file now, HAProxy at the first tick (which
+        pushes the whole state), not the shares a previous run left behind."""
+        for state in self.state.services.values():
+            for cls in state.classes.values():
+                cls.admitted_pct = 100
+        self._need_full_push = True
+        try:
+            reset_admission(Path(self.settings.haproxy.map_dir), self.state.services)
+        except OSError as exc:
+            log.warning("shed: cannot reset %s: %s", self.map_file, exc)
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Tick every ``interval`` until ``stop`` is set."""
         stop = stop or asyncio.Event()
+        self.reset_admission()
         while not stop.is_set():
             started = time.monotonic()
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception as exc:  # a bug or an answer nobody foresaw: keep HAProxy's state
+                log.exception("shed: control loop tick failed; HAProxy keeps its last state")
+                self._unreachable(exc, logged=True)
             delay = max(0.0, self.settings.interval - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)

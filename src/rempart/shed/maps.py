@@ -2,7 +2,9 @@
 
 ``admission.map``: ``<service>/<class> <percent admitted>``, one line per service and class.
 ``hostile.map``: ``<address or CIDR> 1`` for every source Rempart judged hostile.
-Files are written atomically, so a restarted HAProxy starts from the last good state.
+Files are written atomically. A restarted HAProxy keeps the hostile sources; admission starts
+fully open (``ensure_maps`` when the configuration is generated, the control loop when it starts)
+and the loop cuts it again as soon as it measures an overload.
 """
 
 from __future__ import annotations
@@ -73,12 +75,21 @@ def write_hostile(map_dir: Path, sources: Iterable[str]) -> Path:
     return path
 
 
-def ensure_maps(map_dir: Path, services: Iterable[str]) -> None:
-    """Create missing map files (all admitted, no hostile source); keep existing state."""
+def full_admission(services: Iterable[str]) -> dict[str, dict[Criticality, int]]:
+    """Every class of every service admitted: the sane state to start from."""
+    return {svc: dict.fromkeys(CLASSES, 100) for svc in services}
+
+
+def reset_admission(map_dir: Path, services: Iterable[str]) -> Path:
+    """Rewrite ``admission.map`` with every class admitted (and only these services)."""
     map_dir.mkdir(parents=True, exist_ok=True)
-    stored = read_admission(map_dir)
-    merged = {svc: {cls: stored.get(svc, {}).get(cls, 100) for cls in CLASSES} for svc in services}
-    if merged != {svc: stored.get(svc) for svc in merged}:
-        write_admission(map_dir, merged)
+    return write_admission(map_dir, full_admission(services))
+
+
+def ensure_maps(map_dir: Path, services: Iterable[str]) -> None:
+    """Map files for a HAProxy about to start: admission reset to everything admitted (a new
+    run must not inherit the shares of an overload that is over; the control loop cuts them
+    again within a tick if it is not); the hostile sources kept, the file created if absent."""
+    reset_admission(map_dir, services)
     if not (map_dir / HOSTILE_MAP).exists():
         write_hostile(map_dir, [])

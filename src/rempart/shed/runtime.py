@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 
 _TABLE_ENTRY = re.compile(r"key=(\S+).*?http_req_cnt=(\d+).*?http_req_rate\(\d+\)=(\d+)")
+# Columns the control loop reads; an answer without them is not HAProxy's statistics.
+_STAT_COLUMNS = {"pxname", "svname", "scur", "qcur", "stot", "rtime", "slim"}
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -46,23 +48,40 @@ class HAProxyRuntime:
                     data = await reader.read()
                 finally:
                     writer.close()
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError:
+            raise RuntimeUnavailable(
+                f"HAProxy runtime socket {self.socket_path}: no answer within {self.timeout:g} s"
+            ) from None
+        except OSError as exc:
             raise RuntimeUnavailable(f"HAProxy runtime socket {self.socket_path}: {exc}") from exc
         return data.decode("utf-8", "replace")
 
     async def show_stat(self) -> list[dict[str, str]]:
         """Rows of ``show stat`` (one per frontend, backend and server) as dicts."""
         text = await self.command("show stat")
-        if not text.startswith("# "):
+        header = text.partition("\n")[0]
+        if not text.startswith("# ") or not set(header[2:].split(",")) >= _STAT_COLUMNS:
             raise RuntimeUnavailable(f"unexpected 'show stat' answer: {text[:80]!r}")
-        return list(csv.DictReader(io.StringIO(text[2:])))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text[2:])))
+        except csv.Error as exc:
+            raise RuntimeUnavailable(f"unreadable 'show stat' answer: {exc}") from None
+        for row in rows:
+            if None in row or any(value is None for value in row.values()):
+                raise RuntimeUnavailable(f"'show stat' row of another width: {row}"[:200])
+        return rows
 
     async def show_table(self, table: str) -> dict[str, TableEntry]:
         text = await self.command(f"show table {table}")
-        if not text.startswith("# table:"):
+        if not text.startswith(f"# table: {table},"):
             raise RuntimeUnavailable(f"unexpected 'show table {table}' answer: {text[:80]!r}")
         entries: dict[str, TableEntry] = {}
-        for match in _TABLE_ENTRY.finditer(text):
+        for line in text.splitlines()[1:]:
+            if not line.strip():
+                continue
+            match = _TABLE_ENTRY.search(line)
+            if not line.startswith("0x") or match is None:
+                raise RuntimeUnavailable(f"unreadable 'show table {table}' line: {line[:80]!r}")
             entries[match.group(1)] = TableEntry(int(match.group(2)), int(match.group(3)))
         return entries
 

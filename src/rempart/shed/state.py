@@ -30,6 +30,7 @@ class ServiceState:
     error_ratio: float = 0.0
     overloaded: bool = False
     measuring: bool = False  # re-measuring the no-load RTT (concurrency pinned low)
+    capacity: float | None = None  # requests/s admission hands out (None: no latency known yet)
     classes: dict[Criticality, ClassState] = field(
         default_factory=lambda: {c: ClassState() for c in CLASSES}
     )
