@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+from click.testing import CliRunner
 
 from rempart.model import LEGACY_MAIL
 from rempart.sim import detection, experiment, policies, scenario, world
+from rempart.sim.cli import sim
 from rempart.sim.policies.rempart import RempartEngine
 from rempart.sim.world import pwhash
 from tests.unit.sim.conftest import tiny
@@ -129,3 +134,14 @@ def test_the_attacker_never_presents_an_app_password(inputs: experiment.Inputs) 
     attacks = [e for e in w.stream() if not e.legit]
     assert attacks and not any(e.app_password for e in attacks)
     assert not any(pwhash(e.password) in app_hashes for e in attacks)
+
+
+def test_cli_run_in_process_and_http_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["run", "known-leak-app-passwords", "--users", "200", "--out", str(out)]
+    result = CliRunner().invoke(sim, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "known-leak-app-passwords-rempart-seed1.json").read_text())
+    assert set(data[0]["cohorts"]) == {"exposed_with_app_password", "exposed_without_app_password"}
+    http = CliRunner().invoke(sim, [*args, "--runner", "http"])
+    assert http.exit_code != 0 and "app_password_share needs the in-process runner" in http.output
