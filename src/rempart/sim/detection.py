@@ -286,14 +286,13 @@ def cohort_lines(cohorts: dict[str, dict[str, int]]) -> str:
     for name, c in cohorts.items():
         share = c["denied"] / c["attempts"] if c["attempts"] else 0.0
         parts.append(
-            f"{COHORT_TEXT.get(name, name)}: {c['logins']:,} users, {c['users']:,} of them on "
-            f"legacy mail that day; {c['denied']:,} of their {c['attempts']:,} attempts refused "
-            f"({share:.1%}), {c['users_denied']:,} users refused at least once"
+            f"{COHORT_TEXT.get(name, name)}, {c['logins']:,} users ({c['users']:,} used IMAP, "
+            f"POP3 or SMTP that day): {c['denied']:,} of their {c['attempts']:,} attempts "
+            f"refused ({share:.1%}), {c['users_denied']:,} users refused at least once"
         )
     return (
-        "Exposed users (current password in the leak) on IMAP, POP3 and SMTP under `rempart`, "
-        + "; ".join(parts)
-        + "."
+        "Exposed users (their current password is in the leak) on IMAP, POP3 and SMTP under "
+        "`rempart`: " + "; ".join(parts) + "."
     )
 
 
