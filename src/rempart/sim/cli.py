@@ -109,6 +109,11 @@ def run(
     """Run SCENARIO against one policy (or, with --runner http, a running `rempart serve`)."""
     sc = _scenario(scenario, users)
     inputs = _inputs(password_dir)
+    if runner == "http" and sc.leak.app_password_share > 0:
+        raise click.UsageError(
+            f"{sc.name}: [leak] app_password_share needs the in-process runner (a server marks "
+            "app-password logins from its own app-password store, which this replay cannot fill)"
+        )
     if runner == "http":
         scale = time_scale or sc.duration_h * 3600 / (max_seconds * 0.9)
         click.echo(f"replaying {sc.name} to {url}, time compressed {scale:g}x", err=True)

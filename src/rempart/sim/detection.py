@@ -274,6 +274,28 @@ def cold_start_priors() -> list[str]:
     return lines
 
 
+COHORT_TEXT = {
+    "exposed_with_app_password": "with an app password in their mail clients",
+    "exposed_without_app_password": "without one (they must change their password)",
+}
+
+
+def cohort_lines(cohorts: dict[str, dict[str, int]]) -> str:
+    """Rempart's legacy-mail refusals for the groups of users a scenario reports apart."""
+    parts = []
+    for name, c in cohorts.items():
+        share = c["denied"] / c["attempts"] if c["attempts"] else 0.0
+        parts.append(
+            f"{COHORT_TEXT.get(name, name)}, {c['logins']:,} users ({c['users']:,} used IMAP, "
+            f"POP3 or SMTP that day): {c['denied']:,} of their {c['attempts']:,} attempts "
+            f"refused ({share:.1%}), {c['users_denied']:,} users refused at least once"
+        )
+    return (
+        "Exposed users (their current password is in the leak) on IMAP, POP3 and SMTP under "
+        "`rempart`: " + "; ".join(parts) + "."
+    )
+
+
 def _seconds(value: float | None) -> str:
     return "never" if value is None else f"{value:.1f} s"
 
@@ -416,6 +438,8 @@ def document(
         ]
         lost = losses(results)
         ours = next((r for r in results if r["policy"] == "rempart"), None)
+        if ours is not None and ours.get("cohorts"):
+            parts += [cohort_lines(ours["cohorts"]), ""]
         if lost and ours is not None:
             parts += ["**Where Rempart loses here:**", ""]
             parts += [f"- {line}" for line in lost]

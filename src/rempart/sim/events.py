@@ -29,6 +29,7 @@ class Event:
     exists: bool = True
     device_id: str = ""
     user_agent: str = ""
+    app_password: bool = False  # authenticated with one of the account's app passwords
 
 
 class Source(TypingProtocol):

@@ -16,11 +16,17 @@ from rempart.sim.world import pwhash
 class SimulatedLeaks:
     """Implements rempart.engine.oracle.LeakOracle from the scenario's leaked list."""
 
-    def __init__(self, leak: Leak, pop: Population) -> None:
+    def __init__(self, leak: Leak, pop: Population, seen_at: float | None = None) -> None:
+        """`seen_at`: the engine time at which the defender first saw every exposure (the
+        leak was ingested and the accounts asked about before the day); None: each account's
+        first ask during the day starts its grace period."""
         self.pairs = {(p.login, pwhash(p.password)) for p in leak.pairs}
         self.logins = {p.login for p in leak.pairs}
         self.restricted = {p.login for p in leak.valid_at(pop, 0.0)}
-        self.seen: dict[str, float] = {}  # when each exposure was first seen (grace start)
+        # when each exposure was first seen (grace start)
+        self.seen: dict[str, float] = (
+            {} if seen_at is None else dict.fromkeys(sorted(self.logins), seen_at)
+        )
 
     def leaked_pair(self, attempt: Attempt) -> bool:
         return (attempt.login, attempt.pwhash) in self.pairs

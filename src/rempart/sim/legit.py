@@ -65,6 +65,7 @@ class PeriodicSource:
     def window(self, t0: float, t1: float) -> list[Event]:
         out: list[Event] = []
         pop, protocol, source, hours = self.pop, self.protocol, self.source, self.hours
+        app_passwords = pop.app_passwords
         nxt, periods, users, ip_of, stale = (
             self.next,
             self.periods,
@@ -80,15 +81,30 @@ class PeriodicSource:
             period = periods[j]
             while t < t1:
                 if hours is None or hours[0] <= (t / 3600.0) % 24 < hours[1]:
-                    current = pop.password_at(user, t)
-                    used = current
-                    s = stale.get(user)
-                    if s is not None and s[0] <= t < s[1]:
-                        used = s[2]
                     ip = ip_of[j] if ip_of is not None else pop.home_ip(user, t)
+                    app = app_passwords.get(user) if app_passwords else None
+                    if app is not None:
+                        # The client was given the app password: a main-password change
+                        # leaves it working.
+                        used, correct = app, True
+                    else:
+                        current = pop.password_at(user, t)
+                        used = current
+                        s = stale.get(user)
+                        if s is not None and s[0] <= t < s[1]:
+                            used = s[2]
+                        correct = used == current
                     out.append(
                         Event(
-                            t, pop.logins[user], ip, protocol, used, source, True, used == current
+                            t,
+                            pop.logins[user],
+                            ip,
+                            protocol,
+                            used,
+                            source,
+                            True,
+                            correct,
+                            app_password=app is not None,
                         )
                     )
                 t += period

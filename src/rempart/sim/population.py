@@ -56,6 +56,8 @@ class Population:
     # user -> (old password, time of change); before the change the old one is current
     changes: dict[int, tuple[str, float]] = field(default_factory=dict)
     pinned: set[int] = field(default_factory=set)  # accounts whose password must not change
+    # user -> the app password their mail clients and fetchers use instead of the main one
+    app_passwords: dict[int, str] = field(default_factory=dict)
     # address caches (the hot path formats each address once)
     _v6: dict[tuple[int, int], str] = field(default_factory=dict, repr=False)
     _fixed: dict[int, str] = field(default_factory=dict, repr=False)

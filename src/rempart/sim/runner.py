@@ -32,7 +32,7 @@ def run(
     `pace(now)` (HTTP runner) is called before each event: it waits for the wall clock and
     returns False to stop early when a bound is reached; the result then says `truncated`.
     """
-    scorer = Scorer(world.duration_s, world.attack_starts)
+    scorer = Scorer(world.duration_s, world.attack_starts, world.cohorts())
     record = scorer.record
     decide, report = defender.decide, defender.report
     started = time.perf_counter()
@@ -51,6 +51,7 @@ def run(
             event.device_id,
             event.user_agent,
             True,
+            app_password=event.app_password,
         )
         verdict = decide(attempt, now)
         effect = effect_of(event, verdict.action)

@@ -61,6 +61,20 @@ class LeakSpec:
     exist_share: float = 0.45  # logins that exist at this service (30-60 %)
     valid_share: float = 0.15  # of those, still using the leaked password (7-25 %)
     known_to_defender: bool = False  # the leak was ingested by the defender before the attack
+    # Days before the simulated day that the defender first saw each exposed account (the start
+    # of its grace period, `[exposure] grace_days` in Rempart's config); 0: first seen during
+    # the day, at the account's first attempt. Only with `known_to_defender`.
+    seen_days_before: float = 0.0
+    # Share of the exposed users (current password in the leak) who created an app password
+    # during the grace period and put it in their mail clients and fetchers: their IMAP/POP3
+    # attempts authenticate with it (`Attempt.app_password`); the attacker never has it.
+    app_password_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.seen_days_before < 0:
+            raise ValueError("[leak] seen_days_before: must be >= 0")
+        if not 0.0 <= self.app_password_share <= 1.0:
+            raise ValueError("[leak] app_password_share: must be between 0 and 1")
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rempart.model import Protocol, Verdict
+from rempart.model import LEGACY_MAIL, Protocol, Verdict
 from rempart.sim.defender import PostureChange
 from rempart.sim.events import LEGIT_CLASSES, Event
 from rempart.sim.outcome import ALLOWED, DELAYED, DENIED, EFFECTS, STEPPED_UP
@@ -28,8 +28,33 @@ class ClassCounts:
     logins: set[str] = field(default_factory=set)
 
 
+@dataclass
+class CohortCounts:
+    """Legacy-mail (IMAP, POP3, SMTP) attempts of one group of legitimate users."""
+
+    logins: int  # users in the group
+    attempts: int = 0
+    denied: int = 0
+    users: set[str] = field(default_factory=set)  # with at least one legacy-mail attempt
+    users_denied: set[str] = field(default_factory=set)
+
+    def result(self) -> dict[str, int]:
+        return {
+            "logins": self.logins,
+            "attempts": self.attempts,
+            "denied": self.denied,
+            "users": len(self.users),
+            "users_denied": len(self.users_denied),
+        }
+
+
 class Scorer:
-    def __init__(self, duration_s: float, attack_starts: dict[str, float]) -> None:
+    def __init__(
+        self,
+        duration_s: float,
+        attack_starts: dict[str, float],
+        cohorts: dict[str, frozenset[str]] | None = None,
+    ) -> None:
         self.duration_s = duration_s
         self.attack_starts = attack_starts
         self.classes: dict[str, ClassCounts] = {}
@@ -42,6 +67,13 @@ class Scorer:
         self._last_deny: dict[str, float] = {}
         self.denied_repeatedly: set[str] = set()
         self.reasons: dict[str, int] = {}
+        # Groups of legitimate users reported apart (e.g. exposed users with an app password).
+        self.cohorts = {name: CohortCounts(len(logins)) for name, logins in (cohorts or {}).items()}
+        self._cohort_of = {
+            login: self.cohorts[name]
+            for name, logins in (cohorts or {}).items()
+            for login in logins
+        }
         nbuckets = int(duration_s // TIMELINE_BUCKET_S) + 1
         self.timeline: dict[str, dict[str, list[int]]] = {
             group: {e: [0] * nbuckets for e in EFFECTS} for group in ("legit", "attack")
@@ -63,6 +95,14 @@ class Scorer:
             if seen is None:
                 seen = self.legit_users[key] = set()
             seen.add(event.login)
+            if self._cohort_of and event.protocol in LEGACY_MAIL:
+                cohort = self._cohort_of.get(event.login)
+                if cohort is not None:
+                    cohort.attempts += 1
+                    cohort.users.add(event.login)
+                    if effect == DENIED:
+                        cohort.denied += 1
+                        cohort.users_denied.add(event.login)
         if effect == DENIED and event.legit:
             last = self._last_deny.get(event.login)
             if last is not None and event.t - last < 3600.0:
@@ -161,6 +201,11 @@ class Scorer:
                 for name, c in sorted(self.classes.items())
             },
             "reasons": dict(sorted(self.reasons.items())),
+            **(
+                {"cohorts": {name: c.result() for name, c in self.cohorts.items()}}
+                if self.cohorts
+                else {}
+            ),
             "timeline": {"bucket_s": TIMELINE_BUCKET_S, **self.timeline},
         }
 

@@ -51,11 +51,14 @@ class RempartEngine:
     @classmethod
     def for_world(cls, world: World, config: str | Path | None = None) -> RempartEngine:
         settings = load_settings(config) if config else Settings.default()
-        leaks = (
-            SimulatedLeaks(world.leak, world.pop) if world.scenario.leak.known_to_defender else None
-        )
-        engine = Engine.in_memory(settings, leaks)
         deployment = world.scenario.deployment
+        # The engine's clock runs this far ahead of the scenario's (a learned history sits
+        # before the day, at non-negative times, as in any real log).
+        offset = deployment.history_days * 86400.0 if deployment.history == "learned" else 0.0
+        spec = world.scenario.leak
+        seen_at = offset - spec.seen_days_before * 86400.0 if spec.seen_days_before > 0 else None
+        leaks = SimulatedLeaks(world.leak, world.pop, seen_at) if spec.known_to_defender else None
+        engine = Engine.in_memory(settings, leaks)
         if deployment.history == "week":
             warm_familiarity(engine, world)
         elif deployment.history == "learned":
@@ -64,8 +67,7 @@ class RempartEngine:
             warm_from_logs(engine, world, settings)
         restart = deployment.restart_h * 3600 if deployment.restart_h >= 0 else math.inf
         made = cls(engine, restart, leaks)
-        if deployment.history == "learned":
-            made.offset = deployment.history_days * 86400.0
+        made.offset = offset
         return made
 
     def _save_and_restart(self, now: float) -> None:
