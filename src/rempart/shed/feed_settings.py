@@ -1,0 +1,44 @@
+"""The `[shed.blocklist]` table: whether and how `rempart serve` feeds the block list to HAProxy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rempart.config import from_table, knob, section
+
+
+@section(
+    "shed.blocklist",
+    parse=lambda table: from_table(HostileFeedSettings, table or {}, "shed.blocklist"),
+    doc="The block list's addresses and networks (automatic and operator entries, minus what an "
+    "allow entry covers) kept in HAProxy's blocklist.map through the runtime API, with expiry. "
+    "Active wherever [shed] services are configured.",
+)
+@dataclass(frozen=True, slots=True)
+class HostileFeedSettings:
+    enabled: bool = knob(
+        True,
+        "Feed the block list to the HAProxy of the generated configuration (only where [shed] "
+        "services are configured); false leaves blocklist.map empty.",
+    )
+    sweep_interval: float = knob(
+        1.0,
+        "Seconds between sweeps for expired entries and retries of a failed push (changes are "
+        "pushed at once).",
+        ge=0.05,
+        le=60,
+    )
+    check_interval: float = knob(
+        5.0,
+        "Seconds between checks that HAProxy was not restarted (its pid); a new HAProxy, or "
+        "one reachable again, gets a full resync of its map.",
+        ge=0.5,
+        le=3600,
+    )
+    batch_bytes: int = knob(
+        8000,
+        "Most bytes of map commands sent in one runtime-socket exchange (HAProxy reads one "
+        "line of at most tune.bufsize, 16384 by default).",
+        ge=256,
+        le=1_000_000,
+    )
