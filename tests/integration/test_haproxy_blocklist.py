@@ -1,0 +1,237 @@
+"""Real HAProxy fed by a real `rempart serve`: a source blocked at the login layer gets 403 from
+HAProxy within a second, without the login backend (nor Rempart) seeing its next request; other
+sources pass, an allow entry wins, expiry lifts the block, a restarted HAProxy is resynced."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import tomli_w
+
+from benchmarks.shed.experiment import _port_open, haproxy_binary, wait_for
+from rempart.process import free_port
+from rempart.shed.config import parse_shed
+from rempart.shed.haproxy_config import render
+from rempart.shed.maps import BLOCKLIST_MAP, ensure_maps
+from tests.conftest import need
+from tests.integration.rig import PASSWORD, RempartProcess
+
+pytestmark = [pytest.mark.haproxy, pytest.mark.timeout(120)]
+
+ATTACKER, OTHER, LATE = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+
+
+class LoginBackend:
+    """The protected login application: asks Rempart (`allow`) for every login request and
+    records each one it receives, so a test can tell whether a request got past HAProxy."""
+
+    def __init__(self, rempart_port: Callable[[], int]) -> None:
+        self.seen: list[str] = []
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                status = 200
+                if url.path == "/login":
+                    source = parse_qs(url.query)["ip"][0]
+                    backend.seen.append(source)
+                    status = 200 if backend.ask_rempart(source) == 0 else 401
+                body = b"backend\n"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.rempart_port = rempart_port
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def ask_rempart(self, source: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.rempart_port(), timeout=5)
+        try:
+            body = json.dumps({"login": "user@example.org", "remote": source})
+            token = base64.b64encode(f"wforce:{PASSWORD}".encode()).decode()
+            headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+            conn.request("POST", "/?command=allow", body=body, headers=headers)
+            return int(json.loads(conn.getresponse().read())["status"])
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def login(port: int, source: str) -> int:
+    """A login request through HAProxy from `source`; its HTTP status."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+    try:
+        conn.request("GET", f"/login?ip={source}")
+        answer = conn.getresponse()
+        answer.read()
+        return answer.status
+    finally:
+        conn.close()
+
+
+def until(port: int, source: str, status: int, within: float) -> float:
+    """Seconds until a login from `source` gets `status` (AssertionError after `within`)."""
+    started = time.monotonic()
+    while True:
+        got = login(port, source)
+        elapsed = time.monotonic() - started
+        if got == status:
+            return elapsed
+        assert elapsed < within, f"{source}: still {got} after {elapsed:.2f} s, wanted {status}"
+        time.sleep(0.02)
+
+
+def decisions(server: RempartProcess) -> float:
+    status, text = server.request("GET", "/metrics", password=None)
+    assert status == 200
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in str(text).splitlines()
+        if line.startswith("rempart_decisions_total{")
+    )
+
+
+def metric(server: RempartProcess, name: str) -> float:
+    text = str(server.request("GET", "/metrics", password=None)[1])
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "_total "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+class Proxy:
+    def __init__(self, binary: str, cfg: Path, port: int, log: Path) -> None:
+        self.binary, self.cfg, self.port, self.log = binary, cfg, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [self.binary, "-db", "-f", str(self.cfg)], stdout=out, stderr=out
+            )
+        wait_for(lambda: _port_open(self.port) or self.proc.poll() is not None, "haproxy")
+        assert self.proc.poll() is None, self.log.read_text()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.proc = None
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Iterator[tuple[RempartProcess, Proxy, LoginBackend]]:
+    binary = haproxy_binary()
+    need("haproxy", binary is not None, "install Debian's haproxy (apt-get install haproxy)")
+    assert binary is not None
+    holder: dict[str, RempartProcess] = {}
+    backend = LoginBackend(lambda: holder["server"].port)
+    front = free_port()
+    shed = {
+        "interval": 0.5,
+        "haproxy": {
+            "bind": f"127.0.0.1:{front}",
+            "runtime_socket": str(tmp_path / "haproxy.sock"),
+            "map_dir": str(tmp_path / "maps"),
+        },
+        "services": [{"name": "web", "upstream": f"127.0.0.1:{backend.port}"}],
+        "blocklist": {"sweep_interval": 0.2, "check_interval": 0.5},
+    }
+    settings = parse_shed({k: v for k, v in shed.items() if k != "blocklist"})
+    ensure_maps(Path(settings.haproxy.map_dir), ["web"])
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(render(settings))
+    proxy = Proxy(binary, cfg, front, tmp_path / "haproxy.log")
+    proxy.start()
+    server = RempartProcess(tmp_path / "data", tomli_w.dumps({"shed": shed}))
+    holder["server"] = server
+    try:
+        server.start()
+        yield server, proxy, backend
+    finally:
+        server.stop()
+        proxy.stop()
+        backend.close()
+
+
+def test_login_layer_block_reaches_haproxy_within_a_second(
+    edge: tuple[RempartProcess, Proxy, LoginBackend],
+) -> None:
+    server, proxy, backend = edge
+    port = proxy.port
+    assert login(port, ATTACKER) == 200 and backend.seen == [ATTACKER]
+
+    blocked_at = time.monotonic()
+    status, _ = server.command("addBLEntry", {"ip": ATTACKER, "expire_secs": 8, "reason": "t"})
+    assert status == 200
+    until(port, ATTACKER, 403, within=1.0)
+    assert time.monotonic() - blocked_at < 1.0  # from the login layer's block to HAProxy's 403
+    seen, asked = len(backend.seen), decisions(server)
+    for _ in range(5):
+        assert login(port, ATTACKER) == 403  # refused by HAProxy itself...
+    assert len(backend.seen) == seen  # ...the login backend never saw these
+    assert decisions(server) == asked  # ...nor did Rempart
+    assert login(port, OTHER) == 200  # another source passes
+
+    # An allow entry wins at the edge as it does at the login layer, and its removal restores.
+    server.command("addWLEntry", {"ip": ATTACKER, "expire_secs": 60, "reason": "t"})
+    assert until(port, ATTACKER, 200, within=1.0) < 1.0
+    server.command("delWLEntry", {"ip": ATTACKER})
+    assert until(port, ATTACKER, 403, within=1.0) < 1.0
+
+    # A network: every address in it is refused, the neighbours are not.
+    server.command("addBLEntry", {"netmask": "127.0.7.0/24", "expire_secs": 600, "reason": "t"})
+    until(port, "127.0.7.9", 403, within=1.0)
+    assert login(port, "127.0.8.1") == 200
+
+    # Expiry lifts the block without anyone removing it.
+    until(port, ATTACKER, 200, within=12.0)
+    lifted_after = time.monotonic() - blocked_at
+    assert 7.5 < lifted_after < 9.5, lifted_after
+
+    map_file = Path(server.data_dir).parent / "maps" / BLOCKLIST_MAP
+    assert map_file.read_text() == "127.0.7.0/24 1\n"  # what a reload starts from
+    assert metric(server, "rempart_haproxy_blocklist_added") == 3  # block, again, network
+    assert metric(server, "rempart_haproxy_blocklist_removed") == 2  # allowed, expired
+    assert metric(server, "rempart_haproxy_blocklist_entries") == 1
+
+
+def test_changes_while_haproxy_is_down_are_applied_when_it_is_back(
+    edge: tuple[RempartProcess, Proxy, LoginBackend],
+) -> None:
+    server, proxy, _backend = edge
+    port = proxy.port
+    server.command("addBLEntry", {"netmask": "127.0.7.0/24", "expire_secs": 600, "reason": "t"})
+    until(port, "127.0.7.9", 403, within=1.0)
+    proxy.stop()
+    server.command("delBLEntry", {"netmask": "127.0.7.0/24"})
+    server.command("addBLEntry", {"ip": LATE, "expire_secs": 600, "reason": "t"})
+    time.sleep(1.0)  # the feed tries, fails, keeps the changes
+    assert metric(server, "rempart_haproxy_blocklist_failures") >= 1
+    assert metric(server, "rempart_haproxy_blocklist_in_sync") == 0
+    proxy.start()  # a new HAProxy process: it loads blocklist.map, the feed resyncs
+    until(port, LATE, 403, within=2.0)
+    until(port, "127.0.7.9", 200, within=2.0)
+    wait_for(lambda: metric(server, "rempart_haproxy_blocklist_in_sync") == 1, "resync", 3.0)
+    assert any("blocklist" in line and "retrying" in line for line in server.output)
