@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import textwrap
 from dataclasses import dataclass
+
+import tomli_w
 
 from rempart.config import from_table, knob, section
 
 
-@section(
-    "shed.blocklist",
-    parse=lambda table: from_table(HostileFeedSettings, table or {}, "shed.blocklist"),
-    doc="The block list's addresses and networks (automatic and operator entries, minus what an "
-    "allow entry covers) kept in HAProxy's blocklist.map through the runtime API, with expiry. "
-    "Active wherever [shed] services are configured.",
-)
 @dataclass(frozen=True, slots=True)
 class HostileFeedSettings:
     enabled: bool = knob(
@@ -42,3 +39,25 @@ class HostileFeedSettings:
         ge=256,
         le=1_000_000,
     )
+
+
+def _reference() -> str:
+    """Commented like [shed]'s: the table matters only where [shed] services are configured."""
+    out = [
+        "# [shed.blocklist]: the block list's addresses and networks (automatic and operator",
+        "# entries, minus what an allow entry covers) kept in HAProxy's blocklist.map through the",
+        "# runtime API, with expiry; active wherever [shed] services are configured.",
+        "# [shed.blocklist]",
+    ]
+    for f in dataclasses.fields(HostileFeedSettings):
+        out += [f"#   {line}" for line in textwrap.wrap(f.metadata["doc"], 90)]
+        out.append("# " + tomli_w.dumps({f.name: f.default}).strip())
+    return "\n".join(out) + "\n"
+
+
+section(
+    "shed.blocklist",
+    parse=lambda table: from_table(HostileFeedSettings, table or {}, "shed.blocklist"),
+    reference=_reference(),
+    shown_by_default=False,
+)(HostileFeedSettings)
