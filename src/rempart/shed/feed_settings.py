@@ -32,6 +32,13 @@ class HostileFeedSettings:
         ge=0.5,
         le=3600,
     )
+    reconcile_interval: float = knob(
+        30.0,
+        "Seconds between rebuilds of the desired map from the lists themselves, which also "
+        "hold changes no event announced on this node (a Redis peer's); 0: never.",
+        ge=0,
+        le=86400,
+    )
     batch_bytes: int = knob(
         8000,
         "Most bytes of map commands sent in one runtime-socket exchange (HAProxy reads one "

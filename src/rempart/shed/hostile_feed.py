@@ -99,7 +99,6 @@ class HostileFeed:
         self.map_dir = Path(shed.haproxy.map_dir)
         self.map_file = str(self.map_dir / BLOCKLIST_MAP)
         self.runtime = runtime or HAProxyRuntime(shed.haproxy.runtime_socket)
-        self.edge = EdgeSet()
         self.counters = FeedCounters()
         self._events: collections.deque[ListAdded | ListRemoved] = collections.deque()
         self._applied: set[str] | None = None  # what HAProxy holds; None: unknown, resync
@@ -108,12 +107,31 @@ class HostileFeed:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        now = time.time()
-        for which in (ListName.BLOCK, ListName.ALLOW):
-            for entry in engine.list_entries(which, now):
-                self.edge.add(which is ListName.ALLOW, entry, now)
+        self.engine = engine
+        self.edge = self._from_lists(time.time())
+        self.edge.take_touched()  # the first exchange is a full resync
 
     # --- the engine side -------------------------------------------------------------------------
+    def _from_lists(self, now: float) -> EdgeSet:
+        edge = EdgeSet()
+        # Allows first: each block is then cut once, no allow rescans the blocks.
+        for which in (ListName.ALLOW, ListName.BLOCK):
+            for entry in self.engine.list_entries(which, now):
+                edge.add(which is ListName.ALLOW, entry, now)
+        return edge
+
+    def reconcile(self, now: float | None = None) -> int:
+        """Rebuild the desired state from the engine's lists, which also hold what no event
+        announced (a Redis peer's changes); how many map keys differed."""
+        now = time.time() if now is None else now
+        self._drain(now)
+        fresh = self._from_lists(now)
+        fresh.take_touched()
+        differ = self.edge.desired() ^ fresh.desired()
+        fresh.give_back(differ | self.edge.take_touched())
+        self.edge = fresh
+        return len(differ)
+
     def listener(self, event: EngineEvent) -> None:
         """Engine listener: queue list changes and wake the loop."""
         match event:
@@ -241,6 +259,7 @@ class HostileFeed:
         self._loop_thread = threading.get_ident()
         self._wake = wake = asyncio.Event()
         next_check = 0.0
+        next_reconcile = time.monotonic() + self.settings.reconcile_interval
         while not stop.is_set():
             wake.clear()
             started = time.monotonic()
@@ -248,6 +267,9 @@ class HostileFeed:
             if check:
                 next_check = started + self.settings.check_interval
             try:
+                if self.settings.reconcile_interval and started >= next_reconcile:
+                    next_reconcile = started + self.settings.reconcile_interval
+                    self.reconcile()
                 await self.sync_once(check=check)
             except Exception:  # a bug must not end the edge's feed
                 log.exception("shed blocklist: sync failed")
