@@ -29,7 +29,7 @@ from tests.integration.rig import PASSWORD, RempartProcess
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.timeout(120)]
 
-ATTACKER, OTHER, LATE = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+ATTACKER, OTHER, LATE, SPRAYER = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
 
 
 class LoginBackend:
@@ -45,9 +45,10 @@ class LoginBackend:
                 url = urlparse(self.path)
                 status = 200
                 if url.path == "/login":
-                    source = parse_qs(url.query)["ip"][0]
+                    query = parse_qs(url.query)
+                    source, user = query["ip"][0], query.get("user", [""])[0]
                     backend.seen.append(source)
-                    status = 200 if backend.ask_rempart(source) == 0 else 401
+                    status = backend.sign_in(source, user)
                 body = b"backend\n"
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
@@ -62,14 +63,26 @@ class LoginBackend:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def ask_rempart(self, source: str) -> int:
+    def sign_in(self, source: str, user: str) -> int:
+        """200 for a login Rempart allows; 429 when Rempart denies it; with a `user`, the
+        password is wrong: 401 and the failure reported (a password spray)."""
+        login = user or "user@example.org"
+        answer = self.wforce("allow", {"login": login, "remote": source})
+        if int(answer["status"]) < 0:
+            return 429
+        if not user:
+            return 200
+        report = {"login": login, "remote": source, "success": False, "pwhash": "0bad"}
+        self.wforce("report", {**report, "policy_reject": False})
+        return 401
+
+    def wforce(self, command: str, body: dict[str, Any]) -> Any:
         conn = http.client.HTTPConnection("127.0.0.1", self.rempart_port(), timeout=5)
         try:
-            body = json.dumps({"login": "user@example.org", "remote": source})
             token = base64.b64encode(f"wforce:{PASSWORD}".encode()).decode()
             headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
-            conn.request("POST", "/?command=allow", body=body, headers=headers)
-            return int(json.loads(conn.getresponse().read())["status"])
+            conn.request("POST", f"/?command={command}", body=json.dumps(body), headers=headers)
+            return json.loads(conn.getresponse().read())
         finally:
             conn.close()
 
@@ -78,11 +91,11 @@ class LoginBackend:
         self.server.server_close()
 
 
-def login(port: int, source: str) -> int:
+def login(port: int, source: str, user: str = "") -> int:
     """A login request through HAProxy from `source`; its HTTP status."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
     try:
-        conn.request("GET", f"/login?ip={source}")
+        conn.request("GET", f"/login?ip={source}&user={user}")
         answer = conn.getresponse()
         answer.read()
         return answer.status
@@ -235,3 +248,26 @@ def test_changes_while_haproxy_is_down_are_applied_when_it_is_back(
     until(port, "127.0.7.9", 200, within=2.0)
     wait_for(lambda: metric(server, "rempart_haproxy_blocklist_in_sync") == 1, "resync", 3.0)
     assert any("blocklist" in line and "retrying" in line for line in server.output)
+
+
+def test_an_automatic_block_of_the_policy_reaches_haproxy(
+    edge: tuple[RempartProcess, Proxy, LoginBackend],
+) -> None:
+    server, proxy, backend = edge
+    port = proxy.port
+    statuses = []
+    for n in range(60):  # a password spray from one address, through HAProxy
+        statuses.append(login(port, SPRAYER, user=f"user{n}@example.org"))
+        if statuses[-1] == 429:
+            break
+    denied_at = time.monotonic()
+    assert statuses[-1] == 429, statuses  # the login layer denied it and blocked the source
+    assert backend.seen[-1] == SPRAYER
+    blocked = server.command("getBL")[1]
+    assert SPRAYER in json.dumps(blocked), blocked
+    until(port, SPRAYER, 403, within=1.0)
+    assert time.monotonic() - denied_at < 1.0
+    seen = len(backend.seen)
+    assert login(port, SPRAYER, user="user999@example.org") == 403
+    assert len(backend.seen) == seen
+    assert login(port, OTHER) == 200
