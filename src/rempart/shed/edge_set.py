@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import socket
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ BLOCK_KINDS = ("ip", "netmask")
 ALLOW_KINDS = ("ip", "netmask", "ip_login", "ip_ja3")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +45,24 @@ class Net:
 
     @classmethod
     def parse(cls, text: str) -> Net:
+        if "/" not in text:  # the common case, an address: without building ipaddress objects
+            try:
+                return cls._host(
+                    socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+                )
+            except OSError:
+                pass  # a zone index or another form ipaddress knows: the slow path says
         net = ipaddress.ip_network(text, strict=False)
         if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
             mapped = net.network_address.ipv4_mapped
             net = ipaddress.ip_network(f"{mapped}/{max(0, net.prefixlen - 96)}", strict=False)
         return cls.of(net)
+
+    @classmethod
+    def _host(cls, packed: bytes) -> Net:
+        if len(packed) == 16 and packed[:12] == _V4_MAPPED:
+            packed = packed[12:]
+        return cls(4 if len(packed) == 4 else 6, int.from_bytes(packed), len(packed) * 8)
 
     @classmethod
     def of(cls, net: Network) -> Net:
@@ -72,8 +87,10 @@ class Net:
 
     def key(self) -> str:
         """The map key: a bare address for a host, else CIDR."""
-        net = self.network()
-        return str(net.network_address) if self.plen == self.bits else str(net)
+        bits = self.bits
+        packed = (self.number << (bits - self.plen)).to_bytes(bits // 8)
+        address = socket.inet_ntop(socket.AF_INET if self.version == 4 else socket.AF_INET6, packed)
+        return address if self.plen == bits else f"{address}/{self.plen}"
 
 
 def _source(kind: str, value: str) -> str:
@@ -89,7 +106,7 @@ class EdgeSet:
         # version -> prefix length -> network number -> how many allow entries name it
         self._allow_index: dict[int, dict[int, Counter[int]]] = {4: {}, 6: {}}
         self._pieces: dict[tuple[str, str], tuple[str, ...]] = {}
-        self._refs: Counter[str] = Counter()
+        self._refs: dict[str, int] = {}  # map key -> how many block entries want it
         self._touched: set[str] = set()
         self._deadlines: list[tuple[float, int, str, str]] = []  # (expires, 0 block/1 allow, ...)
 
@@ -149,11 +166,12 @@ class EdgeSet:
         elif self._blocks.pop(ident, None) is not None:
             self._recompute(ident)
 
-    def expire(self, now: float) -> int:
-        """Drop every entry whose expiry has passed; how many were dropped."""
+    def expire(self, now: float, limit: int = 20_000) -> int:
+        """Drop entries whose expiry has passed, at most `limit` (the caller's loop comes back
+        for the rest: a mass expiry does not hold the event loop); how many were dropped."""
         dropped = 0
         deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
+        while deadlines and deadlines[0][0] <= now and dropped < limit:
             expires, allow, kind, value = heapq.heappop(deadlines)
             held = (self._allows if allow else self._blocks).get((kind, value))
             if held is not None and held[1] == expires:  # not replaced since
@@ -220,13 +238,18 @@ class EdgeSet:
         old = self._pieces.pop(ident, ())
         if new:
             self._pieces[ident] = new
-        refs = self._refs
+        if old == new:
+            return
+        refs, touched = self._refs, self._touched
         for key in old:
-            refs[key] -= 1
-            if refs[key] <= 0:
+            count = refs[key] - 1
+            if count:
+                refs[key] = count
+            else:
                 del refs[key]
-                self._touched.add(key)
+                touched.add(key)
         for key in new:
-            if key not in refs:
-                self._touched.add(key)
-            refs[key] += 1
+            count = refs.get(key, 0)
+            if not count:
+                touched.add(key)
+            refs[key] = count + 1

@@ -135,3 +135,12 @@ def test_show_map_parsing_and_batches() -> None:
     groups = list(batches(commands, 200))
     assert [c for g in groups for c in g] == commands
     assert all(sum(len(c) + 2 for c in g) <= 200 for g in groups) and len(groups) > 1
+
+
+def test_a_mass_expiry_is_swept_in_bounded_steps() -> None:
+    edge = EdgeSet()
+    for i in range(50):
+        edge.add(False, entry("ip", f"192.0.2.{i}", NOW + 1), NOW)
+    assert edge.expire(NOW + 2, limit=20) == 20
+    assert len(edge) == 30 and edge.next_deadline() == NOW + 1  # come back at once
+    assert edge.expire(NOW + 2, limit=100) == 30 and len(edge) == 0

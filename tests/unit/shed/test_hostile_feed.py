@@ -61,10 +61,10 @@ def test_reconcile_picks_up_changes_no_event_announced(tmp_path: Path) -> None:
     feed = feed_for(engine, str(tmp_path / "absent.sock"), tmp_path)
     engine.apply_peer_list_add(ListName.BLOCK, entry("ip", "192.0.2.9"))  # a Redis peer's
     assert "192.0.2.9" not in feed.edge
-    assert feed.reconcile() == 1
+    assert asyncio.run(feed.reconcile()) == 1
     assert feed.edge.desired() == {"192.0.2.9"}
     assert feed.edge.take_touched() == {"192.0.2.9"}  # pushed at the next exchange
-    assert feed.reconcile() == 0
+    assert asyncio.run(feed.reconcile()) == 0
 
 
 @pytest.mark.haproxy
