@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import threading
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,6 +276,7 @@ class HostileFeed:
         self._wake = wake = asyncio.Event()
         next_check = 0.0
         next_reconcile = time.monotonic() + self.settings.reconcile_interval
+        stopping = asyncio.ensure_future(stop.wait())  # ends a wait at once
         while not stop.is_set():
             wake.clear()
             started = time.monotonic()
@@ -295,5 +296,7 @@ class HostileFeed:
                 delay = min(delay, max(0.0, deadline - time.time()) + 0.01)
             if self._events:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), delay)
+            waking = asyncio.ensure_future(wake.wait())
+            await asyncio.wait((waking, stopping), timeout=delay, return_when=FIRST_COMPLETED)
+            waking.cancel()
+        stopping.cancel()
