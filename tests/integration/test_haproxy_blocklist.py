@@ -4,6 +4,7 @@ sources pass, an allow entry wins, expiry lifts the block, a restarted HAProxy i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
@@ -24,6 +25,7 @@ from rempart.process import free_port
 from rempart.shed.config import parse_shed
 from rempart.shed.haproxy_config import render
 from rempart.shed.maps import BLOCKLIST_MAP, ensure_maps
+from rempart.shed.runtime import HAProxyRuntime
 from tests.conftest import need
 from tests.integration.rig import PASSWORD, RempartProcess
 
@@ -65,9 +67,13 @@ class LoginBackend:
 
     def sign_in(self, source: str, user: str) -> int:
         """200 for a login Rempart allows; 429 when Rempart denies it; with a `user`, the
-        password is wrong: 401 and the failure reported (a password spray)."""
+        password is wrong: 401 and the failure reported (a password spray); 503 when Rempart
+        cannot be reached."""
         login = user or "user@example.org"
-        answer = self.wforce("allow", {"login": login, "remote": source})
+        try:
+            answer = self.wforce("allow", {"login": login, "remote": source})
+        except OSError:
+            return 503  # Rempart is down
         if int(answer["status"]) < 0:
             return 429
         if not user:
@@ -271,3 +277,22 @@ def test_an_automatic_block_of_the_policy_reaches_haproxy(
     assert login(port, SPRAYER, user="user999@example.org") == 403
     assert len(backend.seen) == seen
     assert login(port, OTHER) == 200
+
+
+def test_a_restarted_rempart_resyncs_haproxy_from_its_stored_lists(
+    edge: tuple[RempartProcess, Proxy, LoginBackend],
+) -> None:
+    server, proxy, _backend = edge
+    port = proxy.port
+    server.command("addBLEntry", {"ip": ATTACKER, "expire_secs": 600, "reason": "t"})
+    until(port, ATTACKER, 403, within=1.0)
+    server.stop()
+    # Meanwhile HAProxy's map drifts: the block is gone, a stranger is refused.
+    socket_path = str(Path(server.data_dir).parent / "haproxy.sock")
+    map_file = str(Path(server.data_dir).parent / "maps" / BLOCKLIST_MAP)
+    runtime = HAProxyRuntime(socket_path)
+    asyncio.run(runtime.command(f"clear map {map_file}", f"add map {map_file} {OTHER} 1"))
+    assert login(port, ATTACKER) == 503 and login(port, OTHER) == 403  # 503: Rempart is down
+    server.start()  # restores its lists; the feed's first exchange is a full resync
+    until(port, ATTACKER, 403, within=2.0)
+    until(port, OTHER, 200, within=2.0)
