@@ -22,9 +22,10 @@ import tomli_w
 
 from benchmarks.shed.experiment import _port_open, haproxy_binary, wait_for
 from rempart.process import free_port
+from rempart.shed.blocklist_map import BLOCKLIST_MAP
 from rempart.shed.config import parse_shed
 from rempart.shed.haproxy_config import render
-from rempart.shed.maps import BLOCKLIST_MAP, ensure_maps
+from rempart.shed.maps import ensure_maps
 from rempart.shed.runtime import HAProxyRuntime
 from tests.conftest import need
 from tests.integration.rig import PASSWORD, RempartProcess

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rempart.shed.blocklist_map import BLOCKLIST_MAP
 from rempart.shed.classes import CLASSES, Criticality
 from rempart.shed.config import Route, ShedSettings
-from rempart.shed.maps import ADMISSION_MAP, BLOCKLIST_MAP, HOSTILE_MAP, map_key
+from rempart.shed.maps import ADMISSION_MAP, HOSTILE_MAP, map_key
 
 FRONTEND = "rempart_shed"
 SERVER = "upstream"

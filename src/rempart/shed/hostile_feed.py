@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING
 from rempart.engine.events import EngineEvent, ListAdded, ListRemoved
 from rempart.engine.lists import ListEntry
 from rempart.model import ListName
+from rempart.shed.blocklist_map import BLOCKLIST_MAP, write_blocklist
 from rempart.shed.config import ShedSettings
 from rempart.shed.edge_set import EdgeSet
 from rempart.shed.feed_settings import HostileFeedSettings
-from rempart.shed.maps import BLOCKLIST_MAP, write_blocklist
 from rempart.shed.runtime import REFUSALS, HAProxyRuntime, RuntimeUnavailable
 
 if TYPE_CHECKING:

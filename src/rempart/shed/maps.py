@@ -2,7 +2,6 @@
 
 ``admission.map``: ``<service>/<class> <percent admitted>``, one line per service and class.
 ``hostile.map``: ``<address or CIDR> 1`` for every source Rempart judged hostile.
-``blocklist.map``: ``<address or CIDR> 1``, the block list's sources (shed/hostile_feed.py).
 Files are written atomically, so a restarted HAProxy starts from the last good state.
 """
 
@@ -12,11 +11,11 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from rempart.shed.blocklist_map import BLOCKLIST_MAP, write_blocklist
 from rempart.shed.classes import CLASSES, Criticality
 
 ADMISSION_MAP = "admission.map"
 HOSTILE_MAP = "hostile.map"
-BLOCKLIST_MAP = "blocklist.map"
 
 
 def map_key(service: str, cls: Criticality) -> str:
@@ -86,10 +85,3 @@ def ensure_maps(map_dir: Path, services: Iterable[str]) -> None:
         write_hostile(map_dir, [])
     if not (map_dir / BLOCKLIST_MAP).exists():
         write_blocklist(map_dir, [])
-
-
-def write_blocklist(map_dir: Path, sources: Iterable[str]) -> Path:
-    """The block list's sources, for a (re)started HAProxy; the feed keeps it current."""
-    path = map_dir / BLOCKLIST_MAP
-    _write_atomic(path, "".join(f"{source} 1\n" for source in sorted(sources)))
-    return path

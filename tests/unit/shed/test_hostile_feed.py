@@ -12,10 +12,10 @@ import pytest
 from rempart.engine.engine import Engine
 from rempart.engine.lists import ListEntry
 from rempart.model import ListName
+from rempart.shed.blocklist_map import BLOCKLIST_MAP
 from rempart.shed.config import parse_shed
 from rempart.shed.feed_settings import HostileFeedSettings
 from rempart.shed.hostile_feed import HostileFeed, map_keys
-from rempart.shed.maps import BLOCKLIST_MAP
 from rempart.shed.runtime import HAProxyRuntime
 
 from .conftest import RealHAProxy
