@@ -46,6 +46,7 @@ _OWNERS = (
     "rempart.ops.settings",
     "rempart.ops.webhooks",
     "rempart.shed.config",
+    "rempart.shed.feed_settings",
 )
 # Order of the tables in the reference file (`rempart config show --reference`).
 _ORDER = [

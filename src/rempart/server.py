@@ -191,6 +191,7 @@ class Service:
         if settings.section(NftSettings).enabled:
             self._setup_nft(settings.section(NftSettings))
         self.shed_controller: Any = None
+        self.hostile_feed: Any = None  # the block list in HAProxy's map (shed/hostile_feed.py)
         self.shed_settings: Any = None
         if settings.section(ShedSettings).services:
             self._setup_shed(settings.section(ShedSettings))
@@ -205,6 +206,8 @@ class Service:
         self.replication = open_replication(settings, self.engine, self.store)
         if self.replication is not None and self.nft_sync is not None:
             self.replication.peer_listeners.append(self.nft_sync.listener)
+        if self.replication is not None and self.hostile_feed is not None:
+            self.replication.peer_listeners.append(self.hostile_feed.listener)
         if self.replication is not None:
             from rempart.state.replication import ReplicationCollector  # needs the redis extra
 
@@ -350,6 +353,19 @@ class Service:
                 lambda event: journal.append(*journal_entry(event))
             )
         self.extra_collectors.append(ShedCollector(lambda: self.shed_controller.state))
+        self._setup_hostile_feed()
+
+    def _setup_hostile_feed(self) -> None:
+        """The block list kept in HAProxy's blocklist.map ([shed.blocklist], on by default)."""
+        from rempart.shed.feed_metrics import HostileFeedCollector
+        from rempart.shed.feed_settings import HostileFeedSettings
+        from rempart.shed.hostile_feed import HostileFeed
+
+        settings = self.settings.section(HostileFeedSettings)
+        if settings.enabled:
+            self.hostile_feed = HostileFeed(self.engine, self.shed_settings, settings)
+            self.engine.listeners.append(self.hostile_feed.listener)
+            self.extra_collectors.append(HostileFeedCollector(self.hostile_feed))
 
     def shed_status(self) -> dict[str, Any] | None:
         if self.shed_controller is None:
@@ -505,6 +521,9 @@ class Service:
         shedding = None
         if self.shed_controller is not None:
             shedding = asyncio.ensure_future(self.shed_controller.run(stop))
+        feeding = None
+        if self.hostile_feed is not None:
+            feeding = asyncio.ensure_future(self.hostile_feed.run(stop))
         tailing = tail(stop) if tail is not None else None  # log tailing in this process
         nft = asyncio.ensure_future(self.nft_sync.run(stop)) if self.nft_sync else None
         await stop.wait()
@@ -513,6 +532,8 @@ class Service:
             await asyncio.wait_for(tailing, 5)
         if shedding is not None:
             await asyncio.wait_for(shedding, 5)
+        if feeding is not None:
+            await asyncio.wait_for(feeding, 5)
         if self.postfix is not None:
             await self.postfix.stop()
         if nft is not None:

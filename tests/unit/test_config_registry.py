@@ -41,7 +41,7 @@ def test_every_package_section_is_registered_and_parsed_once() -> None:
 @pytest.mark.parametrize("name", sorted({s.name for s in sections()} - {"campaign.webhooks"}))
 def test_an_unknown_key_is_refused_in_every_table(name: str) -> None:
     with pytest.raises(ConfigError) as err:
-        from_mapping({name: {"no_such_key": 1}})
+        from_mapping(_nested(name, {"no_such_key": 1}))
     assert err.value.key in (name, f"{name}.no_such_key")
     assert "no_such_key" in str(err.value)
 
@@ -56,6 +56,12 @@ def test_unknown_tables_and_nested_keys_are_refused() -> None:
     assert err.value.key == "campaign.webhooks[0]" and "'colour'" in str(err.value)
     with pytest.raises(ConfigError, match=r"\[server\] must be a table"):
         from_mapping({"server": 5})
+
+
+def _nested(name: str, table: dict[str, object]) -> dict[str, object]:
+    """The document holding `table` as table `name` ("shed.blocklist" inside [shed])."""
+    parent, dot, child = name.rpartition(".")
+    return {parent: {child: table}} if dot else {name: table}
 
 
 def _wrong(value: object) -> object:
@@ -91,9 +97,11 @@ def test_a_wrong_type_is_one_config_error_naming_the_key(
     table: str, key: str, value: object
 ) -> None:
     with pytest.raises(ConfigError) as err:
-        from_mapping({table: {key: value}})
+        from_mapping(_nested(table, {key: value}))
     assert err.value.key == f"{table}.{key}", str(err.value)
-    assert str(err.value).startswith(f"[{table}] {key}: ")
+    # A nested table's key is named by its dotted path, as in "shed.routes[2].path: ...".
+    named = f"{table}.{key}: " if "." in table else f"[{table}] {key}: "
+    assert str(err.value).startswith(named)
 
 
 def test_the_errors_of_every_package_are_the_one_type() -> None:

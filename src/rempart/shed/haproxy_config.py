@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rempart.shed.blocklist_map import BLOCKLIST_MAP
 from rempart.shed.classes import CLASSES, Criticality
 from rempart.shed.config import Route, ShedSettings
 from rempart.shed.fdlimit import fit_maxconn, haproxy_threads, hard_nofile
@@ -93,6 +94,7 @@ def render(
     map_dir = Path(hp.map_dir)
     admission = map_dir / ADMISSION_MAP
     hostile = map_dir / HOSTILE_MAP
+    blocklist = map_dir / BLOCKLIST_MAP
     retry = str(settings.retry_after)
     limit = initial_limit if initial_limit is not None else round(settings.limiter.initial)
     default_svc = settings.services[0].name
@@ -123,6 +125,7 @@ def render(
         f"frontend {FRONTEND}",
         f"    bind {_address(hp.bind)}",
         f"    http-request deny deny_status 403 if {{ src,map_ip_int({hostile},0) gt 0 }}",
+        f"    http-request deny deny_status 403 if {{ src,map_ip_int({blocklist},0) gt 0 }}",
         SET_KEY.format(map_key(default_svc, settings.default_class)),
     ]
     # Least specific first: the last matching set-var wins, so the most specific route decides.

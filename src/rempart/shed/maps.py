@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from rempart.shed.blocklist_map import BLOCKLIST_MAP, write_blocklist
 from rempart.shed.classes import CLASSES, Criticality
 
 ADMISSION_MAP = "admission.map"
@@ -93,3 +94,5 @@ def ensure_maps(map_dir: Path, services: Iterable[str]) -> None:
     reset_admission(map_dir, services)
     if not (map_dir / HOSTILE_MAP).exists():
         write_hostile(map_dir, [])
+    if not (map_dir / BLOCKLIST_MAP).exists():
+        write_blocklist(map_dir, [])

@@ -140,7 +140,11 @@ def test_haproxy_config_as_in_the_readme_needs_no_config_and_stays_in_the_data_d
     assert result.exit_code == 0, result.output
     maps = (tmp_path / "rempart-data" / "shed").resolve()
     assert f"{maps}/admission.map" in result.stdout
-    assert sorted(p.name for p in maps.iterdir()) == ["admission.map", "hostile.map"]
+    assert sorted(p.name for p in maps.iterdir()) == [
+        "admission.map",
+        "blocklist.map",
+        "hostile.map",
+    ]
     assert "/var/lib" not in result.stdout
     out = tmp_path / "haproxy.cfg"
     elsewhere = CliRunner().invoke(

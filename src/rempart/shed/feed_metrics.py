@@ -1,0 +1,53 @@
+"""Prometheus view of the HAProxy block-list feed (`shed/hostile_feed.py`), read at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rempart.shed.hostile_feed import HostileFeed
+
+
+class HostileFeedCollector(Collector):
+    def __init__(self, feed: HostileFeed) -> None:
+        self.feed = feed
+
+    def collect(self) -> Iterator[Metric]:
+        feed, counters = self.feed, self.feed.counters
+        yield GaugeMetricFamily(
+            "rempart_haproxy_blocklist_entries",
+            "Sources (addresses and networks) HAProxy's blocklist.map must hold",
+            value=len(feed.edge),
+        )
+        yield GaugeMetricFamily(
+            "rempart_haproxy_blocklist_in_sync",
+            "1 when the last exchange with HAProxy's runtime socket worked",
+            value=1 if counters.runtime_ok else 0,
+        )
+        yield CounterMetricFamily(
+            "rempart_haproxy_blocklist_added",
+            "Map entries added to HAProxy through the runtime socket",
+            value=counters.added,
+        )
+        yield CounterMetricFamily(
+            "rempart_haproxy_blocklist_removed",
+            "Map entries deleted from HAProxy through the runtime socket (lifted, expired, allowed)",
+            value=counters.removed,
+        )
+        yield CounterMetricFamily(
+            "rempart_haproxy_blocklist_resyncs",
+            "Full comparisons of HAProxy's map with the block list (start, restart, recovery)",
+            value=counters.resyncs,
+        )
+        yield CounterMetricFamily(
+            "rempart_haproxy_blocklist_failures",
+            "Exchanges with HAProxy's runtime socket that failed (retried, then resynced)",
+            value=counters.failures,
+        )
+        yield CounterMetricFamily(
+            "rempart_haproxy_blocklist_file_errors",
+            "Failed writes of blocklist.map (retried)",
+            value=counters.file_errors,
+        )
