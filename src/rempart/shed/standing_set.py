@@ -78,6 +78,8 @@ class StandingSet:
             if len(self._logins) >= self.max_sources:
                 return  # bounded memory; the sweep frees room as standing ends
             logins = self._logins[key] = {}
+        if login:
+            logins.pop("", None)  # a restored mark's unknown login gives way to the first seen
         if login in logins or len(logins) <= self.max_logins:
             logins[login] = now
         self._recompute(key, now)

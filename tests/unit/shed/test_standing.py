@@ -16,6 +16,7 @@ from rempart.engine.lists import ListEntry
 from rempart.model import Attempt, ListName, Outcome, Protocol
 from rempart.shed.config import parse_shed
 from rempart.shed.edge_set import Net
+from rempart.shed.feed_metrics import StandingFeedCollector
 from rempart.shed.feed_settings import StandingSettings
 from rempart.shed.runtime import HAProxyRuntime
 from rempart.shed.standing_feed import StandingFeed, map_entries
@@ -92,8 +93,12 @@ def test_restored_marks_keep_their_end_and_expired_ones_are_dropped() -> None:
     standing.restore("192.0.2.1", int(T0 + 600), T0)
     standing.restore("192.0.2.2", int(T0 - 1), T0)
     assert standing.desired() == {"192.0.2.1": T0 + 600}
+    standing.restore("192.0.2.3", int(T0 + 600), T0)
+    for login in ("a", "b"):  # the unknown login of a restored mark is not a third account
+        standing.success("192.0.2.3", login, T0 + 1)
+    assert standing.get("192.0.2.3") == T0 + 3660
     standing.expire(T0 + 600)
-    assert len(standing) == 0
+    assert set(standing.desired()) == {"192.0.2.3"}
 
 
 def test_settings_name_the_bad_field() -> None:
@@ -145,6 +150,16 @@ def test_the_feed_counts_reported_successes_only_and_blocks_revoke(tmp_path: Pat
     # A restarted Rempart reads its marks back from the file.
     again = feed_for(Engine.in_memory(), str(tmp_path / "absent.sock"), tmp_path)
     assert again.standing.desired() == feed.standing.desired()
+    metrics = {
+        sample.name: sample.value
+        for family in StandingFeedCollector(feed).collect()
+        for sample in family.samples
+    }
+    assert metrics["rempart_haproxy_standing_sources"] == 1
+    assert metrics["rempart_haproxy_standing_in_sync"] == 0
+    assert metrics["rempart_haproxy_standing_earned_total"] == 2
+    assert metrics["rempart_haproxy_standing_revoked_total"] == 1
+    assert metrics["rempart_haproxy_standing_failures_total"] == 2
 
 
 def get(port: int, source: str, headers: dict[str, str] | None = None) -> int:
