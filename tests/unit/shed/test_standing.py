@@ -199,6 +199,14 @@ def test_haproxy_honours_only_unexpired_marks_from_the_map(haproxy: RealHAProxy)
     assert set(held) == {"127.0.11.1"}
     assert get(port, "127.0.11.1") == 200  # in good standing: not cut
     assert get(port, "127.0.11.9") == 503  # the leftover was removed
+    # A later success moves the mark's end: HAProxy's entry is updated in place.
+    before = held["127.0.11.1"]
+    attempt = Attempt(login="alice", ip="127.0.11.1", protocol=Protocol.WEB)
+    engine.report(attempt, Outcome(success=True), now=time.time() + 1.0)
+    asyncio.run(feed.sync_once())
+    held = map_entries(asyncio.run(runtime.command(f"show map {standing_map}")))
+    assert held == {"127.0.11.1": str(feed.standing.get("127.0.11.1"))}
+    assert int(held["127.0.11.1"]) > int(before)
     # Forged: a client naming a source in good standing is still a stranger.
     assert get(port, "127.0.11.2", {"X-Forwarded-For": "127.0.11.1"}) == 503
     # Many sources at once go in batches, all applied; a block takes one away.
@@ -210,7 +218,7 @@ def test_haproxy_honours_only_unexpired_marks_from_the_map(haproxy: RealHAProxy)
     assert len(held) == 400 and "127.12.1.5" not in held
     assert get(port, "127.12.1.4") == 200
     # Expiry: the feed removes the mark once the ttl has passed.
-    time.sleep(3.1)
+    time.sleep(4.2)
     asyncio.run(feed.sync_once())
     assert get(port, "127.0.11.1") == 503
     assert map_entries(asyncio.run(runtime.command(f"show map {standing_map}"))) == {}
