@@ -192,6 +192,7 @@ class Service:
             self._setup_nft(settings.section(NftSettings))
         self.shed_controller: Any = None
         self.hostile_feed: Any = None  # the block list in HAProxy's map (shed/hostile_feed.py)
+        self.standing_feed: Any = None  # good standing in HAProxy's map (shed/standing_feed.py)
         self.shed_settings: Any = None
         if settings.section(ShedSettings).services:
             self._setup_shed(settings.section(ShedSettings))
@@ -208,6 +209,8 @@ class Service:
             self.replication.peer_listeners.append(self.nft_sync.listener)
         if self.replication is not None and self.hostile_feed is not None:
             self.replication.peer_listeners.append(self.hostile_feed.listener)
+        if self.replication is not None and self.standing_feed is not None:
+            self.replication.peer_listeners.append(self.standing_feed.listener)
         if self.replication is not None:
             from rempart.state.replication import ReplicationCollector  # needs the redis extra
 
@@ -354,6 +357,7 @@ class Service:
             )
         self.extra_collectors.append(ShedCollector(lambda: self.shed_controller.state))
         self._setup_hostile_feed()
+        self._setup_standing_feed()
 
     def _setup_hostile_feed(self) -> None:
         """The block list kept in HAProxy's blocklist.map ([shed.blocklist], on by default)."""
@@ -366,6 +370,18 @@ class Service:
             self.hostile_feed = HostileFeed(self.engine, self.shed_settings, settings)
             self.engine.listeners.append(self.hostile_feed.listener)
             self.extra_collectors.append(HostileFeedCollector(self.hostile_feed))
+
+    def _setup_standing_feed(self) -> None:
+        """Good standing kept in HAProxy's standing.map ([shed.standing], on by default)."""
+        from rempart.shed.feed_metrics import StandingFeedCollector
+        from rempart.shed.feed_settings import StandingSettings
+        from rempart.shed.standing_feed import StandingFeed
+
+        settings = self.settings.section(StandingSettings)
+        if settings.enabled:
+            self.standing_feed = StandingFeed(self.shed_settings, settings)
+            self.engine.listeners.append(self.standing_feed.listener)
+            self.extra_collectors.append(StandingFeedCollector(self.standing_feed))
 
     def shed_status(self) -> dict[str, Any] | None:
         if self.shed_controller is None:
@@ -524,6 +540,9 @@ class Service:
         feeding = None
         if self.hostile_feed is not None:
             feeding = asyncio.ensure_future(self.hostile_feed.run(stop))
+        standing = None
+        if self.standing_feed is not None:
+            standing = asyncio.ensure_future(self.standing_feed.run(stop))
         tailing = tail(stop) if tail is not None else None  # log tailing in this process
         nft = asyncio.ensure_future(self.nft_sync.run(stop)) if self.nft_sync else None
         await stop.wait()
@@ -534,6 +553,8 @@ class Service:
             await asyncio.wait_for(shedding, 5)
         if feeding is not None:
             await asyncio.wait_for(feeding, 5)
+        if standing is not None:
+            await asyncio.wait_for(standing, 5)
         if self.postfix is not None:
             await self.postfix.stop()
         if nft is not None:

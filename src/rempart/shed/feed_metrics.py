@@ -1,4 +1,5 @@
-"""Prometheus view of the HAProxy block-list feed (`shed/hostile_feed.py`), read at scrape time."""
+"""Prometheus view of the HAProxy block-list and good-standing feeds (`shed/hostile_feed.py`,
+`shed/standing_feed.py`), read at scrape time."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rempart.shed.hostile_feed import HostileFeed
+from rempart.shed.standing_feed import StandingFeed
 
 
 class HostileFeedCollector(Collector):
@@ -51,3 +53,30 @@ class HostileFeedCollector(Collector):
             "Failed writes of blocklist.map (retried)",
             value=counters.file_errors,
         )
+
+
+class StandingFeedCollector(Collector):
+    def __init__(self, feed: StandingFeed) -> None:
+        self.feed = feed
+
+    def collect(self) -> Iterator[Metric]:
+        feed, counters = self.feed, self.feed.counters
+        yield GaugeMetricFamily(
+            "rempart_haproxy_standing_sources",
+            "Sources in good standing HAProxy's standing.map must hold",
+            value=len(feed.standing),
+        )
+        yield GaugeMetricFamily(
+            "rempart_haproxy_standing_in_sync",
+            "1 when the last exchange with HAProxy's runtime socket worked",
+            value=1 if counters.runtime_ok else 0,
+        )
+        for name, value, doc in (
+            ("earned", counters.earned, "Successful logins counted towards good standing"),
+            ("revoked", counters.revoked, "Sources whose good standing a block took away"),
+            ("pushed", counters.pushed, "standing.map commands applied through the runtime socket"),
+            ("resyncs", counters.resyncs, "Full comparisons of HAProxy's standing.map"),
+            ("failures", counters.failures, "Failed exchanges with the runtime socket (retried)"),
+            ("file_errors", counters.file_errors, "Failed writes of standing.map (retried)"),
+        ):
+            yield CounterMetricFamily(f"rempart_haproxy_standing_{name}", doc, value=value)

@@ -6,7 +6,9 @@ returns 429 + Retry-After above ``shed.client_rate``; the class's demand is trac
 ``st_class`` table (read by the control loop); ``admission.map`` gives the percent of that
 service/class to admit and the rest gets 503 + Retry-After (counted in ``st_shed``). Admitted
 requests queue for an upstream slot by criticality (``set-priority-class``); the slot count is the
-server's ``maxconn``, which the control loop sets live to the adaptive concurrency limit.
+server's ``maxconn``, which the control loop sets live to the adaptive concurrency limit. A source
+in good standing (``standing.map``, :mod:`rempart.shed.standing_feed`, mark not yet expired by
+HAProxy's clock) skips the random admission cut and queues ahead of strangers of its class.
 
 Addresses holding HAProxy ``"${VAR}"`` placeholders are written in double quotes, where HAProxy
 expands them at start. ``maxconn`` is fitted to the hard descriptor limit of the host the
@@ -26,6 +28,7 @@ from rempart.shed.classes import CLASSES, Criticality
 from rempart.shed.config import Route, ShedSettings
 from rempart.shed.fdlimit import fit_maxconn, haproxy_threads, hard_nofile
 from rempart.shed.maps import ADMISSION_MAP, HOSTILE_MAP, map_key
+from rempart.shed.standing_map import STANDING_MAP
 
 FRONTEND = "rempart_shed"
 SERVER = "upstream"
@@ -95,6 +98,7 @@ def render(
     admission = map_dir / ADMISSION_MAP
     hostile = map_dir / HOSTILE_MAP
     blocklist = map_dir / BLOCKLIST_MAP
+    standing = map_dir / STANDING_MAP
     retry = str(settings.retry_after)
     limit = initial_limit if initial_limit is not None else round(settings.limiter.initial)
     default_svc = settings.services[0].name
@@ -148,15 +152,27 @@ def render(
         f"    http-request set-var(txn.shed_admit) var(txn.shed_key),map_str_int({admission},100)",
         "    http-request set-var(txn.shed_roll) rand(100)",
         "    acl shed_now var(txn.shed_roll),sub(txn.shed_admit) ge 0",
+        # Good standing: the mark's end (epoch seconds) is still ahead of HAProxy's clock.
+        f"    http-request set-var(txn.standing_until) src,map_ip_int({standing},0)",
+        "    http-request set-var(txn.now) date",
+        "    acl standing var(txn.standing_until),sub(txn.now) gt 0",
     ]
     if enforce:
         out += [
-            f"    http-request track-sc2 var(txn.shed_key) table {SHED_TABLE} if shed_now",
+            f"    http-request track-sc2 var(txn.shed_key) table {SHED_TABLE}"
+            " if shed_now !standing",
             RETURN.format(503, retry, "overloaded: this request was shed, retry later")
-            + " if shed_now",
+            + " if shed_now !standing",
         ]
-        for priority, cls in enumerate(CLASSES):
-            out.append(f"    http-request set-priority-class int({priority}) if {_class_is(cls)}")
+        # Within a class, a source in good standing waits ahead of strangers (2k before 2k+1)
+        # and behind no request of a less critical class.
+        for rank, cls in enumerate(CLASSES):
+            out.append(
+                f"    http-request set-priority-class int({2 * rank + 1}) if {_class_is(cls)}"
+            )
+            out.append(
+                f"    http-request set-priority-class int({2 * rank}) if {_class_is(cls)} standing"
+            )
     out += [
         "    use_backend be_%[var(txn.shed_key),field(1,/)]",
         f"    default_backend {backend_name(default_svc)}",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rempart.shed.blocklist_map import BLOCKLIST_MAP, write_blocklist
 from rempart.shed.classes import CLASSES, Criticality
+from rempart.shed.standing_map import STANDING_MAP, write_standing
 
 ADMISSION_MAP = "admission.map"
 HOSTILE_MAP = "hostile.map"
@@ -96,3 +97,5 @@ def ensure_maps(map_dir: Path, services: Iterable[str]) -> None:
         write_hostile(map_dir, [])
     if not (map_dir / BLOCKLIST_MAP).exists():
         write_blocklist(map_dir, [])
+    if not (map_dir / STANDING_MAP).exists():
+        write_standing(map_dir, {})

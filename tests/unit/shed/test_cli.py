@@ -144,6 +144,7 @@ def test_haproxy_config_as_in_the_readme_needs_no_config_and_stays_in_the_data_d
         "admission.map",
         "blocklist.map",
         "hostile.map",
+        "standing.map",
     ]
     assert "/var/lib" not in result.stdout
     out = tmp_path / "haproxy.cfg"

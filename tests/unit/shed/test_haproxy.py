@@ -75,12 +75,25 @@ def test_generated_config_passes_haproxy_check(tmp_path: Path, enforce: bool) ->
     if enforce:
         assert "server upstream 127.0.0.1:18081 maxconn 7" in lines
         assert (
-            shed_503 and "hdr Retry-After 3" in shed_503[0] and shed_503[0].endswith("if shed_now")
-        )
+            shed_503
+            and "hdr Retry-After 3" in shed_503[0]
+            and shed_503[0].endswith("if shed_now !standing")
+        )  # a source in good standing is never cut at random
+        assert "acl standing var(txn.standing_until),sub(txn.now) gt 0" in lines
         assert (
-            "http-request set-priority-class int(0) if { var(txn.shed_key) -m end /critical_plus }"
+            f"http-request set-var(txn.standing_until) src,map_ip_int({maps}/standing.map,0)"
             in lines
         )
+        # Within a class, good standing first; every class still ahead of the next one.
+        priorities = [line for line in lines if "set-priority-class" in line]
+        assert priorities[:4] == [
+            "http-request set-priority-class int(1) if { var(txn.shed_key) -m end /critical_plus }",
+            "http-request set-priority-class int(0) if { var(txn.shed_key) -m end /critical_plus }"
+            " standing",
+            "http-request set-priority-class int(3) if { var(txn.shed_key) -m end /critical }",
+            "http-request set-priority-class int(2) if { var(txn.shed_key) -m end /critical }"
+            " standing",
+        ]
         assert any(
             line.startswith("http-request return status 429") and "gt 50" in line for line in lines
         )
