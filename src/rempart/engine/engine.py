@@ -128,6 +128,9 @@ class Engine:
         # login -> its ip+login state keys (one key, or a set of several), so that resetting a
         # login does not scan every tracked key.
         self._pair_keys: dict[str, str | set[str]] = {}
+        # When each list entry was last removed (bounded): a peer's entry made before its removal
+        # reaches this node late (Redis streams interleave nodes) and must not come back.
+        self._removed: OrderedDict[tuple[ListName, str, str], float] = OrderedDict()
         # The level per protocol that rules read (absent: normal), and the full records.
         self.postures: dict[Protocol, Posture] = {}
         self._posture_records: dict[Protocol, PostureRecord] = {}
@@ -429,8 +432,14 @@ class Engine:
         self._emit(CountersReset(now, login, ip, cleared))
         return cleared
 
-    def apply_peer_reset(self, login: str = "", ip: str = "") -> int:
-        """Another node's counter reset (not emitted again)."""
+    def apply_peer_reset(self, login: str = "", ip: str = "", at: float | None = None) -> int:
+        """Another node's counter reset (not emitted again). A reset lifts the block entries it
+        names on every node (wforce `reset`): those this node made are lifted here too."""
+        at = time.time() if at is None else at
+        blocks = self.blocklist
+        for kind, value in self._block_targets(login, ip, ""):
+            blocks.remove(kind, value)
+            self._tombstone(ListName.BLOCK, kind, value, at)
         return self._forget(login, ip)
 
     def _forget(self, login: str, ip: str) -> int:
@@ -487,6 +496,17 @@ class Engine:
     ) -> list[ListEntry]:
         """Remove the block-list entries naming exactly this login, IP, ip+login, JA3 or
         ip+JA3 (automatic and operator alike; wider networks stay): a helpdesk unlock."""
+        now = time.time() if now is None else now
+        lifted: list[ListEntry] = []
+        for kind, value in self._block_targets(login, ip, ja3):
+            found = self.remove_entry(ListName.BLOCK, kind, value, by=by, now=now)
+            if found is not None:
+                lifted.append(found)
+            else:  # a peer's entry for it may still be on its way
+                self._tombstone(ListName.BLOCK, kind, value, now)
+        return lifted
+
+    def _block_targets(self, login: str, ip: str, ja3: str) -> list[tuple[str, str]]:
         targets: list[tuple[str, str]] = []
         address = net_keys(ip).ip if ip else ""
         if address:
@@ -505,16 +525,18 @@ class Engine:
                 ]
         if ja3 and not address:
             targets.append(("ja3", ja3))
-        lifted: list[ListEntry] = []
-        for kind, value in targets:
-            found = self.remove_entry(ListName.BLOCK, kind, value, by=by, now=now)
-            if found is not None:
-                lifted.append(found)
-        return lifted
+        return targets
+
+    def _tombstone(self, which: ListName, kind: str, value: str, at: float) -> None:
+        removed = self._removed
+        removed[(which, kind, value)] = max(at, removed.pop((which, kind, value), at))
+        if len(removed) > 100_000:
+            removed.popitem(last=False)
 
     def add_entry(self, which: ListName | str, entry: ListEntry, by: str = "api") -> None:
         which = ListName(which)
         self._list(which).put(entry)
+        self._removed.pop((which, entry.kind, entry.value), None)
         self._emit(ListAdded(entry.created, which, entry, by))
 
     def remove_entry(
@@ -529,15 +551,24 @@ class Engine:
         which = ListName(which)
         found = self._list(which).remove(kind, value)
         if found is not None:
+            self._tombstone(which, kind, value, now)
             self._emit(ListRemoved(now, which, found, by))
         return found
 
-    def apply_peer_list_add(self, which: ListName, entry: ListEntry) -> None:
-        """Another node's list entry (not emitted again)."""
+    def apply_peer_list_add(self, which: ListName, entry: ListEntry) -> bool:
+        """Another node's list entry (not emitted again); False, and nothing changes, when the
+        entry was made before this node last removed it (a late copy of a lifted block)."""
+        removed = self._removed.get((which, entry.kind, entry.value))
+        if removed is not None and entry.created <= removed:
+            return False
         self._list(which).put(entry)
+        return True
 
-    def apply_peer_list_remove(self, which: ListName, kind: str, value: str) -> None:
+    def apply_peer_list_remove(
+        self, which: ListName, kind: str, value: str, at: float | None = None
+    ) -> None:
         self._list(which).remove(kind, value)
+        self._tombstone(which, kind, value, time.time() if at is None else at)
 
     def restore_entry(self, which: ListName, entry: ListEntry, now: float) -> None:
         """A list entry kept across a restart (skipped once expired)."""

@@ -223,13 +223,14 @@ class Replicator:
         engine, local = self.engine, self.store.local
         match change_from_record(record):
             case ListAdded(list=which, entry=entry) as change:
-                engine.apply_peer_list_add(which, entry)
+                if not engine.apply_peer_list_add(which, entry):
+                    return  # made before this node lifted it: a late copy
                 if local is not None:
                     local.put_entry(which.value, entry)
                 for listener in self.peer_listeners:
                     listener(change)
-            case ListRemoved(list=which, entry=entry) as change:
-                engine.apply_peer_list_remove(which, entry.kind, entry.value)
+            case ListRemoved(at=at, list=which, entry=entry) as change:
+                engine.apply_peer_list_remove(which, entry.kind, entry.value, at)
                 if local is not None:
                     local.delete_entry(which.value, entry.kind, entry.value)
                 for listener in self.peer_listeners:
@@ -238,8 +239,8 @@ class Replicator:
                 engine.apply_peer_posture(posture)
                 if local is not None:
                     local.put_setting(posture_key(posture.protocol), encode_posture(posture))
-            case CountersReset(login=login, ip=ip):
-                engine.apply_peer_reset(login=login, ip=ip)
+            case CountersReset(at=at, login=login, ip=ip):
+                engine.apply_peer_reset(login=login, ip=ip, at=at)
 
     # --- reporting ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

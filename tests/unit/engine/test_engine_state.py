@@ -92,3 +92,42 @@ def test_malformed_change_records_are_refused() -> None:
         change_from_record({"kind": "list_add", "ts": T0})
     with pytest.raises(ValueError, match="not changes"):
         change_from_record({"kind": "decision", "ts": T0})
+
+
+T = 1_800_000_000.0
+
+
+def _block(kind: str, value: str, created: float) -> ListEntry:
+    return ListEntry(kind, value, created + 900, "ip_login_failures", created)
+
+
+def test_a_lifted_block_does_not_come_back_from_a_peer_late() -> None:
+    """wforce's regression suite (Replication::test_Reset) on three Redis nodes: a reset on one
+    node was undone a second later by another node's block, made before the reset but streamed
+    after it."""
+    node1, node3 = Engine.in_memory(), Engine.in_memory()
+    late = _block("ip_login", "192.0.2.7|bob@example.org", T)  # node 2's, before the reset
+    # node 1 resets before node 2's block reached it: nothing to lift yet.
+    assert node1.lift_blocks(login="bob@example.org", ip="192.0.2.7", now=T + 1) == []
+    assert node1.apply_peer_list_add(ListName.BLOCK, late) is False
+    assert node1.list_entries(ListName.BLOCK, T + 2) == []
+    # node 3 had node 2's block; node 1's reset reaches it, then the block again.
+    assert node3.apply_peer_list_add(ListName.BLOCK, late) is True
+    node3.apply_peer_reset(login="bob@example.org", ip="192.0.2.7", at=T + 1)
+    assert node3.list_entries(ListName.BLOCK, T + 2) == []
+    assert node3.apply_peer_list_add(ListName.BLOCK, late) is False
+    # A block made after the reset (the attacker carries on) is honoured everywhere.
+    fresh = _block("ip_login", "192.0.2.7|bob@example.org", T + 5)
+    assert node1.apply_peer_list_add(ListName.BLOCK, fresh) is True
+    assert node3.apply_peer_list_add(ListName.BLOCK, fresh) is True
+    assert node1.list_entries(ListName.BLOCK, T + 6) == [fresh]
+
+
+def test_a_peer_removal_outranks_an_older_copy_and_a_local_add_clears_it() -> None:
+    node = Engine.in_memory()
+    old = _block("ip", "198.51.100.4", T)
+    node.apply_peer_list_remove(ListName.BLOCK, "ip", "198.51.100.4", at=T + 1)
+    assert node.apply_peer_list_add(ListName.BLOCK, old) is False
+    mine = _block("ip", "198.51.100.4", T)  # an operator re-adds it here: it stands
+    node.add_entry(ListName.BLOCK, mine)
+    assert node.list_entries(ListName.BLOCK, T + 2) == [mine]
