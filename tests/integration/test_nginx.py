@@ -227,8 +227,10 @@ def test_spraying_source_refused_by_nginx_legit_user_passes(stack) -> None:
 
     # One source tries several accounts: the app says 401, nginx logs it, Rempart's tailer
     # reports the failures and its spray rule puts the source on the block list.
-    for i in range(3):
-        assert get(port, ATTACKER, f"user{i}@example.org", "123456")[0] == 401
+    # Five for a rule at three: the keyed distinct count may merge two logins (about 1 % of
+    # data directories' keys with three), and the tailer may block before the last ones.
+    statuses = [get(port, ATTACKER, f"user{i}@example.org", "123456")[0] for i in range(5)]
+    assert statuses[:3] == [401] * 3 and set(statuses) <= {401, 403}, statuses
     wait_for(lambda: ATTACKER in blocked_ips(rempart))
 
     status, headers, _ = get(port, ATTACKER, "bob@example.org", "tr0ub4dor")
