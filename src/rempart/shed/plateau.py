@@ -1,0 +1,166 @@
+"""Concurrency limit found on the upstream's throughput plateau (hill climbing on served req/s).
+
+An upstream that runs ``W`` requests at a time serves ``min(L, W) / work`` requests per second
+when ``L`` are sent to it: the served rate grows with the limit ``L`` up to the upstream's width
+and stays flat above it, where the extra requests only wait inside the upstream (in its own
+FIFO, where HAProxy's priority ordering no longer applies). The limiter looks for that knee with
+HAProxy's own count of responses, not with latency (which on a loaded host stays above any
+no-load figure and has no fixed point of its own):
+
+* It only learns while HAProxy queues for the server (demand exceeds the limit, ``saturated``):
+  otherwise the served rate says how much was asked, not how much can be done. A tick without
+  a queue is left out of the epoch; :data:`IDLE_TICKS` in a row call a probe off.
+* It measures the served rate over an *epoch* (``epoch`` seconds and at least
+  :data:`MIN_RESPONSES` responses, the first tick after a change skipped while the upstream
+  settles), holding the limit, then over one epoch at ``L - step`` and, later, one at
+  ``L + step`` (``step`` is a tenth of the limit, at least 1; halved after each step not
+  worth taking, down to a fortieth, and doubled again by a run of steps worth it).
+* A step is worth it when it changes the served rate by at least half of what it would if every
+  slot it adds (or removes) were fully used: ``|Δrate| ≥ GAIN * rate * step / L``. Going down
+  that loses less keeps the lower limit; going up that gains that much keeps the higher one, and
+  a kept step is followed at once by another in the same direction (so a limit far off converges
+  in one epoch per step). A step that is not worth it is undone.
+* Each rejected upward probe doubles the hold before the next (up to :data:`MAX_HOLDS` epochs):
+  once converged the limit spends little time above the width, where critical requests would
+  wait inside the upstream, and little below it, where throughput is lost.
+
+An upstream whose latency jumps keeps its width: the limit stays, the served rate falls, and the
+admission (:mod:`rempart.shed.admit_rate`) hands out that lower rate. An error ratio above
+``error_ratio`` (errors are often fast and hide in the rate) halves the limit at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rempart.shed.config import LimiterSettings
+
+GAIN = 0.5  # share of a step's full-use throughput that makes the step worth it
+MIN_RESPONSES = 40  # responses an epoch needs, whatever its length
+MIN_HOLDS = 2  # epochs held between probes after a move
+MAX_HOLDS = 8  # the longest hold between upward probes once converged
+MAX_FINE = 2  # a step is at least a tenth of the limit / 2**MAX_FINE
+IDLE_TICKS = 5  # ticks without a queue that call a probe off
+
+
+@dataclass
+class Epoch:
+    """Responses counted at one limit."""
+
+    limit: int
+    settle: int = 1  # ticks still to skip after the limit changed
+    served: float = 0.0
+    seconds: float = 0.0
+
+
+class PlateauLimiter:
+    """Feed it every tick's served responses (:meth:`observe`); read ``limit``."""
+
+    def __init__(self, settings: LimiterSettings) -> None:
+        self.settings = settings
+        self.limit = self._clamp(settings.initial)
+        self.base = self.limit  # the limit held between probes
+        self.phase = "hold"  # "hold", "down" (probing base - step) or "up" (base + step)
+        self.held_rate: float | None = None  # served req/s at ``base``, the last hold epoch
+        self.last_rate: float | None = None  # served req/s of the last completed epoch
+        self.holds = MIN_HOLDS  # hold epochs between probes
+        self.held = 0  # hold epochs completed since the last probe
+        self.next_probe = "down"
+        self.moves = 0  # probes kept
+        self.fine = 0  # halvings of the step
+        self.run = 0  # steps kept in a row
+        self.idle = 0  # ticks without a queue in a row
+        self.epoch = Epoch(self.limit)
+
+    def _clamp(self, value: float) -> int:
+        s = self.settings
+        return int(max(math.ceil(s.min_limit), min(math.floor(s.max_limit), round(value))))
+
+    def step(self) -> int:
+        return max(1, round(self.base / (10 * 2**self.fine)))
+
+    def _set(self, limit: int, phase: str) -> None:
+        self.limit, self.phase = limit, phase
+        self.epoch = Epoch(limit)
+
+    def observe(
+        self, served: float, seconds: float, *, saturated: bool, error_ratio: float = 0.0
+    ) -> int:
+        """One tick: ``served`` responses in ``seconds``; ``saturated`` when HAProxy queued for
+        the server at the end of it. Returns the limit to enforce now."""
+        if error_ratio > self.settings.error_ratio:
+            self.base = self._clamp(self.limit * 0.5)
+            self.held_rate, self.held = None, 0
+            self._set(self.base, "hold")
+            return self.limit
+        if served < 0 or seconds <= 0:  # the first read, or HAProxy's counters went back
+            self.epoch = Epoch(self.limit)
+            return self.limit
+        if not saturated:
+            # Demand-limited: this tick says how much was asked, not how much can be done.
+            self.idle += 1
+            if self.idle >= IDLE_TICKS and (self.phase != "hold" or self.epoch.served):
+                self._set(self.base, "hold")
+            return self.limit
+        self.idle = 0
+        epoch = self.epoch
+        if epoch.settle > 0:
+            epoch.settle -= 1
+            return self.limit
+        epoch.served += served
+        epoch.seconds += seconds
+        if epoch.seconds < self.settings.epoch or epoch.served < MIN_RESPONSES:
+            return self.limit
+        self._decide(epoch.served / epoch.seconds)
+        return self.limit
+
+    def _worth(self, rate: float, reference: float, step: int) -> float:
+        """The rate change that makes a step of ``step`` worth it from ``reference``."""
+        return GAIN * reference * step / max(self.base, 1)
+
+    def _decide(self, rate: float) -> None:
+        self.last_rate = rate
+        if self.phase == "hold":
+            self.held_rate = rate
+            self.held += 1
+            if self.held < self.holds:
+                self.epoch = Epoch(self.limit, settle=0)
+                return
+            self.held = 0
+            direction, self.next_probe = (
+                self.next_probe,
+                "up" if self.next_probe == "down" else "down",
+            )
+            target = self.base - self.step() if direction == "down" else self.base + self.step()
+            if self._clamp(target) == self.base:
+                self.epoch = Epoch(self.limit, settle=0)
+                return
+            self._set(self._clamp(target), direction)
+            return
+        held = self.held_rate if self.held_rate is not None else rate
+        step = abs(self.limit - self.base)
+        if self.phase == "down":
+            kept = held - rate < self._worth(rate, held, step)
+        else:
+            kept = rate - held >= self._worth(rate, held, step)
+        if kept:
+            # The step paid (or cost nothing): keep it and try one more the same way.
+            self.moves += 1
+            self.run += 1
+            if self.run >= 2:
+                self.fine = max(0, self.fine - 1)
+            self.base, self.held_rate, self.holds = self.limit, rate, MIN_HOLDS
+            step = self.step()
+            target = self._clamp(self.base + (step if self.phase == "up" else -step))
+            if target == self.base:
+                self._set(self.base, "hold")
+            else:
+                self._set(target, self.phase)
+            return
+        self.run = 0
+        if step > 1:
+            self.fine = min(MAX_FINE, self.fine + 1)
+        if self.phase == "up":
+            self.holds = min(MAX_HOLDS, self.holds * 2)
+        self._set(self.base, "hold")
