@@ -8,6 +8,7 @@ Prints the figures and writes them to docs/benchmarks.md, subsection "HAProxy da
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,12 @@ def main() -> None:
         "--initial", type=float, default=Load.initial, help="starting concurrency limit"
     )
     parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument("--log", type=Path, help="write the control loop's debug log here")
     args = parser.parse_args()
+    if args.log:
+        logging.basicConfig(
+            filename=args.log, level=logging.DEBUG, format="%(created).3f %(message)s"
+        )
     load = Load(
         flood_seconds=args.flood_seconds,
         flood_rps=args.flood_rps,

@@ -135,6 +135,7 @@ class Controller:
         }
         try:
             rows = await self.runtime.show_stat()
+            read_at = time.monotonic()
             demand = await self.runtime.show_table(CLASS_TABLE)
             shed = await self.runtime.show_table(SHED_TABLE)
         except RuntimeUnavailable as exc:
@@ -163,7 +164,7 @@ class Controller:
             server = servers[backend_name(service.name)]
             backend = backends.get(backend_name(service.name), {})
             decisions[service.name] = self._decide(
-                service.name, rtts, server, backend, demand, shed
+                service.name, rtts, server, backend, demand, shed, read_at
             )
         try:
             await self._apply(decisions)
@@ -198,6 +199,7 @@ class Controller:
         backend: dict[str, str],
         demand: dict[str, TableEntry],
         shed: dict[str, TableEntry],
+        read_at: float,
     ) -> tuple[int, dict[str, str]]:
         state = self.state.services[name]
         limiter = self.limiters[name]
@@ -209,7 +211,7 @@ class Controller:
             self._saturated.add(name)
         else:
             self._saturated.discard(name)
-        served, seconds = self._served_since(name, server)
+        served, seconds = self._served_since(name, server, read_at)
         rtime = _int(server, "rtime") / 1000.0
         self._observe_rtt(state, rtts, rtime)
         limiter.observe(served, seconds, saturated=saturated, error_ratio=state.error_ratio)
@@ -244,10 +246,10 @@ class Controller:
             state.classes[cls].admitted_pct = pct
         return max(1, limiter.limit), changed
 
-    def _served_since(self, name: str, server: dict[str, str]) -> tuple[float, float]:
+    def _served_since(self, name: str, server: dict[str, str], now: float) -> tuple[float, float]:
         """Responses the upstream served since the last tick and the seconds between the two
         reads; (-1, 0) on the first read or after HAProxy's counters went back (a restart)."""
-        count, now = sum(_int(server, c) for c in SERVED), time.monotonic()
+        count = sum(_int(server, c) for c in SERVED)
         before = self._served.get(name)
         self._served[name] = (count, now)
         if before is None or count < before[0] or now <= before[1]:

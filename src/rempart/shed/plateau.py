@@ -14,7 +14,8 @@ no-load figure and has no fixed point of its own):
   :data:`MIN_RESPONSES` responses, the first tick after a change skipped while the upstream
   settles), holding the limit, then over one epoch at ``L - step`` and, later, one at
   ``L + step`` (``step`` is a tenth of the limit, at least 1; halved after each step not
-  worth taking, down to a fortieth, and doubled again by a run of steps worth it).
+  worth taking, down to a fortieth, and doubled by each step worth it after the first of a
+  run, up to two fifths, so that a limit far off comes back in a few epochs).
 * A step is worth it when it changes the served rate by at least half of what it would if every
   slot it adds (or removes) were fully used: ``|Δrate| ≥ GAIN * rate * step / L``. Going down
   that loses less keeps the lower limit; going up that gains that much keeps the higher one, and
@@ -31,16 +32,20 @@ admission (:mod:`rempart.shed.admit_rate`) hands out that lower rate. An error r
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 from rempart.shed.config import LimiterSettings
 
+log = logging.getLogger("rempart.shed.plateau")
+
 GAIN = 0.5  # share of a step's full-use throughput that makes the step worth it
 MIN_RESPONSES = 40  # responses an epoch needs, whatever its length
 MIN_HOLDS = 2  # epochs held between probes after a move
-MAX_HOLDS = 8  # the longest hold between upward probes once converged
+MAX_HOLDS = 16  # the longest hold between upward probes once converged
 MAX_FINE = 2  # a step is at least a tenth of the limit / 2**MAX_FINE
+MIN_FINE = -2  # and at most a tenth of it * 2**-MIN_FINE
 IDLE_TICKS = 5  # ticks without a queue that call a probe off
 
 
@@ -62,7 +67,8 @@ class PlateauLimiter:
         self.limit = self._clamp(settings.initial)
         self.base = self.limit  # the limit held between probes
         self.phase = "hold"  # "hold", "down" (probing base - step) or "up" (base + step)
-        self.held_rate: float | None = None  # served req/s at ``base``, the last hold epoch
+        self.held_rate: float | None = None  # served req/s at ``base`` (mean of its epochs)
+        self.held_epochs = 0  # epochs in that mean
         self.last_rate: float | None = None  # served req/s of the last completed epoch
         self.holds = MIN_HOLDS  # hold epochs between probes
         self.held = 0  # hold epochs completed since the last probe
@@ -78,7 +84,7 @@ class PlateauLimiter:
         return int(max(math.ceil(s.min_limit), min(math.floor(s.max_limit), round(value))))
 
     def step(self) -> int:
-        return max(1, round(self.base / (10 * 2**self.fine)))
+        return max(1, round(self.base * 2.0**-self.fine / 10))
 
     def _set(self, limit: int, phase: str) -> None:
         self.limit, self.phase = limit, phase
@@ -91,7 +97,7 @@ class PlateauLimiter:
         the server at the end of it. Returns the limit to enforce now."""
         if error_ratio > self.settings.error_ratio:
             self.base = self._clamp(self.limit * 0.5)
-            self.held_rate, self.held = None, 0
+            self.held_rate, self.held, self.held_epochs = None, 0, 0
             self._set(self.base, "hold")
             return self.limit
         if served < 0 or seconds <= 0:  # the first read, or HAProxy's counters went back
@@ -121,8 +127,22 @@ class PlateauLimiter:
 
     def _decide(self, rate: float) -> None:
         self.last_rate = rate
+        log.debug(
+            "plateau: %s epoch at %d: %.1f req/s over %.2f s (held %s at %d)",
+            self.phase,
+            self.limit,
+            rate,
+            self.epoch.seconds,
+            None if self.held_rate is None else round(self.held_rate, 1),
+            self.base,
+        )
         if self.phase == "hold":
-            self.held_rate = rate
+            # The mean of the epochs at this base (at most the last MAX_HOLDS), so that one
+            # noisy epoch does not decide the next comparison.
+            n = min(self.held_epochs, MAX_HOLDS - 1)
+            before = self.held_rate if self.held_rate is not None else rate
+            self.held_rate = (before * n + rate) / (n + 1)
+            self.held_epochs += 1
             self.held += 1
             if self.held < self.holds:
                 self.epoch = Epoch(self.limit, settle=0)
@@ -149,8 +169,9 @@ class PlateauLimiter:
             self.moves += 1
             self.run += 1
             if self.run >= 2:
-                self.fine = max(0, self.fine - 1)
+                self.fine = max(MIN_FINE, self.fine - 1)
             self.base, self.held_rate, self.holds = self.limit, rate, MIN_HOLDS
+            self.held_epochs = 1
             step = self.step()
             target = self._clamp(self.base + (step if self.phase == "up" else -step))
             if target == self.base:
@@ -160,7 +181,7 @@ class PlateauLimiter:
             return
         self.run = 0
         if step > 1:
-            self.fine = min(MAX_FINE, self.fine + 1)
+            self.fine = min(MAX_FINE, max(0, self.fine) + 1)
         if self.phase == "up":
             self.holds = min(MAX_HOLDS, self.holds * 2)
         self._set(self.base, "hold")
