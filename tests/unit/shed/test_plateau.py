@@ -71,7 +71,7 @@ def test_a_width_of_ten_is_reached_within_30_seconds_from_either_side() -> None:
         assert history[150] in (10, 11), (initial, history[:150:10])  # 150 ticks = 30 s
         late = history[150:]
         assert set(late) <= {9, 10, 11, 12}  # a probe beyond a step kept on noise, undone
-        assert late.count(10) >= 0.8 * len(late)
+        assert late.count(10) + late.count(11) >= 0.9 * len(late)
 
 
 def test_it_converges_where_the_gradient_overshoots() -> None:
