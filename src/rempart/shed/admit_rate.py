@@ -15,7 +15,13 @@ upstream.
 
 When HAProxy does not queue, the served rate only says what was asked; the capacity is then
 estimated as ``limit / rtt`` (Little's law on the latest latency sample), and the queue term
-leaves room above it.
+leaves room above it. The average only takes the served rate as it is for intervals HAProxy
+queued through from start to end: the first tick of a flood, after an idle upstream, measured
+what was asked, and would otherwise cut even the critical classes.
+
+The critical classes are filled from the capacity without the queue's correction
+(:func:`exact_shares`, ``protected``): they wait ahead of the queue, so a long one is no
+reason to turn them away.
 
 :class:`ShareDither` turns each class's exact share (a float percent) into the whole percents
 the map holds, carrying the rounding over to the next ticks so that the admitted share averages
@@ -45,6 +51,7 @@ class AdmittedRate:
         self.served_rps: float | None = None  # smoothed responses per second
         self.target_queue = MIN_QUEUE
         self.rate: float = 0.0
+        self.saturated = False  # HAProxy queued at the previous update
         self.capacity: float = 0.0  # the rate without the queue's correction
 
     def update(
@@ -58,15 +65,22 @@ class AdmittedRate:
     ) -> float:
         """``served`` responses in ``seconds``; ``queued`` waiting in HAProxy for the server;
         ``estimate`` the Little's-law capacity (req/s) used while HAProxy does not queue."""
+        # Only an interval HAProxy queued through, start to end, measures the capacity; in any
+        # other the upstream served what was asked, and the capacity is at least the estimate.
+        measured = saturated and self.saturated
+        self.saturated = saturated
         if seconds > 0 and served >= 0:
             now = served / seconds
+            if not measured and estimate is not None:
+                now = max(now, estimate)
             before = self.served_rps
             self.served_rps = now if before is None else before + SMOOTHING * (now - before)
-        served_rps = self.served_rps or 0.0
-        self.target_queue = max(MIN_QUEUE, self.queue_delay * served_rps)
-        base = served_rps
+        elif self.served_rps is None and estimate is not None:
+            self.served_rps = estimate
+        base = self.served_rps or 0.0
         if not saturated and estimate is not None:
             base = max(base, estimate)
+        self.target_queue = max(MIN_QUEUE, self.queue_delay * base)
         self.capacity = self.utilization * base
         self.rate = max(0.0, self.capacity + (self.target_queue - queued) / HORIZON)
         return self.rate

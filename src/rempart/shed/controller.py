@@ -248,11 +248,13 @@ class Controller:
 
     def _served_since(self, name: str, server: dict[str, str], now: float) -> tuple[float, float]:
         """Responses the upstream served since the last tick and the seconds between the two
-        reads; (-1, 0) on the first read or after HAProxy's counters went back (a restart)."""
+        reads; (-1, 0) on the first read, after a gap of more than five periods (the socket
+        failed, the loop was stopped) or after HAProxy's counters went back (a restart)."""
         count = sum(_int(server, c) for c in SERVED)
         before = self._served.get(name)
         self._served[name] = (count, now)
-        if before is None or count < before[0] or now <= before[1]:
+        stale = before is None or now - before[1] > 5 * max(self.settings.interval, 0.1)
+        if before is None or stale or count < before[0] or now <= before[1]:
             return -1.0, 0.0
         return float(count - before[0]), now - before[1]
 
