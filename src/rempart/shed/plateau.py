@@ -20,8 +20,11 @@ no-load figure and has no fixed point of its own):
   slot it adds (or removes) were fully used: ``|Δrate| ≥ GAIN * rate * step / L``. Going down
   that loses less keeps the lower limit; going up that gains that much keeps the higher one, and
   a kept step is followed at once by another in the same direction (so a limit far off converges
-  in one epoch per step). A step that is not worth it is undone; if it was more than 1, a step
-  half as long is tried at once the same way.
+  in one epoch per step). A step down must also cost less than that share of one slot (or of
+  5 % of the limit, the noise of one epoch, on a wide upstream), so that a long step across the
+  knee is not kept. A step that is not worth it is undone; if it was more than 1, a step half as
+  long is tried at once the same way. A step of 1 that looks worth it is judged again over two
+  epochs before it is kept.
 * Each rejected upward probe doubles the hold before the next (up to :data:`MAX_HOLDS` epochs):
   once converged the limit spends little time above the width, where critical requests would
   wait inside the upstream, and little below it, where throughput is lost.
@@ -62,6 +65,7 @@ class Epoch:
     settle: int = 1  # ticks still to skip after the limit changed
     served: float = 0.0
     seconds: float = 0.0
+    epochs: int = 1  # epoch lengths it lasts (2 once a step of 1 looked worth it)
 
 
 class PlateauLimiter:
@@ -121,7 +125,7 @@ class PlateauLimiter:
             return self.limit
         epoch.served += served
         epoch.seconds += seconds
-        if epoch.seconds < self.settings.epoch or epoch.served < MIN_RESPONSES:
+        if epoch.seconds < self.settings.epoch * epoch.epochs or epoch.served < MIN_RESPONSES:
             return self.limit
         self._decide(epoch.served / epoch.seconds)
         return self.limit
@@ -166,9 +170,17 @@ class PlateauLimiter:
         held = self.held_rate if self.held_rate is not None else rate
         step = abs(self.limit - self.base)
         if self.phase == "down":
-            kept = held - rate < self._worth(rate, held, step)
+            # Going down must cost less than (a share of) one slot, or 5 % of the limit on a
+            # wide upstream: a long step that crosses the knee costs less than its length
+            # would below it, yet already gives up served requests.
+            kept = held - rate < self._worth(rate, held, min(step, max(1, round(self.base / 20))))
         else:
             kept = rate - held >= self._worth(rate, held, step)
+        if kept and step == 1 and self.epoch.epochs == 1:
+            # One slot is a few percent of the rate, as much as one epoch's noise: a step of 1
+            # that looks worth it is judged again over two epochs before it is kept.
+            self.epoch.epochs = 2
+            return
         if kept:
             # The step paid (or cost nothing): keep it and try one more the same way.
             self.moves += 1
