@@ -241,9 +241,13 @@ def test_an_upstream_latency_jump_cuts_the_capacity_and_it_recovers(
             finally:
                 stop.set()
         assert web.rtt is not None and web.rtt < 4 * noload  # loaded, but not ten times
-        assert web.capacity is not None and web.capacity > 2.5 * low, (low, web.capacity)
         assert 2 <= web.limit <= 16
         assert web.shares()[C.CRITICAL_PLUS] == 100  # the payments of the load all admitted
+        # Under the load the served rate is what 12 Python clients manage; once they stop, the
+        # capacity is the fast upstream's again (limit / rtt).
+        for _ in range(5):
+            tick(controller)
+        assert web.capacity is not None and web.capacity > 2.5 * low, (low, web.capacity)
         assert controller.state.runtime_ok
     finally:
         _stop(upstream)
