@@ -17,6 +17,7 @@ Example (every key is optional except ``services`` when the HAProxy data plane i
     utilization = 1.0                  # share of the measured capacity admission hands out
     tolerance = 1.5                    # ASGI middleware: RTT growth over no-load before shrinking
     smoothing = 0.2                    # ASGI middleware: weight of a new limit estimate (0..1]
+    # The ASGI middleware re-measures its no-load RTT (HAProxy's control loop does not pin):
     minrtt_interval = 10.0             # re-measure the no-load RTT this often, seconds (0: never)
     minrtt_jitter = 0.15               # ± share of the interval, randomised
     minrtt_duration = 0.3              # seconds the concurrency stays pinned while measuring
