@@ -8,6 +8,7 @@ Prints the figures and writes them to docs/benchmarks.md, subsection "HAProxy da
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,16 @@ def rows(label: str, result: dict[str, Any], other: dict[str, Any]) -> list[str]
     return out
 
 
+def spread(share_windows: list[Any]) -> str:
+    """Max - min of the 5 s window means, absolute and relative to their mean."""
+    means = [w[1] for w in share_windows]
+    if not means:
+        return "-"
+    avg = sum(means) / len(means)
+    rel = (max(means) - min(means)) / avg * 100 if avg else 0.0
+    return f"{max(means) - min(means):.2f} points ({rel:.0f} % of the mean {avg:.2f} %)"
+
+
 def haproxy_version() -> str:
     binary = haproxy_binary() or "haproxy"
     first = subprocess.run([binary, "-v"], capture_output=True, text=True).stdout.split("\n")[0]
@@ -49,14 +60,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--flood-seconds", type=float, default=20.0)
     parser.add_argument("--flood-rps", type=float, default=Load.flood_rps)
-    parser.add_argument("--tolerance", type=float, default=Load.tolerance)
+    parser.add_argument(
+        "--initial", type=float, default=Load.initial, help="starting concurrency limit"
+    )
     parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument("--log", type=Path, help="write the control loop's debug log here")
     args = parser.parse_args()
+    if args.log:
+        logging.basicConfig(
+            filename=args.log, level=logging.DEBUG, format="%(created).3f %(message)s"
+        )
     load = Load(
         flood_seconds=args.flood_seconds,
         flood_rps=args.flood_rps,
         baseline_seconds=5,
-        tolerance=args.tolerance,
+        initial=args.initial,
     )
     with tempfile.TemporaryDirectory() as tmp:
         on = run(Path(tmp) / "on", load, enforce=True)
@@ -76,17 +94,26 @@ def main() -> None:
         *rows("on", on, off),
         *rows("off", off, on),
         "",
-        f"With shedding: final limit {on['final_limit']}, measured no-load RTT "
-        f"{on['rtt_noload_ms']} ms ({on['minrtt_measurements']} re-measurements), admitted "
+        f"With shedding: final limit {on['final_limit']} (range {on['limit_range']} from 2 s "
+        f"into the flood, {on['limit_moves']} plateau steps kept), probes' no-load RTT "
+        f"{on['rtt_noload_ms']} ms, admitted "
         f"shares {on['final_shares']}; upstream served {on['upstream_rps']} req/s during the "
         f"flood with shedding, {off['upstream_rps']} without "
         f"({on['upstream_rps'] / max(off['upstream_rps'], 1e-9) * 100:.0f} %), 2xx responses; "
-        f"limiter tolerance {load.tolerance:g}.",
+        f"starting limit {load.initial:g}.",
         f"Shedding episodes logged and journaled: {on['episodes']['started']} started, "
         f"{on['episodes']['ended']} ended, {on['episodes']['limit_moves']} limit moves logged; "
         f"{on['episodes']['turned_away']} requests counted as turned away (HAProxy's st_shed "
         f"counters) against {sum(f['shed'] for f in on['flood'].values()) + sum(b['shed'] for b in on['baseline'].values())} "
         "503s seen by the load generators.",
+        "",
+        "Sheddable share admitted per 5 s window of the flood (from 2 s in): "
+        + "; ".join(
+            f"{w[0]:g} s: mean {w[1]:g} % (ticks {w[2]}-{w[3]} %, limit {w[4]:g})"
+            for w in on["share_windows"]
+        )
+        + f". Spread of the window means: {spread(on['share_windows'])}. "
+        f"Load average at the end: {', '.join(f'{x:.2f}' for x in on['load_average'])}.",
     ]
     text = "\n".join(table)
     print(text)
@@ -96,7 +123,7 @@ def main() -> None:
         DOC,
         "HAProxy data plane",
         f"Command: `python benchmarks/shed_haproxy.py --flood-seconds {args.flood_seconds:g} "
-        f"--flood-rps {args.flood_rps:g}` (Python {sys.version.split()[0]}, {haproxy_version()}, "
+        f"--flood-rps {args.flood_rps:g} --initial {args.initial:g}` (Python {sys.version.split()[0]}, {haproxy_version()}, "
         "2 cores shared by HAProxy, upstream, load generators and control loop).\n\n" + text,
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rempart.process import free_port
+from rempart.shed.classes import Criticality
 from rempart.shed.config import parse_shed
 from rempart.shed.controller import Controller
 from rempart.shed.episodes import EpisodeEnded, EpisodeStarted, LimitMoved, ShedEvent
@@ -45,7 +47,7 @@ class Load:
     baseline_seconds: float = 3.0
     flood_seconds: float = 10.0
     timeout: float = 2.0
-    tolerance: float = 1.1  # [shed.limiter] tolerance
+    initial: float = 10.0  # [shed.limiter] initial: the starting concurrency limit
 
     @property
     def capacity_rps(self) -> float:
@@ -81,11 +83,9 @@ def shed_table(
         "retry_after": 2,
         "interval": 0.2,
         "limiter": {
-            "initial": 10,
+            "initial": load.initial,
             "min": 2,
             "max": 200,
-            "tolerance": load.tolerance,
-            "minrtt_interval": 5.0,
         },
         "haproxy": {
             "bind": f"127.0.0.1:{front_port}",
@@ -167,16 +167,60 @@ def _streams(load: Load, flood: bool) -> list[dict[str, Any]]:
     return steady
 
 
-async def _with_controller(controller: Controller | None, work: Any) -> Any:
+Sample = tuple[float, int, float, int]  # (monotonic time, sheddable %, limit, queued)
+
+
+async def _sample(controller: Controller, samples: list[Sample], stop: asyncio.Event) -> None:
+    """The controller's sheddable share, limit and HAProxy queue after every tick."""
+    seen = -1
+    while not stop.is_set():
+        svc = controller.state.services["web"]
+        if controller.state.ticks != seen:
+            seen = controller.state.ticks
+            pct = svc.classes[Criticality.SHEDDABLE].admitted_pct
+            samples.append((time.monotonic(), pct, svc.limit, svc.queued))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.05)
+
+
+async def _with_controller(
+    controller: Controller | None, work: Any, samples: list[Sample] | None = None
+) -> Any:
     if controller is None:
         return await asyncio.to_thread(work)
     stop = asyncio.Event()
     loop_task = asyncio.ensure_future(controller.run(stop))
+    sampler = asyncio.ensure_future(
+        _sample(controller, samples if samples is not None else [], stop)
+    )
     try:
         return await asyncio.to_thread(work)
     finally:
         stop.set()
         await loop_task
+        await sampler
+
+
+def windows(samples: list[Sample], start: float, end: float, width: float = 5.0) -> list[Sample]:
+    """Per ``width``-second window of [start, end): (window start, mean sheddable %, min %,
+    max %, mean limit) of the ticks in it."""
+    out = []
+    t = start
+    while t + width <= end + 1e-9:
+        inside = [s for s in samples if t <= s[0] < t + width]
+        if inside:
+            pcts = [s[1] for s in inside]
+            out.append(
+                (
+                    round(t - start, 1),
+                    round(sum(pcts) / len(pcts), 2),
+                    min(pcts),
+                    max(pcts),
+                    round(sum(s[2] for s in inside) / len(inside), 2),
+                )
+            )
+        t += width
+    return out  # type: ignore[return-value]
 
 
 async def _served(runtime: HAProxyRuntime) -> int:
@@ -210,6 +254,8 @@ def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
         controller = Controller(settings) if enforce else None
         runtime = HAProxyRuntime(settings.haproxy.runtime_socket)
         events: list[ShedEvent] = []
+        samples: list[Sample] = []
+        flood_window: list[float] = []
         if controller is not None:
             controller.listeners.append(events.append)
 
@@ -219,8 +265,11 @@ def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
                 lambda: loadgen(front_port, load.baseline_seconds, _streams(load, False)),
             )
             served, since = await _served(runtime), time.monotonic()
+            flood_window.append(since)
             flood = await _with_controller(
-                controller, lambda: loadgen(front_port, load.flood_seconds, _streams(load, True))
+                controller,
+                lambda: loadgen(front_port, load.flood_seconds, _streams(load, True)),
+                samples,
             )
             # Over the generators' whole life (the flood, then their last responses).
             elapsed = time.monotonic() - since
@@ -240,7 +289,13 @@ def run(workdir: Path, load: Load, *, enforce: bool) -> dict[str, Any]:
         result["final_limit"] = round(svc.limit, 1)
         result["final_shares"] = {c.label: s.admitted_pct for c, s in svc.classes.items()}
         result["rtt_noload_ms"] = round((svc.rtt_noload or 0.0) * 1000, 2)
-        result["minrtt_measurements"] = controller.limiters["web"].measurements
+        result["limit_moves"] = controller.limiters["web"].moves
+        start = flood_window[0]
+        # From 2 s into the flood (the controller's first reaction) to its end.
+        result["share_windows"] = windows(samples, start + 2.0, start + load.flood_seconds)
+        flood_limits = [s[2] for s in samples if s[0] >= start + 2.0]
+        result["limit_range"] = (min(flood_limits), max(flood_limits)) if flood_limits else None
+        result["load_average"] = os.getloadavg()
         ongoing = controller.episodes["web"].episode
         turned = [e.turned_away for e in events if isinstance(e, EpisodeEnded)]
         turned += [ongoing.turned_away] if ongoing is not None else []

@@ -48,10 +48,21 @@ def decide_shares(
         if admitted:
             lowest = admitted[-1]
             target[lowest] = min(target[lowest], previous.get(lowest, FULL) // 2)
+    return settle_shares(target, previous, recover_step=recover_step, floors=floors)
+
+
+def settle_shares(
+    target: Mapping[Criticality, int],
+    previous: Mapping[Criticality, int],
+    *,
+    recover_step: int = 10,
+    floors: Mapping[Criticality, int] = DEFAULT_FLOORS,
+) -> dict[Criticality, int]:
+    """``target`` with cuts at once, rises of at most ``recover_step`` points, and floors."""
     shares: dict[Criticality, int] = {}
     for cls in CLASSES:
         before = previous.get(cls, FULL)
-        want = target[cls]
+        want = target.get(cls, FULL)
         share = want if want <= before else min(want, before + recover_step)
         shares[cls] = max(share, floors.get(cls, 0))
     return shares

@@ -7,14 +7,17 @@ Example (every key is optional except ``services`` when the HAProxy data plane i
     retry_after = 5                    # seconds, sent with every shed 503/429
     interval = 0.25                    # control-loop period, seconds
 
-    [shed.limiter]                     # adaptive concurrency limit (gradient of RTT)
+    [shed.limiter]                     # concurrency limit and admitted rate per upstream
     initial = 20                       # starting concurrency limit per upstream
     min = 2                            # never below
     max = 1000                         # never above
-    tolerance = 1.5                    # RTT may grow this much over no-load RTT before shrinking
-    smoothing = 0.2                    # weight of a new limit estimate (0..1]
+    epoch = 1.0                        # seconds of queued traffic per throughput measurement
+    queue_delay = 0.1                  # HAProxy queue admission keeps, seconds of upstream work
     error_ratio = 0.05                 # upstream 5xx/error share that halves the limit
-    utilization = 0.85                 # share of the estimated capacity admission hands out
+    utilization = 1.0                  # share of the measured capacity admission hands out
+    tolerance = 1.5                    # ASGI middleware: RTT growth over no-load before shrinking
+    smoothing = 0.2                    # ASGI middleware: weight of a new limit estimate (0..1]
+    # The ASGI middleware re-measures its no-load RTT (HAProxy's control loop does not pin):
     minrtt_interval = 10.0             # re-measure the no-load RTT this often, seconds (0: never)
     minrtt_jitter = 0.15               # ± share of the interval, randomised
     minrtt_duration = 0.3              # seconds the concurrency stays pinned while measuring
@@ -129,20 +132,34 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class LimiterSettings:
-    """Gradient concurrency limiter (Netflix concurrency-limits ``Gradient2``, Envoy adaptive)."""
+    """Concurrency limit and admitted rate per upstream.
+
+    Behind HAProxy the limit is found on the upstream's throughput plateau
+    (:mod:`rempart.shed.plateau`) and the admitted rate follows what the upstream serves
+    (:mod:`rempart.shed.admit_rate`); the ASGI middleware uses the gradient of RTT (Netflix
+    concurrency-limits ``Gradient2``, Envoy adaptive: ``tolerance``, ``smoothing``, ``minrtt_*``).
+    """
 
     initial: float = knob(20.0, "starting concurrency limit per upstream", ge=1, le=1e6)
     min_limit: float = knob(2.0, "never below", key="min", ge=1, le=1e6)
     max_limit: float = knob(1000.0, "never above", key="max", ge=1, le=1e6)
-    tolerance: float = knob(
-        1.5, "RTT may grow this much over no-load RTT before shrinking", ge=1.0, le=10.0
+    epoch: float = knob(
+        1.0, "seconds of queued traffic per throughput measurement", ge=0.05, le=60.0
     )
-    smoothing: float = knob(0.2, "weight of a new limit estimate (0..1]", ge=0.01, le=1.0)
+    queue_delay: float = knob(
+        0.1, "HAProxy queue admission keeps, seconds of upstream work", ge=0.0, le=10.0
+    )
+    tolerance: float = knob(
+        1.5, "ASGI middleware: RTT growth over no-load before shrinking", ge=1.0, le=10.0
+    )
+    smoothing: float = knob(
+        0.2, "ASGI middleware: weight of a new limit estimate (0..1]", ge=0.01, le=1.0
+    )
     error_ratio: float = knob(
         0.05, "upstream 5xx/error share that halves the limit", ge=0.0, le=1.0
     )
     utilization: float = knob(
-        0.85, "share of the estimated capacity admission hands out", ge=0.05, le=1.0
+        1.0, "share of the measured capacity admission hands out", ge=0.05, le=1.0
     )
     minrtt_interval: float = knob(
         10.0, "re-measure the no-load RTT this often, seconds (0: never)", ge=0.0, le=86400.0

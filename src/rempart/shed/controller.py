@@ -1,11 +1,17 @@
 """The control loop: watch each upstream, adapt its concurrency limit, push admission to HAProxy.
 
 Every ``interval`` it reads ``show stat`` and the ``st_class``/``st_shed`` tables over the
-runtime socket and probes each upstream itself, feeds the RTT to the service's
-:class:`GradientLimiter`, turns limit and latency into a capacity (Little's law:
-``limit / rtt`` requests per second), decides each class's admitted share
-(:func:`decide_shares`) and applies the changes live: ``set maxconn server`` and ``set map``,
-without reload; the map file is rewritten too so that a restart resumes the last state.
+runtime socket. From the server's response counters it takes the requests the upstream served
+since the last tick; while HAProxy queues for the server (the upstream is at its limit) these
+feed the service's :class:`~rempart.shed.plateau.PlateauLimiter`, which moves the concurrency
+limit to where more concurrency stops adding served requests (the upstream's width), and its
+:class:`~rempart.shed.admit_rate.AdmittedRate`, which hands out the rate the upstream serves,
+corrected to keep a short queue in HAProxy (where requests wait by criticality). Each class's
+share fills that rate by criticality (:func:`~rempart.shed.admit_rate.exact_shares`, dithered to
+whole percents, cuts at once, rises of 10 points a tick at most). While HAProxy does not queue,
+the loop probes each upstream itself and the capacity is ``limit / rtt`` (Little's law). Changes
+are applied live: ``set maxconn server`` and ``set map``, without reload; the map file is
+rewritten too so that a restart resumes the last state.
 
 After each successful tick every service's :class:`~rempart.shed.episodes.EpisodeTracker` turns
 the new state into shedding-episode events (start, summary, end, limit moves); the loop logs each
@@ -23,15 +29,16 @@ import contextlib
 import logging
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from rempart.shed.admission import decide_shares
-from rempart.shed.classes import CLASSES, Criticality
+from rempart.shed.admission import settle_shares
+from rempart.shed.admit_rate import AdmittedRate, ShareDither, exact_shares
+from rempart.shed.classes import CLASSES
 from rempart.shed.config import ShedSettings
 from rempart.shed.episodes import EpisodeTracker, LimitMoved, ShedEvent, describe
 from rempart.shed.haproxy_config import CLASS_TABLE, SERVER, SHED_TABLE, backend_name
-from rempart.shed.limiter import GradientLimiter
 from rempart.shed.maps import (
     ADMISSION_MAP,
     map_key,
@@ -39,6 +46,7 @@ from rempart.shed.maps import (
     reset_admission,
     write_admission,
 )
+from rempart.shed.plateau import PlateauLimiter
 from rempart.shed.probe import probe_many
 from rempart.shed.runtime import HAProxyRuntime, RuntimeUnavailable, TableEntry
 from rempart.shed.state import ControllerState, ServiceState
@@ -46,7 +54,8 @@ from rempart.shed.state import ControllerState, ServiceState
 log = logging.getLogger("rempart.shed")
 
 PROBES_PER_TICK = 3
-PROTECTED = (Criticality.CRITICAL_PLUS, Criticality.CRITICAL)
+NOLOAD_WINDOW = 300  # probe rounds the no-load RTT is the minimum of
+SERVED = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx")  # responses that are work done
 
 
 def _int(row: dict[str, str], name: str) -> int:
@@ -61,7 +70,12 @@ class Controller:
         self.settings = settings
         self.runtime = runtime or HAProxyRuntime(settings.haproxy.runtime_socket)
         self.map_file = str(Path(settings.haproxy.map_dir) / ADMISSION_MAP)
-        self.limiters = {s.name: GradientLimiter(settings.limiter) for s in settings.services}
+        lim = settings.limiter
+        self.limiters = {s.name: PlateauLimiter(lim) for s in settings.services}
+        self.rates = {
+            s.name: AdmittedRate(lim.queue_delay, lim.utilization) for s in settings.services
+        }
+        self.dithers = {s.name: ShareDither() for s in settings.services}
         self.state = ControllerState(
             services={
                 s.name: ServiceState(s.name, limit=settings.limiter.initial)
@@ -75,6 +89,9 @@ class Controller:
         # Called with every episode event, on the loop (they must not block).
         self.listeners: list[Callable[[ShedEvent], None]] = []
         self._counters: dict[str, tuple[int, int]] = {}  # service → (responses, errors)
+        self._served: dict[str, tuple[int, float]] = {}  # service → (responses served, when)
+        self._minima: dict[str, deque[float]] = {s.name: deque() for s in settings.services}
+        self._saturated: set[str] = set()  # services HAProxy queued for at the last tick
         self._unprobed: set[str] = set()  # services whose upstream placeholder is unset here
         self._map_error: str | None = None  # the last failure to write admission.map
         self._last_tick = time.monotonic()
@@ -82,7 +99,9 @@ class Controller:
 
     async def _sample_rtt(self, name: str) -> list[float]:
         service = self.settings.service(name)
-        if not service.probe_path:
+        if not service.probe_path or name in self._saturated:
+            # While HAProxy queues, the served rate is the measure; a probe would only take
+            # one of the upstream's slots from the requests waiting for it.
             return []
         endpoint = service.endpoint()
         if endpoint is None:
@@ -116,6 +135,7 @@ class Controller:
         }
         try:
             rows = await self.runtime.show_stat()
+            read_at = time.monotonic()
             demand = await self.runtime.show_table(CLASS_TABLE)
             shed = await self.runtime.show_table(SHED_TABLE)
         except RuntimeUnavailable as exc:
@@ -144,7 +164,7 @@ class Controller:
             server = servers[backend_name(service.name)]
             backend = backends.get(backend_name(service.name), {})
             decisions[service.name] = self._decide(
-                service.name, rtts, server, backend, demand, shed
+                service.name, rtts, server, backend, demand, shed, read_at
             )
         try:
             await self._apply(decisions)
@@ -179,32 +199,28 @@ class Controller:
         backend: dict[str, str],
         demand: dict[str, TableEntry],
         shed: dict[str, TableEntry],
+        read_at: float,
     ) -> tuple[int, dict[str, str]]:
         state = self.state.services[name]
         limiter = self.limiters[name]
         state.inflight = _int(server, "scur")
         state.queued = _int(backend, "qcur") + _int(server, "qcur")
         state.error_ratio = self._error_ratio(name, server)
+        saturated = state.queued > 0
+        if saturated:
+            self._saturated.add(name)
+        else:
+            self._saturated.discard(name)
+        served, seconds = self._served_since(name, server, read_at)
         rtime = _int(server, "rtime") / 1000.0
-        now = time.monotonic()
-        if rtts:
-            limiter.update(
-                statistics.median(rtts),
-                state.inflight,
-                rtt_min=min(rtts),
-                now=now,
-                error_ratio=state.error_ratio,
-            )
-        elif rtime > 0:
-            limiter.update(rtime, state.inflight, now=now, error_ratio=state.error_ratio)
-        state.limit = limiter.limit
-        state.rtt = limiter.last_rtt
-        state.rtt_noload = limiter.rtt_noload
-        state.gradient = limiter.last_gradient
-        rtt = state.rtt or rtime or 0.0
-        utilization = self.settings.limiter.utilization
-        capacity = utilization * state.limit / rtt if rtt > 0 else float("inf")
-        state.capacity = capacity if rtt > 0 else None
+        self._observe_rtt(state, rtts, rtime)
+        limiter.observe(served, seconds, saturated=saturated, error_ratio=state.error_ratio)
+        state.limit = float(limiter.limit)
+        estimate = state.limit / state.rtt if state.rtt else None
+        rate = self.rates[name].update(
+            served, seconds, queued=state.queued, saturated=saturated, estimate=estimate
+        )
+        state.capacity = rate if (saturated or estimate is not None) else None
         for cls in CLASSES:
             key = map_key(name, cls)
             cs = state.classes[cls]
@@ -213,20 +229,14 @@ class Controller:
             cs.requests_total = entry.count if entry else 0
             cs.shed_rps = float(shed_entry.rate) if shed_entry else 0.0
             cs.shed_total = shed_entry.count if shed_entry else 0
-        state.measuring = limiter.measuring
-        if limiter.measuring:
-            # Re-measuring the no-load RTT: the queue is ours, keep the shares as they are.
-            shares = state.shares()
+        state.measuring = False
+        state.overloaded = saturated
+        demands = {c: s.demand_rps for c, s in state.classes.items()}
+        if state.capacity is None:
+            exact = {c: 100.0 for c in CLASSES}  # nothing known yet: admit everything
         else:
-            # Latency alone is not overload: probe jitter on an idle upstream must not cut shares.
-            busy = state.inflight >= state.limit / 2
-            state.overloaded = state.queued > 0 or (state.gradient < 1.0 and busy)
-            shares = decide_shares(
-                capacity,
-                {c: s.demand_rps for c, s in state.classes.items()},
-                state.shares(),
-                overloaded=state.overloaded,
-            )
+            exact = exact_shares(rate, demands, protected=self.rates[name].capacity)
+        shares = settle_shares(self.dithers[name].next(exact), state.shares())
         changed = {
             map_key(name, c): str(pct)
             for c, pct in shares.items()
@@ -234,13 +244,35 @@ class Controller:
         }
         for cls, pct in shares.items():
             state.classes[cls].admitted_pct = pct
-        return max(1, round(limiter.concurrency(self._critical_reserve(state)))), changed
+        return max(1, limiter.limit), changed
 
-    @staticmethod
-    def _critical_reserve(state: ServiceState) -> float:
-        """Concurrency the critical classes need (Little's law, 50 % margin, at least one)."""
-        rps = sum(state.classes[c].demand_rps for c in CLASSES if c in PROTECTED)
-        return 1.0 + 1.5 * rps * (state.rtt_noload or 0.0)
+    def _served_since(self, name: str, server: dict[str, str], now: float) -> tuple[float, float]:
+        """Responses the upstream served since the last tick and the seconds between the two
+        reads; (-1, 0) on the first read, after a gap of more than five periods (the socket
+        failed, the loop was stopped) or after HAProxy's counters went back (a restart)."""
+        count = sum(_int(server, c) for c in SERVED)
+        before = self._served.get(name)
+        self._served[name] = (count, now)
+        stale = before is None or now - before[1] > 5 * max(self.settings.interval, 0.1)
+        if before is None or stale or count < before[0] or now <= before[1]:
+            return -1.0, 0.0
+        return float(count - before[0]), now - before[1]
+
+    def _observe_rtt(self, state: ServiceState, rtts: list[float], rtime: float) -> None:
+        """Latest latency (probes' median, else HAProxy's ``rtime``) and the no-load RTT, the
+        minimum over the last probe rounds (for status and metrics)."""
+        minima = self._minima[state.name]
+        if rtts:
+            state.rtt = statistics.median(rtts)
+            minima.append(min(rtts))
+            while len(minima) > NOLOAD_WINDOW:
+                minima.popleft()
+        elif rtime > 0:
+            state.rtt = rtime
+        if minima:
+            state.rtt_noload = min(minima)
+        if state.rtt and state.rtt_noload:
+            state.gradient = min(1.0, state.rtt_noload / state.rtt)
 
     async def _apply(self, decisions: dict[str, tuple[int, dict[str, str]]]) -> None:
         changed: dict[str, str] = {}

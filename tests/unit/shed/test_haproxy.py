@@ -169,7 +169,7 @@ def test_controller_snapshot_and_status_from_real_haproxy(haproxy: RealHAProxy) 
     assert stored["web"][C.CRITICAL_PLUS] == 100
 
     seen = asyncio.run(snapshot(settings, HAProxyRuntime(settings.haproxy.runtime_socket)))
-    assert seen.services["web"].limit == max(1, round(controller.limiters["web"].concurrency(1)))
+    assert seen.services["web"].limit == controller.limiters["web"].limit  # the maxconn set
     assert seen.services["web"].classes[C.CRITICAL_PLUS].requests_total == 3
     assert seen.services["api"].classes[C.CRITICAL].requests_total == 3
     doc = shed_status(seen)
