@@ -199,7 +199,9 @@ class Service:
         self.postfix: PolicyService | None = None  # Postfix policy delegation ([postfix])
         postfix = settings.section(PostfixSettings)
         if postfix.enabled:
-            decider = Decider(self.engine, settings.logins, postfix)
+            decider = Decider(
+                self.engine, settings.logins, postfix, app_passwords=self.app_passwords
+            )
             record = self.journal.append if self.journal is not None else None
             self.postfix = PolicyService(decider, postfix, record)
             self.extra_collectors.append(PostfixCollector(self.postfix))

@@ -421,6 +421,23 @@ class AppPasswordStore:
         """Remember a successful use; written with the next `flush_uses`."""
         self._uses[app_id] = (now, network)
 
+    def used_recently(
+        self, login: str, address: str, scope: str, now: float, within: float
+    ) -> bool:
+        """Whether one of the login's live app passwords for `scope` signed in successfully
+        from `address` within the last `within` seconds (uses not yet written count too)."""
+        held = self._by_login.get(login)
+        if not held:
+            return False
+        since = now - within
+        for item in held.values():
+            if scope not in item.scopes or not item.live(now):
+                continue
+            when, network = self._uses.get(item.id, (item.last_used, item.last_network))
+            if when >= since and network == address:
+                return True
+        return False
+
     def flush_uses(self) -> Future[None] | None:
         """Write the recorded uses on the writer thread (called every few seconds)."""
         if not self._uses:

@@ -19,6 +19,7 @@ from typing import Any
 import argon2
 import pytest
 
+from rempart.adapters.postfix.settings import PostfixSettings
 from rempart.apppass import secret as secret_mod
 from rempart.config import from_mapping
 from rempart.httpserver import HttpApp, HTTPError, Request, Response
@@ -218,6 +219,70 @@ def test_exposed_account_keeps_its_app_passwords(tmp_path: Path) -> None:
         assert main["status"] == -1 and "data leak" in main["msg"]
         app = {"attrs": {"credential": "app", "app_password": doc["id"]}}
         assert node.dovecot("allow", HOME, **app)["status"] == 0
+    finally:
+        node.close()
+
+
+def test_postfix_lets_a_restricted_account_send_after_an_smtp_app_password_sign_in(
+    tmp_path: Path,
+) -> None:
+    class Restricted:
+        def leaked_pair(self, attempt: Any) -> bool:
+            return False
+
+        def login_exposed(self, login: str) -> bool:
+            return True
+
+        def account_restricted(self, login: str) -> bool:
+            return True
+
+        def exposure_seen(self, login: str, now: float) -> float:
+            return now - 365 * 86400
+
+    settings = from_mapping({"app_passwords": FAST, "postfix": {"enabled": True}})
+    node = Node.__new__(Node)
+    node.service = Service(settings, tmp_path / "data", PASSWORD, leaks=Restricted())
+    node.app = HttpApp(node.service.router())
+    node.loop = asyncio.new_event_loop()
+    try:
+        assert node.service.postfix is not None
+        decider = node.service.postfix.decider
+
+        def mail(address: str, at: float) -> str:
+            request = {
+                "request": "smtpd_access_policy",
+                "protocol_state": "RCPT",
+                "client_address": address,
+                "sasl_username": ALICE,
+            }
+            return decider.answer(request, at).code
+
+        node.dovecot("report", HOME, protocol="web", success=True, policy_reject=False)
+        smtp = create(node, scopes=["smtp"])
+        imap = create(node, scopes=["imap"])
+        now = time.time()
+        # Postfix cannot tell the credential: with no app-password sign-in, the account's mail
+        # is refused as before.
+        assert mail(HOME, now) == "account_restricted"
+        # An IMAP app password's sign-in does not stand for an SMTP session.
+        used = {"attrs": {"credential": "app", "app_password": imap["id"]}}
+        node.dovecot("report", HOME, "imap", success=True, policy_reject=False, **used)
+        assert mail(HOME, now) == "account_restricted"
+        # Dovecot reports an SMTP AUTH with the SMTP app password from HOME: mail from HOME
+        # passes for the window, from elsewhere it does not, and it stops once the window ends.
+        used = {"attrs": {"credential": "app", "app_password": smtp["id"]}}
+        node.dovecot("report", HOME, "smtp", success=True, policy_reject=False, **used)
+        assert mail(HOME, now + 1) == ""
+        assert mail(ELSEWHERE, now + 1) == "account_restricted"
+        window = settings.section(PostfixSettings).app_password_window
+        assert mail(HOME, now + window + 5) == "account_restricted"
+        # Still so once the use is written (the store's record, not only the pending one).
+        node.service.app_passwords.flush_uses().result(5)  # type: ignore[union-attr]
+        assert mail(HOME, now + 1) == ""
+        # A revoked app password stops counting at once.
+        status, _ = node.call("DELETE", f"/v1/app-passwords/{ALICE}/{smtp['id']}")
+        assert status in (200, 204)
+        assert mail(HOME, now + 1) == "account_restricted"
     finally:
         node.close()
 

@@ -4,7 +4,8 @@ Unauthenticated mail (no `sasl_username`) is left alone (DUNNO). For an authenti
 an allow-list entry for the account or the client address lets the mail through untouched, as
 it does at the login layer; a block-list entry naming the account, the client address (or a
 network holding it) or the pair refuses it (DEFER while the entry has an expiry, REJECT when it
-is permanent); an account whose current password is known leaked is refused (REJECT); beyond
+is permanent); an account whose current password is known leaked is refused (REJECT) unless
+one of its SMTP app passwords signed in from the same address within `app_password_window`; beyond
 `recipients_per_hour` recipients, the next ones are deferred. Reads the engine's lists and leak
 oracle without changing them, and never blocks.
 """
@@ -14,12 +15,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from rempart.adapters.postfix.protocol import answer_line
 from rempart.adapters.postfix.rate import RecipientCounter
 from rempart.adapters.postfix.settings import PostfixSettings
 from rempart.engine.engine import Engine
 from rempart.engine.keys import KeyError_, LoginRules, canonical_login, net_keys
+
+
+class RecentAppPasswords(Protocol):
+    """What the decider asks the app-password store (rempart.apppass.store)."""
+
+    def used_recently(
+        self, login: str, address: str, scope: str, now: float, within: float
+    ) -> bool: ...
 
 
 class Action(StrEnum):
@@ -67,11 +77,20 @@ class Decider:
         login_rules: LoginRules,
         settings: PostfixSettings,
         recipients: RecipientCounter | None = None,
+        app_passwords: RecentAppPasswords | None = None,
     ) -> None:
         self.engine = engine
         self.login_rules = login_rules
         self.settings = settings
         self.recipients = recipients or RecipientCounter(settings.max_accounts)
+        self.app_passwords = app_passwords
+
+    def _app_password_session(self, login: str, address: str, now: float) -> bool:
+        """Postfix does not say which credential the session used: an SMTP app password that
+        signed in from this address a moment ago (Dovecot reported it) stands for it."""
+        window = self.settings.app_password_window
+        store = self.app_passwords
+        return bool(window and store and store.used_recently(login, address, "smtp", now, window))
 
     def answer(self, request: Mapping[str, str], now: float) -> Answer:
         kind = request.get("request")
@@ -107,7 +126,11 @@ class Decider:
             action = Action.REJECT if blocked.expires == 0 else Action.DEFER
             code = code if how == "automatic" else "blocklisted"
             return Answer(action, settings.blocked_message, code, login)
-        if settings.refuse_restricted and engine.leaks.account_restricted(login):
+        if (
+            settings.refuse_restricted
+            and engine.leaks.account_restricted(login)
+            and not self._app_password_session(login, net.ip, now)
+        ):
             return Answer(Action.REJECT, settings.restricted_message, "account_restricted", login)
         limit = settings.recipients_per_hour
         if limit and request.get("protocol_state", "").upper() == "RCPT":

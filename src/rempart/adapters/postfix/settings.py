@@ -69,7 +69,17 @@ class PostfixSettings:
         True,
         "Refuse mail from an account whose current password is known leaked (the leak audit), "
         "until the password is changed. Postfix does not say which credential a session used: "
-        "an app password's mail is refused too; false leaves such accounts to the login layer.",
+        "mail is let through when one of the account's SMTP app passwords signed in "
+        "successfully from the same client address within `app_password_window` (Dovecot "
+        "reports it); false leaves such accounts to the login layer.",
+    )
+    app_password_window: float = knob(
+        600.0,
+        "How long after a successful SMTP sign-in with an app password (reported by Dovecot's "
+        "auth_policy) a restricted account's mail from that client address is let through. "
+        "In seconds; 0 refuses restricted accounts whatever credential they used.",
+        ge=0,
+        le=86400,
     )
     recipients_per_hour: int = knob(
         500,
