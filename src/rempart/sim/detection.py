@@ -66,7 +66,13 @@ TAKEOVER_FIXES = {
     "first attempt from the shared address was considered and not shipped: the CGNAT moves "
     "each subscriber to another of its addresses (every 30 minutes here), so it would refuse "
     "the legitimate mail clients of the carrier's users at every move; telling them apart "
-    "needs familiarity per client (an app password, a device), not per network",
+    "needs familiarity per client (an app password, a device), not per network. What is "
+    "shipped is narrower: in strict posture an account never seen to succeed is refused on a "
+    "shared address where a dozen accounts failed within the hour, so the stuffer's attempts "
+    "on new accounts stop turning into failures that would trip the per-address lockout "
+    "(`shared_ip_unfamiliar`) for every unfamiliar user behind that address (444 legitimate "
+    "attempts of 404 users were refused that way without it); victims the deployment already "
+    "knows on the carrier still pass",
     "spray": "one try per account: needs `popular_password` with an unfamiliar network",
     "targeted": "`login_targeted` needs 8 failing addresses and this attacker uses 3, each "
     "staying just under the per-address lockout (10 failures in 15 min); a per-login count "
