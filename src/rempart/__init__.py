@@ -3,8 +3,9 @@
 The decision hot path (`COMPILED_MODULES`) is compiled with mypyc by `pip install .` when a C
 compiler is available; the same modules' Python sources are the reference and the fallback.
 `REMPART_PURE_PYTHON=1` in the environment runs those sources even when the compiled modules are
-installed (an import hook set up here, before any of them is imported); `compiled_core()` says
-which core is running.
+installed (an import hook set up here, before any of them is imported), and so does a compiled
+module older than its source (`STALE`: an edited editable checkout; rebuild with
+`pip install -e .`); `compiled_core()` says which core is running.
 """
 
 from __future__ import annotations
@@ -57,7 +58,32 @@ def pure_python_requested() -> bool:
     return os.environ.get(PURE_ENV, "") not in ("", "0")
 
 
-if pure_python_requested() and not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
+def stale_build() -> list[str]:
+    """Compiled modules older than their source (an editable checkout edited or checked out
+    since `pip install -e .`): their sources must run instead, all of them."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    stale: list[str] = []
+    for name in COMPILED_MODULES:
+        base = os.path.join(here, *name.split(".")[1:])
+        try:
+            source = os.stat(base + ".py").st_mtime
+        except OSError:
+            continue
+        for suffix in EXTENSION_SUFFIXES:
+            try:
+                built = os.stat(base + suffix).st_mtime
+            except OSError:
+                continue
+            if built < source:
+                stale.append(name)
+            break
+    return stale
+
+
+STALE = [] if pure_python_requested() else stale_build()
+if (pure_python_requested() or STALE) and not any(
+    isinstance(f, _SourceFinder) for f in sys.meta_path
+):
     sys.meta_path.insert(0, _SourceFinder())
 
 

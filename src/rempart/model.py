@@ -106,7 +106,7 @@ class Attempt:
     user_agent: str = ""
     tls: bool = False
     raw_login: str = ""
-    attrs: dict[str, str] | None = None
+    attrs: dict[str, object] | None = None  # as the client sent them (any JSON values)
     # Filled by adapters that saw the plaintext password (native API): leaked-pair fingerprints.
     pair_fingerprint: bytes = b""
     password_popular: bool = False
