@@ -35,6 +35,11 @@ COMPILED_MODULES = (
     "rempart.engine.familiarity",
     "rempart.engine.signals",
     "rempart.engine.engine",
+    "rempart.engine.lists",
+    "rempart.engine.exposure",
+    "rempart.engine.campaign",
+    "rempart.engine.families",
+    "rempart.state.wire",
 )
 PURE_ENV = "REMPART_PURE_PYTHON"
 

@@ -230,3 +230,41 @@ def test_an_attack_stream_is_judged_alike(cores: tuple[Worker, Worker]) -> None:
     assert actions >= {0, 3}, actions  # allowed at first, denied later
     assert expected["blocklist"], "the attack made no automatic block"
     assert compiled.run(stream) == expected
+
+
+# The engine's value objects as other parts serialize them (journal, replication, API answers).
+DUMPS = """
+import orjson
+from rempart.engine.keys import net_keys
+from rempart.engine.lists import ListEntry
+from rempart.model import Action, Outcome, Reason, Verdict
+from rempart.state.wire import ChangeWire, ReportWire
+
+values = [
+    Verdict(Action.DELAY, 1.5, (Reason("ip_failures", "slow down"),)),
+    ListEntry("ip", "192.0.2.1", 1.5, "r", 0.5),
+    ReportWire(1.5, "a", "192.0.2.1", "imap", "", "", "", True, False, False, "", False),
+    [ChangeWire("node", {"kind": "reset"})],
+    Outcome(True, False, True),
+    net_keys("2001:db8::1").subnet,
+]
+for value in values:
+    print(orjson.dumps(value).decode(), flush=True)
+"""
+
+
+def _dumps(pure: bool) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "REMPART_PURE_PYTHON"}
+    if pure:
+        env["REMPART_PURE_PYTHON"] = "1"
+    return subprocess.run(
+        [sys.executable, "-c", DUMPS], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
+def test_orjson_serializes_the_compiled_value_objects_alike(cores: tuple[Worker, Worker]) -> None:
+    """orjson reads dataclasses itself; it crashed (SIGSEGV) on mypyc native classes with float
+    fields, so those stay plain classes (`mypyc_attr(native_class=False)`)."""
+    pure, compiled = _dumps(pure=True), _dumps(pure=False)
+    assert pure.returncode == 0, pure.stderr
+    assert (compiled.returncode, compiled.stdout) == (0, pure.stdout), compiled.stderr
