@@ -67,6 +67,8 @@ def stale_build() -> list[str]:
     """Compiled modules older than their source (an editable checkout edited or checked out
     since `pip install -e .`): their sources must run instead, all of them."""
     here = os.path.dirname(os.path.abspath(__file__))
+    if os.path.basename(os.path.dirname(here)) in ("site-packages", "dist-packages"):
+        return []  # installed from a wheel: written together, whatever the file times say
     stale: list[str] = []
     for name in COMPILED_MODULES:
         base = os.path.join(here, *name.split(".")[1:])
