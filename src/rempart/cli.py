@@ -12,6 +12,7 @@ from typing import Any
 import click
 import tomli_w
 
+from rempart import compiled_core
 from rempart.adapters.cli import nginx_config_command, tail
 from rempart.adapters.lists_cli import lists
 from rempart.apppass.cli import app_passwords
@@ -54,7 +55,10 @@ data_dir_option = click.option(
 
 
 @click.group()
-@click.version_option(package_name="rempart")
+@click.version_option(
+    package_name="rempart",
+    message=f"%(prog)s %(version)s (decision core: {compiled_core()})",
+)
 def main() -> None:
     """Rempart: a shield for logins and availability."""
     # Whatever any command writes (state, journal, corpus, keys, exports) is personal data.

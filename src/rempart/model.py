@@ -6,6 +6,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 
 class Protocol(enum.StrEnum):
     """The channel a login attempt arrived on."""
@@ -106,7 +108,7 @@ class Attempt:
     user_agent: str = ""
     tls: bool = False
     raw_login: str = ""
-    attrs: dict[str, str] | None = None
+    attrs: dict[str, object] | None = None  # as the client sent them (any JSON values)
     # Filled by adapters that saw the plaintext password (native API): leaked-pair fingerprints.
     pair_fingerprint: bytes = b""
     password_popular: bool = False
@@ -126,6 +128,9 @@ class Outcome:
     unknown_login: bool = False
 
 
+# A plain Python class even when compiled: orjson serializes it, and orjson 3.13 crashes on
+# a mypyc native class with a float field (tests/unit/engine/test_compiled_equivalence.py).
+@mypyc_attr(native_class=False)
 @dataclass(slots=True)
 class Verdict:
     """The engine's answer for one attempt."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from rempart import __version__
+from rempart import __version__, compiled_core
 from rempart.adapters import openapi
 from rempart.adapters.auth import BasicAuth
 from rempart.adapters.context import (
@@ -518,11 +518,12 @@ class Service:
             log.info("postfix policy service listening on %s", ", ".join(where))
             print(f"postfix policy service listening on {', '.join(where)}", flush=True)
         log.info(
-            "rempart %s listening on http://%s:%d/ (data in %s)",
+            "rempart %s listening on http://%s:%d/ (data in %s; decision core: %s)",
             __version__,
             host,
             bound,
             self.data_dir,
+            compiled_core(),
         )
         print(f"rempart listening on http://{host}:{bound}/", flush=True)
         stop = asyncio.Event()

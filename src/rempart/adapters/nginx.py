@@ -128,7 +128,7 @@ class NginxApi:
                 login = canonical_login(raw_login, self.context.login_rules)
             except KeyError_:
                 login, password = "", None  # judged per source rather than failing the request
-        attrs = {
+        attrs: dict[str, object] = {
             "uri": headers.get("x-original-uri", "")[:MAX_HEADER_VALUE],
             "method": headers.get("x-original-method", "")[:16],
         }

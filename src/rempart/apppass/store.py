@@ -411,7 +411,8 @@ class AppPasswordStore:
         held = self._by_login.get(login)
         if held is None:
             return ""
-        item = held.get(attrs.get("app_password", ""))
+        named = attrs.get("app_password", "")
+        item = held.get(named) if isinstance(named, str) else None
         if item is None or scope not in item.scopes or not item.live(now):
             return ""
         attempt.app_password = True

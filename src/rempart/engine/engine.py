@@ -205,9 +205,8 @@ class Engine:
         net, device, keys = self._keys(attempt)
         login = attempt.login
         attrs = attempt.attrs
-        ja3 = attrs.get("ja3", "") if attrs else ""
-        if type(ja3) is not str:
-            ja3 = ""
+        sent = attrs.get("ja3", "") if attrs else ""
+        ja3 = sent if type(sent) is str else ""  # attrs are any JSON values
         raw = attempt.raw_login
         raw = raw if raw and raw != login else ""
         allowlist, blocklist = self.allowlist, self.blocklist

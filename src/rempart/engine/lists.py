@@ -15,6 +15,8 @@ import logging
 import math
 from dataclasses import dataclass, replace
 
+from mypy_extensions import mypyc_attr
+
 from rempart.bounds import storable_expiry
 from rempart.engine.keys import KeyError_, net_keys
 
@@ -24,6 +26,9 @@ KINDS = ("ip", "netmask", "login", "ip_login", "ja3", "ip_ja3")
 MAX_JA3_CHARS = 256
 
 
+# A plain Python class even when compiled: orjson serializes it, and orjson 3.13 crashes on
+# a mypyc native class with a float field (tests/unit/engine/test_compiled_equivalence.py).
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class ListEntry:
     """One entry; `expires` is a UNIX time, 0 for never."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from rempart.engine.events import Reported
 from rempart.model import Attempt, Outcome, Protocol
 
@@ -29,6 +31,9 @@ def _check_version(data: dict[str, Any]) -> None:
         )
 
 
+# A plain Python class even when compiled: orjson serializes it, and orjson 3.13 crashes on
+# a mypyc native class with a float field (tests/unit/engine/test_compiled_equivalence.py).
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class ReportWire:
     at: float
@@ -64,7 +69,7 @@ class ReportWire:
         )
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> ReportWire:
+    def from_wire(cls, data: object) -> ReportWire:  # unchecked input: any JSON value
         if not isinstance(data, dict):
             raise WireError(f"a report record must be an object, not {type(data).__name__}")
         _check_version(data)
@@ -96,7 +101,7 @@ class ChangeWire:
     v: int = WIRE_VERSION
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> ChangeWire:
+    def from_wire(cls, data: object) -> ChangeWire:  # unchecked input: any JSON value
         if not isinstance(data, dict):
             raise WireError(f"a change record must be an object, not {type(data).__name__}")
         _check_version(data)
