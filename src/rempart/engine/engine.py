@@ -333,9 +333,11 @@ class Engine:
         """Learn from a report another node received: counted in the windows, familiarity and
         the detector (whose posture changes are this node's own), but not in this node's report
         counters and not emitted (the peer journals and publishes it)."""
-        self._learn(attempt, outcome, at)
+        self._learn(attempt, outcome, at, True)
 
-    def _learn(self, attempt: Attempt, outcome: Outcome, now: float) -> None:
+    def _learn(
+        self, attempt: Attempt, outcome: Outcome, now: float, from_peer: bool = False
+    ) -> None:
         net, device, keys = self._keys(attempt)
         bucket = int(now // self.width)
         dbucket = int(now // self.dwidth)
@@ -353,7 +355,7 @@ class Engine:
             if established or not self._exposed_legacy(attempt):
                 for marker in (network, (_DEVICE_MARK + device) if device else ""):
                     if marker and familiarity.learn(attempt.login, marker, now):
-                        self._emit(Familiar(now, attempt.login, marker))
+                        self._emit(Familiar(now, attempt.login, marker, from_peer))
             familiar = True
         else:
             familiar = familiarity.familiar(attempt.login, network, now) or bool(

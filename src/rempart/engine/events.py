@@ -65,6 +65,9 @@ class Familiar:
     at: float
     login: str
     marker: str
+    # Learned from another node's report: that node already wrote it to the shared store, so
+    # this node keeps it in its local mirror only.
+    from_peer: bool = False
 
 
 @dataclass(frozen=True, slots=True)

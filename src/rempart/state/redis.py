@@ -143,6 +143,7 @@ class RedisStore:
         self.reports_sent = 0
         self.reports_dropped = 0
         self.changes_sent = 0
+        self.familiarity_sent = 0  # familiarity entries written to Redis by this node
         self._wake = threading.Event()
         self._seed_check = False
         if self._check():
@@ -367,9 +368,12 @@ class RedisStore:
         if self.local is not None:
             self.local.delete_entry(which, kind, value)
 
-    def put_familiarity(self, login: str, marker: str, last: float) -> None:
-        # Gathered by the writer into one script call per batch (see _write).
-        self._queue.put(("fam", (login, marker, repr(last))))
+    def put_familiarity(self, login: str, marker: str, last: float, *, shared: bool = True) -> None:
+        # Gathered by the writer into one script call per batch (see _write). Learned from a
+        # peer's report (shared=False), it is already in Redis: every node writing it again
+        # would multiply the cluster's familiarity writes by its number of nodes.
+        if shared:
+            self._queue.put(("fam", (login, marker, repr(last))))
         if self.local is not None:
             self.local.put_familiarity(login, marker, last)
 
@@ -527,3 +531,4 @@ class RedisStore:
         pipe.execute()
         self.changes_sent += changes
         self.reports_sent += len(reports)
+        self.familiarity_sent += len(familiar) // 3

@@ -88,7 +88,7 @@ class SqliteStore:
             )
         )
 
-    def put_familiarity(self, login: str, marker: str, last: float) -> None:
+    def put_familiarity(self, login: str, marker: str, last: float, *, shared: bool = True) -> None:
         self._queue.put(
             ("INSERT OR REPLACE INTO familiarity VALUES (?, ?, ?)", (login, marker, last))
         )

@@ -27,7 +27,9 @@ class Store(Protocol):
         """Every (login, marker, last success) remembered."""
         ...
 
-    def put_familiarity(self, login: str, marker: str, last: float) -> None: ...
+    def put_familiarity(self, login: str, marker: str, last: float, *, shared: bool = True) -> None:
+        """Remember an account's network or device; `shared=False`: another node already wrote
+        it to the shared store (a node with one keeps it in its local mirror only)."""
 
     def get_setting(self, key: str) -> str | None: ...
 

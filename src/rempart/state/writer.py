@@ -80,8 +80,8 @@ class StateWriter:
                 self.after_durable(lambda: store.put_entry(which.value, entry))
             case ListRemoved(list=which, entry=entry):
                 self.after_durable(lambda: store.delete_entry(which.value, entry.kind, entry.value))
-            case Familiar(at=at, login=login, marker=marker):
-                store.put_familiarity(login, marker, at)
+            case Familiar(at=at, login=login, marker=marker, from_peer=from_peer):
+                store.put_familiarity(login, marker, at, shared=not from_peer)
             case PostureChanged(record=record):
                 key, value = posture_key(record.protocol), encode_posture(record)
                 self.after_durable(lambda: store.put_setting(key, value))

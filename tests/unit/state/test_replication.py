@@ -149,6 +149,31 @@ def test_lists_posture_and_familiarity_reach_the_other_node(nodes) -> None:
     assert b.replicator.changes_received == 4  # two adds, a posture, a removal
 
 
+def test_familiarity_learned_from_a_peer_goes_to_the_local_mirror_not_back_to_redis(
+    nodes, tmp_path: Path
+) -> None:
+    from rempart.state.writer import StateWriter
+
+    a, b = nodes("a"), nodes("b")
+    for node in (a, b):
+        node.engine.listeners.append(StateWriter(node.store).listener)
+    a.engine.report(Attempt("dave@example.org", "192.0.2.20", Protocol.IMAP, "0abc"), Outcome(True))
+    dave_net = "n" + net_keys("192.0.2.20").subnet
+    settle(
+        a,
+        b,
+        until=lambda: b.engine.familiarity.familiar("dave@example.org", dave_net, time.time()),
+    )
+    assert a.store.flush() and b.store.flush()
+    # A wrote it to Redis once; B, which learned it from A's report, kept it in its local
+    # mirror (a restart without Redis still knows it) and did not write it to Redis again.
+    assert a.store.familiarity_sent == 1
+    assert b.store.familiarity_sent == 0
+    assert b.store.local is not None and b.store.local.flush()
+    mirrored = {(login, marker) for login, marker, _ in b.store.local.load_familiarity()}
+    assert ("dave@example.org", dave_net) in mirrored
+
+
 def test_a_starting_node_loads_shared_facts_and_warms_its_counters(nodes) -> None:
     a = nodes("a")
     now = time.time()
