@@ -22,6 +22,7 @@ import pytest
 from rempart.adapters.postfix.settings import PostfixSettings
 from rempart.apppass import secret as secret_mod
 from rempart.config import from_mapping
+from rempart.engine.oracle import LeakOracle, NoLeaks
 from rempart.httpserver import HttpApp, HTTPError, Request, Response
 from rempart.model import Protocol
 from rempart.server import Service
@@ -36,9 +37,9 @@ HOME, ELSEWHERE = "192.0.2.10", "198.51.100.7"
 class Node:
     """A Service with its router, driven on one event loop as the server does."""
 
-    def __init__(self, data: Path, **tables: Any) -> None:
+    def __init__(self, data: Path, leaks: LeakOracle | None = None, **tables: Any) -> None:
         settings = from_mapping({"app_passwords": FAST, **tables})
-        self.service = Service(settings, data, PASSWORD, leaks=None)
+        self.service = Service(settings, data, PASSWORD, leaks=leaks)
         self.app = HttpApp(self.service.router())
         self.loop = asyncio.new_event_loop()
 
@@ -79,6 +80,19 @@ class Node:
     def close(self) -> None:
         self.service.close()
         self.loop.close()
+
+
+class ExposedLongAgo(NoLeaks):
+    """Every account's current password leaked a year ago: its grace period is over."""
+
+    def login_exposed(self, login: str) -> bool:
+        return True
+
+    def account_restricted(self, login: str) -> bool:
+        return True
+
+    def exposure_seen(self, login: str, now: float) -> float:
+        return now - 365 * 86400
 
 
 @pytest.fixture
@@ -192,24 +206,7 @@ def test_mail_apps_only_refuses_the_main_password_from_new_networks(node: Node) 
 
 
 def test_exposed_account_keeps_its_app_passwords(tmp_path: Path) -> None:
-    class Restricted:
-        def leaked_pair(self, attempt: Any) -> bool:
-            return False
-
-        def login_exposed(self, login: str) -> bool:
-            return True
-
-        def account_restricted(self, login: str) -> bool:
-            return True
-
-        def exposure_seen(self, login: str, now: float) -> float:
-            return now - 365 * 86400  # exposed long ago: its grace period is over
-
-    settings = from_mapping({"app_passwords": FAST})
-    node = Node.__new__(Node)
-    node.service = Service(settings, tmp_path / "data", PASSWORD, leaks=Restricted())
-    node.app = HttpApp(node.service.router())
-    node.loop = asyncio.new_event_loop()
+    node = Node(tmp_path / "data", leaks=ExposedLongAgo())
     try:
         # Known from a website sign-in: an exposed account's IMAP success from a new network
         # teaches nothing (it may be the attacker's).
@@ -226,24 +223,7 @@ def test_exposed_account_keeps_its_app_passwords(tmp_path: Path) -> None:
 def test_postfix_lets_a_restricted_account_send_after_an_smtp_app_password_sign_in(
     tmp_path: Path,
 ) -> None:
-    class Restricted:
-        def leaked_pair(self, attempt: Any) -> bool:
-            return False
-
-        def login_exposed(self, login: str) -> bool:
-            return True
-
-        def account_restricted(self, login: str) -> bool:
-            return True
-
-        def exposure_seen(self, login: str, now: float) -> float:
-            return now - 365 * 86400
-
-    settings = from_mapping({"app_passwords": FAST, "postfix": {"enabled": True}})
-    node = Node.__new__(Node)
-    node.service = Service(settings, tmp_path / "data", PASSWORD, leaks=Restricted())
-    node.app = HttpApp(node.service.router())
-    node.loop = asyncio.new_event_loop()
+    node = Node(tmp_path / "data", leaks=ExposedLongAgo(), postfix={"enabled": True})
     try:
         assert node.service.postfix is not None
         decider = node.service.postfix.decider
@@ -274,7 +254,7 @@ def test_postfix_lets_a_restricted_account_send_after_an_smtp_app_password_sign_
         node.dovecot("report", HOME, "smtp", success=True, policy_reject=False, **used)
         assert mail(HOME, now + 1) == ""
         assert mail(ELSEWHERE, now + 1) == "account_restricted"
-        window = settings.section(PostfixSettings).app_password_window
+        window = node.service.settings.section(PostfixSettings).app_password_window
         assert mail(HOME, now + window + 5) == "account_restricted"
         # Still so once the use is written (the store's record, not only the pending one).
         node.service.app_passwords.flush_uses().result(5)  # type: ignore[union-attr]
