@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 
-from rempart.shed.admission import decide_shares, target_shares
+from rempart.shed.admission import settle_shares
+from rempart.shed.admit_rate import exact_shares
 from rempart.shed.classes import Criticality as C
 from rempart.shed.config import LimiterSettings
 from rempart.shed.limiter import GradientLimiter
@@ -123,19 +124,22 @@ def test_throttle_formula_and_window() -> None:
     assert throttle.probability(10.0) == 0.0  # the window has passed
 
 
+def whole(rate: float, demand: dict[C, float]) -> dict[C, int]:
+    return {cls: int(pct) for cls, pct in exact_shares(rate, demand).items()}
+
+
 def test_shares_fill_capacity_by_priority() -> None:
     demand = {C.CRITICAL_PLUS: 50, C.CRITICAL: 100, C.SHEDDABLE_PLUS: 100, C.SHEDDABLE: 5000}
-    assert target_shares(300, demand) == {
+    assert whole(300, demand) == {
         C.CRITICAL_PLUS: 100, C.CRITICAL: 100, C.SHEDDABLE_PLUS: 100, C.SHEDDABLE: 1,
     }  # fmt: skip
-    assert target_shares(200, demand)[C.SHEDDABLE_PLUS] == 50
-    assert target_shares(100, demand)[C.SHEDDABLE_PLUS] == 0
+    assert whole(200, demand)[C.SHEDDABLE_PLUS] == 50
+    assert whole(100, demand)[C.SHEDDABLE_PLUS] == 0
 
 
 def test_shares_cut_at_once_recover_gradually_and_respect_floors() -> None:
     demand = {C.CRITICAL_PLUS: 500.0, C.SHEDDABLE: 1000.0}
-    cut = decide_shares(100, demand, {}, overloaded=True)
+    cut = settle_shares(whole(100, demand), {})
     assert cut[C.SHEDDABLE] == 0 and cut[C.CRITICAL_PLUS] == 100  # floor
-    up = decide_shares(10_000, demand, cut, overloaded=False)
+    up = settle_shares(whole(10_000, demand), cut)
     assert up[C.SHEDDABLE] == 10
-    assert decide_shares(10_000, {}, {C.SHEDDABLE: 50}, overloaded=True)[C.SHEDDABLE] == 25
