@@ -90,7 +90,9 @@ class Controller:
         self.listeners: list[Callable[[ShedEvent], None]] = []
         self._counters: dict[str, tuple[int, int]] = {}  # service → (responses, errors)
         self._served: dict[str, tuple[int, float]] = {}  # service → (responses served, when)
-        self._minima: dict[str, deque[float]] = {s.name: deque() for s in settings.services}
+        self._minima: dict[str, deque[float]] = {
+            s.name: deque(maxlen=NOLOAD_WINDOW) for s in settings.services
+        }
         self._saturated: set[str] = set()  # services HAProxy queued for at the last tick
         self._unprobed: set[str] = set()  # services whose upstream placeholder is unset here
         self._map_error: str | None = None  # the last failure to write admission.map
@@ -265,8 +267,6 @@ class Controller:
         if rtts:
             state.rtt = statistics.median(rtts)
             minima.append(min(rtts))
-            while len(minima) > NOLOAD_WINDOW:
-                minima.popleft()
         elif rtime > 0:
             state.rtt = rtime
         if minima:
