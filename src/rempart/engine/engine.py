@@ -46,7 +46,15 @@ from rempart.engine.posture import (
 )
 from rempart.engine.signals import Signals
 from rempart.engine.snapshot import EngineSnapshot, PostureView
-from rempart.engine.windows import FAILURES, KINDS, REJECTS, REPORTS, UNFAMILIAR, UNKNOWN, Ring
+from rempart.engine.windows import (
+    FAILURES,
+    KINDS,
+    REJECTS,
+    REPORTS,
+    UNFAMILIAR,
+    UNKNOWN,
+    RingSlab,
+)
 from rempart.model import (
     ALLOW,
     LEGACY_MAIL,
@@ -60,7 +68,7 @@ from rempart.model import (
     Verdict,
 )
 
-__all__ = ["ALLOWLISTED", "BLOCKED_MESSAGE", "POSTURES", "Engine", "KeyState", "Listener"]
+__all__ = ["ALLOWLISTED", "BLOCKED_MESSAGE", "POSTURES", "Engine", "Listener"]
 
 ALLOWLISTED = Reason("allowlisted", "")
 BLOCKED_MESSAGE = "Too many failed sign-ins. Try again later."
@@ -76,24 +84,6 @@ def default_rule_tables() -> list[dict[str, Any]]:
     text = resources.files("rempart.engine").joinpath("default_policy.toml").read_text("utf-8")
     rules: list[dict[str, Any]] = tomllib.loads(text)["rules"]
     return rules
-
-
-class KeyState:
-    """What is tracked for one key: window counters and, for some families, a distinct sketch."""
-
-    __slots__ = ("established", "peers", "ring", "users")
-
-    def __init__(
-        self,
-        ring: Ring,
-        peers: Sketch | None,
-        established: Sketch | None,
-        users: Sketch | None,
-    ) -> None:
-        self.ring = ring
-        self.peers = peers  # failing logins (ip/subnet/wide) or failing IPs (login)
-        self.established = established  # established users (ip/subnet)
-        self.users = users  # any successful users (ip/subnet)
 
 
 class Engine:
@@ -124,7 +114,16 @@ class Engine:
         self._fetchers_saved = 0.0
         # Optional operator-provided IP-to-ASN table: adds the `asn` key family.
         self.asn_table = load_configured(settings.asn)
-        self.states: OrderedDict[str, KeyState] = OrderedDict()
+        # What is tracked per key: key -> its slot in the ring slab of its family's shape
+        # (`pair_rings` for the failures-only ip+login family, `rings` for the others), in
+        # least-recently-used order; distinct sketches only for the keys that need one, made
+        # on first use (most sources only ever fail, or only ever succeed).
+        self.states: OrderedDict[str, int] = OrderedDict()
+        self.rings = RingSlab(self.size, KINDS)
+        self.pair_rings = RingSlab(self.size, 1)
+        self.peer_sketches: dict[str, Sketch] = {}  # failing logins (sources) or IPs (logins)
+        self.user_sketches: dict[str, Sketch] = {}  # any successful users (ip/subnet)
+        self.established_sketches: dict[str, Sketch] = {}  # established users (ip/subnet)
         # login -> its ip+login state keys (one key, or a set of several), so that resetting a
         # login does not scan every tracked key.
         self._pair_keys: dict[str, str | set[str]] = {}
@@ -284,21 +283,38 @@ class Engine:
             listener(event)
 
     # --- report --------------------------------------------------------------------------------
-    def _state(self, key: str, spec: FamilySpec) -> KeyState:
-        state = self.states.get(key)
-        if state is None:
-            # Sketches are made on first use: most sources only ever fail, or only ever succeed.
-            state = self.states[key] = KeyState(Ring(self.size, spec.ring_kinds), None, None, None)
+    def _slot(self, key: str, spec: FamilySpec) -> int:
+        """The slot of a key's ring (tracked from now on; the least recently used key goes
+        when more than `max_tracked_keys` are)."""
+        states = self.states
+        slot = states.get(key)
+        if slot is None:
             if spec.failures_only:
+                slot = self.pair_rings.alloc()
                 self._index_pair(key)
-            if len(self.states) > self.max_keys:
-                old, _ = self.states.popitem(last=False)
+            else:
+                slot = self.rings.alloc()
+            states[key] = slot
+            if len(states) > self.max_keys:
+                old, old_slot = states.popitem(last=False)
                 self.evictions += 1
-                if old[0] == _PAIR:
-                    self._unindex_pair(old)
+                self._drop(old, old_slot)
         else:
-            self.states.move_to_end(key)
-        return state
+            states.move_to_end(key)
+        return slot
+
+    def _drop(self, key: str, slot: int) -> None:
+        """Release what an untracked key held (its slot was just removed from `states`)."""
+        if key[0] == _PAIR:
+            self.pair_rings.release(slot)
+            self._unindex_pair(key)
+            return
+        self.rings.release(slot)
+        if self.peer_sketches:
+            self.peer_sketches.pop(key, None)
+        if self.user_sketches:
+            self.user_sketches.pop(key, None)
+            self.established_sketches.pop(key, None)
 
     def _index_pair(self, key: str) -> None:
         login = key.partition("|")[2]
@@ -342,7 +358,6 @@ class Engine:
         bucket = int(now // self.width)
         dbucket = int(now // self.dwidth)
         failed = not outcome.success and not outcome.policy_reject
-        size = self.size
         login_hash = item_hash(attempt.login)
         ip_hash = item_hash(net.ip)
         established = False
@@ -364,37 +379,37 @@ class Engine:
                 and familiarity.familiar(attempt.login, _DEVICE_MARK + device, now)
             )
         sbucket = int(now // self.swidth)
+        rings = self.rings
         for spec, key in zip(SPECS, keys, strict=False):  # equal lengths (_derive_keys)
             if not key:
                 continue
-            state = self._state(key, spec)
-            ring = state.ring
+            slot = self._slot(key, spec)
             if spec.failures_only:
                 if failed:
-                    ring.add(0, bucket, size, 1)
+                    self.pair_rings.add(slot, 0, bucket)
                 continue
             if failed:
-                ring.bump(bucket, size, KINDS, REPORTS, FAILURES)
+                rings.bump(slot, bucket, REPORTS, FAILURES)
                 if outcome.unknown_login:
-                    ring.add(UNKNOWN, bucket, size, KINDS)
+                    rings.add(slot, UNKNOWN, bucket)
                 if not familiar:
-                    ring.add(UNFAMILIAR, bucket, size, KINDS)
+                    rings.add(slot, UNFAMILIAR, bucket)
                 if spec.peers is not None:
-                    peers = state.peers
+                    peers = self.peer_sketches.get(key)
                     if peers is None:
-                        peers = state.peers = Sketch(self.dsize)
+                        peers = self.peer_sketches[key] = Sketch(self.dsize)
                     peers.add(ip_hash if spec.peer_ips else login_hash, dbucket, self.dsize)
             else:
-                ring.bump(bucket, size, KINDS, REPORTS, REJECTS if outcome.policy_reject else -1)
+                rings.bump(slot, bucket, REPORTS, REJECTS if outcome.policy_reject else -1)
             if outcome.success and spec.users:
-                users = state.users
+                users = self.user_sketches.get(key)
                 if users is None:
-                    users = state.users = Sketch(self.ssize)
+                    users = self.user_sketches[key] = Sketch(self.ssize)
                 users.add(login_hash, sbucket, self.ssize)
                 if established:
-                    sketch = state.established
+                    sketch = self.established_sketches.get(key)
                     if sketch is None:
-                        sketch = state.established = Sketch(self.ssize)
+                        sketch = self.established_sketches[key] = Sketch(self.ssize)
                     sketch.add(login_hash, sbucket, self.ssize)
         interactive = attempt.protocol is Protocol.WEB or attempt.protocol is Protocol.APP
         if self.fetchers.observe(net.ip, login_hash, outcome.success, interactive, now):
@@ -458,10 +473,10 @@ class Engine:
                     targets += [found] if isinstance(found, str) else sorted(found)
         cleared = 0
         for key in targets:
-            if self.states.pop(key, None) is not None:
+            slot = self.states.pop(key, None)
+            if slot is not None:
                 cleared += 1
-                if key[0] == _PAIR:
-                    self._unindex_pair(key)
+                self._drop(key, slot)
         return cleared
 
     def key_counts(self, login: str = "", ip: str = "", now: float | None = None) -> dict[str, int]:
@@ -472,12 +487,12 @@ class Engine:
             key = _PAIR + net_keys(ip).ip + "|" + login
         else:
             key = (_IP + net_keys(ip).ip) if ip else _LOGIN + login
-        state = self.states.get(key)
-        if state is None:
+        slot = self.states.get(key)
+        if slot is None:
             return {}
-        bucket, size, ring = int(now // self.width), self.size, state.ring
+        bucket, size = int(now // self.width), self.size
         if KeyFamily.IP_LOGIN.spec.failures_only and key[0] == _PAIR:
-            return {"failures": ring.total(0, size, bucket, size, 1)}
+            return {"failures": self.pair_rings.total(slot, 0, size, bucket)}
         names = {
             REPORTS: "reports",
             FAILURES: "failures",
@@ -485,7 +500,7 @@ class Engine:
             REJECTS: "policy_rejects",
             UNFAMILIAR: "unfamiliar_failures",
         }
-        return {name: ring.total(kind, size, bucket, size, KINDS) for kind, name in names.items()}
+        return {name: self.rings.total(slot, kind, size, bucket) for kind, name in names.items()}
 
     def lift_blocks(
         self,

@@ -6,11 +6,11 @@ when a rule asks for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from rempart.engine.familiarity import MarkerKind
 from rempart.engine.families import SPECS, KeyFamily
-from rempart.engine.windows import FAILURES, KINDS, REJECTS, REPORTS
+from rempart.engine.windows import FAILURES, REJECTS, REPORTS
 from rempart.model import LEGACY_MAIL, Attempt, Posture
 
 _NORMAL = Posture.NORMAL
@@ -18,9 +18,11 @@ _FAILURES_ONLY = frozenset(i for i, spec in enumerate(SPECS) if spec.failures_on
 _IP, _SUBNET, _LOGIN = int(KeyFamily.IP), int(KeyFamily.SUBNET), int(KeyFamily.LOGIN)
 # Familiarity marker prefixes as plain strings (see familiarity.network_marker), for the hot path.
 _NETWORK, _DEVICE = MarkerKind.NETWORK.value, MarkerKind.DEVICE.value
+_UNSEEN, _UNTRACKED = -2, -1
 
 if TYPE_CHECKING:
-    from rempart.engine.engine import Engine, KeyState
+    from rempart.engine.distinct import Sketch
+    from rempart.engine.engine import Engine
     from rempart.engine.keys import NetKeys
 
 
@@ -28,7 +30,7 @@ class Signals:
     __slots__ = (
         "_leaked",
         "_memo",
-        "_states",
+        "_slots",
         "attempt",
         "bucket",
         "dbucket",
@@ -61,8 +63,9 @@ class Signals:
         self.now = now
         self.bucket = int(now // engine.width)
         self.dbucket = int(now // engine.dwidth)
-        # False: not looked up yet; None: the key is not tracked.
-        self._states: list[KeyState | Literal[False] | None] = [False] * len(keys)
+        # Each family's slot in the engine's ring slabs: _UNSEEN not looked up yet, _UNTRACKED
+        # the key is not tracked.
+        self._slots: list[int] = [_UNSEEN] * len(keys)
         self._memo: dict[tuple[int, int, int], int] = {}
         self._leaked: bool | None = None
         # Cheap facts every rule may read, set once instead of computed per rule.
@@ -73,36 +76,40 @@ class Signals:
         self.v6 = net.v6
         self.tls = attempt.tls
 
-    def _state(self, family: int) -> KeyState | None:
-        state = self._states[family]
-        if state is False:
+    def _slot(self, family: int) -> int:
+        slot = self._slots[family]
+        if slot == _UNSEEN:
             key = self.keys[family]
-            state = self.engine.states.get(key) if key else None
-            self._states[family] = state
-        return state
+            found = self.engine.states.get(key) if key else None
+            slot = self._slots[family] = _UNTRACKED if found is None else found
+        return slot
+
+    def _sketch(self, sketches: dict[str, Sketch], family: int) -> Sketch | None:
+        key = self.keys[family]
+        return sketches.get(key) if key and sketches else None
 
     # --- counters and sketches -------------------------------------------------------------
     def count(self, family: int, kind: int, span: int) -> int:
-        state = self._states[family]
-        if state is False:
-            state = self._state(family)
-        if state is None:
+        slot = self._slots[family]
+        if slot == _UNSEEN:
+            slot = self._slot(family)
+        if slot == _UNTRACKED:
             return 0
         if family in _FAILURES_ONLY:
             if kind != FAILURES:
                 return 0
-            return state.ring.total(0, span, self.bucket, self.engine.size, 1)
-        return state.ring.total(kind, span, self.bucket, self.engine.size, KINDS)
+            return self.engine.pair_rings.total(slot, 0, span, self.bucket)
+        return self.engine.rings.total(slot, kind, span, self.bucket)
 
     def failed_logins(self, family: int, span: int) -> int:
         """Distinct failing logins from a source (estimates are memoised: rules share them)."""
         memo = self._memo.get((0, family, span))
         if memo is not None:
             return memo
-        state = self._state(family)
+        sketch = self._sketch(self.engine.peer_sketches, family)
         value = 0
-        if state is not None and state.peers is not None:
-            value = state.peers.estimate(span, self.dbucket, self.engine.dsize)
+        if sketch is not None:
+            value = sketch.estimate(span, self.dbucket, self.engine.dsize)
         self._memo[(0, family, span)] = value
         return value
 
@@ -119,13 +126,11 @@ class Signals:
         memo = self._memo.get((1 + established, family, 0))
         if memo is not None:
             return memo
-        state = self._state(family)
+        e = self.engine
+        sketch = self._sketch(e.established_sketches if established else e.user_sketches, family)
         value = 0
-        if state is not None:
-            sketch = state.established if established else state.users
-            if sketch is not None:
-                e = self.engine
-                value = sketch.estimate(e.ssize, int(self.now // e.swidth), e.ssize)
+        if sketch is not None:
+            value = sketch.estimate(e.ssize, int(self.now // e.swidth), e.ssize)
         self._memo[(1 + established, family, 0)] = value
         return value
 

@@ -1,8 +1,13 @@
-"""Time-bucketed sliding-window counters: a fixed ring of buckets per key, several kinds per bucket.
+"""Time-bucketed sliding-window counters of many keys in one array: a ring of buckets per key.
 
 A window of `n` buckets sums the current (partial) bucket and the `n - 1` before it, so a count
-covers between (n-1)·width and n·width seconds of history. Buckets are cleared lazily when the
-ring advances, so an idle key costs nothing and expired counts read as zero.
+covers between (n-1)·width and n·width seconds of history. Buckets are cleared lazily when a
+key's ring advances, so an idle key costs nothing and expired counts read as zero.
+
+The rings of every key of one shape live in one `RingSlab` (a flat `array` of 16-bit cells and
+one of epochs), addressed by a slot number: a tracked key costs its cells and an integer, not a
+Python object with its own buffer (no allocation per key once the slab has grown, nothing for
+the garbage collector to traverse).
 """
 
 from __future__ import annotations
@@ -30,77 +35,117 @@ def live_buckets(epoch: int, span: int, bucket: int, size: int) -> tuple[int, in
     return max(oldest, epoch - size + 1), min(epoch, bucket)
 
 
-class Ring:
-    """Counters of `kinds` kinds in a ring of `size` buckets.
+class RingSlab:
+    """Rings of `size` buckets of `kinds` counters, one per slot.
 
-    `cells` holds size·kinds bucket counters followed by `kinds` running totals of the whole
-    ring, so the most common read (a full-ring window on an active key) is one index. Totals
-    saturate at CEILING and bucket counters only grow while their total can.
+    Slot `s` owns cells `s·stride .. (s+1)·stride - 1`: `size·kinds` bucket counters followed by
+    `kinds` running totals of the whole ring, so the most common read (a full-ring window on an
+    active key) is one index; `epochs[s]` is the absolute index of its newest bucket written
+    (-1: never). Totals saturate at CEILING and bucket counters only grow while their total
+    can. Released slots are zeroed and reused before the arrays grow.
     """
 
-    __slots__ = ("cells", "epoch")
+    __slots__ = ("cells", "epochs", "free", "kinds", "size", "stride", "zeros")
 
     def __init__(self, size: int, kinds: int) -> None:
-        self.epoch = -1  # absolute index of the newest bucket written
-        self.cells = array("H", bytes(2 * (size + 1) * kinds))
+        self.size = size
+        self.kinds = kinds
+        self.stride = (size + 1) * kinds
+        self.cells = array("H")
+        self.epochs = array("q")
+        self.free: list[int] = []
+        self.zeros = array("H", bytes(2 * self.stride))
 
-    def _advance(self, bucket: int, size: int, kinds: int) -> None:
-        epoch, cells = self.epoch, self.cells
+    def __len__(self) -> int:
+        """Slots in use."""
+        return len(self.epochs) - len(self.free)
+
+    def alloc(self) -> int:
+        """A zeroed slot."""
+        free = self.free
+        if free:
+            return free.pop()
+        slot = len(self.epochs)
+        self.epochs.append(-1)
+        self.cells.extend(self.zeros)
+        return slot
+
+    def release(self, slot: int) -> None:
+        """Zero a slot and keep it for the next `alloc`."""
+        base = slot * self.stride
+        self.cells[base : base + self.stride] = self.zeros
+        self.epochs[slot] = -1
+        self.free.append(slot)
+
+    def clear(self) -> None:
+        """Release every slot and the memory behind them."""
+        self.cells = array("H")
+        self.epochs = array("q")
+        self.free = []
+
+    def _advance(self, slot: int, bucket: int) -> None:
+        epoch, cells = self.epochs[slot], self.cells
+        size, kinds = self.size, self.kinds
+        base = slot * self.stride
         if epoch < 0:
-            pass  # a new ring is already zero
+            pass  # a new slot is already zero
         elif bucket - epoch >= size:
-            cells[:] = array("H", bytes(2 * len(cells)))
+            cells[base : base + self.stride] = self.zeros
         else:
-            totals = size * kinds
+            totals = base + size * kinds
             for b in range(epoch + 1, bucket + 1):
-                base = (b % size) * kinds
+                first = base + (b % size) * kinds
                 for k in range(kinds):
-                    cells[totals + k] -= cells[base + k]
-                    cells[base + k] = 0
-        self.epoch = bucket
+                    cells[totals + k] -= cells[first + k]
+                    cells[first + k] = 0
+        self.epochs[slot] = bucket
 
-    def add(self, kind: int, bucket: int, size: int, kinds: int, amount: int = 1) -> None:
-        if bucket > self.epoch:
-            self._advance(bucket, size, kinds)
-        elif bucket <= self.epoch - size:
+    def add(self, slot: int, kind: int, bucket: int, amount: int = 1) -> None:
+        epoch = self.epochs[slot]
+        size, kinds = self.size, self.kinds
+        if bucket > epoch:
+            self._advance(slot, bucket)
+        elif bucket <= epoch - size:
             return  # too old to count
-        i = (bucket % size) * kinds + kind
+        base = slot * self.stride
+        total = base + size * kinds + kind
         cells = self.cells
-        amount = min(amount, CEILING - cells[size * kinds + kind])
-        cells[i] += amount
-        cells[size * kinds + kind] += amount
+        amount = min(amount, CEILING - cells[total])
+        cells[base + (bucket % size) * kinds + kind] += amount
+        cells[total] += amount
 
-    def bump(self, bucket: int, size: int, kinds: int, first: int, second: int = -1) -> None:
+    def bump(self, slot: int, bucket: int, first: int, second: int = -1) -> None:
         """Add one to `first` (and to `second` unless -1): one call per report on the hot path."""
-        if bucket > self.epoch:
-            self._advance(bucket, size, kinds)
-        elif bucket <= self.epoch - size:
+        epoch = self.epochs[slot]
+        size, kinds = self.size, self.kinds
+        if bucket > epoch:
+            self._advance(slot, bucket)
+        elif bucket <= epoch - size:
             return
-        base = (bucket % size) * kinds
-        totals = size * kinds
+        base = slot * self.stride
+        cell = base + (bucket % size) * kinds
+        totals = base + size * kinds
         cells = self.cells
         if cells[totals + first] < CEILING:
-            cells[base + first] += 1
+            cells[cell + first] += 1
             cells[totals + first] += 1
         if second >= 0 and cells[totals + second] < CEILING:
-            cells[base + second] += 1
+            cells[cell + second] += 1
             cells[totals + second] += 1
 
-    def total(self, kind: int, span: int, bucket: int, size: int, kinds: int) -> int:
+    def total(self, slot: int, kind: int, span: int, bucket: int) -> int:
         """Sum of `kind` over the `span` buckets ending at `bucket` (the current one)."""
-        epoch = self.epoch
+        epoch = self.epochs[slot]
+        size, kinds = self.size, self.kinds
+        base = slot * self.stride
         cells = self.cells
         if epoch == bucket and span >= size:
-            return cells[size * kinds + kind]
+            return cells[base + size * kinds + kind]
         live = live_buckets(epoch, span, bucket, size)
         if live is None:
             return 0
         oldest, newest = live
         total = 0
         for b in range(oldest, newest + 1):
-            total += cells[(b % size) * kinds + kind]
+            total += cells[base + (b % size) * kinds + kind]
         return total
-
-    def clear(self) -> None:
-        self.epoch = -1
-        self.cells[:] = array("H", bytes(2 * len(self.cells)))

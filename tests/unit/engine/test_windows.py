@@ -6,42 +6,84 @@ import random
 import statistics
 
 from rempart.engine.distinct import SATURATED, Sketch
-from rempart.engine.windows import FAILURES, KINDS, REPORTS, Ring
+from rempart.engine.windows import CEILING, FAILURES, KINDS, REPORTS, RingSlab
 
 
 def test_counts_within_window_and_expire_after() -> None:
-    ring = Ring(12, KINDS)
-    ring.add(FAILURES, 100, 12, KINDS)
-    ring.add(FAILURES, 100, 12, KINDS)
-    ring.add(REPORTS, 100, 12, KINDS)
-    assert ring.total(FAILURES, 1, 100, 12, KINDS) == 2
-    assert ring.total(REPORTS, 1, 100, 12, KINDS) == 1
+    rings = RingSlab(12, KINDS)
+    slot = rings.alloc()
+    rings.add(slot, FAILURES, 100)
+    rings.add(slot, FAILURES, 100)
+    rings.add(slot, REPORTS, 100)
+    assert rings.total(slot, FAILURES, 1, 100) == 2
+    assert rings.total(slot, REPORTS, 1, 100) == 1
     # Still inside a 3-bucket window two buckets later, gone from a 2-bucket window.
-    assert ring.total(FAILURES, 3, 102, 12, KINDS) == 2
-    assert ring.total(FAILURES, 2, 102, 12, KINDS) == 0
+    assert rings.total(slot, FAILURES, 3, 102) == 2
+    assert rings.total(slot, FAILURES, 2, 102) == 0
     # Beyond the ring's horizon everything reads zero.
-    assert ring.total(FAILURES, 12, 111, 12, KINDS) == 2
-    assert ring.total(FAILURES, 12, 112, 12, KINDS) == 0
+    assert rings.total(slot, FAILURES, 12, 111) == 2
+    assert rings.total(slot, FAILURES, 12, 112) == 0
 
 
 def test_ring_reuse_clears_stale_buckets() -> None:
-    ring = Ring(4, KINDS)
+    rings = RingSlab(4, KINDS)
+    slot = rings.alloc()
     for bucket in range(4):
-        ring.add(FAILURES, bucket, 4, KINDS, amount=bucket + 1)
-    assert ring.total(FAILURES, 4, 3, 4, KINDS) == 1 + 2 + 3 + 4
-    ring.add(FAILURES, 5, 4, KINDS)  # bucket 4 skipped, 5 reuses slot 1: slots 0 and 1 cleared
-    assert ring.total(FAILURES, 4, 5, 4, KINDS) == 3 + 4 + 1
-    ring.add(FAILURES, 50, 4, KINDS)  # far jump: all cleared
-    assert ring.total(FAILURES, 4, 50, 4, KINDS) == 1
+        rings.add(slot, FAILURES, bucket, amount=bucket + 1)
+    assert rings.total(slot, FAILURES, 4, 3) == 1 + 2 + 3 + 4
+    rings.add(slot, FAILURES, 5)  # bucket 4 skipped, 5 reuses slot 1: slots 0 and 1 cleared
+    assert rings.total(slot, FAILURES, 4, 5) == 3 + 4 + 1
+    rings.add(slot, FAILURES, 50)  # far jump: all cleared
+    assert rings.total(slot, FAILURES, 4, 50) == 1
 
 
 def test_late_events_older_than_ring_are_ignored() -> None:
-    ring = Ring(4, KINDS)
-    ring.add(FAILURES, 10, 4, KINDS)
-    ring.add(FAILURES, 6, 4, KINDS)  # outside the ring: dropped
-    ring.add(FAILURES, 8, 4, KINDS)  # inside: counted in its own bucket
-    assert ring.total(FAILURES, 4, 10, 4, KINDS) == 2
-    assert ring.total(FAILURES, 1, 10, 4, KINDS) == 1
+    rings = RingSlab(4, KINDS)
+    slot = rings.alloc()
+    rings.add(slot, FAILURES, 10)
+    rings.add(slot, FAILURES, 6)  # outside the ring: dropped
+    rings.add(slot, FAILURES, 8)  # inside: counted in its own bucket
+    assert rings.total(slot, FAILURES, 4, 10) == 2
+    assert rings.total(slot, FAILURES, 1, 10) == 1
+
+
+def test_counters_saturate_at_the_ceiling() -> None:
+    rings = RingSlab(4, KINDS)
+    slot = rings.alloc()
+    rings.add(slot, FAILURES, 1, amount=CEILING - 1)
+    rings.bump(slot, 2, FAILURES, REPORTS)
+    rings.bump(slot, 2, FAILURES, REPORTS)
+    assert rings.total(slot, FAILURES, 4, 2) == CEILING
+    assert rings.total(slot, REPORTS, 4, 2) == 2
+
+
+def test_slots_are_independent_and_reused_zeroed() -> None:
+    rings = RingSlab(6, KINDS)
+    a, b = rings.alloc(), rings.alloc()
+    assert a != b and len(rings) == 2
+    for _ in range(3):
+        rings.bump(a, 40, REPORTS, FAILURES)
+    rings.bump(b, 41, REPORTS)
+    assert rings.total(a, FAILURES, 6, 41) == 3
+    assert rings.total(b, FAILURES, 6, 41) == 0
+    assert rings.total(b, REPORTS, 6, 41) == 1
+    rings.release(a)
+    assert len(rings) == 1
+    c = rings.alloc()
+    assert c == a  # reused before the arrays grow ...
+    assert len(rings.epochs) == 2
+    assert rings.total(c, FAILURES, 6, 41) == 0  # ... and zeroed, totals included
+    assert rings.total(c, REPORTS, 6, 41) == 0
+    assert rings.total(b, REPORTS, 6, 41) == 1  # the neighbour is untouched
+
+
+def test_one_counter_slab_for_the_failures_only_family() -> None:
+    rings = RingSlab(12, 1)
+    slots = [rings.alloc() for _ in range(3)]
+    for i, slot in enumerate(slots):
+        rings.add(slot, 0, 7, amount=i + 1)
+    assert [rings.total(slot, 0, 12, 7) for slot in slots] == [1, 2, 3]
+    assert len(rings.cells) == 3 * 13
 
 
 def test_sketch_exact_for_tiny_and_expires() -> None:

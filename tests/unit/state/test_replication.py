@@ -103,8 +103,8 @@ def test_a_spray_split_across_two_nodes_is_denied_on_the_combined_count(nodes) -
     assert a.engine.reports == [10, 0] and b.engine.reports == [10, 0]  # per-node metrics
     key = "i" + SPRAYER
     for node in (a, b):
-        ring = node.engine.states[key].ring
-        assert ring.total(1, 12, ring.epoch, node.engine.size, 5) == 20
+        slot, rings = node.engine.states[key], node.engine.rings
+        assert rings.total(slot, 1, 12, rings.epochs[slot]) == 20
 
 
 def test_a_counter_reset_on_one_node_resets_the_others(nodes) -> None:
