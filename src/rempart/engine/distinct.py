@@ -73,8 +73,16 @@ class Sketch:
 
 
 DEFAULT_KEY = b"rempart distinct-count sketches"
-_key = DEFAULT_KEY
 _hashes: dict[str, int] = {}
+
+
+def _keyed(key: bytes) -> hashlib.blake2b:
+    # A keyed BLAKE2b spends one compression on the key block: done once here and copied per
+    # item (0.8 instead of 1.25 us an item; the digests are the same).
+    return hashlib.blake2b(key=key, digest_size=4)
+
+
+_hasher = _keyed(DEFAULT_KEY)
 
 
 def use_key(key: bytes) -> None:
@@ -83,15 +91,15 @@ def use_key(key: bytes) -> None:
     Keyed, nobody outside can pick logins or addresses whose bits collide to hide from a
     distinct count; with the default key, tests and simulations give the same counts in
     every process (Python's own `hash` of a string changes with each process)."""
-    global _key
-    _key = hashlib.blake2b(key, digest_size=32).digest()
+    global _hasher
+    _hasher = _keyed(hashlib.blake2b(key, digest_size=32).digest())
     _hashes.clear()
 
 
 def use_default_key() -> None:
     """Back to the fixed key that tests and simulations count with."""
-    global _key
-    _key = DEFAULT_KEY
+    global _hasher
+    _hasher = _keyed(DEFAULT_KEY)
     _hashes.clear()
 
 
@@ -100,7 +108,8 @@ def item_hash(text: str) -> int:
     come back in allow, allow, report)."""
     found = _hashes.get(text)
     if found is None:
-        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=_key, digest_size=4)
+        digest = _hasher.copy()
+        digest.update(text.encode("utf-8", "surrogatepass"))
         found = int.from_bytes(digest.digest())
         if len(_hashes) >= 32768:
             _hashes.clear()

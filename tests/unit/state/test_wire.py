@@ -38,5 +38,8 @@ def test_newer_or_malformed_records_are_refused() -> None:
         ReportWire.from_wire({**data, "extra": 1})
     with pytest.raises(WireError, match="object"):
         ReportWire.from_wire([1.0, "a"])
+    # Refused when read (on the reader thread, record by record), not when applied.
+    with pytest.raises(WireError, match="unknown protocol 'gopher'"):
+        ReportWire.from_wire({**data, "protocol": "gopher"})
     with pytest.raises(WireError, match="node id"):
         ChangeWire.from_wire({"v": 1, "record": {}})
