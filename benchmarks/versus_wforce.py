@@ -67,9 +67,8 @@ def start_wforce(directory: Path) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{WFORCE_PORT}/?command=ping",
-            data=b"{}",
-            headers={"Authorization": WFORCE_AUTH, "Content-Type": "application/json"},
+            f"http://127.0.0.1:{WFORCE_PORT}/?command=ping",  # GET: wforce has no POST ping
+            headers={"Authorization": WFORCE_AUTH},
         )
         try:
             with urllib.request.urlopen(request, timeout=2):

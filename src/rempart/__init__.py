@@ -39,6 +39,9 @@ COMPILED_MODULES = (
     "rempart.engine.exposure",
     "rempart.engine.campaign",
     "rempart.engine.families",
+    "rempart.engine.events",
+    "rempart.engine.records",
+    "rempart.engine.posture",
     "rempart.state.wire",
 )
 PURE_ENV = "REMPART_PURE_PYTHON"

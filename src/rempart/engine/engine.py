@@ -383,11 +383,13 @@ class Engine:
         for spec, key in zip(SPECS, keys, strict=False):  # equal lengths (_derive_keys)
             if not key:
                 continue
-            slot = self._slot(key, spec)
             if spec.failures_only:
+                # Only failures are counted there: a success does not make the key tracked
+                # (every successful login would otherwise hold an empty ip+login ring).
                 if failed:
-                    self.pair_rings.add(slot, 0, bucket)
+                    self.pair_rings.add(self._slot(key, spec), 0, bucket)
                 continue
+            slot = self._slot(key, spec)
             if failed:
                 rings.bump(slot, bucket, REPORTS, FAILURES)
                 if outcome.unknown_login:

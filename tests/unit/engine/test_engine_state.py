@@ -126,3 +126,18 @@ def test_a_peer_removal_outranks_an_older_copy_and_a_local_add_clears_it() -> No
     mine = _block("ip", "198.51.100.4", T)  # an operator re-adds it here: it stands
     node.add_entry(ListName.BLOCK, mine)
     assert node.list_entries(ListName.BLOCK, T + 2) == [mine]
+
+
+def test_a_success_does_not_track_an_ip_login_key() -> None:
+    """The ip+login family counts failures only: a success leaves no empty ring behind, and
+    a failure on the pair afterwards is still counted."""
+    engine = Engine.in_memory()
+    attempt = Attempt("carol@example.org", "192.0.2.9", Protocol.IMAP)
+    engine.report(attempt, Outcome(success=True), T0)
+    pair = FAMILY_SPECS[KeyFamily.IP_LOGIN].prefix + "192.0.2.9|carol@example.org"
+    assert pair not in engine.states and "carol@example.org" not in engine._pair_keys
+    assert "i192.0.2.9" in engine.states  # the address itself is tracked
+    engine.report(attempt, Outcome(success=False), T0 + 1)
+    assert engine.key_counts(login="carol@example.org", ip="192.0.2.9", now=T0 + 1) == {
+        "failures": 1
+    }
