@@ -116,14 +116,15 @@ class Engine:
         self.asn_table = load_configured(settings.asn)
         # What is tracked per key: key -> its slot in the ring slab of its family's shape
         # (`pair_rings` for the failures-only ip+login family, `rings` for the others), in
-        # least-recently-used order; distinct sketches only for the keys that need one, made
-        # on first use (most sources only ever fail, or only ever succeed).
+        # least-recently-used order. Distinct sketches, indexed by the slot in `rings` (lists
+        # grown with it: an index, not a second hash lookup in a table of every key), only for
+        # the keys that need one, made on first use (most sources only fail, or only succeed).
         self.states: OrderedDict[str, int] = OrderedDict()
         self.rings = RingSlab(self.size, KINDS)
         self.pair_rings = RingSlab(self.size, 1)
-        self.peer_sketches: dict[str, Sketch] = {}  # failing logins (sources) or IPs (logins)
-        self.user_sketches: dict[str, Sketch] = {}  # any successful users (ip/subnet)
-        self.established_sketches: dict[str, Sketch] = {}  # established users (ip/subnet)
+        self.peer_sketches: list[Sketch | None] = []  # failing logins (sources) or IPs (logins)
+        self.user_sketches: list[Sketch | None] = []  # any successful users (ip/subnet)
+        self.established_sketches: list[Sketch | None] = []  # established users (ip/subnet)
         # login -> its ip+login state keys (one key, or a set of several), so that resetting a
         # login does not scan every tracked key.
         self._pair_keys: dict[str, str | set[str]] = {}
@@ -294,6 +295,10 @@ class Engine:
                 self._index_pair(key)
             else:
                 slot = self.rings.alloc()
+                if slot == len(self.peer_sketches):  # the slab grew
+                    self.peer_sketches.append(None)
+                    self.user_sketches.append(None)
+                    self.established_sketches.append(None)
             states[key] = slot
             if len(states) > self.max_keys:
                 old, old_slot = states.popitem(last=False)
@@ -310,11 +315,9 @@ class Engine:
             self._unindex_pair(key)
             return
         self.rings.release(slot)
-        if self.peer_sketches:
-            self.peer_sketches.pop(key, None)
-        if self.user_sketches:
-            self.user_sketches.pop(key, None)
-            self.established_sketches.pop(key, None)
+        self.peer_sketches[slot] = None
+        self.user_sketches[slot] = None
+        self.established_sketches[slot] = None
 
     def _index_pair(self, key: str) -> None:
         login = key.partition("|")[2]
@@ -397,21 +400,21 @@ class Engine:
                 if not familiar:
                     rings.add(slot, UNFAMILIAR, bucket)
                 if spec.peers is not None:
-                    peers = self.peer_sketches.get(key)
+                    peers = self.peer_sketches[slot]
                     if peers is None:
-                        peers = self.peer_sketches[key] = Sketch(self.dsize)
+                        peers = self.peer_sketches[slot] = Sketch(self.dsize)
                     peers.add(ip_hash if spec.peer_ips else login_hash, dbucket, self.dsize)
             else:
                 rings.bump(slot, bucket, REPORTS, REJECTS if outcome.policy_reject else -1)
             if outcome.success and spec.users:
-                users = self.user_sketches.get(key)
+                users = self.user_sketches[slot]
                 if users is None:
-                    users = self.user_sketches[key] = Sketch(self.ssize)
+                    users = self.user_sketches[slot] = Sketch(self.ssize)
                 users.add(login_hash, sbucket, self.ssize)
                 if established:
-                    sketch = self.established_sketches.get(key)
+                    sketch = self.established_sketches[slot]
                     if sketch is None:
-                        sketch = self.established_sketches[key] = Sketch(self.ssize)
+                        sketch = self.established_sketches[slot] = Sketch(self.ssize)
                     sketch.add(login_hash, sbucket, self.ssize)
         interactive = attempt.protocol is Protocol.WEB or attempt.protocol is Protocol.APP
         if self.fetchers.observe(net.ip, login_hash, outcome.success, interactive, now):

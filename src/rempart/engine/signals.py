@@ -84,9 +84,11 @@ class Signals:
             slot = self._slots[family] = _UNTRACKED if found is None else found
         return slot
 
-    def _sketch(self, sketches: dict[str, Sketch], family: int) -> Sketch | None:
-        key = self.keys[family]
-        return sketches.get(key) if key and sketches else None
+    def _sketch(self, sketches: list[Sketch | None], family: int) -> Sketch | None:
+        if family in _FAILURES_ONLY:
+            return None  # no sketch in that family (its slots index another slab)
+        slot = self._slot(family)
+        return None if slot == _UNTRACKED else sketches[slot]
 
     # --- counters and sketches -------------------------------------------------------------
     def count(self, family: int, kind: int, span: int) -> int:

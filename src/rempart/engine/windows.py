@@ -77,12 +77,6 @@ class RingSlab:
         self.epochs[slot] = -1
         self.free.append(slot)
 
-    def clear(self) -> None:
-        """Release every slot and the memory behind them."""
-        self.cells = array("H")
-        self.epochs = array("q")
-        self.free = []
-
     def _advance(self, slot: int, bucket: int) -> None:
         epoch, cells = self.epochs[slot], self.cells
         size, kinds = self.size, self.kinds
