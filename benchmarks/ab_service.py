@@ -1,0 +1,118 @@
+"""A/B of `rempart serve` variants under the same wrk load, interleaved: which change helps.
+
+    python benchmarks/ab_service.py NAME=SRC[:CONFIG] NAME=SRC[:CONFIG] ... \
+        [--load varying|fixed] [--rounds 6] [--seconds 5]
+
+Each variant is a source tree (its `src` directory, e.g. a `git worktree` of the commit to
+compare, built in place with `python setup.py build_ext --inplace`) and optionally a TOML
+config; all of them start fresh (own data dir, defaults otherwise), are warmed for 3 s, then
+measured in turn for --rounds rounds (the order reversed every other round) with wrk -t1 -c32
+and the scripts of `decision_service.py`. Per variant: requests per server CPU-second (best and
+median of the rounds: on a shared machine interference only ever slows a round down, so the
+best is the steadiest figure) and the median p99. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from decision_service import (  # the sibling benchmark (run as a script: its directory is on the path)
+    LUA_FIXED,
+    LUA_VARYING,
+    PASSWORD,
+    cpu_seconds,
+    parse_latency,
+    start,
+)
+
+
+def variant(spec: str) -> tuple[str, Path, Path | None]:
+    name, sep, rest = spec.partition("=")
+    if not sep or not name or not rest:
+        raise SystemExit(f"{spec!r}: expected NAME=SRC[:CONFIG]")
+    src, _, config = rest.partition(":")
+    if not (Path(src) / "rempart").is_dir():
+        raise SystemExit(f"{spec!r}: {src} holds no rempart package")
+    return name, Path(src), Path(config) if config else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("variants", nargs="+", metavar="NAME=SRC[:CONFIG]")
+    parser.add_argument("--load", choices=("varying", "fixed"), default="varying")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="rempart-ab-"))
+    script = tmp / "load.lua"
+    script.write_text(LUA_VARYING if args.load == "varying" else LUA_FIXED)
+    servers: dict[str, tuple[subprocess.Popen[str], int]] = {}
+    try:
+        for name, src, config in map(variant, args.variants):
+            env = {**os.environ, "REMPART_API_PASSWORD": PASSWORD, "PYTHONPATH": str(src)}
+            cmd = [sys.executable, "-m", "rempart", "serve", "--port", "0"]
+            cmd += ["--data-dir", str(tmp / name), *(["--config", str(config)] if config else [])]
+            servers[name] = start(cmd, env)
+        for _, port in servers.values():
+            wrk(port, script, 3)
+        rates: dict[str, list[float]] = {name: [] for name in servers}
+        p99s: dict[str, list[float]] = {name: [] for name in servers}
+        for round_no in range(args.rounds):
+            names = list(servers) if round_no % 2 == 0 else list(reversed(servers))
+            for name in names:
+                proc, port = servers[name]
+                cpu0 = cpu_seconds(proc.pid)
+                requests, p99 = wrk(port, script, args.seconds)
+                rates[name].append(requests / max(1e-9, cpu_seconds(proc.pid) - cpu0))
+                p99s[name].append(p99)
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {args.load}, "
+        f"{args.rounds} rounds of {args.seconds} s, load average {os.getloadavg()[0]:.2f} after"
+    )
+    for name in servers:
+        print(
+            f"{name:16} per server CPU-second: best {max(rates[name]):7,.0f}  median "
+            f"{statistics.median(rates[name]):7,.0f}   p99 median "
+            f"{statistics.median(p99s[name]):6.2f} ms   rounds {[round(r) for r in rates[name]]}"
+        )
+
+
+def wrk(port: int, script: Path, seconds: int) -> tuple[int, float]:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            "-c32",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    found = re.search(r"(\d+) requests in", out)
+    if found is None:
+        raise SystemExit(f"wrk printed no request count:\n{out}")
+    return int(found.group(1)), parse_latency(out, "99")
+
+
+if __name__ == "__main__":
+    main()
