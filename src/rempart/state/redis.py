@@ -75,6 +75,30 @@ for i = 3, #ARGV, 3 do
 end
 return 0
 """
+# A list entry's hash is written only if no removal of it is recorded at or after the entry's
+# creation: a node whose write was delayed (its queue, a Redis outage) must not bring back an
+# entry another node removed meanwhile, which every node would load again at its next start.
+# KEYS: the entry's hash, its removal mark; ARGV: created, reason, expires, expiry in ms (0: none).
+_PUT_ENTRY_LUA = """
+local removed = redis.call('GET', KEYS[2])
+if removed and tonumber(removed) >= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'reason', ARGV[2], 'created', ARGV[1], 'expires', ARGV[3])
+if ARGV[4] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[4]) end
+return 1
+"""
+# KEYS: the entry's hash, its removal mark; ARGV: when it was removed, how long to remember (ms).
+_DELETE_ENTRY_LUA = """
+redis.call('DEL', KEYS[1])
+local removed = redis.call('GET', KEYS[2])
+if not removed or tonumber(removed) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+# How long a removal is remembered against late writes: longer than any node buffers its
+# writes while Redis is away, and small (one short string per removed entry).
+REMOVAL_MEMORY_S = 7 * 86400
 # Changes are rare (list edits, postures, counter resets): keep plenty for catch-up.
 CHANGES_MAXLEN = 100_000
 
@@ -337,13 +361,17 @@ class RedisStore:
     def _entry_key(self, which: str, kind: str, value: str) -> str:
         return f"{self.prefix}list:{which}:{kind}:{value}"
 
+    def _removal_key(self, which: str, kind: str, value: str) -> str:
+        return f"{self.prefix}list-removed:{which}:{kind}:{value}"
+
     def _entry_ops(self, which: str, entry: ListEntry) -> list[_Command]:
-        fields = {"reason": entry.reason, "created": entry.created, "expires": entry.expires}
-        key = self._entry_key(which, entry.kind, entry.value)
-        ops: list[_Command] = [("delete", (key,)), ("hset", (key, None, None, fields))]
-        if entry.expires:
-            ops.append(("pexpireat", (key, int(entry.expires * 1000))))
-        return ops
+        keys = (
+            self._entry_key(which, entry.kind, entry.value),
+            self._removal_key(which, entry.kind, entry.value),
+        )
+        expiry_ms = str(int(entry.expires * 1000)) if entry.expires else "0"
+        args = (repr(entry.created), entry.reason, repr(entry.expires), expiry_ms)
+        return [("eval", (_PUT_ENTRY_LUA, 2, *keys, *args))]
 
     def _familiarity_ops(self, login: str, marker: str, last: float) -> list[_Command]:
         key = f"{self.prefix}fam:{login}"
@@ -364,7 +392,9 @@ class RedisStore:
             self.local.put_entry(which, entry)
 
     def delete_entry(self, which: str, kind: str, value: str) -> None:
-        self._queue.put(("delete", (self._entry_key(which, kind, value),)))
+        keys = (self._entry_key(which, kind, value), self._removal_key(which, kind, value))
+        args = (repr(time.time()), str(REMOVAL_MEMORY_S * 1000))
+        self._queue.put(("eval", (_DELETE_ENTRY_LUA, 2, *keys, *args)))
         if self.local is not None:
             self.local.delete_entry(which, kind, value)
 

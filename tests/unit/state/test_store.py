@@ -180,3 +180,38 @@ def test_a_bare_or_corrupt_stored_posture_restores_safely(open_store: OpenStore)
     imap = engine.posture_record(Protocol.IMAP)
     assert imap.level is Posture.STRICT and imap.source is PostureSource.DETECTOR
     assert engine.posture_of(Protocol.SMTP) is Posture.NORMAL
+
+
+def test_a_late_write_does_not_bring_back_an_entry_another_node_removed(
+    redis_server: RedisServer,
+) -> None:
+    """Node A blocks an address; node B, which got the block, lifts it; A's write of the block
+    reaches Redis only afterwards (its queue, or Redis away from A for a while). Every node
+    loads its lists from Redis at start: the lifted block must not come back. A block made
+    after the removal is written as usual."""
+    from rempart.state.redis import RedisStore
+
+    prefix = f"t{next(_prefixes)}:"
+    a = RedisStore(redis_server.url, prefix=prefix, sync_interval=0.01, node_id="a")
+    b = RedisStore(redis_server.url, prefix=prefix, sync_interval=0.01, node_id="b")
+    try:
+        made = time.time() - 5
+        block = ListEntry("ip", "203.0.113.50", 0.0, "policy: stuffing", made)
+        b.put_entry("block", block)
+        assert b.flush()
+        b.delete_entry("block", "ip", "203.0.113.50")
+        assert b.flush()
+        a.put_entry("block", block)  # the late copy, made before the removal
+        assert a.flush()
+        assert ("block", "ip", "203.0.113.50") not in entries(a)
+        again = ListEntry("ip", "203.0.113.50", 0.0, "operator: again", time.time() + 1)
+        a.put_entry("block", again)
+        assert a.flush()
+        assert entries(b)[("block", "ip", "203.0.113.50")] == again
+        # A later removal is remembered over the earlier one; an older one does not undo it.
+        b.delete_entry("block", "ip", "203.0.113.50")
+        assert b.flush()
+        assert ("block", "ip", "203.0.113.50") not in entries(a)
+    finally:
+        a.close()
+        b.close()
