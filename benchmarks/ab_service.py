@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -29,9 +28,9 @@ from decision_service import (  # the sibling benchmark (run as a script: its di
     LUA_FIXED,
     LUA_VARYING,
     PASSWORD,
-    cpu_seconds,
-    parse_latency,
+    measure,
     start,
+    wrk,
 )
 
 
@@ -63,17 +62,16 @@ def main() -> None:
             cmd += ["--data-dir", str(tmp / name), *(["--config", str(config)] if config else [])]
             servers[name] = start(cmd, env)
         for _, port in servers.values():
-            wrk(port, script, 3)
+            wrk(port, script, 3, 32)
         rates: dict[str, list[float]] = {name: [] for name in servers}
         p99s: dict[str, list[float]] = {name: [] for name in servers}
         for round_no in range(args.rounds):
             names = list(servers) if round_no % 2 == 0 else list(reversed(servers))
             for name in names:
                 proc, port = servers[name]
-                cpu0 = cpu_seconds(proc.pid)
-                requests, p99 = wrk(port, script, args.seconds)
-                rates[name].append(requests / max(1e-9, cpu_seconds(proc.pid) - cpu0))
-                p99s[name].append(p99)
+                result = measure(proc.pid, port, script, args.seconds)
+                rates[name].append(result["per_cpu_s"])
+                p99s[name].append(result["p99_ms"])
     finally:
         for proc, _ in servers.values():
             proc.terminate()
@@ -89,29 +87,6 @@ def main() -> None:
             f"{statistics.median(rates[name]):7,.0f}   p99 median "
             f"{statistics.median(p99s[name]):6.2f} ms   rounds {[round(r) for r in rates[name]]}"
         )
-
-
-def wrk(port: int, script: Path, seconds: int) -> tuple[int, float]:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            "-c32",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{port}/",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 30,
-    ).stdout
-    found = re.search(r"(\d+) requests in", out)
-    if found is None:
-        raise SystemExit(f"wrk printed no request count:\n{out}")
-    return int(found.group(1)), parse_latency(out, "99")
 
 
 if __name__ == "__main__":
