@@ -200,6 +200,7 @@ class _Connection(asyncio.Protocol):
         "header_bytes",
         "headers",
         "idle_since",
+        "out",
         "parser",
         "queue",
         "reading_since",
@@ -222,6 +223,7 @@ class _Connection(asyncio.Protocol):
         self.admitted = False
         self.reading_since = 0.0  # coarse clock when the request being read began; 0: none
         self.idle_since = 0.0  # coarse clock since nothing is in flight; 0: busy
+        self.out: bytes | None = None  # answers waiting for the write batch (`_WriteBatch`)
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -248,6 +250,7 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
+        self.out = None
         if transport.get_write_buffer_size():
             transport.abort()
         else:
@@ -361,6 +364,20 @@ class _Connection(asyncio.Protocol):
         if self.transport is None:
             return
         body = response.body
+        if keep_alive and isinstance(body, bytes):
+            data = self._head(response, f"Content-Length: {len(body)}\r\n\r\n")
+            if not head_only:
+                data += body
+            if self.out is None:
+                self.out = data
+                self.app.batch.add(self)
+            else:
+                self.out += data  # pipelined requests: answers in order, one write
+            if not self.queue and not self.reading_since:
+                self.idle_since = self.guard.now
+                self.served = True
+            return
+        self.flush()  # what is batched goes first
         if not isinstance(body, bytes):
             if not head_only:
                 self.worker = asyncio.ensure_future(self._stream(response))
@@ -378,6 +395,14 @@ class _Connection(asyncio.Protocol):
         elif not self.queue and not self.reading_since:
             self.idle_since = self.guard.now
             self.served = True
+
+    def flush(self) -> None:
+        """Writes the batched answers (called by `_WriteBatch`, or before an unbatched write)."""
+        out = self.out
+        if out is not None:
+            self.out = None
+            if self.transport is not None:
+                self.transport.write(out)
 
     async def _stream(self, response: Response) -> None:
         assert not isinstance(response.body, bytes)
@@ -397,6 +422,33 @@ class _Connection(asyncio.Protocol):
                 self.transport.close()
 
 
+class _WriteBatch:
+    """The keep-alive answers of one event-loop pass, written together just before the loop
+    polls again (as Redis writes its replies before it sleeps).
+
+    On loopback and in a VM, most of a small write's cost is waking the reader: the kernel
+    delivers the segment inline and signals the client's thread, often on another CPU. Written
+    one by one between decisions, every answer pays that wake-up; written back to back, only
+    the first does, and the client sends its next requests together, so the next pass reads
+    them together. An answer waits at most for the rest of its pass (the decisions already
+    read); under light load a pass holds one request and nothing waits."""
+
+    __slots__ = ("connections",)
+
+    def __init__(self) -> None:
+        self.connections: list[_Connection] = []
+
+    def add(self, connection: _Connection) -> None:
+        if not self.connections:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.connections.append(connection)
+
+    def flush(self) -> None:
+        connections, self.connections = self.connections, []
+        for connection in connections:
+            connection.flush()
+
+
 class HttpApp:
     """Routes plus the listening socket."""
 
@@ -410,6 +462,7 @@ class HttpApp:
         self.max_body = max_body
         self.guard = ConnectionGuard(limits or ConnectionLimits())
         self.connections: set[_Connection] = set()
+        self.batch = _WriteBatch()
         self.server: asyncio.base_events.Server | None = None
         self.sweeper: asyncio.Task[None] | None = None
         self.errors = 0
@@ -470,5 +523,6 @@ class HttpApp:
             self.server.close()
             for conn in list(self.connections):
                 if conn.transport is not None:
+                    conn.flush()
                     conn.transport.close()
             await self.server.wait_closed()

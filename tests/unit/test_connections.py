@@ -173,3 +173,46 @@ def test_head_answers_like_get_without_a_body() -> None:
             await app.stop()
 
     asyncio.run(main())
+
+
+def test_batched_answers_keep_their_order_before_an_unbatched_close() -> None:
+    """Keep-alive answers wait for the pass's write batch; a closing answer is written at once,
+    so the batch must go out first or the client would read the answers out of order."""
+
+    async def main() -> None:
+        app = _app()
+        port = await app.start("127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            closing = b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            writer.write(PING + PING + closing)
+            data = await asyncio.wait_for(reader.read(), 2)
+            answers = data.split(b"HTTP/1.1 ")[1:]
+            assert [a[:3] for a in answers] == [b"200", b"200", b"404"]
+            assert b"Connection: close" in answers[2]
+        finally:
+            await app.stop()
+
+    asyncio.run(main())
+
+
+def test_answers_to_many_connections_in_one_pass_all_arrive() -> None:
+    async def main() -> None:
+        app = _app()
+        port = await app.start("127.0.0.1", 0)
+        try:
+            pairs = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+            for round_ in range(3):
+                for _, writer in pairs:
+                    writer.write(PING)
+                heads = await asyncio.gather(*(_read_answer(r) for r, _ in pairs))
+                assert all(h.startswith(b"HTTP/1.1 200") for h in heads), round_
+        finally:
+            await app.stop()
+
+    async def _read_answer(reader: asyncio.StreamReader) -> bytes:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        await reader.readexactly(11)
+        return head
+
+    asyncio.run(main())
