@@ -41,6 +41,7 @@ COMPILED_MODULES = (
     "rempart.engine.families",
     "rempart.engine.events",
     "rempart.engine.records",
+    "rempart.ops.chain",
     "rempart.engine.posture",
     "rempart.state.wire",
 )

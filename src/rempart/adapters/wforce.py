@@ -33,6 +33,9 @@ from rempart.ops.guards import check_wide_entry, is_confirmed
 
 _OK = b'{"status":"ok"}'
 _ALLOWED = b'{"status":0,"msg":"","r_attrs":{}}'
+# The answers of most decisions and reports, built once (responses are never changed once made).
+_OK_RESPONSE = Response(200, _OK)
+_ALLOWED_RESPONSE = Response(200, _ALLOWED)
 # wforce keeps an entry at most this long (expire_secs is an unsigned 32-bit count there); longer
 # is a typo, refused rather than kept for a century.
 MAX_EXPIRE_SECS = 10 * 365 * 86400
@@ -222,7 +225,7 @@ class WforceApi:
         if action is Action.ALLOW:
             if not verdict.reasons:
                 counts["allowed"] += 1
-                return Response(200, _ALLOWED)
+                return _ALLOWED_RESPONSE
             listed = "allow" if verdict.reasons[0].code == "allowlisted" else ""
             counts["whitelisted" if listed else "allowed"] += 1
             status = 0
@@ -274,7 +277,7 @@ class WforceApi:
             if used and outcome.success:
                 self.app_passwords.record_use(used, attempt.ip, now)
         self.engine.report(attempt, outcome)
-        return Response(200, _OK)
+        return _OK_RESPONSE
 
     async def reset(self, request: Request) -> Response:
         """Forget the counters of a login, an IP or both, and lift the block entries naming

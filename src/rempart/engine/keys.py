@@ -73,7 +73,16 @@ def net_keys(address: str) -> NetKeys:
     try:
         if ":" not in text:
             packed = socket.inet_pton(socket.AF_INET, text)
-            return _v4(packed)
+            # inet_pton takes only the canonical dotted quad (no leading zeros, four parts),
+            # so the text is the address's canonical form and its prefixes are string cuts.
+            head = text[: text.rindex(".")]
+            return NetKeys(
+                ip=text,
+                v6=False,
+                subnet="4:" + head,
+                wide="4w:" + head[: head.rindex(".")],
+                packed=packed,
+            )
         packed = socket.inet_pton(socket.AF_INET6, text)
     except (OSError, ValueError):
         raise KeyError_(f"not an IP address: {address[:64]!r}") from None

@@ -23,7 +23,6 @@ lacks.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -38,7 +37,9 @@ from typing import Any
 import orjson
 
 from rempart.engine.events import EngineEvent, ListAdded, ListRemoved, PostureChanged
-from rempart.engine.records import RecordedEvent, event_record, journaled, micros
+from rempart.engine.records import RecordedEvent, journaled, micros
+from rempart.ops.chain import chain_hash as _chain_hash
+from rempart.ops.chain import encode_lines
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
@@ -51,15 +52,6 @@ class JournalWriteError(OSError):
 def other_record(kind: str, now: float, data: dict[str, Any]) -> dict[str, Any]:
     """The record of an operator-side event that does not pass through the engine."""
     return {"ts": micros(now), "kind": kind, **data}
-
-
-def _chain_hash(prev: str, body: bytes) -> str:
-    """Hash of a record: sha256 over the previous hash and the record's JSON without `hash`.
-
-    The JSON keeps the record's key order, which `json.loads` preserves, so a verifier
-    re-serialises exactly the bytes that were hashed.
-    """
-    return hashlib.sha256(prev.encode() + body).hexdigest()
 
 
 @dataclass(slots=True)
@@ -194,26 +186,14 @@ class Journal:
         pending = self._pending
         if not pending:
             return
-        lines: list[bytes] = []
-        dumps, chain, popleft = orjson.dumps, _chain_hash, pending.popleft
         with self._lock:
-            seq, prev = self.seq, self.last_hash
+            items: list[RecordedEvent | dict[str, Any]] = []
+            popleft = pending.popleft
             while pending:
-                item = popleft()
-                try:
-                    rec = item if isinstance(item, dict) else event_record(item)
-                except Exception:  # a bad event must not fail a decision
-                    log.exception("journal: cannot record event %r", item)
-                    continue
-                seq += 1
-                rec["seq"] = seq
-                rec["prev"] = prev
-                body = dumps(rec)
-                prev = chain(prev, body)
-                lines.append(b'%s,"hash":"%s"}\n' % (body[:-1], prev.encode()))
-            self.seq, self.last_hash = seq, prev
+                items.append(popleft())
+            lines, self.seq, self.last_hash = encode_lines(items, self.seq, self.last_hash)
             if lines:
-                self._queue.put((seq, b"".join(lines)))
+                self._queue.put((self.seq, lines))
 
     def flush(self, timeout: float = 10.0) -> bool:
         if self._thread is None:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+import socket
 
-from rempart.engine.keys import KeyError_, LoginRules, canonical_login, net_keys, subnet_label
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rempart.engine.keys import (
+    KeyError_,
+    LoginRules,
+    _v4,
+    canonical_login,
+    net_keys,
+    subnet_label,
+)
 
 
 @pytest.mark.parametrize(
@@ -64,3 +75,16 @@ def test_ipv6_forms_share_keys() -> None:
 def test_invalid_addresses(bad: str) -> None:
     with pytest.raises(KeyError_):
         net_keys(bad)
+
+
+@given(st.binary(min_size=4, max_size=4))
+def test_ipv4_keys_from_text_match_the_keys_from_the_packed_address(packed: bytes) -> None:
+    """The dotted-quad path cuts strings; the IPv4-mapped path formats the packed bytes."""
+    text = socket.inet_ntop(socket.AF_INET, packed)
+    assert net_keys(text) == _v4(packed) == net_keys(f"::ffff:{text}")
+
+
+@pytest.mark.parametrize("text", ["01.2.3.4", "1.2.3", "1.2.3.04", "1.2.3.4.5", "256.1.1.1"])
+def test_non_canonical_ipv4_text_is_refused(text: str) -> None:
+    with pytest.raises(KeyError_):
+        net_keys(text)
