@@ -42,6 +42,7 @@ from rempart.ops.chain import chain_hash as _chain_hash
 from rempart.ops.chain import encode_lines
 
 log = logging.getLogger(__name__)
+_TOLD = (ListAdded, ListRemoved, PostureChanged)  # changes someone is told about
 GENESIS = "0" * 64
 
 
@@ -102,7 +103,7 @@ class Journal:
             return  # the learned fetchers: internal state, kept by the StateWriter
         pending = self._pending
         pending.append(event)
-        if isinstance(event, ListAdded | ListRemoved | PostureChanged):
+        if isinstance(event, _TOLD):
             # A change someone is told about: written and fsynced before it is answered.
             self.encode_pending()
             self._urgent.set()

@@ -35,6 +35,9 @@ MAX_KEYS = 10000  # per top table, pruned on tick
 TOP_N = 10
 
 
+_ACTION_EVENTS = (ListAdded, ListRemoved, PostureChanged, CountersReset)
+
+
 def subnet_of(ip: str) -> str:
     """IPv4 /24 or IPv6 /64 of a canonical address, by string operations (hot path)."""
     if ":" not in ip:
@@ -116,29 +119,29 @@ class LiveStats:
     # --- hot path ------------------------------------------------------------------------------
     def listener(self, event: EngineEvent) -> None:
         """Engine listener: a few dict increments, nothing else (no allocation beyond keys)."""
-        match event:
-            case Decided(attempt=attempt, verdict=verdict):
-                action = verdict.action
-                self.decisions[attempt.protocol][action] += 1
-                if action:
-                    ip, login = attempt.ip, attempt.login
-                    ips, logins = self.ips, self.logins
-                    ips.cur[ip] = ips.cur.get(ip, 0) + 1
-                    logins.cur[login] = logins.cur.get(login, 0) + 1
-                    ips.reasons[ip] = logins.reasons[login] = verdict.reasons
-            case Reported(attempt=attempt, outcome=outcome):
-                success = outcome.success
-                self.reports[attempt.protocol][success] += 1
-                if not success:
-                    ip, login = attempt.ip, attempt.login
-                    cur = self.ips.cur
-                    cur[ip] = cur.get(ip, 0) + 1
-                    cur = self.logins.cur
-                    cur[login] = cur.get(login, 0) + 1
-            case ListAdded() | ListRemoved() | PostureChanged() | CountersReset():
-                self.actions.append(_action(event))
-            case _:
-                pass
+        # isinstance, not `match`: class patterns add a getattr per field, on every decision.
+        if isinstance(event, Decided):
+            attempt, verdict = event.attempt, event.verdict
+            action = verdict.action
+            self.decisions[attempt.protocol][action] += 1
+            if action:
+                ip, login = attempt.ip, attempt.login
+                ips, logins = self.ips, self.logins
+                ips.cur[ip] = ips.cur.get(ip, 0) + 1
+                logins.cur[login] = logins.cur.get(login, 0) + 1
+                ips.reasons[ip] = logins.reasons[login] = verdict.reasons
+        elif isinstance(event, Reported):
+            attempt = event.attempt
+            success = event.outcome.success
+            self.reports[attempt.protocol][success] += 1
+            if not success:
+                ip, login = attempt.ip, attempt.login
+                cur = self.ips.cur
+                cur[ip] = cur.get(ip, 0) + 1
+                cur = self.logins.cur
+                cur[login] = cur.get(login, 0) + 1
+        elif isinstance(event, _ACTION_EVENTS):
+            self.actions.append(_action(event))
 
     # --- once a second ---------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> dict[str, Any]:
