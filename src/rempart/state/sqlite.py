@@ -30,6 +30,14 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 _Op = tuple[str, tuple[Any, ...]] | threading.Event | Future[bool] | None
 
+_PUT_FAMILIARITY = "INSERT OR REPLACE INTO familiarity VALUES (?, ?, ?)"
+# Statements written in bulk, as one multi-row statement per chunk instead of `executemany`:
+# the sqlite3 module releases and retakes the GIL around every row it steps, and each retake
+# waits for the event loop to yield it, so a batch of thousands of familiarity rows cost
+# thousands of thread switches on the decision path. One statement steps once per chunk.
+_MULTI_ROW = {_PUT_FAMILIARITY: ("INSERT OR REPLACE INTO familiarity VALUES ", "(?, ?, ?)")}
+_ROWS_PER_STATEMENT = 256  # x 3 parameters, well under SQLite's 32,766
+
 
 class SqliteStore:
     """Durable facts in `<data_dir>/state.sqlite3`."""
@@ -89,9 +97,7 @@ class SqliteStore:
         )
 
     def put_familiarity(self, login: str, marker: str, last: float, *, shared: bool = True) -> None:
-        self._queue.put(
-            ("INSERT OR REPLACE INTO familiarity VALUES (?, ?, ?)", (login, marker, last))
-        )
+        self._queue.put((_PUT_FAMILIARITY, (login, marker, last)))
 
     def put_setting(self, key: str, value: str | None) -> None:
         if value is None:
@@ -150,10 +156,10 @@ class SqliteStore:
                         run_params.append(op[1])
                     else:
                         if run_params:
-                            db.executemany(run_sql, run_params)
+                            _write_run(db, run_sql, run_params)
                         run_sql, run_params = op[0], [op[1]]
                 if run_params:
-                    db.executemany(run_sql, run_params)
+                    _write_run(db, run_sql, run_params)
                 db.execute("COMMIT")
                 for waiter in waiters:
                     if isinstance(waiter, Future):
@@ -170,3 +176,16 @@ class SqliteStore:
                         self._queue.put(op)  # waiters too: they are told only once durable
                 threading.Event().wait(1.0)
         db.close()
+
+
+def _write_run(db: sqlite3.Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
+    """Consecutive writes of one statement, in their order (a later row replaces an earlier
+    one with the same key, as it would row by row)."""
+    multi = _MULTI_ROW.get(sql)
+    if multi is None or len(params) < 2:
+        db.executemany(sql, params)
+        return
+    head, row = multi
+    for start in range(0, len(params), _ROWS_PER_STATEMENT):
+        chunk = params[start : start + _ROWS_PER_STATEMENT]
+        db.execute(head + ", ".join([row] * len(chunk)), [v for p in chunk for v in p])

@@ -137,6 +137,23 @@ def test_flush_waits_for_every_queued_write(open_store: OpenStore) -> None:
     assert sum(1 for _ in open_store().load_familiarity()) == 2000
 
 
+def test_a_large_batch_keeps_the_last_write_of_each_key(open_store: OpenStore) -> None:
+    """Written in multi-row chunks (SQLite): order holds within and across chunks."""
+    store = open_store()
+    now = time.time()
+    for i in range(700):
+        store.put_familiarity(f"user{i % 300}@example.org", "n10.0.0.0/24", now - 700 + i)
+    assert store.flush()
+    found = {login: last for login, _, last in open_store().load_familiarity()}
+    assert len(found) == 300
+    assert all(
+        found[f"user{k}@example.org"] == pytest.approx(now - 700 + 600 + k)
+        if k < 100
+        else found[f"user{k}@example.org"] == pytest.approx(now - 700 + 300 + k)
+        for k in range(300)
+    )
+
+
 def test_posture_records_survive_a_restart_with_their_hold(open_store: OpenStore) -> None:
     from rempart.engine.engine import Engine
     from rempart.model import Posture, Protocol
