@@ -244,6 +244,17 @@ class _Connection(asyncio.Protocol):
         if self.worker is not None:
             self.worker.cancel()
 
+    def pause_writing(self) -> None:
+        """The client is not reading its answers (the transport's buffer passed its high-water
+        mark): stop reading its requests until it does, so that output it never collects
+        cannot grow without bound. If it never does, the connection's timeouts close it."""
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def expire(self) -> None:
         """Closed by a timeout: at once, even with unsent output (a client that stopped
         reading must not hold its descriptor)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 
 import pytest
@@ -214,5 +215,40 @@ def test_answers_to_many_connections_in_one_pass_all_arrive() -> None:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
         await reader.readexactly(11)
         return head
+
+    asyncio.run(main())
+
+
+def test_a_client_that_does_not_read_its_answers_is_not_read_either() -> None:
+    """Pipelined requests from a client that does not read: once its output buffer is full the
+    server stops reading instead of buffering every answer, and sends them all once the client
+    reads."""
+
+    async def main() -> None:
+        app = _app()
+        port = await app.start("127.0.0.1", 0)
+        try:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # a small window
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 22)
+            writer.transport.set_write_buffer_limits(high=1 << 26)  # the client keeps sending
+            count = 200_000  # 6 MB of requests, 17 MB of answers: more than the kernel holds
+            writer.write(PING * count)
+            await asyncio.sleep(2)
+            (conn,) = app.connections
+            assert conn.transport is not None
+            buffered = conn.transport.get_write_buffer_size()
+            assert buffered < 1 << 20, f"{buffered} bytes of answers buffered"
+            answers, tail = 0, b""
+            while answers < count:
+                data = tail + await asyncio.wait_for(reader.read(1 << 20), 5)
+                answers += data.count(b"HTTP/1.1 200 OK")
+                tail = data[-16:]
+                answers -= tail.count(b"HTTP/1.1 200 OK")
+            assert answers == count
+        finally:
+            await app.stop()
 
     asyncio.run(main())
