@@ -457,7 +457,10 @@ class _WriteBatch:
     def flush(self) -> None:
         connections, self.connections = self.connections, []
         for connection in connections:
-            connection.flush()
+            try:
+                connection.flush()
+            except Exception:  # one broken transport must not keep the others' answers
+                log.exception("could not write answers to %s", connection.client)
 
 
 class HttpApp:
