@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 import httptools
 import orjson
 
+from rempart.acceptor import Acceptor, listening_sockets
 from rempart.connections import ConnectionGuard, ConnectionLimits
 
 log = logging.getLogger(__name__)
@@ -477,7 +478,7 @@ class HttpApp:
         self.guard = ConnectionGuard(limits or ConnectionLimits())
         self.connections: set[_Connection] = set()
         self.batch = _WriteBatch()
-        self.server: asyncio.base_events.Server | None = None
+        self.acceptor = Acceptor(lambda: _Connection(self))
         self.sweeper: asyncio.Task[None] | None = None
         self.errors = 0
 
@@ -523,20 +524,18 @@ class HttpApp:
             return self.error_response(HTTPError(500, "internal error"))
 
     async def start(self, host: str, port: int) -> int:
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: _Connection(self), host, port, reuse_address=True, backlog=4096
-        )
+        """Listen on every address of `host`; the bound port. Raises OSError (in use, …)."""
+        sockets = listening_sockets(host, port, backlog=4096)
+        self.acceptor.start(sockets)
         self.sweeper = asyncio.ensure_future(self.guard.run(self.connections))
-        return self.server.sockets[0].getsockname()[1]
+        return int(sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         if self.sweeper is not None:
             self.sweeper.cancel()
-        if self.server is not None:
-            self.server.close()
-            for conn in list(self.connections):
-                if conn.transport is not None:
-                    conn.flush()
-                    conn.transport.close()
-            await self.server.wait_closed()
+        self.acceptor.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.flush()
+                conn.transport.close()
+        await asyncio.sleep(0)  # the transports' closing callbacks

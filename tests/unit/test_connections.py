@@ -252,3 +252,50 @@ def test_a_client_that_does_not_read_its_answers_is_not_read_either() -> None:
             await app.stop()
 
     asyncio.run(main())
+
+
+def test_new_connections_are_accepted_at_once_while_every_turn_of_the_loop_is_long() -> None:
+    """uvloop (libuv) accepts one connection per turn of the loop; under load a turn lasts as
+    long as every ready request's decision, so new clients would wait in the kernel's queue.
+    The server accepts everything pending at each turn instead."""
+    import uvloop
+
+    async def main() -> None:
+        router = Router()
+
+        def busy(request: Request) -> Response:
+            time.sleep(0.004)  # a turn with 20 ready requests lasts 80 ms
+            return json_response({"ok": True})
+
+        router.add("GET", "/busy", busy, auth=Auth.PUBLIC)
+        app = HttpApp(router)
+        port = await app.start("127.0.0.1", 0)
+        stop = asyncio.Event()
+
+        async def client() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            while not stop.is_set():
+                writer.write(b"GET /busy HTTP/1.1\r\nHost: x\r\n\r\n")
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(11)
+            writer.close()
+
+        clients = [asyncio.ensure_future(client()) for _ in range(20)]
+        newcomers: list[socket.socket] = []
+        try:
+            await asyncio.sleep(0.5)
+            for _ in range(100):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", port))  # in progress: EINPROGRESS
+                newcomers.append(sock)
+            await asyncio.sleep(1.5)
+            assert len(app.connections) >= 120, f"{len(app.connections) - 20} of 100 accepted"
+        finally:
+            stop.set()
+            await asyncio.wait(clients, timeout=2)
+            for sock in newcomers:
+                sock.close()
+            await app.stop()
+
+    uvloop.run(main())
