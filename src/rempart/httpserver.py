@@ -376,20 +376,6 @@ class _Connection(asyncio.Protocol):
         if self.transport is None:
             return
         body = response.body
-        if keep_alive and isinstance(body, bytes):
-            data = self._head(response, f"Content-Length: {len(body)}\r\n\r\n")
-            if not head_only:
-                data += body
-            if self.out is None:
-                self.out = data
-                self.app.batch.add(self)
-            else:
-                self.out += data  # pipelined requests: answers in order, one write
-            if not self.queue and not self.reading_since:
-                self.idle_since = self.guard.now
-                self.served = True
-            return
-        self.flush()  # what is batched goes first
         if not isinstance(body, bytes):
             if not head_only:
                 self.worker = asyncio.ensure_future(self._stream(response))
@@ -400,16 +386,26 @@ class _Connection(asyncio.Protocol):
         else:
             extra = f"Content-Length: {len(body)}\r\n"
         extra += "\r\n" if keep_alive else "Connection: close\r\n\r\n"
-        # HEAD: the headers GET would send, without the body (RFC 9110 9.3.2).
-        self.transport.write(self._head(response, extra) + (b"" if head_only else body))
+        data = self._head(response, extra)
+        if not head_only:  # HEAD: the headers GET would send, without the body (RFC 9110 9.3.2)
+            data += body
         if not keep_alive:
+            self.flush()  # what is batched goes first
+            self.transport.write(data)
             self.transport.close()
-        elif not self.queue and not self.reading_since:
+            return
+        if self.out is None:
+            self.out = data
+            self.app.batch.add(self)
+        else:
+            self.out += data  # pipelined requests: answers in order, one write
+        if not self.queue and not self.reading_since:
             self.idle_since = self.guard.now
             self.served = True
 
     def flush(self) -> None:
-        """Writes the batched answers (called by `_WriteBatch`, or before an unbatched write)."""
+        """Writes the batched answers (called by `_WriteBatch`, or before an unbatched write:
+        a closing answer or a stream)."""
         out = self.out
         if out is not None:
             self.out = None
@@ -420,6 +416,7 @@ class _Connection(asyncio.Protocol):
         assert not isinstance(response.body, bytes)
         if self.transport is None:
             return
+        self.flush()  # what is batched goes first
         self.transport.write(self._head(response, "Transfer-Encoding: chunked\r\n\r\n"))
         try:
             async for chunk in response.body:

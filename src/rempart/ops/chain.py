@@ -44,6 +44,6 @@ def encode_lines(
         rec["seq"] = seq
         rec["prev"] = prev
         body: bytes = dumps(rec)
-        prev = hashlib.sha256(prev.encode() + body).hexdigest()
+        prev = chain_hash(prev, body)
         lines.append(body[:-1] + b',"hash":"' + prev.encode() + b'"}\n')
     return b"".join(lines), seq, prev

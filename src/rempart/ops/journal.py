@@ -240,7 +240,9 @@ class Journal:
         else:
             number = int(segments[-1].stem.split("-")[1]) + 1 if segments else 1
             path = self.dir / f"segment-{number:06d}.jsonl"
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_DSYNC | getattr(os, "O_CLOEXEC", 0)
+        flags = (
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_DSYNC
+        )  # close-on-exec: Python's default
         return os.open(path, flags, 0o666)
 
     def _run(self) -> None:
@@ -262,10 +264,11 @@ class Journal:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            chunks = [item[1] for item in items if isinstance(item, tuple)]
+            batches = [item for item in items if isinstance(item, tuple)]
             stop = None in items
-            if chunks:
-                last = max(item[0] for item in items if isinstance(item, tuple))
+            if batches:
+                chunks = [lines for _, lines in batches]
+                last = max(seq for seq, _ in batches)
                 error: OSError | None = None
                 try:
                     written = _write_all(fd, chunks)

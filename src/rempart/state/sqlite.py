@@ -30,12 +30,13 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 _Op = tuple[str, tuple[Any, ...]] | threading.Event | Future[bool] | None
 
-_PUT_FAMILIARITY = "INSERT OR REPLACE INTO familiarity VALUES (?, ?, ?)"
+_FAMILIARITY_INSERT, _FAMILIARITY_ROW = "INSERT OR REPLACE INTO familiarity VALUES ", "(?, ?, ?)"
+_PUT_FAMILIARITY = _FAMILIARITY_INSERT + _FAMILIARITY_ROW
 # Statements written in bulk, as one multi-row statement per chunk instead of `executemany`:
 # the sqlite3 module releases and retakes the GIL around every row it steps, and each retake
 # waits for the event loop to yield it, so a batch of thousands of familiarity rows cost
 # thousands of thread switches on the decision path. One statement steps once per chunk.
-_MULTI_ROW = {_PUT_FAMILIARITY: ("INSERT OR REPLACE INTO familiarity VALUES ", "(?, ?, ?)")}
+_MULTI_ROW = {_PUT_FAMILIARITY: (_FAMILIARITY_INSERT, _FAMILIARITY_ROW)}
 _ROWS_PER_STATEMENT = 256  # x 3 parameters, well under SQLite's 32,766
 
 
