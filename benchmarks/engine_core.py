@@ -7,8 +7,9 @@ Per step, CPU microseconds (`time.process_time`, best of --rounds):
 - `parse`: a wforce `allow` body (bytes) to an `Attempt` (`json_body` + `attempt_from`);
 - `decide` / `report`: `Engine.decide` and `Engine.report` on those attempts, varying keys
   (100k logins x random IPs, as `decision_service.py`) and one fixed key;
-- `peer_report`: a peer's report as the Redis replicator applies it (`ReportWire.from_wire` on
-  the decoded record, then `Engine.apply_peer_report`), varying keys, on a fresh engine.
+- `peer_report`: a peer's report as the Redis replicator applies it (`reports_of_entry` on the
+  decoded rows of a stream entry, then `Engine.apply_peer_report`), varying keys, on a fresh
+  engine.
 
 The garbage collector runs as `rempart serve` runs it (threshold 50,000, `gc.freeze()` about
 once a second). Prints which core ran (`rempart.compiled_core()`) so that a pure-Python run
@@ -31,10 +32,11 @@ from rempart.adapters.context import WforceContext, WforceCounters
 from rempart.adapters.wforce import attempt_from, json_body
 from rempart.config import Settings
 from rempart.engine.engine import Engine
+from rempart.engine.events import Reported
 from rempart.engine.keys import canonical_login
 from rempart.httpserver import Request
-from rempart.model import Attempt, Outcome
-from rempart.state.wire import ReportWire
+from rempart.model import Attempt, Outcome, Protocol
+from rempart.state.wire import ROWS_VERSION_FIELD, report_row, reports_of_entry
 
 START = 1_764_000_000.0
 FREEZE_EVERY = 10_000  # attempts between gc.freeze() calls: about one second of a busy node
@@ -132,29 +134,26 @@ def peer_reports(pairs: int) -> float:
     """µs per peer report applied as the Redis replicator does (record decoded, then applied)."""
     engine = Engine.in_memory()
     rng = random.Random(11)
-    records = []
+    rows = []
     for i in range(pairs):
         login = f"user{rng.randint(1, 100_000)}@example.org"
         ip = f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
-        success = rng.random() < 0.5
-        wire = ReportWire(
-            START + i * 0.001, login, ip, "imap", "0ed6", "", "", success, False, False, "", False
-        )
-        records.append(orjson.loads(orjson.dumps(_as_dict(wire))))
+        attempt = Attempt(login, ip, Protocol.IMAP, "0ed6")
+        rows.append(report_row(Reported(START + i * 0.001, attempt, Outcome(rng.random() < 0.5))))
+    # Stream entries of 500 rows, as RedisStore sends them, decoded as the reader thread does.
+    entries = [orjson.loads(orjson.dumps(rows[i : i + 500])) for i in range(0, pairs, 500)]
 
     def apply() -> None:
         peer = engine.apply_peer_report
-        for i, data in enumerate(records):
-            r = ReportWire.from_wire(data)
-            peer(r.attempt(), r.outcome(), r.at)
-            if i % FREEZE_EVERY == 0:
-                gc.freeze()
+        applied = 0
+        for entry in entries:
+            for attempt, outcome, at in reports_of_entry(ROWS_VERSION_FIELD, entry):
+                peer(attempt, outcome, at)
+                applied += 1
+                if applied % FREEZE_EVERY == 0:
+                    gc.freeze()
 
     return timed(apply) / pairs * 1e6
-
-
-def _as_dict(wire: ReportWire) -> dict[str, object]:
-    return {name: getattr(wire, name) for name in ReportWire.__dataclass_fields__}
 
 
 def main() -> None:

@@ -146,6 +146,25 @@ def caught_up(client: Client, timeout: float = 120.0) -> None:
     raise SystemExit(f"a node did not catch up within {timeout} s: {status}")
 
 
+def apply_cost(a_pid: int, a_port: int, b_port: int, script: Path, seconds: float) -> dict:
+    """Node A idle, node B under wrk's load: A's CPU per report of B's that it applied."""
+    caught_up(Client(b_port))  # B first warms its counters from the stream's history
+    a_client = Client(a_port)
+    caught_up(a_client)
+    before = a_client.stats()["redis"]["reports_received"]
+    cpu0 = cpu_seconds(a_pid)
+    out, _ = wrk(b_port, script, seconds).communicate(timeout=seconds + 30)
+    caught_up(a_client)
+    apply_cpu = cpu_seconds(a_pid) - cpu0
+    applied = a_client.stats()["redis"]["reports_received"] - before
+    return {
+        "reports_applied": applied,
+        "cpu_s": round(apply_cpu, 2),
+        "us_per_report": round(1e6 * apply_cpu / max(1, applied), 1),
+        "load_requests_on_b": requests_of(out),
+    }
+
+
 def summary(delays: list[float]) -> dict[str, float]:
     ordered = sorted(delays)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
@@ -163,7 +182,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument(
+        "--apply-only",
+        action="store_true",
+        help="measure only step 2 (a node applying its peer's reports), --rounds times; prints"
+        " the figures and leaves docs/benchmarks.md alone",
+    )
     args = parser.parse_args()
+    if args.apply_only:
+        args.no_write = True
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     tmp = Path(tempfile.mkdtemp(prefix="rempart-redis-bench-"))
@@ -186,6 +213,13 @@ def main() -> None:
         # 1. cost per request, interleaved so both see the same machine.
         runs: dict[str, list[dict[str, float]]] = {"embedded": [], "redis": []}
         redis_cpu = 0.0
+        if args.apply_only:
+            embedded.terminate()
+            node_b, b_port = start_node(tmp / "node-b", redis_cfg)
+            procs.append(node_b)
+            for _ in range(args.rounds):
+                print(json.dumps(apply_cost(node_a.pid, a_port, b_port, script, args.seconds)))
+            return
         for _ in range(args.rounds):
             runs["embedded"].append(measure(embedded.pid, e_port, script, args.seconds))
             r0 = cpu_seconds(redis_proc.pid)
@@ -195,14 +229,7 @@ def main() -> None:
         # would have applied A's reports on the same two cores during the cost runs.)
         node_b, b_port = start_node(tmp / "node-b", redis_cfg)
         procs.append(node_b)
-        caught_up(Client(b_port))  # B first warms its counters from the stream's history
-        a_client = Client(a_port)
-        before = a_client.stats()["redis"]["reports_received"]
-        cpu0 = cpu_seconds(node_a.pid)
-        out, _ = wrk(b_port, script, args.seconds).communicate(timeout=args.seconds + 30)
-        caught_up(a_client)
-        apply_cpu = cpu_seconds(node_a.pid) - cpu0
-        applied = a_client.stats()["redis"]["reports_received"] - before
+        apply = apply_cost(node_a.pid, a_port, b_port, script, args.seconds)
         # 3. propagation, quiet and under load on A.
         a, b = Client(a_port), Client(b_port)
         quiet = propagation(a, b, args.trials, 77)
@@ -235,12 +262,7 @@ def main() -> None:
             "ratio": round(redis_rate / embedded_rate, 3),
             "redis_server_cpu_s_per_1k_requests": round(1000 * redis_cpu / redis_requests, 4),
         },
-        "apply": {
-            "reports_applied": applied,
-            "cpu_s": round(apply_cpu, 2),
-            "us_per_report": round(1e6 * apply_cpu / max(1, applied), 1),
-            "load_requests_on_b": requests_of(out),
-        },
+        "apply": apply,
         "propagation": {"quiet": quiet, "under_load": loaded},
         "dropped": final_a["reports_dropped"],
     }

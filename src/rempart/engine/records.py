@@ -52,13 +52,16 @@ class RecordKind(enum.StrEnum):
 
 
 # The events with a record: all but the learned fetchers, internal state that only the
-# StateWriter keeps (`journaled` tells them apart).
+# StateWriter keeps, and a familiarity learned from another node's report, which that node
+# journaled (`journaled` tells them apart: a node's journal holds what it was told).
 RecordedEvent: TypeAlias = (
     Decided | Reported | ListAdded | ListRemoved | Familiar | PostureChanged | CountersReset
 )
 
 
 def journaled(event: EngineEvent) -> TypeGuard[RecordedEvent]:
+    if isinstance(event, Familiar):
+        return not event.from_peer
     return not isinstance(event, FetchersLearned)
 
 

@@ -43,7 +43,7 @@ from redis.retry import Retry
 
 from rempart.engine.lists import ListEntry
 from rempart.state.store import Store
-from rempart.state.wire import ChangeWire, ReportWire
+from rempart.state.wire import ROWS_VERSION_FIELD, ChangeWire
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class RedisStore:
         self.reports_stream = prefix + "reports"
         self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         # Reports waiting to be sent; bounded, so an outage costs at most this much memory.
-        self._reports: collections.deque[ReportWire] = collections.deque(maxlen=buffer_records)
+        self._reports: collections.deque[list[Any]] = collections.deque(maxlen=buffer_records)
         self.up = False
         self.last_error = ""
         self.down_since: float | None = time.time()
@@ -424,8 +424,9 @@ class RedisStore:
         writes."""
         self._queue.put(orjson.dumps(ChangeWire(self.node_id, record)))
 
-    def publish_report(self, record: ReportWire) -> None:
-        """Buffer a report record; sent with the next batch (the oldest dropped if full)."""
+    def publish_report(self, record: list[Any]) -> None:
+        """Buffer a report row (`wire.report_row`); sent with the next batch (the oldest
+        dropped if full)."""
         reports = self._reports
         if len(reports) == reports.maxlen:
             self.reports_dropped += 1
@@ -520,12 +521,12 @@ class RedisStore:
                     op.set()
             pending = []
 
-    def _take_reports(self) -> list[ReportWire]:
+    def _take_reports(self) -> list[list[Any]]:
         reports = self._reports
         # popleft while the engine appends on the right: both are atomic, nothing is lost.
         return [reports.popleft() for _ in range(len(reports))]
 
-    def _write(self, ops: list[_Op], reports: list[ReportWire]) -> None:
+    def _write(self, ops: list[_Op], reports: list[list[Any]]) -> None:
         pipe = self.client.pipeline(transaction=False)
         changes = 0
         familiar: list[str] = []
@@ -554,7 +555,7 @@ class RedisStore:
             chunk = reports[start : start + 500]
             pipe.xadd(
                 self.reports_stream,
-                {"n": self.node_id, "r": orjson.dumps(chunk)},
+                {"n": self.node_id, "v": ROWS_VERSION_FIELD, "r": orjson.dumps(chunk)},
                 maxlen=self.stream_maxlen,
                 approximate=True,
             )

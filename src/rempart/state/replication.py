@@ -3,8 +3,8 @@ own engine, so N stateless nodes count the same attempts and enforce the same li
 
 Design. Each decision stays pure CPU on local memory: the counters a rule reads are the node's
 own rings and sketches, fed by *every* node's reports.
-- Out: an engine listener turns each report into a typed, versioned `ReportWire` (time, login,
-  ip, protocol, password and device fingerprints, outcome) and each list change, posture change
+- Out: an engine listener turns each report into a compact, versioned row (`report_row`: time,
+  login, ip, protocol, password and device fingerprints, outcome) and each list change, posture change
   or counter reset into a `ChangeWire` carrying the change's journal record (`rempart.state.wire`). A familiar network needs no record of its own: the
   successful report that taught it teaches every node (and `RedisStore` keeps it for nodes
   that start later). `RedisStore`'s writer thread sends them every `sync_interval` (0.1 s)
@@ -55,7 +55,7 @@ from rempart.engine.events import (
 )
 from rempart.engine.records import change_from_record, event_record
 from rempart.state.redis import REDIS_ERRORS, Backoff, RedisStore
-from rempart.state.wire import ChangeWire, ReportWire, WireError
+from rempart.state.wire import ChangeWire, PeerReport, WireError, report_row, reports_of_entry
 from rempart.state.writer import encode_posture, posture_key
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class Replicator:
     def listener(self, event: EngineEvent) -> None:
         match event:
             case Reported():
-                self.store.publish_report(ReportWire.of(event))
+                self.store.publish_report(report_row(event))
             case ListAdded() | ListRemoved() | PostureChanged() | CountersReset():
                 self.store.publish_change(event_record(event))
             case _:
@@ -172,12 +172,16 @@ class Replicator:
                     else:
                         node = fields[b"n"].decode()
                         if node != self.node_id:
-                            records = [ReportWire.from_wire(r) for r in orjson.loads(fields[b"r"])]
+                            records = reports_of_entry(fields.get(b"v"), orjson.loads(fields[b"r"]))
                             self.inbox.append(("reports", records))
                             self.reports_received += len(records)
                 except WireError as exc:  # e.g. a newer node during a rolling upgrade
                     self.apply_errors += 1
                     log.warning("skipped a record from the shared streams: %s", exc)
+                    continue
+                except (ValueError, KeyError) as exc:  # not JSON, not UTF-8, a field missing
+                    self.apply_errors += 1
+                    log.warning("skipped an unreadable entry of the shared streams: %r", exc)
                     continue
                 if node != self.node_id:
                     self.peers[node] = heard
@@ -211,12 +215,12 @@ class Replicator:
             self._wake()
         return applied
 
-    def _apply_reports(self, records: list[ReportWire]) -> int:
+    def _apply_reports(self, records: list[PeerReport]) -> int:
         apply = self.engine.apply_peer_report
-        for r in records:
-            apply(r.attempt(), r.outcome(), r.at)
+        for attempt, outcome, at in records:
+            apply(attempt, outcome, at)
         if records:
-            self.lag_s = max(0.0, time.time() - records[-1].at)
+            self.lag_s = max(0.0, time.time() - records[-1][2])
         return len(records)
 
     def _apply_change(self, record: dict[str, Any]) -> None:

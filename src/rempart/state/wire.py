@@ -4,6 +4,12 @@ A report travels as a `ReportWire` (JSON object, batched by the Redis store); a 
 posture, counter reset) as a `ChangeWire` that carries the journal record of the change
 (`rempart.engine.records`), so the one schema serves the journal, the reports and replication.
 A node skips records of a newer version than it knows, counting them as apply errors.
+
+Reports travel in their compact form since version 2: a stream entry carries `"v": "2"` and
+its records as JSON arrays of the fields of `ReportWire` in order (`report_row`), decoded
+straight into the `Attempt` and `Outcome` the engine applies (`reports_of_entry`): no field
+names repeated in every record, no intermediate object per record on the receiving node. An
+entry without `v` holds version 1 objects, which are still read (a rolling upgrade).
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from rempart.engine.events import Reported
 from rempart.model import Attempt, Outcome, Protocol
 
 WIRE_VERSION = 1
+# The version of a stream entry of compact report rows (`report_row`).
+ROWS_VERSION = 2
+ROWS_VERSION_FIELD = b"2"
+_ROW_FIELDS = 12
 _PROTOCOLS: dict[str, Protocol] = {p.value: p for p in Protocol}
 
 
@@ -100,6 +110,88 @@ class ReportWire:
 
     def outcome(self) -> Outcome:
         return Outcome(self.success, self.policy_reject, self.unknown_login)
+
+
+def report_row(event: Reported) -> list[Any]:
+    """A report in its compact wire form: `ReportWire`'s fields in order, without `v`."""
+    a, o = event.attempt, event.outcome
+    return [
+        event.at,
+        a.login,
+        a.ip,
+        a.protocol.value,
+        a.pwhash,
+        a.device_id,
+        a.user_agent,
+        o.success,
+        o.policy_reject,
+        o.unknown_login,
+        a.pair_fingerprint.hex() if a.pair_fingerprint else "",
+        a.password_popular,
+    ]
+
+
+def _text(row: list[Any], index: int) -> str:
+    value = row[index]
+    if type(value) is not str:
+        raise WireError(f"report row field {index} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _flag(row: list[Any], index: int) -> bool:
+    value = row[index]
+    if type(value) is not bool:
+        raise WireError(f"report row field {index} must be true or false, not {value!r}")
+    return value
+
+
+PeerReport = tuple[Attempt, Outcome, float]
+
+
+def report_from_row(row: object) -> PeerReport:  # unchecked input: any JSON value
+    """The attempt, outcome and time of a compact report row; WireError when malformed."""
+    if type(row) is not list or len(row) != _ROW_FIELDS:
+        raise WireError(f"a report row must be an array of {_ROW_FIELDS} fields")
+    at = row[0]
+    if type(at) is not float and type(at) is not int:
+        raise WireError(f"report row field 0 (time) must be a number, not {at!r}")
+    protocol = _PROTOCOLS.get(_text(row, 3))
+    if protocol is None:
+        raise WireError(f"unknown protocol {row[3]!r} in a report row")
+    fingerprint = _text(row, 10)
+    try:
+        pair_fingerprint = bytes.fromhex(fingerprint) if fingerprint else b""
+    except ValueError:
+        raise WireError("report row field 10 (pair fingerprint) is not hex") from None
+    attempt = Attempt(
+        _text(row, 1),
+        _text(row, 2),
+        protocol,
+        _text(row, 4),
+        _text(row, 5),
+        _text(row, 6),
+        pair_fingerprint=pair_fingerprint,
+        password_popular=_flag(row, 11),
+    )
+    return attempt, Outcome(_flag(row, 7), _flag(row, 8), _flag(row, 9)), float(at)
+
+
+def reports_of_entry(version: bytes | None, records: object) -> list[PeerReport]:
+    """The reports of a stream entry (its `v` field, None for version 1, and its decoded `r`)."""
+    if type(records) is not list:
+        raise WireError("a stream entry's reports must be an array")
+    if version is None:
+        out: list[PeerReport] = []
+        for data in records:
+            wire = ReportWire.from_wire(data)
+            out.append((wire.attempt(), wire.outcome(), wire.at))
+        return out
+    if version != ROWS_VERSION_FIELD:
+        raise WireError(
+            f"stream entry of version {version.decode(errors='replace')!r}"
+            f" (this node reads 1..{ROWS_VERSION})"
+        )
+    return [report_from_row(row) for row in records]
 
 
 @dataclass(frozen=True, slots=True)

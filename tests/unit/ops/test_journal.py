@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from rempart.engine.engine import Engine
-from rempart.engine.events import FetchersLearned
+from rempart.engine.events import Familiar, FetchersLearned
 from rempart.engine.lists import ListEntry
 from rempart.model import Attempt, Outcome, Protocol
 from rempart.ops.journal import Journal
@@ -69,6 +69,15 @@ def test_learned_fetchers_are_not_journaled(
     assert journal.flush()
     assert journal.verify() == (9, None)
     assert "cannot record" not in caplog.text
+
+
+def test_a_familiarity_learned_from_a_peer_is_not_journaled(journal: Journal) -> None:
+    # The node whose report taught it journaled it; every node of a cluster would repeat it.
+    journal.listener(Familiar(T0, "alice@example.org", "net:192.0.2.0/24", from_peer=True))
+    journal.listener(Familiar(T0 + 1, "bob@example.org", "net:198.51.100.0/24"))
+    assert journal.flush()
+    records = list(journal.records())
+    assert [(r["kind"], r["login"]) for r in records] == [("familiar", "bob@example.org")]
 
 
 def test_queries_by_login_ip_kind_and_time(journal: Journal) -> None:
