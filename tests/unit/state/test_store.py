@@ -232,3 +232,43 @@ def test_a_late_write_does_not_bring_back_an_entry_another_node_removed(
     finally:
         a.close()
         b.close()
+
+
+def test_sqlite_familiarity_log_is_merged_into_the_keyed_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Familiarity is appended to a log (sequential pages) and merged in bulk: read the same
+    before the merge, after the writer's merge at its threshold, and after the merge at open."""
+    import sqlite3
+
+    import rempart.state.sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "_COMPACT_ROWS", 500)
+    now = time.time()
+
+    def rows(table: str) -> int:
+        with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    store = SqliteStore(tmp_path)
+    for i in range(300):  # below the threshold: all in the log, read through it
+        store.put_familiarity(f"user{i % 100}@example.org", "n10.0.0.0/24", now - 300 + i)
+    store.put_familiarity("user5@example.org", "n10.0.0.0/24", now - 1000)  # older: ignored
+    assert store.flush()
+    assert (rows("familiarity"), rows("familiarity_log")) == (0, 301)
+    found = {login: last for login, _, last in store.load_familiarity()}
+    assert len(found) == 100 and found["user5@example.org"] == pytest.approx(now - 300 + 205)
+    for i in range(300):  # past the threshold: the writer merges after its commit
+        store.put_familiarity(f"user{i}@example.org", "n10.0.0.0/24", now + i)
+    assert store.flush()
+    assert store.flush()  # the merge follows the commit that woke the first waiter
+    assert (rows("familiarity"), rows("familiarity_log")) == (300, 0)
+    store.put_familiarity("late@example.org", "dphone", now)
+    store.close()
+    reopened = SqliteStore(tmp_path)  # merged at open
+    assert (rows("familiarity"), rows("familiarity_log")) == (301, 0)
+    found = {(login, marker): last for login, marker, last in reopened.load_familiarity()}
+    assert len(found) == 301
+    assert found[("user5@example.org", "n10.0.0.0/24")] == pytest.approx(now + 5)
+    assert found[("late@example.org", "dphone")] == pytest.approx(now)
+    reopened.close()
