@@ -357,7 +357,9 @@ class Engine:
     def _learn(
         self, attempt: Attempt, outcome: Outcome, now: float, from_peer: bool = False
     ) -> None:
-        net, device, keys = self._keys(attempt)
+        # A peer's attempt is never asked about here: caching its keys would only evict those
+        # of this node's own attempts, which Dovecot asks about twice before reporting.
+        net, device, keys = self._derive_keys(attempt) if from_peer else self._keys(attempt)
         bucket = int(now // self.width)
         dbucket = int(now // self.dwidth)
         failed = not outcome.success and not outcome.policy_reject
