@@ -364,7 +364,8 @@ class Engine:
         dbucket = int(now // self.dwidth)
         failed = not outcome.success and not outcome.policy_reject
         login_hash = item_hash(attempt.login)
-        ip_hash = item_hash(net.ip)
+        # Only a failure counts its address in a sketch (a login's failing sources).
+        ip_hash = item_hash(net.ip) if failed else 0
         established = False
         familiarity = self.familiarity
         network = _NETWORK + net.subnet
