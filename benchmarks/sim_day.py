@@ -45,6 +45,7 @@ def main() -> None:
                 "scenario": sc.name,
                 "policy": args.policy,
                 "users": args.users,
+                "passwords": inputs.pw.source,  # the sample lists give another world
                 "events": events,
                 "load_inputs_s": round(t1 - t0, 1),
                 "build_world_s": round(t2 - t1, 1),
