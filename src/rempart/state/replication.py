@@ -264,6 +264,7 @@ class Replicator:
             "changes_sent": store.changes_sent,
             "changes_received": self.changes_received,
             "apply_backlog": len(self.inbox),
+            "apply_errors": self.apply_errors,
             "lag_s": round(self.lag_s, 3),
             "errors": store.errors,
         }
@@ -305,5 +306,10 @@ class ReplicationCollector(Collector):
             ("changes_sent", "List, posture and counter-reset changes sent", s.changes_sent),
             ("changes_received", "Changes received from the other nodes", r.changes_received),
             ("errors", "Failed Redis operations", s.errors),
+            (
+                "apply_errors",
+                "Records of the other nodes skipped: unreadable, or of a newer wire version",
+                r.apply_errors,
+            ),
         ):
             yield CounterMetricFamily(f"rempart_redis_{name}", help_text, value=value)

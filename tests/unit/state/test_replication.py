@@ -284,3 +284,24 @@ def test_the_other_nodes_list_changes_reach_this_nodes_nftables_sync(nodes) -> N
     settle(a, b, until=lambda: sync.wanted.target(addresses, "198.51.100.7", now) is not None)
     a.engine.remove_entry("block", "ip", "198.51.100.7")
     settle(a, b, until=lambda: sync.wanted.target(addresses, "198.51.100.7", now) is None)
+
+
+def test_unreadable_and_newer_report_entries_are_skipped_and_counted(nodes) -> None:
+    """An entry a node cannot read (a newer node's wire version, bad JSON, a malformed row)
+    is skipped and counted in `apply_errors`; the entries around it are applied."""
+    import orjson
+
+    a, b = nodes("a"), nodes("b")
+    stream = b.store.reports_stream
+    row = ["now", "x@example.org", SPRAYER, "imap", "", "", "", False, False, False, "", False]
+    client = b.store.client
+    client.xadd(stream, {"n": "c", "v": "3", "r": orjson.dumps([row])})
+    client.xadd(stream, {"n": "c", "v": "2", "r": b"[not json"})
+    client.xadd(stream, {"n": "c", "v": "2", "r": orjson.dumps([row])})  # "now" is no time
+    client.xadd(stream, {"n": "c"})  # no reports at all
+    for i in range(14):
+        fail(a, f"s{i}@example.org")
+    settle(b, until=lambda: verdict(b) is Action.DENY)
+    assert b.replicator.reports_received == 14
+    assert b.replicator.apply_errors == 4
+    assert b.replicator.status()["apply_errors"] == 4
