@@ -101,7 +101,12 @@ class SqliteStore:
     def load_familiarity(self) -> Iterator[tuple[str, str, float]]:
         """Each remembered (login, marker) once, with its newest time (the log not yet merged
         included)."""
-        yield from self._db.execute(
+        db = self._db
+        if db.execute("SELECT EXISTS (SELECT 1 FROM familiarity_log)").fetchone()[0] == 0:
+            # The usual case at start, right after the merge: no sort of the whole table.
+            yield from db.execute("SELECT login, marker, last FROM familiarity").fetchall()
+            return
+        yield from db.execute(
             "SELECT login, marker, MAX(last) FROM"
             " (SELECT * FROM familiarity UNION ALL SELECT * FROM familiarity_log)"
             " GROUP BY login, marker"
