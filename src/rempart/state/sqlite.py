@@ -70,7 +70,10 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._connect()
         self._db.executescript(_SCHEMA)
-        self._merge_familiarity(self._db)
+        try:
+            self._merge_familiarity(self._db)
+        except sqlite3.OperationalError as exc:  # busy: the writer merges it later
+            log.warning("familiarity log of %s not merged at open: %s", self.path, exc)
         self._log_rows = 0  # appended to familiarity_log since the last merge (writer thread)
         self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         self._interval = batch_interval
