@@ -42,8 +42,11 @@ def test_attacker_refused_legit_user_unaffected_and_block_survives_restart(rig) 
 
     # One source tries many accounts with wrong passwords: refused once past the threshold,
     # even with a correct password, and with Rempart's message.
-    answers = [dovecot.imap_login(f"user{i}@example.org", "123456", attacker) for i in range(3)]
-    assert all("Authentication failed" in a for a in answers), answers
+    # Four for a rule at three: the keyed distinct count may merge two of three logins (about
+    # 1 % of fresh data directories, whose sketch key is random).
+    answers = [dovecot.imap_login(f"user{i}@example.org", "123456", attacker) for i in range(4)]
+    assert all("Authentication failed" in a for a in answers[:3]), answers
+    assert "Authentication failed" in answers[3] or "Too many" in answers[3], answers
     refused = dovecot.imap_login("bob@example.org", "tr0ub4dor", attacker)
     assert "Too many different accounts tried from your address" in refused, refused
     assert "Too many" in dovecot.pop3_login("bob@example.org", "tr0ub4dor", attacker)
