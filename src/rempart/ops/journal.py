@@ -240,10 +240,8 @@ class Journal:
         else:
             number = int(segments[-1].stem.split("-")[1]) + 1 if segments else 1
             path = self.dir / f"segment-{number:06d}.jsonl"
-        flags = (
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_DSYNC
-        )  # close-on-exec: Python's default
-        return os.open(path, flags, 0o666)
+        # Close-on-exec is Python's default for the descriptors it opens.
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_DSYNC, 0o666)
 
     def _run(self) -> None:
         # Every blocking call made here gives the GIL away and must win it back from the busy

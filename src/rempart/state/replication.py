@@ -55,7 +55,7 @@ from rempart.engine.events import (
 )
 from rempart.engine.records import change_from_record, event_record
 from rempart.state.redis import REDIS_ERRORS, Backoff, RedisStore
-from rempart.state.wire import ChangeWire, PeerReport, WireError, report_row, reports_of_entry
+from rempart.state.wire import ChangeWire, PeerReport, report_row, reports_of_entry
 from rempart.state.writer import encode_posture, posture_key
 
 if TYPE_CHECKING:
@@ -175,11 +175,9 @@ class Replicator:
                             records = reports_of_entry(fields.get(b"v"), orjson.loads(fields[b"r"]))
                             self.inbox.append(("reports", records))
                             self.reports_received += len(records)
-                except WireError as exc:  # e.g. a newer node during a rolling upgrade
-                    self.apply_errors += 1
-                    log.warning("skipped a record from the shared streams: %s", exc)
-                    continue
-                except (ValueError, KeyError) as exc:  # not JSON, not UTF-8, a field missing
+                # WireError (a ValueError): a newer node during a rolling upgrade, a malformed
+                # record; otherwise not JSON, not UTF-8, a field missing.
+                except (ValueError, KeyError) as exc:
                     self.apply_errors += 1
                     log.warning("skipped an unreadable entry of the shared streams: %r", exc)
                     continue

@@ -202,30 +202,29 @@ class SqliteStore:
             waiters: list[threading.Event | Future[bool]] = []
             try:
                 db.execute("BEGIN")
-                # Consecutive writes of the same statement go in one executemany.
-                run_sql, run_params = "", []
+                # Consecutive writes of the same statement go in one run (`_write_run`).
+                runs: list[tuple[str, list[tuple[Any, ...]]]] = []
                 for op in batch:
                     if op is None:
                         stop = True
                     elif isinstance(op, threading.Event | Future):
                         waiters.append(op)
-                    elif op[0] == run_sql:
-                        run_params.append(op[1])
+                    elif runs and op[0] == runs[-1][0]:
+                        runs[-1][1].append(op[1])
                     else:
-                        if run_params:
-                            _write_run(db, run_sql, run_params)
-                        run_sql, run_params = op[0], [op[1]]
-                if run_params:
-                    _write_run(db, run_sql, run_params)
+                        runs.append((op[0], [op[1]]))
+                logged = 0
+                for sql, params in runs:
+                    _write_run(db, sql, params)
+                    if sql == _PUT_FAMILIARITY:
+                        logged += len(params)
                 db.execute("COMMIT")
                 for waiter in waiters:
                     if isinstance(waiter, Future):
                         waiter.set_result(True)
                     else:
                         waiter.set()
-                self._log_rows += sum(
-                    1 for op in batch if isinstance(op, tuple) and op[0] == _PUT_FAMILIARITY
-                )
+                self._log_rows += logged
             except sqlite3.Error:
                 self.write_errors += 1
                 log.exception("state store write failed; batch of %d kept for retry", len(batch))

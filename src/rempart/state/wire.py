@@ -65,21 +65,7 @@ class ReportWire:
 
     @classmethod
     def of(cls, event: Reported) -> ReportWire:
-        a, o = event.attempt, event.outcome
-        return cls(
-            event.at,
-            a.login,
-            a.ip,
-            a.protocol.value,
-            a.pwhash,
-            a.device_id,
-            a.user_agent,
-            o.success,
-            o.policy_reject,
-            o.unknown_login,
-            a.pair_fingerprint.hex() if a.pair_fingerprint else "",
-            a.password_popular,
-        )
+        return cls(*report_row(event))  # one definition of the fields' order and form
 
     @classmethod
     def from_wire(cls, data: object) -> ReportWire:  # unchecked input: any JSON value

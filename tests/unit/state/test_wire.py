@@ -19,23 +19,25 @@ from rempart.state.wire import (
     reports_of_entry,
 )
 
+# A report with every field set, its fingerprint included.
+ATTEMPT = Attempt(
+    "bob@example.org",
+    "2001:db8::7",
+    Protocol.WEB,
+    "0abc",
+    "dev-1",
+    "Firefox",
+    pair_fingerprint=b"\x01\x02",
+    password_popular=True,
+)
+OUTCOME = Outcome(success=False, policy_reject=True, unknown_login=True)
+
 
 def test_a_report_round_trips_through_json() -> None:
-    attempt = Attempt(
-        "bob@example.org",
-        "2001:db8::7",
-        Protocol.WEB,
-        "0abc",
-        "dev-1",
-        "Firefox",
-        pair_fingerprint=b"\x01\x02",
-        password_popular=True,
-    )
-    outcome = Outcome(success=False, policy_reject=True, unknown_login=True)
-    wire = ReportWire.of(Reported(1.5, attempt, outcome))
+    wire = ReportWire.of(Reported(1.5, ATTEMPT, OUTCOME))
     back = ReportWire.from_wire(orjson.loads(orjson.dumps(wire)))
     assert back == wire and back.v == WIRE_VERSION
-    assert back.attempt() == attempt and back.outcome() == outcome
+    assert back.attempt() == ATTEMPT and back.outcome() == OUTCOME
 
 
 def test_newer_or_malformed_records_are_refused() -> None:
@@ -56,22 +58,12 @@ def test_newer_or_malformed_records_are_refused() -> None:
 
 
 def test_a_compact_report_row_decodes_to_the_attempt_and_outcome() -> None:
-    attempt = Attempt(
-        "bob@example.org",
-        "2001:db8::7",
-        Protocol.WEB,
-        "0abc",
-        "dev-1",
-        "Firefox",
-        pair_fingerprint=b"\x01\x02",
-        password_popular=True,
-    )
-    outcome = Outcome(success=False, policy_reject=True, unknown_login=True)
-    row = orjson.loads(orjson.dumps([report_row(Reported(1.5, attempt, outcome))]))
-    assert reports_of_entry(ROWS_VERSION_FIELD, row) == [(attempt, outcome, 1.5)]
+    event = Reported(1.5, ATTEMPT, OUTCOME)
+    row = orjson.loads(orjson.dumps([report_row(event)]))
+    assert reports_of_entry(ROWS_VERSION_FIELD, row) == [(ATTEMPT, OUTCOME, 1.5)]
     # The version 1 form (an object per report, no `v` on the entry) is still read.
-    v1 = orjson.loads(orjson.dumps([ReportWire.of(Reported(1.5, attempt, outcome))]))
-    assert reports_of_entry(None, v1) == [(attempt, outcome, 1.5)]
+    v1 = orjson.loads(orjson.dumps([ReportWire.of(event)]))
+    assert reports_of_entry(None, v1) == [(ATTEMPT, OUTCOME, 1.5)]
 
 
 @pytest.mark.parametrize(
