@@ -205,7 +205,10 @@ class ProtocolState:
         """A protocol's state before its first attempt: empty sketches over the window."""
         size = window_ticks
         return cls(
-            ips=Sketch(size), subnets=Sketch(size), strangers=Sketch(size), asns=Sketch(size)
+            ips=Sketch(size, False),
+            subnets=Sketch(size, False),
+            strangers=Sketch(size, False),
+            asns=Sketch(size, False),
         )
 
 

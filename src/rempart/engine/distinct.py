@@ -3,7 +3,16 @@
 Each bucket holds a 256-bit bitmap (32 bytes); an item sets one bit chosen by its hash; a window
 ORs its buckets and estimates n = -m·ln(zeros/m) (Whang et al., linear counting). With m = 256
 the relative standard error is about 4.5% at 20 items, 4.7% at 100 and 6.5% at 500; the
-estimate saturates near m·ln(m) ≈ 1,420, which is reported as that ceiling. Exact for 0 and 1.
+estimate saturates near m·ln(m) ≈ 1,420, which is reported as that ceiling.
+
+Small counts are exact. Two of a dozen items share a bit with probability 23 %, and the
+estimate then reads one low: a spray rule at 12 logins would let a source try a 13th account in
+one case out of four. So a sketch also remembers its first `EXACT` (16) distinct items, each as
+the item's 32-bit hash and the low byte of its newest bucket (5 bytes, after the bitmaps in the
+same buffer, grown as items come), forgets those that leave the ring when it advances, and
+answers the larger of the bitmap's estimate and the remembered items in the window: exact up to
+15 items (the bitmap alone reads 17 for 16 items that share no bit), never less than before.
+The campaign detector's sketches count thousands of sources and remember none (`exact=False`).
 """
 
 from __future__ import annotations
@@ -19,34 +28,55 @@ BYTES = BITS // 8
 _ESTIMATE = [0] + [round(-BITS * math.log(z / BITS)) for z in range(1, BITS + 1)]
 SATURATED = _ESTIMATE[0] = _ESTIMATE[1]
 _MASK = (1 << BITS) - 1
+EXACT = 16  # distinct items a sketch remembers exactly
+_ENTRY = 5  # bytes per remembered item: its hash (4, little-endian), its newest bucket's low byte
 
 
 class Sketch:
-    """A ring of `size` bitmaps; memory is 32·size bytes plus the object."""
+    """A ring of `size` bitmaps, then up to `EXACT` remembered items (`exact=True`); memory is
+    32·size bytes, 5 per remembered item, and the object."""
 
-    __slots__ = ("bitmaps", "epoch")
+    __slots__ = ("bitmaps", "epoch", "exact")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, exact: bool = True) -> None:
         self.epoch = -1
         self.bitmaps = bytearray(BYTES * size)
+        self.exact = exact
 
     def add(self, item_hash: int, bucket: int, size: int) -> None:
         epoch = self.epoch
         maps = self.bitmaps
+        base = BYTES * size
         if bucket > epoch:
             if epoch < 0:
                 pass  # a new sketch is already zero
             elif bucket - epoch >= size:
-                maps[:] = bytes(len(maps))
+                maps[:] = bytes(base)
             else:
                 for b in range(epoch + 1, bucket + 1):
                     start = (b % size) * BYTES
                     maps[start : start + BYTES] = bytes(BYTES)
-            self.epoch = bucket
+                if len(maps) > base:
+                    _forget_expired(maps, base, bucket, size)
+            self.epoch = epoch = bucket
         elif bucket <= epoch - size:
             return
         bit = item_hash & 0xFF
         maps[(bucket % size) * BYTES + (bit >> 3)] |= 1 << (bit & 7)
+        if not self.exact:
+            return
+        end = len(maps)
+        key = (item_hash & 0xFFFFFFFF).to_bytes(4, "little")
+        at = maps.find(key, base) if end > base else -1
+        while at >= 0 and (at - base) % _ENTRY:  # a match across two entries
+            at = maps.find(key, at + 1)
+        if at >= 0:
+            # Ages are below `size` (at most 64) relative to the epoch: one byte tells them apart.
+            if epoch - bucket < (epoch - maps[at + 4]) & 0xFF:
+                maps[at + 4] = bucket & 0xFF
+        elif end - base < EXACT * _ENTRY:
+            maps += key
+            maps.append(bucket & 0xFF)
 
     def estimate(self, span: int, bucket: int, size: int) -> int:
         """Estimated distinct items over the `span` buckets ending at `bucket`."""
@@ -69,7 +99,36 @@ class Sketch:
             for _ in range(n):
                 union |= value
                 value >>= BITS
-        return _ESTIMATE[BITS - (union & _MASK).bit_count()]
+        estimate = _ESTIMATE[BITS - (union & _MASK).bit_count()]
+        base = BYTES * size
+        if estimate >= EXACT or len(maps) - base <= estimate * _ENTRY:
+            return estimate  # fewer remembered items than estimated: none of them bears on it
+        epoch = self.epoch
+        # Remembered items whose newest bucket is in the window: ages epoch-newest..epoch-oldest.
+        young, old = epoch - newest, epoch - oldest
+        remembered = 0
+        for at in range(base + 4, len(maps), _ENTRY):
+            age = (epoch - maps[at]) & 0xFF
+            if young <= age <= old:
+                remembered += 1
+        return remembered if remembered > estimate else estimate
+
+
+def _forget_expired(maps: bytearray, base: int, epoch: int, size: int) -> None:
+    """Drop the remembered items whose newest bucket left the ring that now ends at `epoch`
+    (before it advanced, every age was below `size`; now below 2·size, so one byte still
+    tells them apart)."""
+    end = len(maps)
+    for at in range(base, end, _ENTRY):
+        if (epoch - maps[at + 4]) & 0xFF >= size:
+            break
+    else:
+        return  # nothing left the ring
+    kept = bytearray()
+    for at in range(base, end, _ENTRY):
+        if (epoch - maps[at + 4]) & 0xFF < size:
+            kept += maps[at : at + _ENTRY]
+    maps[base:] = kept
 
 
 DEFAULT_KEY = b"rempart distinct-count sketches"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import statistics
 
-from rempart.engine.distinct import SATURATED, Sketch
+from rempart.engine.distinct import EXACT, SATURATED, Sketch
 from rempart.engine.windows import CEILING, FAILURES, KINDS, REPORTS, RingSlab
 
 
@@ -115,3 +115,64 @@ def test_sketch_saturates_instead_of_overflowing() -> None:
     for h in range(256):
         sk.add(h, 0, 1)
     assert sk.estimate(1, 0, 1) == SATURATED
+
+
+def _colliding(n: int) -> list[int]:
+    """`n` distinct 32-bit hashes that all set the same bitmap bit (the bitmap alone reads 1)."""
+    return [(i << 8) | 0x2A for i in range(1, n + 1)]
+
+
+def test_sketch_counts_small_sets_exactly_when_bits_collide() -> None:
+    for n in (2, 5, 12, EXACT - 1):
+        sk = Sketch(4)
+        for h in _colliding(n):
+            sk.add(h, 1, 4)
+        bitmap_only = Sketch(4, exact=False)
+        for h in _colliding(n):
+            bitmap_only.add(h, 1, 4)
+        assert bitmap_only.estimate(4, 1, 4) == 1
+        assert sk.estimate(4, 1, 4) == n
+        assert sk.estimate(4, 3, 4) == n  # the same window read later
+        assert sk.estimate(1, 2, 4) == 0  # a one-bucket window after the items' bucket
+
+
+def test_sketch_exact_items_follow_their_newest_bucket_and_expire() -> None:
+    sk = Sketch(4)
+    a, b, c = _colliding(3)
+    sk.add(a, 0, 4)
+    sk.add(b, 0, 4)
+    sk.add(a, 2, 4)  # seen again later: counts in windows that hold bucket 2
+    sk.add(c, 3, 4)
+    assert sk.estimate(4, 3, 4) == 3
+    assert sk.estimate(2, 3, 4) == 2  # a (bucket 2) and c (bucket 3)
+    assert sk.estimate(4, 4, 4) == 2  # bucket 0 left the ring: b is gone, a and c stay
+    sk.add(_colliding(4)[3], 5, 4)  # advancing forgets b's entry
+    assert len(sk.bitmaps) == 32 * 4 + 3 * 5
+    assert sk.estimate(4, 5, 4) == 3
+    sk.add(a, 40, 4)  # far later: everything cleared, a counted afresh
+    assert sk.estimate(4, 40, 4) == 1
+    assert len(sk.bitmaps) == 32 * 4 + 5
+
+
+def test_sketch_remembers_at_most_exact_items_and_falls_back_to_the_bitmap() -> None:
+    rng = random.Random(3)
+    sk = Sketch(4)
+    hashes = [rng.getrandbits(32) for _ in range(200)]
+    for h in hashes:
+        sk.add(h, 2, 4)
+    assert len(sk.bitmaps) == 32 * 4 + EXACT * 5
+    bitmap_only = Sketch(4, exact=False)
+    for h in hashes:
+        bitmap_only.add(h, 2, 4)
+    assert sk.estimate(4, 2, 4) == bitmap_only.estimate(4, 2, 4) > EXACT
+
+
+def test_sketch_late_item_in_an_older_bucket_is_counted_there() -> None:
+    sk = Sketch(4)
+    a, b = _colliding(2)
+    sk.add(a, 5, 4)
+    sk.add(b, 3, 4)  # a late report, still inside the ring
+    assert sk.estimate(4, 5, 4) == 2
+    assert sk.estimate(2, 5, 4) == 1
+    sk.add(b, 1, 4)  # older than the ring: ignored
+    assert sk.estimate(4, 5, 4) == 2
