@@ -708,6 +708,16 @@ class StateSettings:
         "Reports a node keeps for Redis while Redis is unreachable (the oldest dropped beyond).",
         ge=1000,
     )
+    checkpoint_seconds: float = knob(
+        60.0,
+        "How often the embedded node writes its counters (every tracked key's windows and "
+        "distinct counts) to <data_dir>/counters.bin; they are also written at a clean stop "
+        "and read back at start, so a restart does not give every source a fresh budget. "
+        "0: only at stop. (With Redis, a starting node warms its counters from the shared "
+        "stream instead.)",
+        ge=0,
+        le=3600,
+    )
 
     def check(self) -> None:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

@@ -69,6 +69,7 @@ from rempart.ops.settings import OpsSettings
 from rempart.ops.webhooks import WebhookSender, WebhookSettings
 from rempart.shed.config import ShedSettings
 from rempart.state import open_replication, open_store
+from rempart.state.checkpoint import Checkpointer
 from rempart.state.writer import StateWriter
 
 log = logging.getLogger("rempart")
@@ -143,6 +144,12 @@ class Service:
         self.state_writer = StateWriter(self.store)
         self._restore_detector()  # before the postures, which set the detector's level
         self.state_writer.restore(self.engine, time.time())
+        self.checkpointer: Checkpointer | None = None
+        if settings.state.backend != "redis":  # with Redis, the report stream warms counters
+            self.checkpointer = Checkpointer(
+                self.engine, self.data_dir, settings.state.checkpoint_seconds
+            )
+            self.checkpointer.restore(time.time())
         self._save_every = max(1, round(self.engine.campaign_settings.save_seconds))
         self.journal: Journal | None = None
         if settings.journal.enabled:
@@ -577,6 +584,9 @@ class Service:
             self.journal_operators()
             if beat % self._save_every == 0:
                 self.save_detector()
+            checkpoints = self.checkpointer
+            if checkpoints is not None and checkpoints.every and beat % checkpoints.every == 0:
+                checkpoints.start_save()
             # Tracked keys are long-lived and never form cycles: without this, every full
             # collection walks all of them (100+ ms pauses at a million keys). Frozen objects
             # are still freed by reference counting when the LRU drops them.
@@ -593,6 +603,8 @@ class Service:
 
     def close(self) -> None:
         self.save_detector()
+        if self.checkpointer is not None:
+            self.checkpointer.save_now()
         self.webhooks.close()
         if self.app_passwords is not None:
             self.app_passwords.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from array import array
 
 from rempart.engine.windows import live_buckets
 
@@ -112,6 +113,55 @@ class Sketch:
             if young <= age <= old:
                 remembered += 1
         return remembered if remembered > estimate else estimate
+
+
+def pack_sketches(found: list[Sketch | None]) -> tuple[bytes, bytes, bytes, bytes]:
+    """The sketches of a slot-indexed list as (slots, epochs, lengths, data) bytes (arrays "q",
+    "q", "I" in machine order, then the buffers end to end), for a counter checkpoint."""
+    slots, epochs, lengths = array("q"), array("q"), array("I")
+    data = bytearray()
+    for slot, sketch in enumerate(found):
+        if sketch is None:
+            continue
+        slots.append(slot)
+        epochs.append(sketch.epoch)
+        lengths.append(len(sketch.bitmaps))
+        data += sketch.bitmaps
+    return slots.tobytes(), epochs.tobytes(), lengths.tobytes(), bytes(data)
+
+
+def unpack_sketches(
+    packed: tuple[bytes, bytes, bytes, bytes], size: int, capacity: int
+) -> list[Sketch | None]:
+    """`pack_sketches`'s list back, `capacity` long, for rings of `size` buckets; ValueError
+    naming what does not hold together."""
+    slots, epochs, lengths = array("q"), array("q"), array("I")
+    try:
+        slots.frombytes(packed[0])
+        epochs.frombytes(packed[1])
+        lengths.frombytes(packed[2])
+    except ValueError:
+        raise ValueError("sketch sections are not whole numbers of values") from None
+    data = packed[3]
+    count = len(slots)
+    if len(epochs) != count or len(lengths) != count or sum(lengths) != len(data):
+        raise ValueError("sketch sections do not match")
+    base = BYTES * size
+    found: list[Sketch | None] = [None] * capacity
+    at = 0
+    for i in range(count):
+        slot, epoch, length = slots[i], epochs[i], lengths[i]
+        extra = length - base
+        if not 0 <= slot < capacity or found[slot] is not None or epoch < -1:
+            raise ValueError(f"a sketch has slot {slot} or epoch {epoch}")
+        if extra < 0 or extra % _ENTRY or extra > EXACT * _ENTRY:
+            raise ValueError(f"a sketch of {length} bytes for a ring of {size}")
+        sketch = Sketch(size)
+        sketch.epoch = epoch
+        sketch.bitmaps = bytearray(data[at : at + length])
+        found[slot] = sketch
+        at += length
+    return found
 
 
 def _forget_expired(maps: bytearray, base: int, epoch: int, size: int) -> None:

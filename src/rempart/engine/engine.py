@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 import tomllib
+from array import array
 from collections import OrderedDict
 from importlib import resources
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 from rempart.config import Settings
 from rempart.engine.asn import load_configured
 from rempart.engine.campaign import CampaignDetector
-from rempart.engine.distinct import Sketch, item_hash
+from rempart.engine.counterstate import CounterState, SketchSlots
+from rempart.engine.distinct import EXACT, Sketch, item_hash
 from rempart.engine.events import (
     AutoBlocked,
     CountersReset,
@@ -685,6 +687,87 @@ class Engine:
             changes = self.campaign.tick(now)
             if changes:
                 self._apply_detector(changes, now)
+
+    # --- counter checkpoints -------------------------------------------------------------------
+    def counter_shape(self) -> tuple[int, ...]:
+        """What counters must have been kept with for this engine to read them."""
+        return (
+            self.width,
+            self.size,
+            KINDS,
+            self.dwidth,
+            self.dsize,
+            self.swidth,
+            self.ssize,
+            EXACT,
+        )
+
+    def counter_state(self, now: float) -> CounterState:
+        """The tracked keys and their counters (slabs copied as bytes; the sketch lists are
+        copied, their sketches are the live ones)."""
+        states = self.states
+        return CounterState(
+            taken_at=now,
+            shape=self.counter_shape(),
+            keys=list(states),
+            slots=array("q", states.values()).tobytes(),
+            rings=self.rings.dump(),
+            pairs=self.pair_rings.dump(),
+            sketches=(
+                list(self.peer_sketches),
+                list(self.user_sketches),
+                list(self.established_sketches),
+            ),
+        )
+
+    def restore_counters(self, state: CounterState) -> int:
+        """Track the keys of a checkpoint with their counters instead of those tracked now (at
+        start, before the first attempt); returns how many. ValueError, with nothing changed,
+        when the state was kept with other window settings or does not hold together."""
+        if tuple(state.shape) != self.counter_shape():
+            raise ValueError(
+                f"counters kept with other window settings {list(state.shape)} "
+                f"(now {list(self.counter_shape())})"
+            )
+        slots = array("q")
+        slots.frombytes(state.slots)
+        keys = state.keys
+        if len(slots) != len(keys) or len(set(keys)) != len(keys):
+            raise ValueError("the tracked keys and their slots do not match")
+        ring_used: set[int] = set()
+        pair_used: set[int] = set()
+        for key, slot in zip(keys, slots, strict=True):
+            if not key:
+                raise ValueError("an empty tracked key")
+            used = pair_used if key[0] == _PAIR else ring_used
+            if slot in used:
+                raise ValueError(f"two tracked keys share slot {slot}")
+            used.add(slot)
+        rings = RingSlab(self.size, KINDS)
+        rings.load(state.rings[0], state.rings[1], ring_used)
+        pairs = RingSlab(self.size, 1)
+        pairs.load(state.pairs[0], state.pairs[1], pair_used)
+        capacity = len(rings.epochs)
+        sketches: list[SketchSlots] = []
+        for found in state.sketches:
+            if len(found) > capacity:
+                raise ValueError("distinct sketches beyond the counter slab")
+            full: SketchSlots = [None] * capacity
+            for slot in ring_used:
+                if slot < len(found):
+                    full[slot] = found[slot]
+            sketches.append(full)
+        self.rings, self.pair_rings = rings, pairs
+        self.peer_sketches, self.user_sketches, self.established_sketches = sketches
+        self.states = OrderedDict(zip(keys, slots, strict=True))
+        self._pair_keys = {}
+        for key in keys:
+            if key[0] == _PAIR:
+                self._index_pair(key)
+        while len(self.states) > self.max_keys:  # a smaller `max_tracked_keys` since
+            old, old_slot = self.states.popitem(last=False)
+            self._drop(old, old_slot)
+        return len(self.states)
 
     # --- reading -------------------------------------------------------------------------------
     def snapshot(self) -> EngineSnapshot:

@@ -77,6 +77,31 @@ class RingSlab:
         self.epochs[slot] = -1
         self.free.append(slot)
 
+    def dump(self) -> tuple[bytes, bytes]:
+        """The slab's cells and epochs as bytes (machine order), for a counter checkpoint."""
+        return self.cells.tobytes(), self.epochs.tobytes()
+
+    def load(self, cells: bytes, epochs: bytes, used: set[int]) -> None:
+        """Take the cells and epochs `dump` gave (of a slab of the same shape); every slot not
+        in `used` is zeroed and free. ValueError when the sizes do not fit the shape."""
+        loaded_cells, loaded_epochs = array("H"), array("q")
+        try:
+            loaded_cells.frombytes(cells)
+            loaded_epochs.frombytes(epochs)
+        except ValueError:
+            raise ValueError("a counter slab is not a whole number of cells") from None
+        if len(loaded_cells) != len(loaded_epochs) * self.stride:
+            raise ValueError(
+                f"a counter slab holds {len(loaded_cells)} cells for {len(loaded_epochs)} slots "
+                f"of {self.stride}"
+            )
+        if used and (min(used) < 0 or max(used) >= len(loaded_epochs)):
+            raise ValueError("a tracked key's slot is outside its counter slab")
+        self.cells, self.epochs, self.free = loaded_cells, loaded_epochs, []
+        for slot in range(len(loaded_epochs) - 1, -1, -1):  # alloc pops the lowest slot first
+            if slot not in used:
+                self.release(slot)
+
     def _advance(self, slot: int, bucket: int) -> None:
         epoch, cells = self.epochs[slot], self.cells
         size, kinds = self.size, self.kinds
