@@ -1,8 +1,8 @@
 """The data directory: created private, checked usable, and locked by its one writer.
 
-Everything under it (journal, state.sqlite3 and its WAL/SHM, the leak corpus, keys, operator
-accounts) describes users: the directory is 0700 and the process umask 0o077, so whatever any
-part of Rempart creates there is readable by the service's user only.
+Everything under it (journal, state.sqlite3 and its WAL/SHM, counters.bin, the leak corpus,
+keys, operator accounts) describes users: the directory is 0700 and the process umask 0o077, so
+whatever any part of Rempart creates there is readable by the service's user only.
 
 One process at a time may write it: `rempart serve` holds an exclusive `flock` on
 `<data_dir>/rempart.lock` for its lifetime, and the file names the holder (pid, host, start

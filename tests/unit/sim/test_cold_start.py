@@ -74,7 +74,7 @@ def test_learned_history_warms_familiarity_and_baselines(inputs: experiment.Inpu
     assert defender.offset == 0.25 * 86400
 
 
-def test_restart_keeps_posture_and_detector(inputs: experiment.Inputs) -> None:
+def test_restart_keeps_posture_detector_and_counters(inputs: experiment.Inputs) -> None:
     attack = [{"kind": "botnet", "start_h": 1.0, "duration_h": 1, "ips": 12000}]
     sc = tiny(
         duration_h=1.5,
@@ -89,6 +89,8 @@ def test_restart_keeps_posture_and_detector(inputs: experiment.Inputs) -> None:
     first = defender.engine
     result = runner.run(w, defender)
     assert defender.engine is not first  # restarted
+    # with the counters of the last checkpoint (a minute before): the wave's sources and more
+    assert defender.restored_keys > 1000
     campaign = defender.engine.campaign
     assert campaign is not None and campaign.state("imap").learned_ticks > 300
     assert result["time_to_posture_change_s"] is not None

@@ -24,6 +24,7 @@ from rempart.sim.leaks import SimulatedLeaks
 from rempart.sim.legit import PeriodicSource
 from rempart.sim.population import MOBILE
 from rempart.sim.world import World
+from rempart.state.checkpoint import decode, encode
 
 
 class RempartEngine:
@@ -39,11 +40,18 @@ class RempartEngine:
         self.posture_changes: list[PostureChange] = []
         self._postures: dict = {}
         self._next_tick = -math.inf
-        # A restart (kill -9: what was saved at the last `save_seconds` boundary survives).
+        # A restart (kill -9: what was saved at the last `save_seconds` boundary survives, and
+        # the counters of the last `[state] checkpoint_seconds` boundary).
         self.restart_at = restart_at
         self._leaks = leaks
         self._next_save = -math.inf
         self._saved: str | None = None
+        every = engine.settings.state.checkpoint_seconds
+        self._checkpoint_at = math.inf
+        if every > 0 and restart_at < math.inf:
+            self._checkpoint_at = math.floor(restart_at / every) * every
+        self._counters: bytes | None = None
+        self.restored_keys = 0  # tracked keys the restarted engine took from the checkpoint
         # The engine's clock runs this far ahead of the scenario's (a learned history sits
         # before the day, at non-negative times, as in any real log).
         self.offset = 0.0
@@ -72,7 +80,10 @@ class RempartEngine:
 
     def _save_and_restart(self, now: float) -> None:
         """What `rempart serve` keeps: the detector state saved every `save_seconds`; lists,
-        familiarity and postures written as they change. Counters in memory are lost."""
+        familiarity and postures written as they change; the counters as of the last
+        checkpoint (only the one before the restart is taken: it is all a kill -9 leaves)."""
+        if self._counters is None and now >= self._checkpoint_at:
+            self._counters = b"".join(encode(self.engine.counter_state(now + self.offset)))
         campaign = self.engine.campaign
         if campaign is None:
             return
@@ -89,6 +100,8 @@ class RempartEngine:
         new.blocklist, new.allowlist = old.blocklist, old.allowlist
         if self._saved is not None and new.campaign is not None:
             new.campaign.load(json.loads(self._saved))
+        if self._counters is not None:  # the file format and checks `rempart serve` reads
+            self.restored_keys = new.restore_counters(decode(self._counters))
         # As `rempart serve` restores them: the detector first, then each posture record
         # through the engine's one posture path (which sets the detector's level too).
         for protocol in list(old.postures):
