@@ -603,6 +603,7 @@ class Service:
 
     def close(self) -> None:
         self.save_detector()
+        self.engine.save_learned(time.time())
         if self.checkpointer is not None:
             self.checkpointer.save_now()
         self.webhooks.close()

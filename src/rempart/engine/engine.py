@@ -450,6 +450,12 @@ class Engine:
         if self.listeners:
             self._emit(FetchersLearned(now, self.fetchers.snapshot()))
 
+    def save_learned(self, now: float) -> None:
+        """Hand what is otherwise saved hourly (the learned fetchers' figures) to the store
+        (at stop)."""
+        if self.fetchers.many:
+            self._save_fetchers(now)
+
     # --- operator actions ----------------------------------------------------------------------
     def reset(self, login: str = "", ip: str = "", now: float | None = None) -> int:
         """Forget the counters of a login, an IP, or both (wforce `reset`). Returns keys cleared."""
