@@ -150,6 +150,7 @@ class Service:
                 self.engine, self.data_dir, settings.state.checkpoint_seconds
             )
             self.checkpointer.restore(time.time())
+            self.engine.listeners.append(self.checkpointer.listener)
         self._save_every = max(1, round(self.engine.campaign_settings.save_seconds))
         self.journal: Journal | None = None
         if settings.journal.enabled:
@@ -585,7 +586,9 @@ class Service:
             if beat % self._save_every == 0:
                 self.save_detector()
             checkpoints = self.checkpointer
-            if checkpoints is not None and checkpoints.every and beat % checkpoints.every == 0:
+            if checkpoints is not None and (
+                checkpoints.due or (checkpoints.every and beat % checkpoints.every == 0)
+            ):
                 checkpoints.start_save()
             # Tracked keys are long-lived and never form cycles: without this, every full
             # collection walks all of them (100+ ms pauses at a million keys). Frozen objects

@@ -81,3 +81,24 @@ def test_counters_written_every_interval_survive_kill_9(tmp_path: Path) -> None:
         assert refused_next(server, 12)
     finally:
         server.stop()
+
+
+def test_an_operators_reset_is_not_undone_by_kill_9(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = RempartProcess(data, "[state]\ncheckpoint_seconds = 3600\n").start()
+    try:
+        spray(server, 0, 11)
+        server.stop()  # saved at stop: a restart from here refuses the 12th account
+        server.start()
+        status, _ = server.command("reset", {"ip": SPRAYER})
+        assert status == 200
+        time.sleep(2.5)  # the reset is checkpointed at the next second, not the next hour
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+        server.proc = None
+        server.start()
+        spray(server, 11, 12)
+        assert not refused_next(server, 12)
+    finally:
+        server.stop()

@@ -36,6 +36,7 @@ import orjson
 
 from rempart.engine.counterstate import CounterState, SketchSlots
 from rempart.engine.distinct import pack_sketches, unpack_sketches
+from rempart.engine.events import CountersReset, EngineEvent
 
 if TYPE_CHECKING:
     from rempart.engine.engine import Engine
@@ -206,6 +207,9 @@ class Checkpointer:
         self.every = max(1, round(interval)) if interval > 0 else 0  # seconds; 0: at stop only
         self.saved_at = 0.0  # when the latest checkpoint written was taken
         self.restored = 0  # keys restored at start
+        # An operator's counter reset is written at the next second, not the next period: a
+        # crash must not bring back the counters of an account the operator just unlocked.
+        self.due = False
         self._child = 0  # the pid of the process writing a periodic checkpoint
         self._reaped = threading.Event()
         self._lock = threading.Lock()
@@ -247,6 +251,10 @@ class Checkpointer:
         )
         return self.restored
 
+    def listener(self, event: EngineEvent) -> None:
+        if isinstance(event, CountersReset):
+            self.due = True
+
     def save_now(self) -> None:
         """Write a checkpoint from the engine's thread (at stop), after any periodic one."""
         if self._child:
@@ -259,6 +267,7 @@ class Checkpointer:
         a thread reaps it. Skipped while the previous one is still being written."""
         if self._child:
             return
+        self.due = False
         if not hasattr(os, "fork"):
             self._write(self.engine.counter_state(time.time()))
             return
