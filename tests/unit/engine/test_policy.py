@@ -171,3 +171,29 @@ def test_reset_clears_counters() -> None:
     assert engine.decide(a, T0 + 10).action is Action.DELAY
     engine.reset(login="alice@example.org", ip="192.0.2.1", now=T0 + 11)
     assert engine.decide(a, T0 + 12).action is Action.ALLOW
+
+
+def test_spray_rule_fires_at_exactly_twelve_accounts_when_two_share_a_sketch_bit() -> None:
+    """Two of the twelve logins set the same bit of the address's distinct-count bitmap (the
+    bitmap alone reads 11): the rule still fires at the twelfth account, not the thirteenth."""
+    from rempart.engine.distinct import item_hash
+
+    bits: dict[int, str] = {}
+    logins: list[str] = []
+    for i in range(1000):
+        login = f"user{i}@example.org"
+        bit = item_hash(login) & 0xFF
+        if bit in bits:
+            if len(logins) == 0:
+                logins += [bits[bit], login]  # the one pair that shares a bit
+            continue
+        bits[bit] = login
+    logins += [login for login in bits.values() if login not in logins][:10]
+    assert len(logins) == 12 and len({item_hash(x) & 0xFF for x in logins}) == 11
+
+    engine = Engine.in_memory()
+    ip = "203.0.113.66"
+    for n, login in enumerate(logins):
+        assert play(engine, attempt(login, ip), False, T0 + n) is Action.ALLOW
+    verdict = engine.decide(attempt("next@example.org", ip), T0 + 20)
+    assert verdict.action is Action.DENY and "spray_pattern" in verdict.codes
