@@ -273,9 +273,14 @@ class Checkpointer:
             return
         taken_at = time.time()
         self._reaped.clear()
-        with warnings.catch_warnings():  # Python 3.12 warns about forking a threaded process
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        try:
+            with warnings.catch_warnings():  # Python 3.12 warns about forking a threaded process
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError as exc:  # out of processes or memory: the next period tries again
+            log.warning("cannot fork to write the counter checkpoint: %s", exc)
+            self._reaped.set()
+            return
         if pid == 0:
             _child_writes(self.path, self.engine, taken_at)  # never returns
         self._child = pid

@@ -4,6 +4,7 @@ stale or foreign checkpoint is refused with the reason and leaves the engine as 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,28 @@ def test_inconsistent_contents_with_a_valid_digest_are_refused() -> None:
     bad[slot] = broken
     with pytest.raises(CheckpointError, match="peers sketches"):
         decode(b"".join(encode(replace(state, sketches=(bad, *state.sketches[1:])))))
+
+
+def test_a_failed_fork_is_reported_and_the_next_period_tries_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    engine = Engine.in_memory()
+    spray(engine, 3, T0)
+    checkpoints = Checkpointer(engine, tmp_path, 60)
+
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fork", no_fork)
+        with caplog.at_level(logging.WARNING, logger="rempart.state.checkpoint"):
+            checkpoints.start_save()
+    assert "cannot fork" in caplog.text
+    assert not (tmp_path / FILE_NAME).exists()
+    checkpoints.start_save()  # a real fork: the child writes the file
+    assert checkpoints._reaped.wait(30)
+    restored = Checkpointer(Engine.in_memory(), tmp_path, 60).restore(time.time())
+    assert restored == len(engine.states)
