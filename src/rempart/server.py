@@ -608,7 +608,10 @@ class Service:
         self.save_detector()
         self.engine.save_learned(time.time())
         if self.checkpointer is not None:
-            self.checkpointer.save_now()
+            try:
+                self.checkpointer.save_now()
+            except Exception:  # the stores and the journal below must still close
+                log.exception("the counter checkpoint was not written at stop")
         self.webhooks.close()
         if self.app_passwords is not None:
             self.app_passwords.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ import sys
 import threading
 import time
 import warnings
+from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +59,11 @@ class CheckpointError(ValueError):
 
 def encode(state: CounterState) -> list[bytes]:
     """The checkpoint file's bytes, in pieces."""
+    # Keys as one text and their lengths: a login may hold a lone surrogate (read from a log
+    # with surrogateescape), which JSON encoders refuse.
     sections: list[tuple[str, bytes]] = [
-        ("keys", orjson.dumps(state.keys)),
+        ("key_lengths", array("I", map(len, state.keys)).tobytes()),
+        ("key_text", "".join(state.keys).encode("utf-8", "surrogatepass")),
         ("slots", state.slots),
         ("ring_cells", state.rings[0]),
         ("ring_epochs", state.rings[1]),
@@ -113,6 +118,19 @@ def _sketches(sections: dict[str, Any], family: str, size: int, capacity: int) -
         raise CheckpointError(f"the {family} sketches: {exc}") from None
 
 
+def _keys(lengths_raw: memoryview, text_raw: memoryview) -> list[str]:
+    lengths = array("I")
+    try:
+        lengths.frombytes(lengths_raw)
+        text = str(text_raw, "utf-8", "surrogatepass")
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise CheckpointError(f"unreadable tracked keys ({exc})") from None
+    if sum(lengths) != len(text):
+        raise CheckpointError("the tracked keys' lengths do not add up to their text")
+    ends = list(itertools.accumulate(lengths))
+    return list(map(text.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+
+
 def decode(raw: bytes) -> CounterState:
     """The state a checkpoint file holds; CheckpointError naming what is wrong."""
     if not raw.startswith(MAGIC):
@@ -148,9 +166,7 @@ def decode(raw: bytes) -> CounterState:
     if at != len(body):
         raise CheckpointError("its sections do not add up to its length")
     try:
-        keys = orjson.loads(sections["keys"])
-        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
-            raise CheckpointError("the tracked keys are not a list of strings")
+        keys = _keys(sections["key_lengths"], sections["key_text"])
         capacity = len(sections["ring_epochs"]) // 8  # slots of the ring slab
         sketches = (
             _sketches(sections, "peers", shape[4], capacity),
@@ -168,8 +184,6 @@ def decode(raw: bytes) -> CounterState:
         )
     except KeyError as exc:
         raise CheckpointError(f"section {exc} missing") from None
-    except orjson.JSONDecodeError as exc:
-        raise CheckpointError(f"unreadable tracked keys ({exc})") from None
 
 
 def longest_window(engine: Engine) -> float:

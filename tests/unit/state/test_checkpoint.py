@@ -210,3 +210,13 @@ def test_a_failed_fork_is_reported_and_the_next_period_tries_again(
     assert checkpoints._reaped.wait(30)
     restored = Checkpointer(Engine.in_memory(), tmp_path, 60).restore(time.time())
     assert restored == len(engine.states)
+
+
+def test_keys_with_a_lone_surrogate_or_any_character_come_back() -> None:
+    engine = Engine.in_memory()
+    odd = ["caf\udce9@example.org", "a|b@example.org", "ünï\u00a0cödé@example.org", "x\ny@e.org"]
+    for n, login in enumerate(odd):
+        engine.report(attempt(login, f"192.0.2.{n + 1}"), Outcome(success=False), T0 + n)
+    restored = round_trip(engine, T0 + 10)
+    assert list(restored.states) == list(engine.states)
+    assert any("\udce9" in key for key in restored.states)
