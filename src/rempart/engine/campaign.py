@@ -532,6 +532,7 @@ class CampaignDetector:
                     if len(raw) != len(sketch.bitmaps):
                         raise ValueError(f"{protocol}.{name}: a sketch of {len(raw)} bytes")
                     sketch.epoch, sketch.bitmaps[:] = int(epoch), raw
+                    sketch.last = -1
             out[str(protocol)] = st
         return out
 

@@ -37,15 +37,20 @@ class Sketch:
     """A ring of `size` bitmaps, then up to `EXACT` remembered items (`exact=True`); memory is
     32·size bytes, 5 per remembered item, and the object."""
 
-    __slots__ = ("bitmaps", "epoch", "exact")
+    __slots__ = ("bitmaps", "epoch", "exact", "last")
 
     def __init__(self, size: int, exact: bool = True) -> None:
         self.epoch = -1
         self.bitmaps = bytearray(BYTES * size)
         self.exact = exact
+        # The latest item added to the newest bucket: a mail client polling from one address
+        # adds the same account again and again, which then costs one comparison.
+        self.last = -1
 
     def add(self, item_hash: int, bucket: int, size: int) -> None:
         epoch = self.epoch
+        if item_hash == self.last and bucket == epoch:
+            return
         maps = self.bitmaps
         base = BYTES * size
         if bucket > epoch:
@@ -64,6 +69,8 @@ class Sketch:
             return
         bit = item_hash & 0xFF
         maps[(bucket % size) * BYTES + (bit >> 3)] |= 1 << (bit & 7)
+        if bucket == epoch:
+            self.last = item_hash
         if not self.exact:
             return
         end = len(maps)

@@ -176,3 +176,19 @@ def test_sketch_late_item_in_an_older_bucket_is_counted_there() -> None:
     assert sk.estimate(2, 5, 4) == 1
     sk.add(b, 1, 4)  # older than the ring: ignored
     assert sk.estimate(4, 5, 4) == 2
+
+
+def test_sketch_repeated_item_is_counted_again_in_each_new_bucket() -> None:
+    sk = Sketch(4)
+    a, b = _colliding(2)
+    for bucket in (0, 0, 1, 1, 2):
+        sk.add(a, bucket, 4)  # the same item again: each new bucket still records it
+    assert sk.estimate(1, 2, 4) == 1
+    sk.add(b, 2, 4)
+    sk.add(a, 2, 4)
+    assert sk.estimate(1, 2, 4) == 2
+    assert sk.estimate(1, 5, 4) == 0
+    sk.add(a, 5, 4)
+    assert sk.estimate(1, 5, 4) == 1 and sk.estimate(4, 5, 4) == 2  # b is still in the ring
+    sk.add(a, 6, 4)
+    assert sk.estimate(4, 6, 4) == 1  # b's bucket left it
