@@ -69,7 +69,7 @@ from rempart.ops.settings import OpsSettings
 from rempart.ops.webhooks import WebhookSender, WebhookSettings
 from rempart.shed.config import ShedSettings
 from rempart.state import open_replication, open_store
-from rempart.state.checkpoint import Checkpointer
+from rempart.state.checkpoint import CheckpointCollector, Checkpointer
 from rempart.state.writer import StateWriter
 
 log = logging.getLogger("rempart")
@@ -194,6 +194,8 @@ class Service:
         self.extra_collectors: list[Any] = [
             ConnectionCollector(lambda: self.app.guard if self.app else None)
         ]
+        if self.checkpointer is not None:
+            self.extra_collectors.append(CheckpointCollector(self.checkpointer))
         self.wforce_counters = WforceCounters(time.time())
         self.nft_sync: Any = None
         if settings.section(NftSettings).enabled:

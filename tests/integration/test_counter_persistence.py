@@ -39,6 +39,15 @@ def refused_next(server: RempartProcess, n: int) -> bool:
     return bool(answer["status"] < 0)
 
 
+def metric(server: RempartProcess, name: str) -> float:
+    status, text = server.request("GET", "/metrics")
+    assert status == 200
+    for line in str(text).splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 def test_a_spray_is_refused_after_sigterm_and_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
     server = RempartProcess(data).start()
@@ -72,11 +81,15 @@ def test_counters_written_every_interval_survive_kill_9(tmp_path: Path) -> None:
     try:
         spray(server, 0, 11)
         time.sleep(2.5)  # at least one periodic checkpoint after the last report
+        written = metric(server, "rempart_counter_checkpoint_last_written_timestamp_seconds")
+        assert time.time() - 5 < written <= time.time()
+        assert metric(server, "rempart_counter_checkpoint_failures_total") == 0
         assert server.proc is not None
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait(10)
         server.proc = None
         server.start()
+        assert metric(server, "rempart_counter_checkpoint_restored_keys") > 11
         spray(server, 11, 12)
         assert refused_next(server, 12)
     finally:

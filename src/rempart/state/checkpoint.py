@@ -31,10 +31,13 @@ import threading
 import time
 import warnings
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from rempart.engine.counterstate import CounterState, SketchSlots
 from rempart.engine.distinct import pack_sketches, unpack_sketches
@@ -221,6 +224,7 @@ class Checkpointer:
         self.every = max(1, round(interval)) if interval > 0 else 0  # seconds; 0: at stop only
         self.saved_at = 0.0  # when the latest checkpoint written was taken
         self.restored = 0  # keys restored at start
+        self.failures = 0  # checkpoints not written (a metric)
         # An operator's counter reset is written at the next second, not the next period: a
         # crash must not bring back the counters of an account the operator just unlocked.
         self.due = False
@@ -292,6 +296,7 @@ class Checkpointer:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()
         except OSError as exc:  # out of processes or memory: the next period tries again
+            self.failures += 1
             log.warning("cannot fork to write the counter checkpoint: %s", exc)
             self._reaped.set()
             return
@@ -308,6 +313,7 @@ class Checkpointer:
             with self._lock:
                 self.saved_at = max(self.saved_at, taken_at)
         else:
+            self.failures += 1
             log.warning(
                 "the counter checkpoint writer (pid %d) failed: %s; the previous checkpoint stays",
                 pid,
@@ -323,6 +329,32 @@ class Checkpointer:
             try:
                 write(self.path, state)
             except OSError as exc:
+                self.failures += 1
                 log.warning("cannot write the counter checkpoint %s: %s", self.path, exc)
                 return
             self.saved_at = state.taken_at
+
+
+class CheckpointCollector(Collector):
+    """Prometheus view of the counter checkpoints, read at scrape time."""
+
+    def __init__(self, checkpoints: Checkpointer) -> None:
+        self.checkpoints = checkpoints
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.checkpoints
+        yield GaugeMetricFamily(
+            "rempart_counter_checkpoint_last_written_timestamp_seconds",
+            "When the latest counter checkpoint written was taken (0: none since start)",
+            value=c.saved_at,
+        )
+        yield CounterMetricFamily(
+            "rempart_counter_checkpoint_failures",
+            "Counter checkpoints not written (fork, disk or child failures)",
+            value=c.failures,
+        )
+        yield GaugeMetricFamily(
+            "rempart_counter_checkpoint_restored_keys",
+            "Tracked keys restored from the counter checkpoint at start",
+            value=c.restored,
+        )
