@@ -341,6 +341,7 @@ class Service:
             "reasons": snap.reasons,
             **({"app_passwords": counts} if (counts := self.app_password_counts()) else {}),
             **({"redis": self.replication.status()} if self.replication else {}),
+            **({"counters_checkpoint": self.checkpointer.status()} if self.checkpointer else {}),
         }
 
     # --- nftables (firewall/) ---------------------------------------------------------------

@@ -90,6 +90,10 @@ def test_counters_written_every_interval_survive_kill_9(tmp_path: Path) -> None:
         server.proc = None
         server.start()
         assert metric(server, "rempart_counter_checkpoint_restored_keys") > 11
+        status, stats = server.command("stats")
+        assert status == 200
+        assert stats["counters_checkpoint"]["restored_keys"] > 11
+        assert stats["counters_checkpoint"]["every_s"] == 1
         spray(server, 11, 12)
         assert refused_next(server, 12)
     finally:

@@ -269,6 +269,15 @@ class Checkpointer:
         )
         return self.restored
 
+    def status(self) -> dict[str, Any]:
+        """For `stats`: the period, the keys restored at start, the latest write, failures."""
+        return {
+            "every_s": self.every,
+            "restored_keys": self.restored,
+            "last_written": self.saved_at or None,
+            "failures": self.failures,
+        }
+
     def listener(self, event: EngineEvent) -> None:
         if isinstance(event, CountersReset):
             self.due = True
