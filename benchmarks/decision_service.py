@@ -262,7 +262,7 @@ def write_section(title: str, section: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
     pattern = re.compile(rf"## {re.escape(title)}\n.*?(?=\n## |\Z)", re.S)
     text = (
-        pattern.sub(lambda _: section.rstrip("\n"), text)
+        pattern.sub(lambda _: section.rstrip("\n") + "\n", text)  # the blank line before the next
         if pattern.search(text)
         else text.rstrip("\n") + "\n\n" + section
     )
