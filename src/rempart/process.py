@@ -100,6 +100,13 @@ class ServeProcess:
                 self.proc.wait(10)
             self.proc = None
 
+    def kill(self) -> None:
+        """kill -9: no shutdown path runs (what a crash leaves behind)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
     def restart(self) -> None:
         self.stop()
         self.start()

@@ -4,7 +4,6 @@ short of the rule before the restart is refused right after it, also after kill 
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
@@ -84,10 +83,7 @@ def test_counters_written_every_interval_survive_kill_9(tmp_path: Path) -> None:
         written = metric(server, "rempart_counter_checkpoint_last_written_timestamp_seconds")
         assert time.time() - 5 < written <= time.time()
         assert metric(server, "rempart_counter_checkpoint_failures_total") == 0
-        assert server.proc is not None
-        server.proc.send_signal(signal.SIGKILL)
-        server.proc.wait(10)
-        server.proc = None
+        server.kill()
         server.start()
         assert metric(server, "rempart_counter_checkpoint_restored_keys") > 11
         status, stats = server.command("stats")
@@ -110,10 +106,7 @@ def test_an_operators_reset_is_not_undone_by_kill_9(tmp_path: Path) -> None:
         status, _ = server.command("reset", {"ip": SPRAYER})
         assert status == 200
         time.sleep(2.5)  # the reset is checkpointed at the next second, not the next hour
-        assert server.proc is not None
-        server.proc.send_signal(signal.SIGKILL)
-        server.proc.wait(10)
-        server.proc = None
+        server.kill()
         server.start()
         spray(server, 11, 12)
         assert not refused_next(server, 12)

@@ -6,7 +6,6 @@ cold start."""
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -91,10 +90,7 @@ def test_baselines_survive_sigterm_and_kill_9(tmp_path: Path) -> None:
         feed(server, 5)  # more learning, then kill -9 after the next save
         learned = settle(data, server)
         assert learned_ticks(learned) > learned_ticks(before)
-        assert server.proc is not None
-        server.proc.send_signal(signal.SIGKILL)
-        server.proc.wait(10)
-        server.proc = None
+        server.kill()
         server.start()
         time.sleep(3)
         assert baselines(saved_state(data)) == baselines(learned)

@@ -8,7 +8,6 @@ was down."""
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,13 +44,6 @@ def learned_baselines(data_dir: Path, learned: dict[str, Any]) -> dict[str, Any]
     another protocol since gives it a detector state of its own, on the priors)."""
     saved = baselines(saved_state(data_dir))
     return {p: saved.get(p) for p in baselines(learned)}
-
-
-def kill_9(server: RempartProcess) -> None:
-    assert server.proc is not None
-    server.proc.send_signal(signal.SIGKILL)
-    server.proc.wait(10)
-    server.proc = None
 
 
 def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -99,7 +91,7 @@ def test_postures_and_baselines_survive_sigterm_and_kill_9(tmp_path: Path) -> No
         set_posture(server, protocol="smtp", level="normal", reason="calm", by="cid", hold=False)
         acknowledged = postures(server)
         assert acknowledged["app"]["held"] is True and acknowledged["smtp"]["level"] == "normal"
-        kill_9(server)
+        server.kill()
         server.start()
         assert postures(server) == acknowledged
         time.sleep(2.5)  # a few ticks and a save after the restart change nothing learned
@@ -122,7 +114,7 @@ def test_a_hold_that_expires_while_the_server_is_down_is_handed_back_at_start(
             server, protocol="pop3", level="guarded", reason="long hold", by="ann", ttl="1h"
         )
         assert web["held"] is True and pop3["held"] is True
-        kill_9(server)  # no goodbye: the expiry must come from the stored record
+        server.kill()  # no goodbye: the expiry must come from the stored record
         time.sleep(max(0.0, web["until"] - time.time()) + 0.5)
         start = time.time()
         server.start()
@@ -171,7 +163,7 @@ def test_two_redis_nodes_agree_on_postures_after_a_restart(tmp_path: Path) -> No
         eventually(lambda: postures(b) == postures(a))
         assert postures(b) == expected
 
-        kill_9(a)  # A killed: it comes back with what the cluster holds
+        a.kill()  # A killed: it comes back with what the cluster holds
         set_posture(b, protocol="web", level="strict", reason="web stuffing", by="eve", hold=True)
         expected = postures(b)
         a.start()
