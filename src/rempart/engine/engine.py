@@ -738,8 +738,11 @@ class Engine:
         slots = array("q")
         slots.frombytes(state.slots)
         keys = state.keys
-        if len(slots) != len(keys) or len(set(keys)) != len(keys):
+        if len(slots) != len(keys):
             raise ValueError("the tracked keys and their slots do not match")
+        states = OrderedDict(zip(keys, slots, strict=True))
+        if len(states) != len(keys):
+            raise ValueError("a tracked key appears twice")
         ring_used: set[int] = set()
         pair_used: set[int] = set()
         for key, slot in zip(keys, slots, strict=True):
@@ -765,7 +768,7 @@ class Engine:
             sketches.append(full)
         self.rings, self.pair_rings = rings, pairs
         self.peer_sketches, self.user_sketches, self.established_sketches = sketches
-        self.states = OrderedDict(zip(keys, slots, strict=True))
+        self.states = states
         self._pair_keys = {}
         for key in keys:
             if key[0] == _PAIR:

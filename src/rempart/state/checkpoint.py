@@ -191,8 +191,8 @@ def decode(raw: bytes) -> CounterState:
 
 def longest_window(engine: Engine) -> float:
     """Seconds after which every counter a checkpoint holds has expired."""
-    shape = engine.counter_shape()
-    return float(max(shape[0] * shape[1], shape[3] * shape[4], shape[5] * shape[6]))
+    e = engine
+    return float(max(e.width * e.size, e.dwidth * e.dsize, e.swidth * e.ssize))
 
 
 def _child_writes(path: Path, engine: Engine, taken_at: float) -> None:
