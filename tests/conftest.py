@@ -11,12 +11,16 @@ from rempart.engine import distinct
 
 
 def need(component: str, available: bool, why: str) -> None:
-    """Skip when a real component is missing, or fail if REMPART_REQUIRE_<COMPONENT>=1 (as in CI)."""
+    """Skip when a real component is missing; fail instead under REMPART_REQUIRE_<COMPONENT>=1
+    (set by .ci/run) or on any CI runner (CI=true), where a skip would hide a missing one."""
     if available:
         return
     message = f"{component} is not available: {why}"
-    if os.environ.get(f"REMPART_REQUIRE_{component.upper()}") == "1":
-        pytest.fail(message + f" (REMPART_REQUIRE_{component.upper()}=1)")
+    flag = f"REMPART_REQUIRE_{component.upper()}"
+    if os.environ.get(flag) == "1":
+        pytest.fail(f"{message} ({flag}=1)")
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{message} (CI={os.environ['CI']})")
     pytest.skip(message)
 
 
