@@ -1,7 +1,8 @@
 """Build hook: compiles Rempart's decision hot path with mypyc when the machine can.
 
 pyproject.toml holds the metadata; this file only adds the extension modules. The modules are
-`rempart.COMPILED_MODULES` (read from src/rempart/__init__.py without importing the package).
+`rempart.COMPILED_MODULES` (read from src/rempart/__init__.py without importing the package),
+compiled by mypyc, and `rempart.NATIVE_MODULES`, C extensions written by hand.
 They are compiled when a C compiler and the Python headers are available and
 REMPART_PURE_PYTHON is not set at build time; otherwise, or when the compilation fails, the
 package installs as pure Python (the same sources) and says so. REMPART_REQUIRE_COMPILED=1
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -31,14 +32,23 @@ def _say(message: str) -> None:
     print(f"rempart build: {message}", file=sys.stderr)
 
 
-def compiled_modules() -> list[str]:
+def _modules(name: str) -> list[str]:
     tree = ast.parse((ROOT / "src" / "rempart" / "__init__.py").read_text("utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "COMPILED_MODULES" for t in node.targets
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
         ):
             return list(ast.literal_eval(node.value))
-    raise SystemExit("src/rempart/__init__.py defines no COMPILED_MODULES")
+    raise SystemExit(f"src/rempart/__init__.py defines no {name}")
+
+
+def compiled_modules() -> list[str]:
+    return _modules("COMPILED_MODULES")
+
+
+def native_modules() -> list[str]:
+    """Hand-written C extensions (`NATIVE_MODULES`), each from the `.c` beside its module."""
+    return _modules("NATIVE_MODULES")
 
 
 def can_compile() -> bool:
@@ -76,7 +86,11 @@ def ext_modules() -> list[Any]:
     # The build environment holds only the build requirements: the compiled modules import
     # nothing else from outside the standard library, and the rest of the package (which does)
     # is read for its types only, its errors silenced (CI's mypy run checks it, fully installed).
-    return list(
+    native = [
+        Extension(name, [f"src/{name.replace('.', '/')}.c"], extra_compile_args=["-O2"])
+        for name in native_modules()
+    ]
+    return native + list(
         mypycify(
             [
                 "--config-file",

@@ -45,6 +45,9 @@ COMPILED_MODULES = (
     "rempart.engine.posture",
     "rempart.state.wire",
 )
+# Hand-written C extensions built with them (`setup.py`), each beside its `.c` source; their
+# pure-Python reference is chosen by the module that imports them (e.g. engine/keytable.py).
+NATIVE_MODULES = ("rempart.engine._keytable",)
 PURE_ENV = "REMPART_PURE_PYTHON"
 
 
@@ -74,10 +77,10 @@ def stale_build() -> list[str]:
     if os.path.basename(os.path.dirname(here)) in ("site-packages", "dist-packages"):
         return []  # installed from a wheel: written together, whatever the file times say
     stale: list[str] = []
-    for name in COMPILED_MODULES:
+    for name in (*COMPILED_MODULES, *NATIVE_MODULES):
         base = os.path.join(here, *name.split(".")[1:])
         try:
-            source = os.stat(base + ".py").st_mtime
+            source = os.stat(base + (".c" if name in NATIVE_MODULES else ".py")).st_mtime
         except OSError:
             continue
         for suffix in EXTENSION_SUFFIXES:
@@ -92,7 +95,7 @@ def stale_build() -> list[str]:
 
 
 STALE = [] if pure_python_requested() else stale_build()
-if (pure_python_requested() or STALE) and not any(
+if (pure_python_requested() or set(STALE) & set(COMPILED_MODULES)) and not any(
     isinstance(f, _SourceFinder) for f in sys.meta_path
 ):
     sys.meta_path.insert(0, _SourceFinder())
@@ -103,7 +106,10 @@ def compiled_core() -> str:
     at install time, an editable checkout without a build, or REMPART_PURE_PYTHON=1), "mixed"
     otherwise (a stale build: rebuild). Looks the modules up without importing them."""
     compiled = 0
-    for name in COMPILED_MODULES:
+    modules: tuple[str, ...] = COMPILED_MODULES
+    if not pure_python_requested():  # a native module is chosen at import, never run pure
+        modules += tuple(name for name in NATIVE_MODULES if name not in STALE)
+    for name in modules:
         module = sys.modules.get(name)
         origin = getattr(module, "__file__", None) if module is not None else None
         if origin is None:
@@ -111,6 +117,6 @@ def compiled_core() -> str:
             origin = spec.origin if spec is not None else None
         if origin is not None and origin.endswith(tuple(EXTENSION_SUFFIXES)):
             compiled += 1
-    if compiled == len(COMPILED_MODULES):
+    if compiled == len(COMPILED_MODULES) + len(NATIVE_MODULES):
         return "mypyc"
     return "python" if compiled == 0 else "mixed"

@@ -37,6 +37,7 @@ from rempart.engine.exposure import Fetchers
 from rempart.engine.familiarity import Familiarity, MarkerKind
 from rempart.engine.families import SPECS, FamilySpec, KeyFamily
 from rempart.engine.keys import device_key, net_keys
+from rempart.engine.keytable import KeyIndex, new_key_table
 from rempart.engine.lists import AccessList, ListEntry, normalise
 from rempart.engine.oracle import LeakOracle, NoLeaks
 from rempart.engine.policy import Rule, compile_rules, compile_ruleset
@@ -118,10 +119,10 @@ class Engine:
         self.asn_table = load_configured(settings.asn)
         # What is tracked per key: key -> its slot in the ring slab of its family's shape
         # (`pair_rings` for the failures-only ip+login family, `rings` for the others), in
-        # least-recently-used order. Distinct sketches, indexed by the slot in `rings` (lists
+        # least-recently-used order (a C table where built: no Python object per key). Distinct sketches, indexed by the slot in `rings` (lists
         # grown with it: an index, not a second hash lookup in a table of every key), only for
         # the keys that need one, made on first use (most sources only fail, or only succeed).
-        self.states: OrderedDict[str, int] = OrderedDict()
+        self.states: KeyIndex = new_key_table()
         self.rings = RingSlab(self.size, KINDS)
         self.pair_rings = RingSlab(self.size, 1)
         self.peer_sketches: list[Sketch | None] = []  # failing logins (sources) or IPs (logins)
@@ -290,8 +291,8 @@ class Engine:
         """The slot of a key's ring (tracked from now on; the least recently used key goes
         when more than `max_tracked_keys` are)."""
         states = self.states
-        slot = states.get(key)
-        if slot is None:
+        slot = states.touch(key)
+        if slot < 0:
             if spec.failures_only:
                 slot = self.pair_rings.alloc()
                 self._index_pair(key)
@@ -301,13 +302,11 @@ class Engine:
                     self.peer_sketches.append(None)
                     self.user_sketches.append(None)
                     self.established_sketches.append(None)
-            states[key] = slot
+            states.add(key, slot)
             if len(states) > self.max_keys:
-                old, old_slot = states.popitem(last=False)
+                old, old_slot = states.pop_oldest()
                 self.evictions += 1
                 self._drop(old, old_slot)
-        else:
-            states.move_to_end(key)
         return slot
 
     def _drop(self, key: str, slot: int) -> None:
@@ -489,8 +488,8 @@ class Engine:
                     targets += [found] if isinstance(found, str) else sorted(found)
         cleared = 0
         for key in targets:
-            slot = self.states.pop(key, None)
-            if slot is not None:
+            slot = self.states.pop(key)
+            if slot >= 0:
                 cleared += 1
                 self._drop(key, slot)
         return cleared
@@ -504,7 +503,7 @@ class Engine:
         else:
             key = (_IP + net_keys(ip).ip) if ip else _LOGIN + login
         slot = self.states.get(key)
-        if slot is None:
+        if slot < 0:
             return {}
         bucket, size = int(now // self.width), self.size
         if KeyFamily.IP_LOGIN.spec.failures_only and key[0] == _PAIR:
@@ -715,8 +714,8 @@ class Engine:
         return CounterState(
             taken_at=now,
             shape=self.counter_shape(),
-            keys=list(states),
-            slots=array("q", states.values()).tobytes(),
+            keys=states.tracked(),
+            slots=states.slots(),
             rings=self.rings.dump(),
             pairs=self.pair_rings.dump(),
             sketches=(
@@ -740,9 +739,12 @@ class Engine:
         keys = state.keys
         if len(slots) != len(keys):
             raise ValueError("the tracked keys and their slots do not match")
-        states = OrderedDict(zip(keys, slots, strict=True))
-        if len(states) != len(keys):
-            raise ValueError("a tracked key appears twice")
+        states = new_key_table()
+        try:
+            for key, slot in zip(keys, slots, strict=True):
+                states.add(key, slot)
+        except ValueError:
+            raise ValueError("a tracked key appears twice, or a slot is negative") from None
         ring_used: set[int] = set()
         pair_used: set[int] = set()
         for key, slot in zip(keys, slots, strict=True):
@@ -774,7 +776,7 @@ class Engine:
             if key[0] == _PAIR:
                 self._index_pair(key)
         while len(self.states) > self.max_keys:  # a smaller `max_tracked_keys` since
-            old, old_slot = self.states.popitem(last=False)
+            old, old_slot = self.states.pop_oldest()
             self._drop(old, old_slot)
         return len(self.states)
 

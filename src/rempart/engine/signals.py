@@ -80,8 +80,8 @@ class Signals:
         slot = self._slots[family]
         if slot == _UNSEEN:
             key = self.keys[family]
-            found = self.engine.states.get(key) if key else None
-            slot = self._slots[family] = _UNTRACKED if found is None else found
+            # The table answers -1 (_UNTRACKED) for a key it does not track.
+            slot = self._slots[family] = self.engine.states.get(key) if key else _UNTRACKED
         return slot
 
     def _sketch(self, sketches: list[Sketch | None], family: int) -> Sketch | None:

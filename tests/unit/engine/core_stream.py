@@ -119,7 +119,7 @@ def run_stream(steps: list[list[Any]]) -> dict[str, Any]:
         "reasons": snapshot.reasons,
         "tracked_keys": snapshot.tracked_keys,
         "evictions": snapshot.evictions,
-        "state_keys": list(engine.states),
+        "state_keys": engine.states.tracked(),
         "key_counts": counts,
         "blocklist": sorted(
             [e.kind, e.value, e.expires, e.reason]

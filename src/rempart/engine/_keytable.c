@@ -1,0 +1,483 @@
+/* The engine's key table in C: tracked key -> its slot in a ring slab, least recently used first.
+ *
+ * The compiled counterpart of rempart/engine/keytable.py's `PyKeyTable` (the reference, and the
+ * fallback where nothing compiles): same methods, same answers, same errors. A key is kept as its
+ * code units (the str's own kind and data, copied: no encoding step, and no str object kept per
+ * key), its hash (the str's cached siphash, so the table is as hard to flood as a dict) and its
+ * slot, in one array of entries linked in least-recently-used order; an open-addressing index of
+ * 32-bit positions finds them. A tracked key costs its entry (40 bytes), its code units (in one
+ * malloc'd block) and about 8 bytes of index, against about 250 bytes in an OrderedDict of
+ * str -> int (str, int, dict entry, ordered-dict node).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define EMPTY (-1)
+#define DELETED (-2)
+#define NONE (-1)
+#define MAX_ENTRIES (INT32_MAX / 2)
+
+typedef struct {
+    Py_hash_t hash;
+    char *data;        /* the key's code units; NULL: a free entry */
+    Py_ssize_t length; /* in code points */
+    int64_t slot;
+    int32_t prev, next; /* least-recently-used order; `next` also links the free entries */
+    int32_t kind;       /* PyUnicode kind: 1, 2 or 4 bytes per code point */
+} Entry;
+
+typedef struct {
+    PyObject_HEAD
+    Entry *entries;
+    int32_t capacity; /* entries allocated */
+    int32_t top;      /* entries ever used (the rest of the array is untouched) */
+    int32_t free;     /* first free entry below `top`, or NONE */
+    int32_t *index;   /* positions into `entries`, EMPTY or DELETED */
+    size_t mask;      /* index size - 1 (a power of two) */
+    Py_ssize_t used;  /* tracked keys */
+    Py_ssize_t filled; /* index cells that are not EMPTY (used + DELETED) */
+    int32_t oldest, newest;
+    Py_ssize_t key_bytes; /* bytes of code units held, for __sizeof__ */
+} KeyTable;
+
+typedef struct {
+    Py_hash_t hash;
+    const char *data;
+    Py_ssize_t length;
+    int kind;
+} Probe;
+
+static int
+probe_of(PyObject *key, Probe *probe)
+{
+    if (!PyUnicode_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "a tracked key is a str, not %.100s", Py_TYPE(key)->tp_name);
+        return -1;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(key) < 0)
+        return -1;
+#endif
+    probe->hash = PyObject_Hash(key);
+    if (probe->hash == -1)
+        return -1;
+    probe->data = PyUnicode_DATA(key);
+    probe->length = PyUnicode_GET_LENGTH(key);
+    probe->kind = PyUnicode_KIND(key);
+    return 0;
+}
+
+/* The index cell holding the key, or -1 when it is absent. */
+static Py_ssize_t
+find_cell(KeyTable *self, const Probe *probe)
+{
+    if (self->index == NULL)
+        return -1;
+    size_t mask = self->mask;
+    size_t perturb = (size_t)probe->hash;
+    size_t i = (size_t)probe->hash & mask;
+    Py_ssize_t size = probe->length * probe->kind;
+    for (;;) {
+        int32_t at = self->index[i];
+        if (at == EMPTY)
+            return -1;
+        if (at >= 0) {
+            Entry *e = &self->entries[at];
+            if (e->hash == probe->hash && e->length == probe->length && e->kind == probe->kind &&
+                memcmp(e->data, probe->data, (size_t)size) == 0)
+                return (Py_ssize_t)i;
+        }
+        perturb >>= 5;
+        i = (i * 5 + perturb + 1) & mask;
+    }
+}
+
+/* The index cell that points at entry `at` (which is tracked). */
+static size_t
+cell_of_entry(KeyTable *self, int32_t at)
+{
+    size_t mask = self->mask;
+    size_t perturb = (size_t)self->entries[at].hash;
+    size_t i = perturb & mask;
+    while (self->index[i] != at) {
+        perturb >>= 5;
+        i = (i * 5 + perturb + 1) & mask;
+    }
+    return i;
+}
+
+static void
+place(KeyTable *self, int32_t at)
+{
+    size_t mask = self->mask;
+    size_t perturb = (size_t)self->entries[at].hash;
+    size_t i = perturb & mask;
+    while (self->index[i] >= 0) {
+        perturb >>= 5;
+        i = (i * 5 + perturb + 1) & mask;
+    }
+    if (self->index[i] == EMPTY)
+        self->filled++;
+    self->index[i] = at;
+}
+
+/* A new index for the tracked keys (and one more), DELETED cells dropped. */
+static int
+rebuild_index(KeyTable *self)
+{
+    /* At most half full after the rebuild, so that at least a sixth of the index is taken
+     * before the next one: a rebuild costs O(keys) and comes every O(keys) additions. */
+    size_t size = 8;
+    while (size <= (size_t)(self->used + 1) * 2)
+        size <<= 1;
+    int32_t *index = PyMem_RawMalloc(size * sizeof(int32_t));
+    if (index == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(index, 0xff, size * sizeof(int32_t)); /* EMPTY */
+    PyMem_RawFree(self->index);
+    self->index = index;
+    self->mask = size - 1;
+    self->filled = 0;
+    for (int32_t at = self->oldest; at != NONE; at = self->entries[at].next)
+        place(self, at);
+    return 0;
+}
+
+static void
+unlink_entry(KeyTable *self, int32_t at)
+{
+    Entry *e = &self->entries[at];
+    if (e->prev != NONE)
+        self->entries[e->prev].next = e->next;
+    else
+        self->oldest = e->next;
+    if (e->next != NONE)
+        self->entries[e->next].prev = e->prev;
+    else
+        self->newest = e->prev;
+}
+
+static void
+link_newest(KeyTable *self, int32_t at)
+{
+    Entry *e = &self->entries[at];
+    e->prev = self->newest;
+    e->next = NONE;
+    if (self->newest != NONE)
+        self->entries[self->newest].next = at;
+    else
+        self->oldest = at;
+    self->newest = at;
+}
+
+/* Forget the entry at index cell `cell`; its slot. */
+static int64_t
+remove_at(KeyTable *self, size_t cell)
+{
+    int32_t at = self->index[cell];
+    Entry *e = &self->entries[at];
+    int64_t slot = e->slot;
+    self->index[cell] = DELETED;
+    unlink_entry(self, at);
+    self->key_bytes -= e->length * e->kind;
+    PyMem_RawFree(e->data);
+    e->data = NULL;
+    e->next = self->free;
+    self->free = at;
+    self->used--;
+    return slot;
+}
+
+static int
+check_slot(PyObject *value, int64_t *slot)
+{
+    long long v = PyLong_AsLongLong(value);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < 0) {
+        PyErr_SetString(PyExc_ValueError, "a slot is not negative");
+        return -1;
+    }
+    *slot = (int64_t)v;
+    return 0;
+}
+
+static PyObject *
+KeyTable_get(KeyTable *self, PyObject *key)
+{
+    Probe probe;
+    if (probe_of(key, &probe) < 0)
+        return NULL;
+    Py_ssize_t cell = find_cell(self, &probe);
+    if (cell < 0)
+        return PyLong_FromLong(-1);
+    return PyLong_FromLongLong(self->entries[self->index[cell]].slot);
+}
+
+static PyObject *
+KeyTable_touch(KeyTable *self, PyObject *key)
+{
+    Probe probe;
+    if (probe_of(key, &probe) < 0)
+        return NULL;
+    Py_ssize_t cell = find_cell(self, &probe);
+    if (cell < 0)
+        return PyLong_FromLong(-1);
+    int32_t at = self->index[cell];
+    if (at != self->newest) {
+        unlink_entry(self, at);
+        link_newest(self, at);
+    }
+    return PyLong_FromLongLong(self->entries[at].slot);
+}
+
+static PyObject *
+KeyTable_add(KeyTable *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "add() takes a key and a slot (%zd given)", nargs);
+        return NULL;
+    }
+    Probe probe;
+    int64_t slot;
+    if (probe_of(args[0], &probe) < 0 || check_slot(args[1], &slot) < 0)
+        return NULL;
+    if (find_cell(self, &probe) >= 0) {
+        PyErr_SetString(PyExc_ValueError, "the key is already tracked");
+        return NULL;
+    }
+    if (self->used >= MAX_ENTRIES) {
+        PyErr_SetString(PyExc_OverflowError, "too many tracked keys");
+        return NULL;
+    }
+    Py_ssize_t size = probe.length * probe.kind;
+    char *data = PyMem_RawMalloc(size ? (size_t)size : 1);
+    if (data == NULL)
+        return PyErr_NoMemory();
+    int32_t at = self->free;
+    if (at == NONE && self->top == self->capacity) {
+        int64_t grown = self->capacity < 64 ? 64 : (int64_t)self->capacity + self->capacity / 2;
+        if (grown > MAX_ENTRIES)
+            grown = MAX_ENTRIES;
+        Entry *entries = PyMem_RawRealloc(self->entries, (size_t)grown * sizeof(Entry));
+        if (entries == NULL) {
+            PyMem_RawFree(data);
+            return PyErr_NoMemory();
+        }
+        self->entries = entries;
+        self->capacity = (int32_t)grown;
+    }
+    /* Grow (or clean) the index before placing, so that `place` always finds an EMPTY cell. */
+    if (self->index == NULL || (size_t)(self->filled + 1) * 3 >= (self->mask + 1) * 2) {
+        if (rebuild_index(self) < 0) {
+            PyMem_RawFree(data);
+            return NULL;
+        }
+    }
+    if (at == NONE)
+        at = self->top++;
+    else
+        self->free = self->entries[at].next;
+    Entry *e = &self->entries[at];
+    memcpy(data, probe.data, (size_t)size);
+    e->hash = probe.hash;
+    e->data = data;
+    e->length = probe.length;
+    e->kind = probe.kind;
+    e->slot = slot;
+    link_newest(self, at);
+    place(self, at);
+    self->used++;
+    self->key_bytes += size;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+KeyTable_pop(KeyTable *self, PyObject *key)
+{
+    Probe probe;
+    if (probe_of(key, &probe) < 0)
+        return NULL;
+    Py_ssize_t cell = find_cell(self, &probe);
+    if (cell < 0)
+        return PyLong_FromLong(-1);
+    return PyLong_FromLongLong(remove_at(self, (size_t)cell));
+}
+
+static PyObject *
+key_of(Entry *e)
+{
+    return PyUnicode_FromKindAndData(e->kind, e->data, e->length);
+}
+
+static PyObject *
+KeyTable_pop_oldest(KeyTable *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->oldest == NONE) {
+        PyErr_SetString(PyExc_KeyError, "no key is tracked");
+        return NULL;
+    }
+    int32_t at = self->oldest;
+    PyObject *key = key_of(&self->entries[at]);
+    if (key == NULL)
+        return NULL;
+    int64_t slot = remove_at(self, cell_of_entry(self, at));
+    PyObject *pair = Py_BuildValue("(NL)", key, (long long)slot);
+    return pair;
+}
+
+static PyObject *
+KeyTable_tracked(KeyTable *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *keys = PyList_New(self->used);
+    if (keys == NULL)
+        return NULL;
+    Py_ssize_t i = 0;
+    for (int32_t at = self->oldest; at != NONE; at = self->entries[at].next) {
+        PyObject *key = key_of(&self->entries[at]);
+        if (key == NULL) {
+            Py_DECREF(keys);
+            return NULL;
+        }
+        PyList_SET_ITEM(keys, i++, key);
+    }
+    return keys;
+}
+
+static PyObject *
+KeyTable_slots(KeyTable *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *out = PyBytes_FromStringAndSize(NULL, self->used * (Py_ssize_t)sizeof(int64_t));
+    if (out == NULL)
+        return NULL;
+    int64_t *slots = (int64_t *)PyBytes_AS_STRING(out);
+    for (int32_t at = self->oldest; at != NONE; at = self->entries[at].next)
+        *slots++ = self->entries[at].slot;
+    return out;
+}
+
+static void
+clear_all(KeyTable *self)
+{
+    for (int32_t at = 0; at < self->top; at++)
+        PyMem_RawFree(self->entries[at].data);
+    PyMem_RawFree(self->entries);
+    PyMem_RawFree(self->index);
+    self->entries = NULL;
+    self->index = NULL;
+    self->capacity = self->top = 0;
+    self->free = self->oldest = self->newest = NONE;
+    self->mask = 0;
+    self->used = self->filled = self->key_bytes = 0;
+}
+
+static PyObject *
+KeyTable_clear(KeyTable *self, PyObject *Py_UNUSED(ignored))
+{
+    clear_all(self);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t
+KeyTable_len(KeyTable *self)
+{
+    return self->used;
+}
+
+static PyObject *
+KeyTable_sizeof(KeyTable *self, PyObject *Py_UNUSED(ignored))
+{
+    size_t size = sizeof(KeyTable) + (size_t)self->capacity * sizeof(Entry) +
+                  (self->index ? (self->mask + 1) * sizeof(int32_t) : 0) + (size_t)self->key_bytes;
+    return PyLong_FromSize_t(size);
+}
+
+static int
+KeyTable_init(KeyTable *self, PyObject *args, PyObject *kwds)
+{
+    if ((args != NULL && PyTuple_GET_SIZE(args) > 0) || (kwds != NULL && PyDict_GET_SIZE(kwds) > 0)) {
+        PyErr_SetString(PyExc_TypeError, "KeyTable() takes no arguments");
+        return -1;
+    }
+    clear_all(self);
+    return 0;
+}
+
+static void
+KeyTable_dealloc(KeyTable *self)
+{
+    clear_all(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+KeyTable_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    KeyTable *self = (KeyTable *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->free = self->oldest = self->newest = NONE;
+    }
+    return (PyObject *)self;
+}
+
+static PyMethodDef KeyTable_methods[] = {
+    {"get", (PyCFunction)KeyTable_get, METH_O, "The key's slot, or -1 when it is not tracked."},
+    {"touch", (PyCFunction)KeyTable_touch, METH_O,
+     "The key's slot, now the most recently used; -1 when it is not tracked."},
+    {"add", (PyCFunction)(void (*)(void))KeyTable_add, METH_FASTCALL,
+     "Track a key (most recently used) at a slot; ValueError when it is tracked already."},
+    {"pop", (PyCFunction)KeyTable_pop, METH_O,
+     "Stop tracking a key; its slot, or -1 when it was not tracked."},
+    {"pop_oldest", (PyCFunction)KeyTable_pop_oldest, METH_NOARGS,
+     "(key, slot) of the least recently used key, no longer tracked; KeyError when empty."},
+    {"tracked", (PyCFunction)KeyTable_tracked, METH_NOARGS, "The tracked keys, least recently used first."},
+    {"slots", (PyCFunction)KeyTable_slots, METH_NOARGS,
+     "Their slots in the same order, as bytes (array 'q', machine order)."},
+    {"clear", (PyCFunction)KeyTable_clear, METH_NOARGS, "Track nothing."},
+    {"__sizeof__", (PyCFunction)KeyTable_sizeof, METH_NOARGS, "Bytes held."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods KeyTable_as_sequence = {
+    .sq_length = (lenfunc)KeyTable_len,
+};
+
+static PyTypeObject KeyTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rempart.engine._keytable.KeyTable",
+    .tp_doc = PyDoc_STR("Tracked key -> slot, least recently used first (see keytable.py)."),
+    .tp_basicsize = sizeof(KeyTable),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = KeyTable_new,
+    .tp_init = (initproc)KeyTable_init,
+    .tp_dealloc = (destructor)KeyTable_dealloc,
+    .tp_methods = KeyTable_methods,
+    .tp_as_sequence = &KeyTable_as_sequence,
+};
+
+static struct PyModuleDef keytable_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "rempart.engine._keytable",
+    .m_doc = PyDoc_STR("The engine's key table in C (see rempart/engine/keytable.py)."),
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__keytable(void)
+{
+    if (PyType_Ready(&KeyTableType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&keytable_module);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&KeyTableType);
+    if (PyModule_AddObject(module, "KeyTable", (PyObject *)&KeyTableType) < 0) {
+        Py_DECREF(&KeyTableType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,107 @@
+"""The engine's key table: each tracked key's slot in its ring slab, least recently used first.
+
+`PyKeyTable` is the reference (an `OrderedDict` of str -> slot). The C extension
+`rempart.engine._keytable` (built with the compiled core by `pip install .`) answers the same
+methods the same way while keeping each key as its code units in one array of entries: no str,
+int or ordered-dict node per tracked key. `new_key_table()` gives the C table when it is built
+and `REMPART_PURE_PYTHON` is not set, the reference otherwise; the engine only ever sees the
+`KeyIndex` protocol.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import OrderedDict
+from typing import Protocol
+
+from rempart import STALE, pure_python_requested
+
+
+class KeyIndex(Protocol):
+    def __len__(self) -> int: ...
+
+    def get(self, key: str, /) -> int:
+        """The key's slot, or -1 when it is not tracked (its recency unchanged)."""
+
+    def touch(self, key: str, /) -> int:
+        """The key's slot, now the most recently used; -1 when it is not tracked."""
+
+    def add(self, key: str, slot: int, /) -> None:
+        """Track a key, most recently used, at a slot (≥ 0); ValueError when it is tracked."""
+
+    def pop(self, key: str, /) -> int:
+        """Stop tracking a key; its slot, or -1 when it was not tracked."""
+
+    def pop_oldest(self) -> tuple[str, int]:
+        """The least recently used key and its slot, no longer tracked; KeyError when empty."""
+
+    def tracked(self) -> list[str]:
+        """The tracked keys, least recently used first."""
+
+    def slots(self) -> bytes:
+        """Their slots in the same order (array "q", machine byte order)."""
+
+    def clear(self) -> None: ...
+
+
+class PyKeyTable:
+    """The reference `KeyIndex`."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self) -> None:
+        self._slots: OrderedDict[str, int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def get(self, key: str, /) -> int:
+        return self._slots.get(key, -1)
+
+    def touch(self, key: str, /) -> int:
+        slot = self._slots.get(key, -1)
+        if slot >= 0:
+            self._slots.move_to_end(key)
+        return slot
+
+    def add(self, key: str, slot: int, /) -> None:
+        if slot < 0:
+            raise ValueError("a slot is not negative")
+        if key in self._slots:
+            raise ValueError("the key is already tracked")
+        self._slots[key] = slot
+
+    def pop(self, key: str, /) -> int:
+        return self._slots.pop(key, -1)
+
+    def pop_oldest(self) -> tuple[str, int]:
+        if not self._slots:
+            raise KeyError("no key is tracked")
+        return self._slots.popitem(last=False)
+
+    def tracked(self) -> list[str]:
+        return list(self._slots)
+
+    def slots(self) -> bytes:
+        return array("q", self._slots.values()).tobytes()
+
+    def clear(self) -> None:
+        self._slots.clear()
+
+
+def native_key_table() -> type[KeyIndex] | None:
+    """The C table's type, or None when it is not built or pure Python was asked for."""
+    if pure_python_requested() or "rempart.engine._keytable" in STALE:
+        return None
+    try:
+        from rempart.engine._keytable import KeyTable
+    except ImportError:
+        return None
+    return KeyTable
+
+
+_TABLE: type[KeyIndex] = native_key_table() or PyKeyTable
+
+
+def new_key_table() -> KeyIndex:
+    return _TABLE()
