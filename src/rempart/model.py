@@ -91,7 +91,10 @@ class Reason:
     message: str
 
 
-@dataclass(slots=True)
+# `init=False` and the `__init__` below: mypyc compiles a written `__init__`, while the one
+# `dataclass` generates stays interpreted (13 attribute stores through descriptors, 0.6 µs an
+# attempt). Keep the two lists of fields in the same order.
+@dataclass(slots=True, init=False)
 class Attempt:
     """One login attempt, already canonicalised by an adapter.
 
@@ -118,14 +121,51 @@ class Attempt:
     app_password: bool = False
     app_passwords_only: bool = False
 
+    def __init__(
+        self,
+        login: str,
+        ip: str,
+        protocol: Protocol = Protocol.OTHER,
+        pwhash: str = "",
+        device_id: str = "",
+        user_agent: str = "",
+        tls: bool = False,
+        raw_login: str = "",
+        attrs: dict[str, object] | None = None,
+        pair_fingerprint: bytes = b"",
+        password_popular: bool = False,
+        app_password: bool = False,
+        app_passwords_only: bool = False,
+    ) -> None:
+        self.login = login
+        self.ip = ip
+        self.protocol = protocol
+        self.pwhash = pwhash
+        self.device_id = device_id
+        self.user_agent = user_agent
+        self.tls = tls
+        self.raw_login = raw_login
+        self.attrs = attrs
+        self.pair_fingerprint = pair_fingerprint
+        self.password_popular = password_popular
+        self.app_password = app_password
+        self.app_passwords_only = app_passwords_only
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)  # a compiled `__init__`, as Attempt's
 class Outcome:
     """What the authentication backend reported after an attempt."""
 
     success: bool
     policy_reject: bool = False
     unknown_login: bool = False
+
+    def __init__(
+        self, success: bool, policy_reject: bool = False, unknown_login: bool = False
+    ) -> None:
+        self.success = success
+        self.policy_reject = policy_reject
+        self.unknown_login = unknown_login
 
 
 # A plain Python class even when compiled: orjson serializes it, and orjson 3.13 crashes on

@@ -19,16 +19,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
-
 from rempart.adapters.context import WforceContext
 from rempart.adapters.fields import exclusive, flag, ip_field, login_field, text
 from rempart.adapters.listfile import RecordError, parse_time, record_from_dict
+from rempart.adapters.wforce_body import attempt_from as body_attempt
+from rempart.adapters.wforce_body import json_body as body_json
+from rempart.adapters.wforce_body import outcome_from
 from rempart.engine.engine import BLOCKED_MESSAGE
 from rempart.engine.keys import KeyError_, net_keys
 from rempart.engine.lists import ListEntry, normalise
 from rempart.httpserver import Auth, HTTPError, Request, Response, Router, json_response
-from rempart.model import Action, Attempt, ListName, Outcome, Protocol
+from rempart.model import Action, Attempt, ListName
 from rempart.ops.guards import check_wide_entry, is_confirmed
 
 _OK = b'{"status":"ok"}'
@@ -48,25 +49,8 @@ _READ_ONLY = frozenset(("ping", "stats", "getBL", "getWL", "readyz", "syncDone")
 
 
 def json_body(request: Request) -> dict[str, Any]:
-    """The JSON object of a request. Bytes that are not UTF-8 are replaced (U+FFFD) and the
-    request judged, as wforce does, instead of refused: Dovecot fails open on a 4xx."""
-    if not request.body:
-        raise HTTPError(400, "empty body: a JSON object is expected")
-    try:
-        data = orjson.loads(request.body)
-    except orjson.JSONDecodeError as exc:
-        try:
-            request.body.decode("utf-8")
-        except UnicodeDecodeError:
-            try:
-                data = orjson.loads(request.body.decode("utf-8", "replace"))
-            except orjson.JSONDecodeError as again:
-                raise HTTPError(400, f"malformed JSON: {again}") from None
-        else:
-            raise HTTPError(400, f"malformed JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise HTTPError(400, "the body must be a JSON object")
-    return data
+    """The JSON object of a request (`wforce_body.json_body`)."""
+    return body_json(request.body)
 
 
 def wforce_time(ts: float) -> str:
@@ -104,52 +88,7 @@ def wforce_key(entry: ListEntry) -> str:
 
 def attempt_from(data: dict[str, Any], context: WforceContext) -> Attempt:
     """The Attempt of a wforce body; a 400 naming the field for anything malformed."""
-    get = data.get
-    login, remote = get("login"), get("remote")
-    pwhash, protocol = get("pwhash", ""), get("protocol", "")
-    device, agent, tls = get("device_id", ""), get("user_agent", ""), get("tls", False)
-    attrs = get("attrs")
-    # Fast path: what Dovecot sends (all strings, tls a boolean, sane sizes).
-    if (
-        type(login) is str
-        and type(remote) is str
-        and type(pwhash) is str
-        and type(protocol) is str
-        and type(device) is str
-        and type(agent) is str
-        and type(tls) is bool
-        and len(remote) <= 128
-        and len(pwhash) <= 128
-        and len(protocol) <= 32
-        and len(device) <= 1024
-        and len(agent) <= 1024
-    ):
-        try:
-            ip = net_keys(remote).ip
-        except KeyError_ as exc:
-            raise HTTPError(400, f"field 'remote': {exc}") from None
-        return Attempt(
-            login=context.canonical_login(login),
-            ip=ip,
-            protocol=Protocol.parse(protocol),
-            pwhash=pwhash,
-            device_id=device,
-            user_agent=agent,
-            tls=tls,
-            raw_login=login,
-            attrs=attrs if isinstance(attrs, dict) else None,
-        )
-    return Attempt(
-        login=login_field(data, "login", context.login_rules),
-        ip=ip_field(data, "remote"),
-        protocol=Protocol.parse(text(data, "protocol", limit=32)),
-        pwhash=text(data, "pwhash", limit=128),
-        device_id=text(data, "device_id", limit=1024),
-        user_agent=text(data, "user_agent", limit=1024),
-        tls=flag(data, "tls"),
-        raw_login=data["login"],
-        attrs=attrs if isinstance(attrs, dict) else None,
-    )
+    return body_attempt(data, context.canonical_login, context.login_rules)
 
 
 class WforceApi:
@@ -215,7 +154,10 @@ class WforceApi:
 
     # --- decisions --------------------------------------------------------------------------
     def allow(self, request: Request) -> Response:
-        attempt = attempt_from(json_body(request), self.context)
+        context = self.context
+        attempt = body_attempt(
+            body_json(request.body), context.canonical_login, context.login_rules
+        )
         if self.app_passwords is not None:
             self.app_passwords.mark(attempt, time.time())
         verdict = self.engine.decide(attempt)
@@ -264,13 +206,10 @@ class WforceApi:
         }
 
     def report(self, request: Request) -> Response:
-        data = json_body(request)
-        attempt = attempt_from(data, self.context)
-        outcome = Outcome(
-            success=flag(data, "success", required=True),
-            policy_reject=flag(data, "policy_reject"),
-            unknown_login=flag(data, "unknown_login"),
-        )
+        context = self.context
+        data = body_json(request.body)
+        attempt = body_attempt(data, context.canonical_login, context.login_rules)
+        outcome = outcome_from(data)
         if self.app_passwords is not None:
             now = time.time()
             used = self.app_passwords.mark(attempt, now)

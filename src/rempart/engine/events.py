@@ -21,18 +21,31 @@ from rempart.engine.posture import PostureRecord
 from rempart.model import Attempt, ListName, Outcome, Posture, Verdict
 
 
-@dataclass(frozen=True, slots=True)
+# One of these two per request: written `__init__`s, which mypyc compiles (a frozen dataclass's
+# generated one stays interpreted and stores each field through `object.__setattr__`). Nothing
+# changes an event once made; only the type checker's read-only guard is given up.
+@dataclass(slots=True, init=False)
 class Decided:
     at: float
     attempt: Attempt
     verdict: Verdict
 
+    def __init__(self, at: float, attempt: Attempt, verdict: Verdict) -> None:
+        self.at = at
+        self.attempt = attempt
+        self.verdict = verdict
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class Reported:
     at: float
     attempt: Attempt
     outcome: Outcome
+
+    def __init__(self, at: float, attempt: Attempt, outcome: Outcome) -> None:
+        self.at = at
+        self.attempt = attempt
+        self.outcome = outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +71,9 @@ class ListRemoved:
     by: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(
+    slots=True, init=False
+)  # compiled `__init__`, as Decided's: a success from a new network
 class Familiar:
     """An account's success from a network or device worth remembering (new or refreshed)."""
 
@@ -68,6 +83,12 @@ class Familiar:
     # Learned from another node's report: that node already wrote it to the shared store, so
     # this node keeps it in its local mirror only.
     from_peer: bool = False
+
+    def __init__(self, at: float, login: str, marker: str, from_peer: bool = False) -> None:
+        self.at = at
+        self.login = login
+        self.marker = marker
+        self.from_peer = from_peer
 
 
 @dataclass(frozen=True, slots=True)
