@@ -25,6 +25,9 @@ class Protocol(enum.StrEnum):
         """Map a protocol name as sent by Dovecot or a backend ("imap", "IMAP", "submission"...)."""
         if not value:
             return cls.OTHER
+        found = _PROTOCOL_ALIASES.get(value)  # as Dovecot sends it: no case or space to fold
+        if found is not None:
+            return found
         name = value.strip().lower()
         return _PROTOCOL_ALIASES.get(name) or cls.OTHER
 
@@ -33,6 +36,9 @@ _PROTOCOL_ALIASES: dict[str, Protocol] = {p.value: p for p in Protocol}
 _PROTOCOL_ALIASES.update({"submission": Protocol.SMTP, "lmtp": Protocol.SMTP, "http": Protocol.WEB})
 
 LEGACY_MAIL = frozenset({Protocol.IMAP, Protocol.POP3, Protocol.SMTP})
+# Each protocol's name as a plain str: `Protocol.X.value` runs enum's interpreted property, a
+# lookup here is a dict probe (str hashing), for the per-attempt uses.
+PROTOCOL_NAMES: dict[Protocol, str] = {p: p.value for p in Protocol}
 
 
 class Posture(enum.StrEnum):
@@ -77,10 +83,10 @@ class Action(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return _ACTION_LABELS[self]
+        return ACTION_LABELS[self]
 
 
-_ACTION_LABELS = ("allow", "delay", "step_up", "deny")
+ACTION_LABELS = ("allow", "delay", "step_up", "deny")  # by Action
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ from rempart.engine.windows import (
 from rempart.model import (
     ALLOW,
     LEGACY_MAIL,
+    PROTOCOL_NAMES,
     Action,
     Attempt,
     ListName,
@@ -425,7 +426,7 @@ class Engine:
             self._save_fetchers(now)
         if self.campaign is not None:
             changes = self.campaign.observe(
-                attempt.protocol.value,
+                PROTOCOL_NAMES[attempt.protocol],
                 now,
                 not outcome.success,
                 outcome.unknown_login,

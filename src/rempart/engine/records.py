@@ -38,7 +38,7 @@ from rempart.engine.events import (
 )
 from rempart.engine.lists import ListEntry
 from rempart.engine.posture import PostureRecord, PostureSource
-from rempart.model import Attempt, ListName, Posture, Protocol
+from rempart.model import ACTION_LABELS, PROTOCOL_NAMES, Attempt, ListName, Posture, Protocol
 
 
 class RecordKind(enum.StrEnum):
@@ -49,6 +49,10 @@ class RecordKind(enum.StrEnum):
     FAMILIAR = "familiar"
     POSTURE = "posture"
     RESET = "reset"
+
+
+# The kinds of the records of every request, as plain str (equal to the members above).
+_DECISION, _REPORT = str(RecordKind.DECISION.value), str(RecordKind.REPORT.value)
 
 
 # The events with a record: all but the learned fetchers, internal state that only the
@@ -82,7 +86,7 @@ def _attempt_record(kind: str, now: float, a: Attempt) -> dict[str, Any]:
         "kind": kind,
         "login": a.login,
         "ip": a.ip,
-        "protocol": a.protocol.value,
+        "protocol": PROTOCOL_NAMES[a.protocol],
     }
     if a.pwhash:
         rec["pwhash"] = a.pwhash  # as received; never a password
@@ -109,22 +113,26 @@ def _list_record(kind: str, now: float, which: ListName, e: ListEntry, by: str) 
 
 def event_record(event: RecordedEvent) -> dict[str, Any]:
     """The record of an engine event (without the journal's chain fields)."""
+    # The two kinds of every request first, by plain attribute reads (a class pattern of `match`
+    # reads each field through getattr).
+    if isinstance(event, Decided):
+        v = event.verdict
+        rec = _attempt_record(_DECISION, event.at, event.attempt)
+        rec["verdict"] = ACTION_LABELS[v.action]
+        if v.delay_s:
+            rec["delay_s"] = v.delay_s
+        rec["reasons"] = [r.code for r in v.reasons]
+        return rec
+    if isinstance(event, Reported):
+        o = event.outcome
+        rec = _attempt_record(_REPORT, event.at, event.attempt)
+        rec["success"] = o.success
+        if o.policy_reject:
+            rec["policy_reject"] = True
+        if o.unknown_login:
+            rec["unknown_login"] = True
+        return rec
     match event:
-        case Decided(at=at, attempt=attempt, verdict=v):
-            rec = _attempt_record(RecordKind.DECISION, at, attempt)
-            rec["verdict"] = v.action.label
-            if v.delay_s:
-                rec["delay_s"] = v.delay_s
-            rec["reasons"] = [r.code for r in v.reasons]
-            return rec
-        case Reported(at=at, attempt=attempt, outcome=o):
-            rec = _attempt_record(RecordKind.REPORT, at, attempt)
-            rec["success"] = o.success
-            if o.policy_reject:
-                rec["policy_reject"] = True
-            if o.unknown_login:
-                rec["unknown_login"] = True
-            return rec
         case ListAdded(at=at, list=which, entry=entry, by=by):
             return _list_record(RecordKind.LIST_ADD, at, which, entry, by)
         case ListRemoved(at=at, list=which, entry=entry, by=by):

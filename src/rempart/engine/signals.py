@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from rempart.engine.familiarity import MarkerKind
 from rempart.engine.families import SPECS, KeyFamily
 from rempart.engine.windows import FAILURES, REJECTS, REPORTS
-from rempart.model import LEGACY_MAIL, Attempt, Posture
+from rempart.model import LEGACY_MAIL, PROTOCOL_NAMES, Attempt, Posture
 
 _NORMAL = Posture.NORMAL
 _FAILURES_ONLY = frozenset(i for i, spec in enumerate(SPECS) if spec.failures_only)
@@ -70,7 +70,7 @@ class Signals:
         self._leaked: bool | None = None
         # Cheap facts every rule may read, set once instead of computed per rule.
         protocol = attempt.protocol
-        self.protocol = protocol.value
+        self.protocol = PROTOCOL_NAMES[protocol]
         self.legacy = protocol in LEGACY_MAIL
         self.posture = engine.postures.get(protocol, _NORMAL)
         self.v6 = net.v6
