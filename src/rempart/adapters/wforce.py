@@ -154,10 +154,7 @@ class WforceApi:
 
     # --- decisions --------------------------------------------------------------------------
     def allow(self, request: Request) -> Response:
-        context = self.context
-        attempt = body_attempt(
-            body_json(request.body), context.canonical_login, context.login_rules
-        )
+        attempt = attempt_from(json_body(request), self.context)
         if self.app_passwords is not None:
             self.app_passwords.mark(attempt, time.time())
         verdict = self.engine.decide(attempt)
@@ -206,9 +203,8 @@ class WforceApi:
         }
 
     def report(self, request: Request) -> Response:
-        context = self.context
-        data = body_json(request.body)
-        attempt = body_attempt(data, context.canonical_login, context.login_rules)
+        data = json_body(request)
+        attempt = attempt_from(data, self.context)
         outcome = outcome_from(data)
         if self.app_passwords is not None:
             now = time.time()

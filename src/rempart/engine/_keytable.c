@@ -206,27 +206,34 @@ check_slot(PyObject *value, int64_t *slot)
     return 0;
 }
 
-static PyObject *
-KeyTable_get(KeyTable *self, PyObject *key)
+#define FAILED (-2)
+
+/* The index cell holding a key: -1 when it is absent, FAILED (an exception set) for a key that
+ * is not a str. */
+static Py_ssize_t
+lookup(KeyTable *self, PyObject *key)
 {
     Probe probe;
     if (probe_of(key, &probe) < 0)
-        return NULL;
-    Py_ssize_t cell = find_cell(self, &probe);
+        return FAILED;
+    return find_cell(self, &probe);
+}
+
+static PyObject *
+KeyTable_get(KeyTable *self, PyObject *key)
+{
+    Py_ssize_t cell = lookup(self, key);
     if (cell < 0)
-        return PyLong_FromLong(-1);
+        return cell == FAILED ? NULL : PyLong_FromLong(-1);
     return PyLong_FromLongLong(self->entries[self->index[cell]].slot);
 }
 
 static PyObject *
 KeyTable_touch(KeyTable *self, PyObject *key)
 {
-    Probe probe;
-    if (probe_of(key, &probe) < 0)
-        return NULL;
-    Py_ssize_t cell = find_cell(self, &probe);
+    Py_ssize_t cell = lookup(self, key);
     if (cell < 0)
-        return PyLong_FromLong(-1);
+        return cell == FAILED ? NULL : PyLong_FromLong(-1);
     int32_t at = self->index[cell];
     if (at != self->newest) {
         unlink_entry(self, at);
@@ -299,12 +306,9 @@ KeyTable_add(KeyTable *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 KeyTable_pop(KeyTable *self, PyObject *key)
 {
-    Probe probe;
-    if (probe_of(key, &probe) < 0)
-        return NULL;
-    Py_ssize_t cell = find_cell(self, &probe);
+    Py_ssize_t cell = lookup(self, key);
     if (cell < 0)
-        return PyLong_FromLong(-1);
+        return cell == FAILED ? NULL : PyLong_FromLong(-1);
     return PyLong_FromLongLong(remove_at(self, (size_t)cell));
 }
 

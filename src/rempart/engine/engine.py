@@ -741,16 +741,15 @@ class Engine:
         if len(slots) != len(keys):
             raise ValueError("the tracked keys and their slots do not match")
         states = new_key_table()
-        try:
-            for key, slot in zip(keys, slots, strict=True):
-                states.add(key, slot)
-        except ValueError:
-            raise ValueError("a tracked key appears twice, or a slot is negative") from None
         ring_used: set[int] = set()
         pair_used: set[int] = set()
         for key, slot in zip(keys, slots, strict=True):
             if not key:
                 raise ValueError("an empty tracked key")
+            try:
+                states.add(key, slot)
+            except ValueError:
+                raise ValueError("a tracked key appears twice, or a slot is negative") from None
             used = pair_used if key[0] == _PAIR else ring_used
             if slot in used:
                 raise ValueError(f"two tracked keys share slot {slot}")
