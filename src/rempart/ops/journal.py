@@ -73,6 +73,7 @@ class Journal:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self.flush_interval = flush_interval
+        self._unfinished: Path | None = None  # a segment whose last line has no end (`_tail`)
         self.seq, self.last_hash = self._tail()
         # Events (or ready records) not yet encoded; a deque: appends from any thread are atomic.
         self._pending: deque[RecordedEvent | dict[str, Any]] = deque()
@@ -94,6 +95,12 @@ class Journal:
 
     # --- writing -----------------------------------------------------------------------------
     def start(self) -> None:
+        if self._unfinished is not None:
+            log.error(
+                "journal %s ends with a damaged record; run `rempart journal verify`",
+                self._unfinished,
+            )
+            raise ValueError(f"journal {self._unfinished} ends with an unfinished record")
         self._thread = threading.Thread(target=self._run, name="rempart-journal", daemon=True)
         self._thread.start()
 
@@ -219,7 +226,13 @@ class Journal:
     def _tail(self) -> tuple[int, str]:
         segments = self._segments()
         for seg in reversed(segments):
-            last = _last_line(seg)
+            last, finished = _last_line(seg)
+            if not finished:
+                # Being written by a running server (this Journal only reads: the CLI) or torn
+                # by a crash; a writer must not append after it (`start` refuses), a reader
+                # goes on from the record before.
+                self._unfinished = seg
+                last = _last_line(seg, skip_unfinished=True)[0]
             if last:
                 try:
                     rec = json.loads(last)
@@ -389,11 +402,18 @@ def _write_all(fd: int, chunks: list[bytes]) -> int:
     return total
 
 
-def _last_line(path: Path) -> str:
+def _last_line(path: Path, skip_unfinished: bool = False) -> tuple[str, bool]:
+    """The segment's last line, and whether it ends with a newline (an empty segment: "",
+    True); with `skip_unfinished`, the last line that does."""
     with open(path, "rb") as fh:
         fh.seek(0, os.SEEK_END)
         end = fh.tell()
         pos = max(0, end - 65536)
         fh.seek(pos)
-        tail = fh.read().rstrip(b"\n")
-    return tail.rsplit(b"\n", 1)[-1].decode("utf-8", "replace") if tail else ""
+        tail = fh.read()
+    finished = not tail or tail.endswith(b"\n")
+    if skip_unfinished and not finished:
+        tail = tail.rpartition(b"\n")[0]
+        finished = True
+    tail = tail.rstrip(b"\n")
+    return (tail.rsplit(b"\n", 1)[-1].decode("utf-8", "replace") if tail else ""), finished

@@ -103,6 +103,24 @@ def test_the_chain_continues_after_a_restart(tmp_path: Path) -> None:
     assert second.verify() == (6, None)
 
 
+def test_a_record_being_written_is_skipped_by_a_reader_and_refused_by_a_writer(
+    tmp_path: Path,
+) -> None:
+    """A reader (the CLI, beside a running server) opening the journal while the server's write
+    is half done goes on from the record before; a writer will not append after it."""
+    first = Journal(tmp_path / "journal", flush_interval=0.01)
+    first.start()
+    traffic(first, failures=1)
+    first.close()
+    segment = sorted((tmp_path / "journal").glob("segment-*.jsonl"))[-1]
+    with open(segment, "ab") as fh:
+        fh.write(b'{"ts":1764780000.5,"kind":"report","login":"half')
+    reader = Journal(tmp_path / "journal")
+    assert (reader.seq, reader.last_hash) == (3, first.last_hash)
+    with pytest.raises(ValueError, match="ends with an unfinished record"):
+        reader.start()
+
+
 def test_an_edited_record_is_found(journal: Journal) -> None:
     traffic(journal)
     segment, text = lines(journal)
