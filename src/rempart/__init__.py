@@ -45,6 +45,7 @@ COMPILED_MODULES = (
     "rempart.engine.posture",
     "rempart.state.wire",
     "rempart.adapters.wforce_body",
+    "rempart.engine.countercopy",
 )
 # Hand-written C extensions built with them (`setup.py`), each beside its `.c` source; their
 # pure-Python reference is chosen by the module that imports them (e.g. engine/keytable.py).

@@ -26,6 +26,7 @@ typedef struct {
     int64_t slot;
     int32_t prev, next; /* least-recently-used order; `next` also links the free entries */
     int32_t kind;       /* PyUnicode kind: 1, 2 or 4 bytes per code point */
+    int32_t walked;     /* the latest walk that visited the entry (or began after it was added) */
 } Entry;
 
 typedef struct {
@@ -39,6 +40,8 @@ typedef struct {
     Py_ssize_t used;  /* tracked keys */
     Py_ssize_t filled; /* index cells that are not EMPTY (used + DELETED) */
     int32_t oldest, newest;
+    int32_t cursor;   /* where the walk goes on (`begin_walk`), or NONE */
+    int32_t walk_gen; /* the walk under way: entries with this `walked` are not visited */
     Py_ssize_t key_bytes; /* bytes of code units held, for __sizeof__ */
 } KeyTable;
 
@@ -151,6 +154,8 @@ static void
 unlink_entry(KeyTable *self, int32_t at)
 {
     Entry *e = &self->entries[at];
+    if (self->cursor == at) /* a walk goes on from the next entry */
+        self->cursor = e->next;
     if (e->prev != NONE)
         self->entries[e->prev].next = e->next;
     else
@@ -296,6 +301,7 @@ KeyTable_add(KeyTable *self, PyObject *const *args, Py_ssize_t nargs)
     e->length = probe.length;
     e->kind = probe.kind;
     e->slot = slot;
+    e->walked = self->walk_gen; /* added during a walk: not visited by it */
     link_newest(self, at);
     place(self, at);
     self->used++;
@@ -364,6 +370,58 @@ KeyTable_slots(KeyTable *self, PyObject *Py_UNUSED(ignored))
     return out;
 }
 
+static PyObject *
+KeyTable_begin_walk(KeyTable *self, PyObject *Py_UNUSED(ignored))
+{
+    self->walk_gen++;
+    self->cursor = self->oldest;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+KeyTable_walk(KeyTable *self, PyObject *arg)
+{
+    Py_ssize_t count = PyLong_AsSsize_t(arg);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count < 1) {
+        PyErr_SetString(PyExc_ValueError, "a walk visits at least one key at a time");
+        return NULL;
+    }
+    PyObject *keys = PyList_New(0);
+    PyObject *slots = PyList_New(0);
+    if (keys == NULL || slots == NULL)
+        goto fail;
+    Py_ssize_t n = 0;
+    while (n < count && self->cursor != NONE) {
+        Entry *e = &self->entries[self->cursor];
+        self->cursor = e->next;
+        if (e->walked == self->walk_gen)
+            continue; /* visited, then used (it moved to the newest end), or added since */
+        e->walked = self->walk_gen;
+        n++;
+        PyObject *key = key_of(e);
+        if (key == NULL)
+            goto fail;
+        int failed = PyList_Append(keys, key);
+        Py_DECREF(key);
+        if (failed < 0)
+            goto fail;
+        PyObject *slot = PyLong_FromLongLong(e->slot);
+        if (slot == NULL)
+            goto fail;
+        failed = PyList_Append(slots, slot);
+        Py_DECREF(slot);
+        if (failed < 0)
+            goto fail;
+    }
+    return Py_BuildValue("(NN)", keys, slots);
+fail:
+    Py_XDECREF(keys);
+    Py_XDECREF(slots);
+    return NULL;
+}
+
 static void
 clear_all(KeyTable *self)
 {
@@ -374,7 +432,7 @@ clear_all(KeyTable *self)
     self->entries = NULL;
     self->index = NULL;
     self->capacity = self->top = 0;
-    self->free = self->oldest = self->newest = NONE;
+    self->free = self->oldest = self->newest = self->cursor = NONE;
     self->mask = 0;
     self->used = self->filled = self->key_bytes = 0;
 }
@@ -423,7 +481,7 @@ KeyTable_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     KeyTable *self = (KeyTable *)type->tp_alloc(type, 0);
     if (self != NULL) {
-        self->free = self->oldest = self->newest = NONE;
+        self->free = self->oldest = self->newest = self->cursor = NONE;
     }
     return (PyObject *)self;
 }
@@ -442,6 +500,10 @@ static PyMethodDef KeyTable_methods[] = {
     {"slots", (PyCFunction)KeyTable_slots, METH_NOARGS,
      "Their slots in the same order, as bytes (array 'q', machine order)."},
     {"clear", (PyCFunction)KeyTable_clear, METH_NOARGS, "Track nothing."},
+    {"begin_walk", (PyCFunction)KeyTable_begin_walk, METH_NOARGS,
+     "Start a walk over the tracked keys, least recently used first (see keytable.KeyIndex)."},
+    {"walk", (PyCFunction)KeyTable_walk, METH_O,
+     "The next (keys, slots) of the walk, at most `count` of each; empty lists once it is done."},
     {"__sizeof__", (PyCFunction)KeyTable_sizeof, METH_NOARGS, "Bytes held."},
     {NULL, NULL, 0, NULL},
 };

@@ -2,16 +2,22 @@
 
 The typed interface between the engine (`Engine.counter_state` and `Engine.restore_counters`,
 the only writer of the counters) and `rempart.state.checkpoint`, which keeps it on disk so a
-restarted node goes on counting where it stopped.
+restarted node goes on counting where it stopped. `PackedCounters` is the same state as the
+bytes a checkpoint holds (`pack`, or `rempart.engine.countercopy` a few keys at a time).
 """
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
-from rempart.engine.distinct import Sketch
+from rempart.engine.distinct import Sketch, pack_sketches
 
 SketchSlots = list[Sketch | None]
+# Bytes of a checkpoint section: whole, or in pieces to be written one after the other.
+Section = bytes | list[bytes]
+# A family's sketches as (slots, epochs, lengths, data): `distinct.pack_sketches`.
+PackedSketches = tuple[Section, Section, Section, Section]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +33,32 @@ class CounterState:
     # Distinct sketches by ring slot: failing peers, successful users, established users. At
     # `counter_state` these are the live objects (the checkpoint copies them off the event loop).
     sketches: tuple[SketchSlots, SketchSlots, SketchSlots]
+
+
+@dataclass(frozen=True, slots=True)
+class PackedCounters:
+    """A `CounterState` as the bytes of a checkpoint's sections."""
+
+    taken_at: float
+    shape: tuple[int, ...]
+    key_lengths: Section  # in code points (array "I")
+    key_text: Section  # the keys end to end, UTF-8 (surrogatepass: a login may hold a lone one)
+    slots: Section
+    rings: tuple[Section, Section]
+    pairs: tuple[Section, Section]
+    sketches: tuple[PackedSketches, PackedSketches, PackedSketches]
+
+
+def pack(state: CounterState) -> PackedCounters:
+    """The state's checkpoint bytes."""
+    peers, users, established = state.sketches
+    return PackedCounters(
+        taken_at=state.taken_at,
+        shape=state.shape,
+        key_lengths=array("I", map(len, state.keys)).tobytes(),
+        key_text="".join(state.keys).encode("utf-8", "surrogatepass"),
+        slots=state.slots,
+        rings=state.rings,
+        pairs=state.pairs,
+        sketches=(pack_sketches(peers), pack_sketches(users), pack_sketches(established)),
+    )

@@ -43,14 +43,30 @@ class KeyIndex(Protocol):
 
     def clear(self) -> None: ...
 
+    def begin_walk(self) -> None:
+        """Start a walk over the tracked keys, least recently used first, that `walk` then
+        takes a few at a time while the table goes on changing (a counter checkpoint copied
+        between decisions)."""
+
+    def walk(self, count: int, /) -> tuple[list[str], list[int]]:
+        """The next keys of the walk (at most `count`, ≥ 1) and their slots now; empty lists
+        once it is done. Each key tracked from `begin_walk` until the walk reaches it is visited
+        once, with its slot then; keys added during the walk (again, if removed) are not. Keys
+        come least recently used first: exactly so when the table does not change during the
+        walk, and about so when it does (the C table visits a key used before the walk reached
+        it at its new place, the reference where it was when the walk began)."""
+
 
 class PyKeyTable:
     """The reference `KeyIndex`."""
 
-    __slots__ = ("_slots",)
+    __slots__ = ("_added", "_slots", "_walk", "_walked")
 
     def __init__(self) -> None:
         self._slots: OrderedDict[str, int] = OrderedDict()
+        self._walk: list[str] = []  # the keys of the walk under way, as it began
+        self._walked = 0  # how many of them it has passed
+        self._added: set[str] = set()  # keys added during the walk, which it does not visit
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -70,6 +86,8 @@ class PyKeyTable:
         if key in self._slots:
             raise ValueError("the key is already tracked")
         self._slots[key] = slot
+        if self._walk:
+            self._added.add(key)
 
     def pop(self, key: str, /) -> int:
         return self._slots.pop(key, -1)
@@ -87,6 +105,31 @@ class PyKeyTable:
 
     def clear(self) -> None:
         self._slots.clear()
+        self._end_walk()
+
+    def begin_walk(self) -> None:
+        self._walk, self._walked, self._added = list(self._slots), 0, set()
+
+    def _end_walk(self) -> None:
+        self._walk, self._walked, self._added = [], 0, set()
+
+    def walk(self, count: int, /) -> tuple[list[str], list[int]]:
+        if count < 1:
+            raise ValueError("a walk visits at least one key at a time")
+        keys: list[str] = []
+        slots: list[int] = []
+        pending, at = self._walk, self._walked
+        while at < len(pending) and len(keys) < count:
+            key = pending[at]
+            at += 1
+            slot = self._slots.get(key, -1)
+            if slot >= 0 and key not in self._added:
+                keys.append(key)
+                slots.append(slot)
+        self._walked = at
+        if at == len(pending):
+            self._end_walk()
+        return keys, slots
 
 
 def native_key_table() -> type[KeyIndex] | None:

@@ -2,7 +2,8 @@
 
 Hypothesis drives both with the same random operation sequences (adds, touches, reads, removals,
 evictions of the least recently used key, dumps) over keys of every str kind, and also checks the
-reference against a plain model. Without the C table (no compiler at install time) the comparison
+reference against a plain model; walks (`begin_walk`/`walk`) interleaved with changes are
+checked against their contract on both, since the two may visit in a different order. Without the C table (no compiler at install time) the comparison
 is skipped, and fails with REMPART_REQUIRE_COMPILED=1 (CI).
 """
 
@@ -97,6 +98,85 @@ def test_reference_follows_a_plain_model(ops: list[tuple[Any, ...]]) -> None:
             assert answer == (list(model), list(model.values()), len(model))
         elif name == "clear":
             model.clear()
+
+
+WALK = st.tuples(
+    OPS.map(lambda ops: [op for op in ops if op[0] != "clear"]),  # before the walk
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("walk"), st.integers(1, 5)),
+            st.tuples(st.just("add"), KEYS, st.integers(0, 2**40)),
+            st.tuples(st.just("touch"), KEYS),
+            st.tuples(st.just("pop"), KEYS),
+            st.tuples(st.just("pop_oldest")),
+        ),
+        max_size=60,
+    ),
+)
+
+
+@pytest.mark.parametrize("kind", ["c", "reference"])
+@settings(max_examples=300, deadline=None)
+@given(WALK)
+def test_a_walk_visits_each_key_of_its_start_once_while_the_table_changes(
+    kind: str, case: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
+) -> None:
+    """The contract of `KeyIndex.walk` (a counter checkpoint copied between decisions): every
+    key tracked from the start of the walk until it is reached is visited once, with its slot
+    then; a key added (or added again) during the walk is not."""
+    before, during = case
+    table = native()() if kind == "c" else PyKeyTable()
+    model: dict[str, int] = {}
+    for op, answer in zip(before, run(table, before), strict=True):
+        if op[0] == "add" and answer is None:
+            model[op[1]] = op[2]
+        elif op[0] == "touch" and op[1] in model:
+            model[op[1]] = model.pop(op[1])
+        elif op[0] == "pop":
+            model.pop(op[1], None)
+        elif op[0] == "pop_oldest" and model:
+            del model[next(iter(model))]
+    start = list(model)
+    assert table.tracked() == start
+    pending, visited, order = set(model), set(), []
+    table.begin_walk()
+    for op in [*during, ("walk", 1000)]:
+        name = op[0]
+        if name == "walk":
+            keys, slots = table.walk(op[1])
+            assert len(keys) == len(slots) <= op[1]
+            for key, slot in zip(keys, slots, strict=True):
+                assert key in pending and key not in visited
+                assert slot == model[key]
+                pending.discard(key)
+                visited.add(key)
+                order.append(key)
+            if len(keys) < op[1]:
+                assert not pending  # done: nothing of the start is left
+        elif name == "add":
+            if op[1] not in model:
+                table.add(op[1], op[2])
+                model[op[1]] = op[2]
+                pending.discard(op[1])  # added (again) during the walk: not visited
+        elif name == "touch":
+            table.touch(op[1])
+            if op[1] in model:
+                model[op[1]] = model.pop(op[1])
+        elif name == "pop":
+            table.pop(op[1])
+            model.pop(op[1], None)
+            pending.discard(op[1])
+        elif model:
+            key, _ = table.pop_oldest()
+            assert key == next(iter(model))
+            del model[key]
+            pending.discard(key)
+    assert not pending
+    assert table.walk(3) == ([], [])
+    with pytest.raises(ValueError, match="at least one key"):
+        table.walk(0)
+    if not during:
+        assert order == start  # least recently used first
 
 
 def test_many_keys_with_churn_stay_consistent() -> None:

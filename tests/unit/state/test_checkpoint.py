@@ -3,17 +3,22 @@ stale or foreign checkpoint is refused with the reason and leaves the engine as 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from rempart.config import Settings, from_mapping
+from rempart.engine.countercopy import CounterCopy
 from rempart.engine.distinct import Sketch
 from rempart.engine.engine import Engine
 from rempart.model import Action, Attempt, Outcome, Protocol
 from rempart.state.checkpoint import (
+    COPY_STEP,
     FILE_NAME,
     Checkpointer,
     CheckpointError,
@@ -189,29 +194,143 @@ def test_inconsistent_contents_with_a_valid_digest_are_refused() -> None:
         decode(b"".join(encode(replace(state, sketches=(bad, *state.sketches[1:])))))
 
 
-def test_a_failed_fork_is_reported_and_the_next_period_tries_again(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import errno
-    import os
+def failures(engine: Engine, accounts: int, now: float) -> None:
+    """One failure for each of `accounts` logins from the sprayer's address."""
+    for i in range(accounts):
+        engine.report(attempt(f"user{i}@example.org", SPRAYER), Outcome(success=False), now + i)
 
+
+def copied(engine: Engine, now: float, between: Callable[[int], None] | None = None) -> bytes:
+    """A checkpoint file taken by `CounterCopy`, 7 keys a step, `between(step)` after each."""
+    copy = CounterCopy(engine, now)
+    step = 0
+    while not copy.step(7):
+        if between is not None:
+            between(step)
+        step += 1
+    return b"".join(encode(copy.result()))
+
+
+def test_a_copy_taken_a_few_keys_at_a_time_restores_like_the_whole_state() -> None:
     engine = Engine.in_memory()
-    spray(engine, 3, T0)
+    spray(engine, 11, T0)
+    for n in range(40):
+        engine.report(
+            attempt(f"u{n % 9}@example.org", f"198.51.100.{n}"), Outcome(n % 3 == 0), T0 + n
+        )
+    whole = round_trip(engine, T0 + 60)
+    restored = Engine.in_memory()
+    assert restored.restore_counters(decode(copied(engine, T0 + 60))) == len(engine.states)
+    assert restored.states.tracked() == engine.states.tracked()  # least recently used first
+    looks = [{"login": f"u{n}@example.org"} for n in range(9)]
+    looks += [{"ip": f"198.51.100.{n}"} for n in range(40)]
+    # The ip+login key of a failure (a success does not track one).
+    looks += [
+        {"login": f"u{n % 9}@example.org", "ip": f"198.51.100.{n}"} for n in range(40) if n % 3
+    ]
+    looks += [{"ip": SPRAYER}, {"login": "user3@example.org", "ip": SPRAYER}]
+    for look in looks:
+        counts = engine.key_counts(now=T0 + 61, **look)
+        assert counts  # tracked
+        assert (
+            restored.key_counts(now=T0 + 61, **look)
+            == counts
+            == whole.key_counts(now=T0 + 61, **look)
+        )
+    verdict = restored.decide(attempt("user12@example.org", SPRAYER), T0 + 62)
+    assert verdict.action is Action.ALLOW  # 11 accounts: one short, as in the original
+    restored.report(attempt("user11@example.org", SPRAYER), Outcome(success=False), T0 + 62)
+    assert restored.decide(attempt("user12@example.org", SPRAYER), T0 + 63).action is Action.DENY
+
+
+def test_a_copy_keeps_each_key_as_the_walk_found_it_while_decisions_go_on() -> None:
+    engine = Engine.in_memory()
+    failures(engine, 30, T0)
+    before = set(engine.states.tracked())
+    seen: dict[str, dict[str, int]] = {}
+
+    def busy(step: int) -> None:
+        # New keys, and old ones failing again (they move to the newest end of the table).
+        fail(engine, f"late{step}@example.org", f"192.0.2.{step + 1}", T0 + 100 + step)
+        fail(engine, f"user{step}@example.org", SPRAYER, T0 + 100 + step)
+        seen[f"user{step}@example.org"] = engine.key_counts(
+            login=f"user{step}@example.org", now=T0 + 100 + step
+        )
+
+    raw = copied(engine, T0 + 100, busy)
+    restored = Engine.in_memory()
+    restored.restore_counters(decode(raw))
+    tracked = set(restored.states.tracked())
+    assert before <= tracked  # every key tracked when the copy began
+    assert not any("late" in key for key in tracked)  # keys added during it are not
+    # A login that failed again during the copy holds one or two failures, never more or less.
+    for n in range(30):
+        count = restored.key_counts(login=f"user{n}@example.org", now=T0 + 200)["failures"]
+        assert count in (1, 2)
+        assert count <= seen.get(f"user{n}@example.org", {"failures": 1})["failures"]
+
+
+def test_a_key_that_comes_twice_is_refused() -> None:
+    """A walk visits a key once (`KeyIndex.walk`): a file that holds one twice is not ours."""
+    engine = Engine.in_memory()
+    fail(engine, "twice@example.org", "192.0.2.1", T0)
+    state = engine.counter_state(T0 + 1)
+    doubled = replace(state, keys=[state.keys[0], state.keys[0], *state.keys[2:]])
+    with pytest.raises(ValueError, match="appears twice"):
+        Engine.in_memory().restore_counters(decode(b"".join(encode(doubled))))
+
+
+def test_the_periodic_checkpoint_is_copied_between_decisions_and_written_by_a_thread(
+    tmp_path: Path,
+) -> None:
+    engine = Engine.in_memory()
+    for n in range(3 * COPY_STEP):
+        engine.report(attempt(f"u{n}@example.org", SPRAYER), Outcome(success=False), T0 + n / 100)
+    checkpoints = Checkpointer(engine, tmp_path, 60)
+    tracked = len(engine.states)  # u*, their ip+login keys, the sprayer's address and network
+    turns = 0
+
+    async def run() -> None:
+        nonlocal turns
+        checkpoints.start_save()
+        checkpoints.start_save()  # under way: skipped
+        task = checkpoints._task
+        assert task is not None
+        await asyncio.sleep(0)  # the copy begins
+        while not task.done():
+            turns += 1  # the loop keeps turning: decisions would be answered here
+            engine.report(attempt("busy@example.org", "192.0.2.9"), Outcome(False), T0 + 200)
+            await asyncio.sleep(0)
+        await task
+
+    asyncio.run(run())
+    assert turns >= 3  # one turn per step of COPY_STEP keys at least
+    assert checkpoints.failures == 0
+    assert checkpoints.last_copy["keys"] == tracked  # not the keys added during the copy
+    assert checkpoints.saved_at > 0
+    restored = Engine.in_memory()
+    # (restore checks the file's age against the clock: the checkpoint was taken now.)
+    assert Checkpointer(restored, tmp_path, 60).restore(time.time()) == tracked
+    assert restored.key_counts(ip=SPRAYER, now=T0 + 300)["failures"] == 3 * COPY_STEP
+
+
+def test_the_checkpoint_at_stop_drops_a_copy_under_way_and_writes_the_whole_state(
+    tmp_path: Path,
+) -> None:
+    engine = Engine.in_memory()
+    failures(engine, 3 * COPY_STEP // 2, T0)
     checkpoints = Checkpointer(engine, tmp_path, 60)
 
-    def no_fork() -> int:
-        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+    async def stop_during_the_copy() -> None:
+        checkpoints.start_save()
+        await asyncio.sleep(0)  # one step copied, then the node stops
+        fail(engine, "last@example.org", "192.0.2.77", T0 + 500)
+        checkpoints.save_now()
 
-    with monkeypatch.context() as patch:
-        patch.setattr(os, "fork", no_fork)
-        with caplog.at_level(logging.WARNING, logger="rempart.state.checkpoint"):
-            checkpoints.start_save()
-    assert "cannot fork" in caplog.text
-    assert not (tmp_path / FILE_NAME).exists()
-    checkpoints.start_save()  # a real fork: the child writes the file
-    assert checkpoints._reaped.wait(30)
-    restored = Checkpointer(Engine.in_memory(), tmp_path, 60).restore(time.time())
-    assert restored == len(engine.states)
+    asyncio.run(stop_during_the_copy())
+    restored = Engine.in_memory()
+    assert Checkpointer(restored, tmp_path, 60).restore(time.time()) == len(engine.states)
+    assert restored.key_counts(login="last@example.org", now=T0 + 600)["failures"] == 1
 
 
 def test_keys_with_a_lone_surrogate_or_any_character_come_back() -> None:
