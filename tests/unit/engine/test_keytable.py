@@ -198,6 +198,36 @@ def test_many_keys_with_churn_stay_consistent() -> None:
     assert table.get("i10.0.0.7") == reference.get("i10.0.0.7")
 
 
+def test_every_key_is_found_while_the_index_grows_a_few_cells_at_a_time() -> None:
+    """The C index moves into a bigger one a few cells per addition: during the move a key is
+    in one of the two, and lookups, touches, removals and evictions must find it there."""
+    import random
+
+    rng = random.Random(5)
+    table = native()()
+    reference = PyKeyTable()
+    keys: list[str] = []
+    for n in range(40_000):
+        key = f"l{n}\u00e9" if n % 3 else f"i10.{n >> 8 & 255}.{n & 255}"
+        keys.append(key)
+        for t in (table, reference):
+            t.add(key, n)
+        probe = keys[rng.randrange(len(keys))]
+        assert table.get(probe) == reference.get(probe)
+        if n % 5 == 0:
+            victim = keys[rng.randrange(len(keys))]
+            assert table.pop(victim) == reference.pop(victim)
+        if n % 7 == 0:
+            touched = keys[rng.randrange(len(keys))]
+            assert table.touch(touched) == reference.touch(touched)
+        if n % 11 == 0 and len(reference):
+            assert table.pop_oldest() == reference.pop_oldest()
+    assert len(table) == len(reference)
+    assert table.tracked() == reference.tracked()
+    assert table.slots() == reference.slots()
+    assert all(table.get(key) == reference.get(key) for key in keys)
+
+
 def test_bad_arguments_are_refused() -> None:
     table = native()()
     for t in (table, PyKeyTable()):
