@@ -5,9 +5,11 @@ each key's ring (and its distinct sketches) into new, dense slabs, while decisio
 between; the result is the `PackedCounters` a checkpoint file holds, written by another thread.
 Each section is kept in buffers of about `CHUNK` bytes: no step pays for growing (and so
 copying again) one large buffer, and the writing thread, which takes the interpreter's lock
-again after each buffer it hashes or writes, does so a few dozen times, not thousands. No fork: forking a node of 450 MB stalled its event loop for
-35-55 ms, then for 100-180 ms more while every page the loop wrote was copied for the child
-(`docs/benchmarks.md`, "Counter checkpoints without fork").
+again after each buffer it hashes or writes, does so a few dozen times, not thousands.
+
+No fork: forking a node of 450 MB stalled its event loop for 35-55 ms, then for 100-180 ms more
+while every page the loop wrote was copied for the child (`docs/benchmarks.md`, "Counter
+checkpoints without fork").
 
 The copy is not one instant: a key is copied as it stands when the walk reaches it, so the
 checkpoint mixes states a few seconds apart, each key whole (its ring, its sketches and its slot
@@ -20,6 +22,7 @@ from array import array
 from typing import TYPE_CHECKING
 
 from rempart.engine.counterstate import PackedCounters, PackedSketches
+from rempart.engine.distinct import pack_sketch_rows
 from rempart.engine.families import KeyFamily
 
 if TYPE_CHECKING:
@@ -73,19 +76,11 @@ class _SketchCopy:
         self.lengths = _Chunks()
         self.data = _Chunks()
 
-    def add_step(self, found: list[Sketch | None], pairs: list[tuple[int, int]]) -> None:
-        """Copy the sketches of (old slot, new slot) pairs."""
-        slots, epochs, lengths = array("q"), array("q"), array("I")
-        data = bytearray()
-        for old, new in pairs:
-            sketch = found[old] if old < len(found) else None
-            if sketch is not None:
-                slots.append(new)
-                epochs.append(sketch.epoch)
-                lengths.append(len(sketch.bitmaps))
-                data += sketch.bitmaps
-        if slots:
-            self.slots.add(_view(slots))
+    def add_step(self, found: list[Sketch | None], slots: list[int], first: int) -> None:
+        """Copy the sketches at `slots`, whose rings took the dense slots from `first` on."""
+        packed_slots, epochs, lengths, data = pack_sketch_rows(found, slots, first)
+        if packed_slots:
+            self.slots.add(_view(packed_slots))
             self.epochs.add(_view(epochs))
             self.lengths.add(_view(lengths))
             self.data.add(bytes(data))
@@ -147,7 +142,6 @@ class CounterCopy:
         lengths, dense = array("I"), array("q")
         ring_slots: list[int] = []
         pair_slots: list[int] = []
-        moved: list[tuple[int, int]] = []  # (slab slot, dense slot) of the ring keys
         next_ring, next_pair = self.rings.count, self.pairs.count
         for key, slot in zip(keys, slots, strict=True):
             lengths.append(len(key))
@@ -155,15 +149,13 @@ class CounterCopy:
                 dense.append(next_pair + len(pair_slots))
                 pair_slots.append(slot)
             else:
-                new = next_ring + len(ring_slots)
-                dense.append(new)
+                dense.append(next_ring + len(ring_slots))
                 ring_slots.append(slot)
-                moved.append((slot, new))
         self.rings.add_step(engine.rings, ring_slots)
         self.pairs.add_step(engine.pair_rings, pair_slots)
         found = (engine.peer_sketches, engine.user_sketches, engine.established_sketches)
         for family, copy in zip(found, self.sketches, strict=True):
-            copy.add_step(family, moved)
+            copy.add_step(family, ring_slots, next_ring)
         self.key_lengths.add(_view(lengths))
         self.key_text.add("".join(keys).encode("utf-8", "surrogatepass"))
         self.slots.add(_view(dense))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 from array import array
+from collections.abc import Sequence
 
 from rempart.engine.windows import live_buckets
 
@@ -125,16 +126,27 @@ class Sketch:
 def pack_sketches(found: list[Sketch | None]) -> tuple[bytes, bytes, bytes, bytes]:
     """The sketches of a slot-indexed list as (slots, epochs, lengths, data) bytes (arrays "q",
     "q", "I" in machine order, then the buffers end to end), for a counter checkpoint."""
-    slots, epochs, lengths = array("q"), array("q"), array("I")
+    slots, epochs, lengths, data = pack_sketch_rows(found, range(len(found)), -1)
+    return slots.tobytes(), epochs.tobytes(), lengths.tobytes(), bytes(data)
+
+
+def pack_sketch_rows(
+    found: list[Sketch | None], slots: Sequence[int], first: int
+) -> tuple[array[int], array[int], array[int], bytearray]:
+    """The sketches of `found` at `slots` packed as `pack_sketches` packs them, each numbered
+    `first` plus its place in `slots` (the dense slot a checkpoint copy gives its ring), or by
+    its own slot when `first` is negative."""
+    packed_slots, epochs, lengths = array("q"), array("q"), array("I")
     data = bytearray()
-    for slot, sketch in enumerate(found):
+    for at, slot in enumerate(slots):
+        sketch = found[slot] if slot < len(found) else None
         if sketch is None:
             continue
-        slots.append(slot)
+        packed_slots.append(slot if first < 0 else first + at)
         epochs.append(sketch.epoch)
         lengths.append(len(sketch.bitmaps))
         data += sketch.bitmaps
-    return slots.tobytes(), epochs.tobytes(), lengths.tobytes(), bytes(data)
+    return packed_slots, epochs, lengths, data
 
 
 def unpack_sketches(
