@@ -6,7 +6,6 @@ Everything here runs once per attempt on the hot path, so it leans on `socket.in
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import socket
 from dataclasses import dataclass
@@ -47,7 +46,9 @@ def canonical_login(raw: str, rules: LoginRules = LoginRules()) -> str:
     return f"{local}@{domain}"
 
 
-@dataclass(slots=True, eq=True)
+# `init=False` and a written `__init__`: in a compiled module the one `dataclass` generates stays
+# interpreted (model.Attempt says more).
+@dataclass(slots=True, eq=True, init=False)
 class NetKeys:
     """The network keys of one source address."""
 
@@ -57,14 +58,38 @@ class NetKeys:
     wide: str  # IPv4 /16 or IPv6 /48
     packed: bytes
 
+    def __init__(self, ip: str, v6: bool, subnet: str, wide: str, packed: bytes) -> None:
+        self.ip = ip
+        self.v6 = v6
+        self.subnet = subnet
+        self.wide = wide
+        self.packed = packed
 
-@functools.lru_cache(maxsize=65536)
+
+NET_CACHE_SIZE = 16384
+_net_cache: dict[str, NetKeys] = {}
+
+
 def net_keys(address: str) -> NetKeys:
     """Derive the network keys of an address; IPv4-mapped IPv6 is treated as IPv4.
 
     Raises KeyError_ for anything that is not a literal IPv4 or IPv6 address. Results are
     cached (the same source sends allow, allow and report in a row); treat them as read-only.
+    The cache is a plain dict emptied when full, not an LRU: with sources that rarely come
+    back (a botnet, a cluster's peer reports) an LRU only pays to order and evict entries
+    that are never asked for again, and a large one is a table of cache misses.
     """
+    found = _net_cache.get(address)
+    if found is not None:
+        return found
+    keys = _derive(address)
+    if len(_net_cache) >= NET_CACHE_SIZE:
+        _net_cache.clear()
+    _net_cache[address] = keys
+    return keys
+
+
+def _derive(address: str) -> NetKeys:
     text = address.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
