@@ -19,6 +19,9 @@ class MarkerKind(enum.StrEnum):
     DEVICE = "d"
 
 
+_NETWORK = MarkerKind.NETWORK.value
+
+
 def network_marker(subnet: str) -> str:
     """The marker of a network (the subnet key from `engine.keys.net_keys`)."""
     return MarkerKind.NETWORK + subnet
@@ -63,16 +66,22 @@ class Familiarity:
         last = seen.get(marker)
         seen[marker] = now
         if last is None:
-            self._trim(seen, marker_kind(marker))
+            # Neither kind can be over its limit while the account holds fewer entries in all.
+            if len(seen) > self.max_networks or len(seen) > self.max_devices:
+                self._trim(seen, marker[0])
             return True
         return now - last >= self.persist_every
 
     def restore(self, login: str, marker: str, last: float) -> None:
         self.accounts.setdefault(login, {})[marker] = last
 
-    def _trim(self, seen: dict[str, float], kind: MarkerKind) -> None:
-        limit = self.max_networks if kind is MarkerKind.NETWORK else self.max_devices
+    def _trim(self, seen: dict[str, float], kind: str) -> None:
+        """Forget the oldest entries of `kind` (a marker's first character) beyond its limit."""
+        limit = self.max_networks if kind == _NETWORK else self.max_devices
         same = [m for m in seen if m[0] == kind]
-        if len(same) > limit:
-            for marker in sorted(same, key=seen.__getitem__)[: len(same) - limit]:
+        over = len(same) - limit
+        if over == 1:  # the usual case: one new entry in a full account
+            del seen[min(same, key=seen.__getitem__)]
+        elif over > 1:
+            for marker in sorted(same, key=seen.__getitem__)[:over]:
                 del seen[marker]

@@ -3,6 +3,9 @@ persistence hint `learn` gives its caller."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from rempart.engine.familiarity import Familiarity
 
 DAY = 86400.0
@@ -69,3 +72,47 @@ def test_restored_entries_decay_like_learned_ones() -> None:
     assert fam.known_account("a@example.org")
     assert not fam.familiar("a@example.org", "n4:192.0.2", T0)
     assert fam.familiar("a@example.org", "dlaptop", T0)
+
+
+def _reference_learn(
+    seen: dict[str, float], marker: str, now: float, limits: dict[str, int]
+) -> None:
+    """What `learn` keeps, written plainly: the entry, then the newest `limit` of its kind."""
+    new = marker not in seen
+    seen[marker] = now
+    if new:
+        same = sorted((m for m in seen if m[0] == marker[0]), key=seen.__getitem__)
+        for old in same[: max(0, len(same) - limits[marker[0]])]:
+            del seen[old]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    restored=st.lists(
+        st.tuples(st.sampled_from("nd"), st.integers(0, 9), st.integers(0, 50)), max_size=12
+    ),
+    learned=st.lists(
+        st.tuples(st.sampled_from("nd"), st.integers(0, 9), st.integers(0, 50)), max_size=30
+    ),
+    max_networks=st.integers(1, 4),
+    max_devices=st.integers(1, 4),
+)
+def test_learning_keeps_the_newest_entries_of_each_kind(
+    restored: list[tuple[str, int, int]],
+    learned: list[tuple[str, int, int]],
+    max_networks: int,
+    max_devices: int,
+) -> None:
+    """Whatever was restored (possibly beyond the limits: a smaller limit configured since),
+    each new entry leaves its kind with the newest `limit` entries, as a plain sort would."""
+    fam = fresh(max_networks=max_networks, max_devices=max_devices)
+    login = "a@example.org"
+    expected: dict[str, float] = {}
+    for kind, value, at in restored:
+        fam.restore(login, f"{kind}{value}", T0 + at)
+        expected[f"{kind}{value}"] = T0 + at
+    limits = {"n": max_networks, "d": max_devices}
+    for kind, value, at in learned:
+        fam.learn(login, f"{kind}{value}", T0 + 100 + at)
+        _reference_learn(expected, f"{kind}{value}", T0 + 100 + at, limits)
+        assert fam.accounts[login] == expected
