@@ -100,6 +100,10 @@ class WforceApi:
         self.wide_v4, self.wide_v6 = context.confirm_prefixes
         self.ready = True  # no sibling sync to wait for: ready once listening
         self.app_passwords = context.app_passwords
+        # Answers that name no list entry, by (status, message, reason codes): a flood is denied
+        # with the same few reasons, and each answer is then built once (responses are never
+        # changed once built: the plain allow and report answers are shared the same way).
+        self._answers: dict[tuple[int, str, str], Response] = {}
         self.commands: dict[str, Callable[[Request], Response | Awaitable[Response]]] = {
             "allow": self.allow,
             "report": self.report,
@@ -177,10 +181,25 @@ class WforceApi:
                 counts["blacklisted"] += 1
             counts["denied"] += 1
             status = -1 if action is Action.DENY else self.step_up_status
-        r_attrs = {"reasons": ",".join(verdict.codes)} if verdict.reasons else {}
-        if listed:
-            r_attrs.update(self._listed_attrs(attempt, listed))
-        return json_response({"status": status, "msg": verdict.message, "r_attrs": r_attrs})
+        codes = ",".join(verdict.codes)
+        message = verdict.message
+        if not listed:
+            key = (status, message, codes)
+            answer = self._answers.get(key)
+            if answer is None:
+                if len(self._answers) >= 1024:
+                    self._answers.clear()
+                answer = self._answers[key] = json_response(
+                    {
+                        "status": status,
+                        "msg": message,
+                        "r_attrs": {"reasons": codes} if verdict.reasons else {},
+                    }
+                )
+            return answer
+        r_attrs = {"reasons": codes} if verdict.reasons else {}
+        r_attrs.update(self._listed_attrs(attempt, listed))
+        return json_response({"status": status, "msg": message, "r_attrs": r_attrs})
 
     def _listed_attrs(self, attempt: Attempt, which: str) -> dict[str, str]:
         """What wforce puts in r_attrs for a list hit: expiration, reason, key type and

@@ -104,6 +104,32 @@ def test_step_up_is_minus_one_by_default_and_configurable(tmp_path: Path) -> Non
         assert (answer["status"], answer["msg"]) == (status, "2FA")
 
 
+def test_each_verdict_keeps_its_own_answer_and_listed_ones_their_attributes(
+    tmp_path: Path,
+) -> None:
+    """Answers naming no list entry are built once per (status, message, reasons) and reused:
+    two rules still get their own answers, a delay its seconds, and a blocked source the
+    list's attributes, whatever was answered before."""
+    no_smtp = {"name": "no_smtp", "when": "protocol == 'smtp'", "action": "deny", "message": "no"}
+    with make_app(tmp_path, policy={"rules": [VIP, no_smtp]}) as app:
+        pop3, smtp = {**ALLOW, "protocol": "pop3"}, {**ALLOW, "protocol": "smtp"}
+        vip = (200, {"status": -1, "msg": "2FA", "r_attrs": {"reasons": "vip"}})
+        assert call(app, "allow", pop3) == vip
+        assert call(app, "allow", smtp) == (
+            200,
+            {"status": -1, "msg": "no", "r_attrs": {"reasons": "no_smtp"}},
+        )
+        assert call(app, "allow", pop3) == vip
+        for _ in range(3):
+            report(app, False)
+        assert call(app, "allow", ALLOW)[1]["status"] == 2  # ip_login_failures: a delay
+        entry = {"ip": "192.0.2.1", "expire_secs": 3600, "reason": "abuse"}
+        assert call(app, "addBLEntry", entry) == (200, {"status": "ok"})
+        listed = call(app, "allow", pop3)[1]
+        assert listed["status"] == -1 and listed["r_attrs"]["blacklisted"] == "1"
+        assert call(app, "allow", {**pop3, "remote": "192.0.2.2"}) == vip
+
+
 def test_both_url_forms_and_get_for_reads_only(app: HttpApp) -> None:
     assert call(app, "allow", ALLOW, by_path=True)[1]["status"] == 0
     assert call(app, "ping", method="GET") == (200, {"status": "ok"})
