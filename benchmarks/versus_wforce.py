@@ -9,7 +9,8 @@ both servers (the order alternates between rounds) with wrk -t1 -c32: one fixed 
 pair, then varying keys (100k logins x random IPv4 sources, allow and report alternating; the
 scripts of `decision_service.py`). Reported per server and run: requests per second, requests
 per server CPU-second (utime + stime of the whole process, all its threads, from /proc), p50,
-p99, non-2xx answers and RSS after the varying run. Loopback only. `--write` replaces the
+p99, non-2xx answers, RSS after the varying run, and the CPU the idle server spent meanwhile
+(both stay up for the whole run: one's housekeeping slows the other). Loopback only. `--write` replaces the
 "Side by side with wforce" section of docs/benchmarks.md.
 """
 
@@ -34,6 +35,7 @@ from decision_service import (  # the sibling benchmark (run as a script: its di
     LUA_FIXED,
     LUA_VARYING,
     PASSWORD,
+    cpu_seconds,
     measure,
     rss_bytes,
     start,
@@ -108,11 +110,16 @@ def main() -> None:
             order = ["rempart", "wforce"] if round_no % 2 else ["wforce", "rempart"]
             for server in order:
                 pid, port = servers[server]
+                other = servers["wforce" if server == "rempart" else "rempart"][0]
                 for load in ("fixed", "varying"):
+                    other_cpu = cpu_seconds(other)
                     result = measure(
                         pid, port, scripts[server, load], args.seconds, args.connections
                     )
                     row = {"round": round_no, "server": server, "load": load, **result}
+                    # What the idle server spent meanwhile (its own housekeeping): it shares
+                    # the cores and caches with the measured one.
+                    row["other_cpu_s"] = round(cpu_seconds(other) - other_cpu, 2)
                     row["rss_mb"] = round(rss_bytes(pid) / 2**20, 1)
                     row["load_avg"] = round(os.getloadavg()[0], 2)
                     rows.append(row)
@@ -158,7 +165,7 @@ def write_markdown(
     table = "\n".join(
         f"| {r['round']} | {r['server']} | {r['load']} | {float(r['rps']):,.0f} | "  # type: ignore[arg-type]
         f"**{int(r['per_cpu_s']):,}** | {r['p50_ms']} | {r['p99_ms']} | {r['non_2xx']} | "  # type: ignore[call-overload]
-        f"{r['rss_mb']} | {r['load_avg']} |"
+        f"{r['rss_mb']} | {r['other_cpu_s']} | {r['load_avg']} |"
         for r in rows
     )
     s = summary
@@ -175,8 +182,8 @@ def write_markdown(
             "with wrk; wforce runs 4 worker threads, Rempart one event loop.",
             "",
             "| round | server | load | req/s | req per server CPU-s | p50 ms | p99 ms | non-2xx "
-            "| RSS MB after | load avg |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| RSS MB after | idle server's CPU s meanwhile | load avg |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             table,
             "",
             "Means over the rounds, Rempart / wforce:",
