@@ -106,6 +106,8 @@ class Engine:
         self.rules: list[Rule] = compile_rules(tables, e)
         self.matching_rules = compile_ruleset(self.rules, e)
         self._code_strength = {r.code: r.action for r in self.rules}
+        self._combined: dict[tuple[int, ...], tuple[Verdict, tuple[Rule, ...]]] = {}
+        self._blocked: dict[str, Verdict] = {}  # the answer to a listed source, by its code
         # Per-device counters cost memory for every client; keep them only if a rule reads them.
         self.track_devices = any(re.search(r"\(\s*device\s*,", rule.when) for rule in self.rules)
         f = settings.familiarity
@@ -226,7 +228,13 @@ class Engine:
                 # An automatic entry keeps the code of the rule that made it.
                 code, _, how = blocked.reason.partition(": ")
                 code = code if how == "automatic" else "blocklisted"
-                verdict = Verdict(Action.DENY, 0.0, (Reason(code, BLOCKED_MESSAGE),))
+                listed = self._blocked.get(code)  # the same few codes: made once each
+                if listed is None:
+                    if len(self._blocked) >= 1024:
+                        self._blocked.clear()
+                    listed = Verdict(Action.DENY, 0.0, (Reason(code, BLOCKED_MESSAGE),))
+                    self._blocked[code] = listed
+                verdict = listed
             else:
                 verdict = self._evaluate(Signals(self, attempt, net, device, keys, now), now)
         self.decisions[verdict.action] += 1
@@ -243,6 +251,22 @@ class Engine:
         matched = self.matching_rules(signals)
         if not matched:
             return ALLOW
+        # The verdict depends only on which rules matched: combined once per set (a flood is
+        # judged by the same few rules, decision after decision). Verdicts are never changed
+        # once made (ALLOW is shared the same way); blocks are still placed every time.
+        key = tuple(matched)
+        found = self._combined.get(key)
+        if found is None:
+            if len(self._combined) >= 4096:
+                self._combined.clear()
+            found = self._combined[key] = self._combine(key)
+        verdict, blocks = found
+        for rule in blocks:
+            self._auto_block(rule, signals, now)
+        return verdict
+
+    def _combine(self, matched: tuple[int, ...]) -> tuple[Verdict, tuple[Rule, ...]]:
+        """The verdict of a set of matching rules, and those of them that place a block."""
         strongest = Action.ALLOW
         delay = 0.0
         reasons: list[Reason] = []
@@ -263,9 +287,7 @@ class Engine:
         order = self._code_strength
         for reason in sorted(reasons, key=lambda r: -order.get(r.code, 0)):
             by_code.setdefault(reason.code, reason)
-        for rule in blocks:
-            self._auto_block(rule, signals, now)
-        return Verdict(strongest, delay, tuple(by_code.values()))
+        return Verdict(strongest, delay, tuple(by_code.values())), tuple(blocks)
 
     def _auto_block(self, rule: Rule, signals: Signals, now: float) -> None:
         assert rule.block is not None

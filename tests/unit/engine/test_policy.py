@@ -197,3 +197,36 @@ def test_spray_rule_fires_at_exactly_twelve_accounts_when_two_share_a_sketch_bit
         assert play(engine, attempt(login, ip), False, T0 + n) is Action.ALLOW
     verdict = engine.decide(attempt("next@example.org", ip), T0 + 20)
     assert verdict.action is Action.DENY and "spray_pattern" in verdict.codes
+
+
+def test_each_set_of_matching_rules_keeps_its_verdict_and_every_decision_places_its_blocks() -> (
+    None
+):
+    """Verdicts are combined once per set of matching rules and reused: a second set still
+    gets its own reasons in order of strength, and a blocking rule blocks every source it
+    judges, not only the first."""
+    rules = [
+        {"name": "slow_pop3", "when": "protocol == 'pop3'", "action": "delay", "delay": 3},
+        {
+            "name": "no_smtp",
+            "when": "protocol == 'smtp'",
+            "action": "deny",
+            "message": "smtp closed",
+            "block": {"scope": "ip", "ttl": "10m"},
+        },
+        {"name": "mail", "when": "legacy", "action": "delay", "delay": 1, "message": "legacy"},
+    ]
+    engine = Engine(from_mapping({"policy": {"include_defaults": False, "rules": rules}}))
+    pop3 = engine.decide(attempt("a@example.org", "192.0.2.1", Protocol.POP3), T0)
+    assert (pop3.action, pop3.delay_s, pop3.codes) == (Action.DELAY, 3, ["slow_pop3", "mail"])
+    for i in range(3):
+        smtp = engine.decide(attempt("a@example.org", f"192.0.2.{10 + i}", Protocol.SMTP), T0)
+        assert (smtp.action, smtp.delay_s, smtp.codes) == (Action.DENY, 0.0, ["no_smtp", "mail"])
+        assert smtp.message == "smtp closed; legacy"
+    blocked = sorted(e.value for e in engine.blocklist.entries(T0))
+    assert blocked == ["192.0.2.10", "192.0.2.11", "192.0.2.12"]
+    # Blocked now: the list answers for those sources, whatever their protocol.
+    again = engine.decide(attempt("b@example.org", "192.0.2.11", Protocol.IMAP), T0 + 1)
+    assert again.action is Action.DENY and again.codes == ["no_smtp"]
+    pop3_again = engine.decide(attempt("c@example.org", "192.0.2.2", Protocol.POP3), T0 + 2)
+    assert pop3_again.codes == ["slow_pop3", "mail"] and pop3_again.delay_s == 3
