@@ -1,13 +1,14 @@
 """A/B of `rempart serve` variants under the same wrk load, interleaved: which change helps.
 
     python benchmarks/ab_service.py NAME=SRC[:CONFIG] NAME=SRC[:CONFIG] ... \
-        [--load varying|fixed] [--rounds 6] [--seconds 5]
+        [--load varying|fixed|flood] [--rounds 6] [--seconds 5]
 
 Each variant is a source tree (its `src` directory, e.g. a `git worktree` of the commit to
 compare, built in place with `python setup.py build_ext --inplace`) and optionally a TOML
 config; all of them start fresh (own data dir, defaults otherwise), are warmed for 3 s, then
 measured in turn for --rounds rounds (the order reversed every other round) with wrk -t1 -c32
-and the scripts of `decision_service.py`. Per variant: requests per server CPU-second (best and
+and the scripts of `decision_service.py` (`--load flood`: credential stuffing from 256 sources,
+mostly answered with denials). Per variant: requests per server CPU-second (best and
 median of the rounds: on a shared machine interference only ever slows a round down, so the
 best is the steadiest figure) and the median p99. Loopback only.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from decision_service import (  # the sibling benchmark (run as a script: its directory is on the path)
     LUA_FIXED,
+    LUA_FLOOD,
     LUA_VARYING,
     PASSWORD,
     measure,
@@ -47,13 +49,13 @@ def variant(spec: str) -> tuple[str, Path, Path | None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variants", nargs="+", metavar="NAME=SRC[:CONFIG]")
-    parser.add_argument("--load", choices=("varying", "fixed"), default="varying")
+    parser.add_argument("--load", choices=("varying", "fixed", "flood"), default="varying")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rempart-ab-"))
     script = tmp / "load.lua"
-    script.write_text(LUA_VARYING if args.load == "varying" else LUA_FIXED)
+    script.write_text({"varying": LUA_VARYING, "fixed": LUA_FIXED, "flood": LUA_FLOOD}[args.load])
     servers: dict[str, tuple[subprocess.Popen[str], int]] = {}
     try:
         for name, src, config in map(variant, args.variants):

@@ -68,6 +68,28 @@ end
 )
 
 
+# Credential stuffing: 256 sources (one /24) try random accounts of 100k, every report a
+# failure. The sources soon exceed the spray rule and are blocked, so most answers are
+# denials from the block list or the rules: what a node serves during an attack.
+LUA_FLOOD = (
+    LUA_COMMON
+    + """
+math.randomseed(tonumber(os.getenv("WRK_SEED") or "1"))
+function request()
+  n = n + 1
+  local login = "user" .. math.random(1, 100000) .. "@example.org"
+  local ip = "203.0.113." .. math.random(0, 255)
+  if n % 2 == 1 then
+    return wrk.format("POST", "/?command=allow", headers,
+      '{"login":"' .. login .. '","remote":"' .. ip .. '","pwhash":"0abc","protocol":"imap","device_id":"","tls":false}')
+  end
+  return wrk.format("POST", "/?command=report", headers,
+    '{"login":"' .. login .. '","remote":"' .. ip .. '","pwhash":"0abc","protocol":"imap","device_id":"","success":false,"policy_reject":false,"tls":false}')
+end
+"""
+)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK

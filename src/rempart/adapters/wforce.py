@@ -76,6 +76,17 @@ async def _wforce_errors(pending: Awaitable[Response]) -> Response:
         return failure(exc.status, exc.reason, exc.headers)
 
 
+def _listed_attrs(entry: ListEntry, which: str) -> dict[str, str]:
+    """What wforce puts in r_attrs for a list hit: expiration, reason, key type and
+    `blacklisted`/`whitelisted` "1"."""
+    return {
+        "expiration": wforce_time(entry.expires),
+        "reason": entry.reason,
+        "whitelisted" if which == "allow" else "blacklisted": "1",
+        "key": _WFORCE_KIND[entry.kind],
+    }
+
+
 def wforce_key(entry: ListEntry) -> str:
     """An entry's key as wforce prints it: 10.1.1.1/32, a login, 10.3.3.3:login, a JA3."""
     if entry.kind == "ip":
@@ -100,10 +111,10 @@ class WforceApi:
         self.wide_v4, self.wide_v6 = context.confirm_prefixes
         self.ready = True  # no sibling sync to wait for: ready once listening
         self.app_passwords = context.app_passwords
-        # Answers that name no list entry, by (status, message, reason codes): a flood is denied
+        # Answers by (status, message, reason codes[, the list entry hit]): a flood is denied
         # with the same few reasons, and each answer is then built once (responses are never
         # changed once built: the plain allow and report answers are shared the same way).
-        self._answers: dict[tuple[int, str, str], Response] = {}
+        self._answers: dict[tuple[object, ...], Response] = {}
         self.commands: dict[str, Callable[[Request], Response | Awaitable[Response]]] = {
             "allow": self.allow,
             "report": self.report,
@@ -183,27 +194,36 @@ class WforceApi:
             status = -1 if action is Action.DENY else self.step_up_status
         codes = ",".join(verdict.codes)
         message = verdict.message
-        if not listed:
-            key = (status, message, codes)
-            answer = self._answers.get(key)
-            if answer is None:
-                if len(self._answers) >= 1024:
-                    self._answers.clear()
-                answer = self._answers[key] = json_response(
-                    {
-                        "status": status,
-                        "msg": message,
-                        "r_attrs": {"reasons": codes} if verdict.reasons else {},
-                    }
-                )
-            return answer
-        r_attrs = {"reasons": codes} if verdict.reasons else {}
-        r_attrs.update(self._listed_attrs(attempt, listed))
-        return json_response({"status": status, "msg": message, "r_attrs": r_attrs})
+        entry = self._listed_entry(attempt, listed) if listed else None
+        # The answer depends on the verdict and, for a list hit, on the entry: a flood from a
+        # blocked network is answered from here, entry after entry unchanged.
+        key: tuple[object, ...] = (status, message, codes)
+        if entry is not None:
+            key = (
+                status,
+                message,
+                codes,
+                listed,
+                entry.kind,
+                entry.value,
+                entry.expires,
+                entry.reason,
+            )
+        answer = self._answers.get(key)
+        if answer is None:
+            r_attrs = {"reasons": codes} if verdict.reasons else {}
+            if entry is not None:
+                r_attrs.update(_listed_attrs(entry, listed))
+            if len(self._answers) >= 1024:
+                self._answers.clear()
+            answer = self._answers[key] = json_response(
+                {"status": status, "msg": message, "r_attrs": r_attrs}
+            )
+        return answer
 
-    def _listed_attrs(self, attempt: Attempt, which: str) -> dict[str, str]:
-        """What wforce puts in r_attrs for a list hit: expiration, reason, key type and
-        `blacklisted`/`whitelisted` "1" (looked up again: list hits are rare, decisions not)."""
+    def _listed_entry(self, attempt: Attempt, which: str) -> ListEntry | None:
+        """The allow or block list entry the attempt hit (looked up again: the engine's
+        verdict names only its code)."""
         lst = self.engine.allowlist if which == "allow" else self.engine.blocklist
         net = net_keys(attempt.ip)
         ja3 = attempt.attrs.get("ja3", "") if attempt.attrs else ""
@@ -212,14 +232,7 @@ class WforceApi:
         )
         if entry is None and attempt.raw_login:
             entry = lst.match_login_as_given(net.ip, attempt.raw_login, time.time())
-        if entry is None:
-            return {}
-        return {
-            "expiration": wforce_time(entry.expires),
-            "reason": entry.reason,
-            "whitelisted" if which == "allow" else "blacklisted": "1",
-            "key": _WFORCE_KIND[entry.kind],
-        }
+        return entry
 
     def report(self, request: Request) -> Response:
         data = json_body(request)

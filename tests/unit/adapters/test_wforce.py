@@ -127,7 +127,12 @@ def test_each_verdict_keeps_its_own_answer_and_listed_ones_their_attributes(
         assert call(app, "addBLEntry", entry) == (200, {"status": "ok"})
         listed = call(app, "allow", pop3)[1]
         assert listed["status"] == -1 and listed["r_attrs"]["blacklisted"] == "1"
+        assert listed["r_attrs"]["reason"] == "abuse" and call(app, "allow", pop3)[1] == listed
         assert call(app, "allow", {**pop3, "remote": "192.0.2.2"}) == vip
+        # The same source listed again for another reason: the answer names the new entry.
+        assert call(app, "delBLEntry", {"ip": "192.0.2.1"}) == (200, {"status": "ok"})
+        assert call(app, "addBLEntry", {**entry, "reason": "stuffing"}) == (200, {"status": "ok"})
+        assert call(app, "allow", pop3)[1]["r_attrs"]["reason"] == "stuffing"
 
 
 def test_both_url_forms_and_get_for_reads_only(app: HttpApp) -> None:
