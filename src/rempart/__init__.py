@@ -46,6 +46,7 @@ COMPILED_MODULES = (
     "rempart.state.wire",
     "rempart.adapters.wforce_body",
     "rempart.engine.countercopy",
+    "rempart.ops.live",
 )
 # Hand-written C extensions built with them (`setup.py`), each beside its `.c` source; their
 # pure-Python reference is chosen by the module that imports them (e.g. engine/keytable.py).

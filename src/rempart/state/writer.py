@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 import orjson
 
 from rempart.engine.events import (
+    Decided,
     EngineEvent,
     Familiar,
     FetchersLearned,
     ListAdded,
     ListRemoved,
     PostureChanged,
+    Reported,
 )
 from rempart.engine.posture import PostureRecord, PostureSource
 from rempart.model import ListName, Posture, Protocol
@@ -74,6 +76,9 @@ class StateWriter:
         self.after_durable: Callable[[Callable[[], None]], None] = _now
 
     def listener(self, event: EngineEvent) -> None:
+        kind = type(event)
+        if kind is Decided or kind is Reported:
+            return  # one of these per request, and nothing to keep: no class patterns tried
         store = self.store
         match event:
             case ListAdded(list=which, entry=entry):
