@@ -48,46 +48,41 @@ function request()
 end
 """
 )
-LUA_VARYING = (
-    LUA_COMMON
-    + """
+
+
+def _alternating(ip: str, ok: str) -> str:
+    """A wrk script alternating allow and report, each for a random login of 100k from the
+    address the Lua expression `ip` makes; `ok` is the Lua expression of a report's success
+    ("true"/"false"), evaluated only for reports (so the random sequence is the same)."""
+    return (
+        LUA_COMMON
+        + """
 math.randomseed(tonumber(os.getenv("WRK_SEED") or "1"))
 function request()
   n = n + 1
   local login = "user" .. math.random(1, 100000) .. "@example.org"
-  local ip = math.random(1, 223) .. "." .. math.random(0, 255) .. "." .. math.random(0, 255) .. "." .. math.random(1, 254)
+  local ip = IP
   if n % 2 == 1 then
     return wrk.format("POST", "/?command=allow", headers,
       '{"login":"' .. login .. '","remote":"' .. ip .. '","pwhash":"0abc","protocol":"imap","device_id":"","tls":false}')
   end
-  local ok = (math.random() < 0.7) and "true" or "false"
+  local ok = OK
   return wrk.format("POST", "/?command=report", headers,
     '{"login":"' .. login .. '","remote":"' .. ip .. '","pwhash":"0abc","protocol":"imap","device_id":"","success":' .. ok .. ',"policy_reject":false,"tls":false}')
 end
-"""
+""".replace("IP", ip, 1).replace("OK", ok, 1)
+    )
+
+
+# Varying keys: random IPv4 sources, 70 % of the reports successes.
+LUA_VARYING = _alternating(
+    'math.random(1, 223) .. "." .. math.random(0, 255) .. "." .. math.random(0, 255) .. "." .. math.random(1, 254)',
+    '(math.random() < 0.7) and "true" or "false"',
 )
-
-
 # Credential stuffing: 256 sources (one /24) try random accounts of 100k, every report a
 # failure. The sources soon exceed the spray rule and are blocked, so most answers are
 # denials from the block list or the rules: what a node serves during an attack.
-LUA_FLOOD = (
-    LUA_COMMON
-    + """
-math.randomseed(tonumber(os.getenv("WRK_SEED") or "1"))
-function request()
-  n = n + 1
-  local login = "user" .. math.random(1, 100000) .. "@example.org"
-  local ip = "203.0.113." .. math.random(0, 255)
-  if n % 2 == 1 then
-    return wrk.format("POST", "/?command=allow", headers,
-      '{"login":"' .. login .. '","remote":"' .. ip .. '","pwhash":"0abc","protocol":"imap","device_id":"","tls":false}')
-  end
-  return wrk.format("POST", "/?command=report", headers,
-    '{"login":"' .. login .. '","remote":"' .. ip .. '","pwhash":"0abc","protocol":"imap","device_id":"","success":false,"policy_reject":false,"tls":false}')
-end
-"""
-)
+LUA_FLOOD = _alternating('"203.0.113." .. math.random(0, 255)', '"false"')
 
 
 def cpu_seconds(pid: int) -> float:

@@ -111,10 +111,10 @@ class WforceApi:
         self.wide_v4, self.wide_v6 = context.confirm_prefixes
         self.ready = True  # no sibling sync to wait for: ready once listening
         self.app_passwords = context.app_passwords
-        # Answers by (status, message, reason codes[, the list entry hit]): a flood is denied
+        # Answers by (status, message, reason codes, the list entry hit or None): a flood is denied
         # with the same few reasons, and each answer is then built once (responses are never
         # changed once built: the plain allow and report answers are shared the same way).
-        self._answers: dict[tuple[object, ...], Response] = {}
+        self._answers: dict[tuple[int, str, str, ListEntry | None], Response] = {}
         self.commands: dict[str, Callable[[Request], Response | Awaitable[Response]]] = {
             "allow": self.allow,
             "report": self.report,
@@ -197,18 +197,7 @@ class WforceApi:
         entry = self._listed_entry(attempt, listed) if listed else None
         # The answer depends on the verdict and, for a list hit, on the entry: a flood from a
         # blocked network is answered from here, entry after entry unchanged.
-        key: tuple[object, ...] = (status, message, codes)
-        if entry is not None:
-            key = (
-                status,
-                message,
-                codes,
-                listed,
-                entry.kind,
-                entry.value,
-                entry.expires,
-                entry.reason,
-            )
+        key = (status, message, codes, entry)  # an entry is a frozen, hashable value
         answer = self._answers.get(key)
         if answer is None:
             r_attrs = {"reasons": codes} if verdict.reasons else {}

@@ -31,10 +31,6 @@ def device_marker(device: str) -> str:
     return MarkerKind.DEVICE + device
 
 
-def marker_kind(marker: str) -> MarkerKind:
-    return MarkerKind(marker[0])
-
-
 class Familiarity:
     __slots__ = ("accounts", "max_devices", "max_networks", "persist_every", "ttl")
 
