@@ -50,7 +50,7 @@ COMPILED_MODULES = (
 )
 # Hand-written C extensions built with them (`setup.py`), each beside its `.c` source; their
 # pure-Python reference is chosen by the module that imports them (e.g. engine/keytable.py).
-NATIVE_MODULES = ("rempart.engine._keytable",)
+NATIVE_MODULES = ("rempart.engine._keytable", "rempart.engine._itemhash")
 PURE_ENV = "REMPART_PURE_PYTHON"
 
 

@@ -239,9 +239,11 @@ class CampaignDetector:
         ip: str,
         subnet: str,
         asn: str = "",
+        ip_hash: int = -1,
     ) -> list[tuple[str, str, str]]:
         """Count one reported attempt; returns posture changes (protocol, from, to) if a tick
-        closed. `asn` is the source's AS key, "" without an ASN table."""
+        closed. `asn` is the source's AS key, "" without an ASN table; `ip_hash` is
+        `item_hash(ip)` when the caller has it already (-1: not yet)."""
         st = self.state(protocol)
         changes = self._roll(protocol, st, now)
         tick = st.ticks[-1]
@@ -251,7 +253,8 @@ class CampaignDetector:
             if unknown:
                 tick.unknown += 1
             size = self.settings.window_ticks
-            ip_hash = item_hash(ip)
+            if ip_hash < 0:
+                ip_hash = item_hash(ip)
             if not familiar:
                 tick.unfamiliar_failures += 1
                 st.strangers.add(ip_hash, st.tick_index, size)

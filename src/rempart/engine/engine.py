@@ -457,6 +457,7 @@ class Engine:
                 net.ip,
                 net.subnet,
                 keys[ASN],
+                ip_hash if failed else -1,
             )
             if changes:
                 self._apply_detector(changes, now)
