@@ -10,6 +10,7 @@ module older than its source (`STALE`: an edited editable checkout; rebuild with
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from importlib.machinery import (
 )
 from importlib.util import find_spec
 from types import ModuleType
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -98,6 +100,19 @@ def stale_build() -> list[str]:
 
 
 STALE = [] if pure_python_requested() else stale_build()
+
+
+def native_attribute(module: str, name: str) -> Any:
+    """`name` from `module`, one of `NATIVE_MODULES`; None when that module is not built, is
+    older than its `.c`, or pure Python was asked for (its importer then uses its reference)."""
+    if pure_python_requested() or module in STALE:
+        return None
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        return None
+
+
 if (pure_python_requested() or set(STALE) & set(COMPILED_MODULES)) and not any(
     isinstance(f, _SourceFinder) for f in sys.meta_path
 ):

@@ -22,7 +22,7 @@ import math
 from array import array
 from collections.abc import Callable, Sequence
 
-from rempart import STALE, pure_python_requested
+from rempart import native_attribute
 from rempart.engine.windows import live_buckets
 
 BITS = 256
@@ -234,13 +234,10 @@ class PyItemHasher:
 
 def native_item_hasher() -> Callable[[bytes], Callable[[str], int]] | None:
     """The C hasher's type, or None when it is not built or pure Python was asked for."""
-    if pure_python_requested() or "rempart.engine._itemhash" in STALE:
-        return None
-    try:
-        from rempart.engine._itemhash import ItemHasher
-    except ImportError:
-        return None
-    return ItemHasher
+    found: Callable[[bytes], Callable[[str], int]] | None = native_attribute(
+        "rempart.engine._itemhash", "ItemHasher"
+    )
+    return found
 
 
 _HASHER: Callable[[bytes], Callable[[str], int]] = native_item_hasher() or PyItemHasher

@@ -14,7 +14,7 @@ from array import array
 from collections import OrderedDict
 from typing import Protocol
 
-from rempart import STALE, pure_python_requested
+from rempart import native_attribute
 
 
 class KeyIndex(Protocol):
@@ -134,13 +134,8 @@ class PyKeyTable:
 
 def native_key_table() -> type[KeyIndex] | None:
     """The C table's type, or None when it is not built or pure Python was asked for."""
-    if pure_python_requested() or "rempart.engine._keytable" in STALE:
-        return None
-    try:
-        from rempart.engine._keytable import KeyTable
-    except ImportError:
-        return None
-    return KeyTable
+    found: type[KeyIndex] | None = native_attribute("rempart.engine._keytable", "KeyTable")
+    return found
 
 
 _TABLE: type[KeyIndex] = native_key_table() or PyKeyTable

@@ -65,7 +65,7 @@ def test_native_hasher_matches_the_reference(key: bytes, texts: list[str]) -> No
 def test_native_hasher_at_block_edges(length: int) -> None:
     hasher = _native()(b"k" * MAX_KEY)
     unkeyed = _native()(b"")
-    for text in ("a" * length, ("\u20ac" * length)[:length]):
+    for text in ("a" * length, "\u20ac" * length):
         assert hasher(text) == reference(b"k" * MAX_KEY, text)
         assert unkeyed(text) == reference(b"", text)
 
