@@ -52,7 +52,7 @@ COMPILED_MODULES = (
 )
 # Hand-written C extensions built with them (`setup.py`), each beside its `.c` source; their
 # pure-Python reference is chosen by the module that imports them (e.g. engine/keytable.py).
-NATIVE_MODULES = ("rempart.engine._keytable", "rempart.engine._itemhash")
+NATIVE_MODULES = ("rempart.engine._keytable", "rempart.engine._itemhash", "rempart.engine._packing")
 PURE_ENV = "REMPART_PURE_PYTHON"
 
 

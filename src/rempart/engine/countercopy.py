@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from rempart.engine.counterstate import PackedCounters, PackedSketches
 from rempart.engine.distinct import pack_sketch_rows
 from rempart.engine.families import KeyFamily
+from rempart.engine.packing import gather_rows
 
 if TYPE_CHECKING:
     from rempart.engine.distinct import Sketch
@@ -102,14 +103,9 @@ class _RingCopy:
     def add_step(self, slab: RingSlab, slots: list[int]) -> None:
         if not slots:
             return
-        stride, source, source_epochs = slab.stride, slab.cells, slab.epochs
-        cells, epochs = array("H"), array("q")
-        for slot in slots:
-            base = slot * stride
-            cells.extend(source[base : base + stride])
-            epochs.append(source_epochs[slot])
-        self.cells.add(_view(cells))
-        self.epochs.add(_view(epochs))
+        wanted = array("q", slots)
+        self.cells.add(gather_rows(slab.cells, slab.cells.itemsize * slab.stride, wanted))
+        self.epochs.add(gather_rows(slab.epochs, slab.epochs.itemsize, wanted))
         self.count += len(slots)
 
 

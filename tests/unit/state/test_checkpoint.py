@@ -4,27 +4,33 @@ stale or foreign checkpoint is refused with the reason and leaves the engine as 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import pytest
 
 from rempart.config import Settings, from_mapping
 from rempart.engine.countercopy import CounterCopy
+from rempart.engine.counterstate import CounterState, pack
 from rempart.engine.distinct import Sketch
 from rempart.engine.engine import Engine
 from rempart.model import Action, Attempt, Outcome, Protocol
 from rempart.state.checkpoint import (
     COPY_STEP,
     FILE_NAME,
+    MAGIC,
     Checkpointer,
     CheckpointError,
     decode,
     encode,
     longest_window,
+    sections_of,
     write,
 )
 
@@ -341,3 +347,74 @@ def test_keys_with_a_lone_surrogate_or_any_character_come_back() -> None:
     restored = round_trip(engine, T0 + 10)
     assert restored.states.tracked() == engine.states.tracked()
     assert any("\udce9" in key for key in restored.states.tracked())
+
+
+def version_one(state: CounterState) -> bytes:
+    """The file a Rempart of format version 1 wrote: every section stored whole."""
+    sections = [(name, b"".join(piece_list(body))) for name, body in sections_of(pack(state))]
+    header = orjson.dumps(
+        {
+            "version": 1,
+            "byteorder": sys.byteorder,
+            "taken_at": state.taken_at,
+            "shape": list(state.shape),
+            "sections": [[name, len(body)] for name, body in sections],
+        }
+    )
+    raw = MAGIC + len(header).to_bytes(4, "little") + header + b"".join(b for _, b in sections)
+    return raw + hashlib.blake2b(raw, digest_size=32).digest()
+
+
+def piece_list(section: bytes | list[bytes]) -> list[bytes]:
+    return [section] if isinstance(section, bytes) else section
+
+
+def test_a_file_of_format_version_one_is_still_restored() -> None:
+    engine = Engine.in_memory()
+    spray(engine, 11, T0)
+    restored = Engine.in_memory()
+    assert restored.restore_counters(decode(version_one(engine.counter_state(T0 + 11)))) == len(
+        engine.states
+    )
+    assert restored.states.tracked() == engine.states.tracked()
+    assert restored.rings.cells == engine.rings.cells
+    fail(restored, "user11@example.org", SPRAYER, T0 + 12)  # the twelfth account
+    assert fail(restored, "user12@example.org", SPRAYER, T0 + 13) is Action.DENY
+
+
+def test_counters_are_stored_as_zero_runs_a_fraction_of_their_size() -> None:
+    engine = Engine.in_memory()
+    for i in range(2000):
+        engine.report(
+            attempt(f"u{i}@example.org", f"198.51.{i // 250}.{i % 250}"),
+            Outcome(success=i % 2 == 0),
+            T0 + i,
+        )
+    state = engine.counter_state(T0 + 2000)
+    whole = sum(len(b"".join(piece_list(body))) for _, body in sections_of(pack(state)))
+    raw = b"".join(encode(state))
+    assert len(raw) * 4 < whole
+    restored = Engine.in_memory()
+    restored.restore_counters(decode(raw))
+    assert restored.rings.cells == engine.rings.cells
+    assert restored.states.tracked() == engine.states.tracked()
+
+
+def test_a_stored_section_that_does_not_expand_is_refused_by_name() -> None:
+    engine = Engine.in_memory()
+    spray(engine, 5, T0)
+    raw = b"".join(encode(engine.counter_state(T0)))
+    at = len(MAGIC) + 4
+    length = int.from_bytes(raw[len(MAGIC) : at], "little")
+    header = orjson.loads(raw[at : at + length])
+    header["sections"][0][1] += 4  # key_lengths said to hold one more key than it stores
+    again = orjson.dumps(header)
+    body = MAGIC + len(again).to_bytes(4, "little") + again + raw[at + length : -32]
+    with pytest.raises(CheckpointError, match=r"section 'key_lengths': \d+ bytes where"):
+        decode(body + hashlib.blake2b(body, digest_size=32).digest())
+    header["sections"][0][1] -= 4
+    header["sections"][0][2] += 10**6  # stored beyond the file's end
+    again = orjson.dumps(header)
+    body = MAGIC + len(again).to_bytes(4, "little") + again + raw[at + length : -32]
+    with pytest.raises(CheckpointError, match="do not add up"):
+        decode(body + hashlib.blake2b(body, digest_size=32).digest())
