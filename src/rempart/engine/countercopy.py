@@ -3,9 +3,12 @@
 The engine's thread copies the tracked keys in least-recently-used order, `step` by `step`,
 each key's ring (and its distinct sketches) into new, dense slabs, while decisions go on in
 between; the result is the `PackedCounters` a checkpoint file holds, written by another thread.
-Each section is kept in buffers of about `CHUNK` bytes: no step pays for growing (and so
-copying again) one large buffer, and the writing thread, which takes the interpreter's lock
-again after each buffer it hashes or writes, does so a few dozen times, not thousands.
+Each step's piece of a section is stored as zero runs at once (`packing.squeeze`: a ring row is
+mostly empty counters), so a copy of 570,000 keys holds about 40 MB, not 190 MB of fresh pages
+the kernel must clear first. Sections are kept in buffers of about `CHUNK` bytes: no step pays
+for growing (and so copying again) one large buffer, and the writing thread, which takes the
+interpreter's lock again after each buffer it hashes or writes, does so a few dozen times, not
+thousands.
 
 No fork: forking a node of 450 MB stalled its event loop for 35-55 ms, then for 100-180 ms more
 while every page the loop wrote was copied for the child (`docs/benchmarks.md`, "Counter
@@ -21,10 +24,10 @@ from __future__ import annotations
 from array import array
 from typing import TYPE_CHECKING
 
-from rempart.engine.counterstate import PackedCounters, PackedSketches
+from rempart.engine.counterstate import PackedCounters, PackedSketches, Section
 from rempart.engine.distinct import pack_sketch_rows
 from rempart.engine.families import KeyFamily
-from rempart.engine.packing import gather_rows
+from rempart.engine.packing import gather_rows, squeeze
 
 if TYPE_CHECKING:
     from rempart.engine.distinct import Sketch
@@ -40,30 +43,34 @@ def _view(values: array[int]) -> memoryview:
 
 
 class _Chunks:
-    """A section's bytes as buffers of about `CHUNK` bytes: each step's piece is copied once,
-    when enough of them are joined."""
+    """A section stored as zero runs, in buffers of about `CHUNK` bytes: each step's piece is
+    stored as soon as it is copied (small and still in the cache, a fifth of its size or less),
+    and pieces are joined once enough of them wait."""
 
-    __slots__ = ("parts", "pending", "size")
+    __slots__ = ("parts", "pending", "size", "stored", "whole")
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
-        self.pending: list[bytes | memoryview] = []
-        self.size = 0
+        self.pending: list[bytes] = []
+        self.stored = 0  # bytes pending
+        self.whole = 0  # the section's length expanded
 
-    def add(self, data: bytes | memoryview) -> None:
-        self.pending.append(data)
-        self.size += len(data)
-        if self.size >= CHUNK:
+    def add(self, data: bytes | bytearray | memoryview) -> None:
+        kept = squeeze(data)
+        self.pending.append(kept)
+        self.whole += len(data)
+        self.stored += len(kept)
+        if self.stored >= CHUNK:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
             self.parts.append(b"".join(self.pending))
-            self.pending, self.size = [], 0
+            self.pending, self.stored = [], 0
 
-    def done(self) -> list[bytes]:
+    def done(self) -> Section:
         self.flush()
-        return self.parts
+        return Section(self.whole, self.parts)
 
 
 class _SketchCopy:
@@ -84,7 +91,7 @@ class _SketchCopy:
             self.slots.add(_view(packed_slots))
             self.epochs.add(_view(epochs))
             self.lengths.add(_view(lengths))
-            self.data.add(bytes(data))
+            self.data.add(data)
 
     def packed(self) -> PackedSketches:
         return (self.slots.done(), self.epochs.done(), self.lengths.done(), self.data.done())

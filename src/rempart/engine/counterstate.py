@@ -3,7 +3,8 @@
 The typed interface between the engine (`Engine.counter_state` and `Engine.restore_counters`,
 the only writer of the counters) and `rempart.state.checkpoint`, which keeps it on disk so a
 restarted node goes on counting where it stopped. `PackedCounters` is the same state as the
-bytes a checkpoint holds (`pack`, or `rempart.engine.countercopy` a few keys at a time).
+sections a checkpoint holds, stored as zero runs (`pack`, or `rempart.engine.countercopy` a few
+keys at a time).
 """
 
 from __future__ import annotations
@@ -12,10 +13,25 @@ from array import array
 from dataclasses import dataclass
 
 from rempart.engine.distinct import Sketch, pack_sketches
+from rempart.engine.packing import squeeze
 
 SketchSlots = list[Sketch | None]
-# Bytes of a checkpoint section: whole, or in pieces to be written one after the other.
-Section = bytes | list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A checkpoint section stored as zero runs (`packing.squeeze`), in pieces written one
+    after the other (zero runs of pieces end to end are those of their bytes end to end), and
+    its length expanded."""
+
+    size: int
+    pieces: list[bytes]
+
+
+def store(data: bytes) -> Section:
+    return Section(len(data), [squeeze(data)])
+
+
 # A family's sketches as (slots, epochs, lengths, data): `distinct.pack_sketches`.
 PackedSketches = tuple[Section, Section, Section, Section]
 
@@ -50,15 +66,23 @@ class PackedCounters:
 
 
 def pack(state: CounterState) -> PackedCounters:
-    """The state's checkpoint bytes."""
-    peers, users, established = state.sketches
+    """The state's checkpoint sections."""
     return PackedCounters(
         taken_at=state.taken_at,
         shape=state.shape,
-        key_lengths=array("I", map(len, state.keys)).tobytes(),
-        key_text="".join(state.keys).encode("utf-8", "surrogatepass"),
-        slots=state.slots,
-        rings=state.rings,
-        pairs=state.pairs,
-        sketches=(pack_sketches(peers), pack_sketches(users), pack_sketches(established)),
+        key_lengths=store(array("I", map(len, state.keys)).tobytes()),
+        key_text=store("".join(state.keys).encode("utf-8", "surrogatepass")),
+        slots=store(state.slots),
+        rings=(store(state.rings[0]), store(state.rings[1])),
+        pairs=(store(state.pairs[0]), store(state.pairs[1])),
+        sketches=(
+            _stored_sketches(state.sketches[0]),
+            _stored_sketches(state.sketches[1]),
+            _stored_sketches(state.sketches[2]),
+        ),
     )
+
+
+def _stored_sketches(found: SketchSlots) -> PackedSketches:
+    slots, epochs, lengths, data = pack_sketches(found)
+    return store(slots), store(epochs), store(lengths), store(data)

@@ -45,7 +45,7 @@ from rempart.engine.countercopy import CounterCopy
 from rempart.engine.counterstate import CounterState, PackedCounters, Section, SketchSlots, pack
 from rempart.engine.distinct import unpack_sketches
 from rempart.engine.events import CountersReset, EngineEvent
-from rempart.engine.packing import expand, squeeze
+from rempart.engine.packing import expand
 
 if TYPE_CHECKING:
     from rempart.engine.engine import Engine
@@ -63,10 +63,6 @@ _SKETCH_PARTS = ("slots", "epochs", "lengths", "data")
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used, and why."""
-
-
-def _pieces(section: Section) -> list[bytes]:
-    return [section] if isinstance(section, bytes) else section
 
 
 def sections_of(packed: PackedCounters) -> list[tuple[str, Section]]:
@@ -93,22 +89,18 @@ def encode(state: CounterState | PackedCounters) -> list[bytes]:
     """The checkpoint file's bytes, in pieces."""
     packed = pack(state) if isinstance(state, CounterState) else state
     sections = sections_of(packed)
-    stored = [[squeeze(piece) for piece in _pieces(body)] for _, body in sections]
     header = orjson.dumps(
         {
             "version": VERSION,
             "byteorder": sys.byteorder,
             "taken_at": packed.taken_at,
             "shape": list(packed.shape),
-            "sections": [
-                [name, sum(len(piece) for piece in _pieces(body)), sum(map(len, kept))]
-                for (name, body), kept in zip(sections, stored, strict=True)
-            ],
+            "sections": [[name, body.size, sum(map(len, body.pieces))] for name, body in sections],
         }
     )
     pieces: list[bytes] = [MAGIC, len(header).to_bytes(4, "little"), header]
-    for kept in stored:
-        pieces.extend(kept)
+    for _, body in sections:
+        pieces.extend(body.pieces)
     digest = hashlib.blake2b(digest_size=_DIGEST)
     for piece in pieces:
         digest.update(piece)

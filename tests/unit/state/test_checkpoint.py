@@ -20,6 +20,7 @@ from rempart.engine.countercopy import CounterCopy
 from rempart.engine.counterstate import CounterState, pack
 from rempart.engine.distinct import Sketch
 from rempart.engine.engine import Engine
+from rempart.engine.packing import expand
 from rempart.model import Action, Attempt, Outcome, Protocol
 from rempart.state.checkpoint import (
     COPY_STEP,
@@ -351,7 +352,9 @@ def test_keys_with_a_lone_surrogate_or_any_character_come_back() -> None:
 
 def version_one(state: CounterState) -> bytes:
     """The file a Rempart of format version 1 wrote: every section stored whole."""
-    sections = [(name, b"".join(piece_list(body))) for name, body in sections_of(pack(state))]
+    sections = [
+        (name, expand(b"".join(body.pieces), body.size)) for name, body in sections_of(pack(state))
+    ]
     header = orjson.dumps(
         {
             "version": 1,
@@ -363,10 +366,6 @@ def version_one(state: CounterState) -> bytes:
     )
     raw = MAGIC + len(header).to_bytes(4, "little") + header + b"".join(b for _, b in sections)
     return raw + hashlib.blake2b(raw, digest_size=32).digest()
-
-
-def piece_list(section: bytes | list[bytes]) -> list[bytes]:
-    return [section] if isinstance(section, bytes) else section
 
 
 def test_a_file_of_format_version_one_is_still_restored() -> None:
@@ -391,7 +390,7 @@ def test_counters_are_stored_as_zero_runs_a_fraction_of_their_size() -> None:
             T0 + i,
         )
     state = engine.counter_state(T0 + 2000)
-    whole = sum(len(b"".join(piece_list(body))) for _, body in sections_of(pack(state)))
+    whole = sum(body.size for _, body in sections_of(pack(state)))
     raw = b"".join(encode(state))
     assert len(raw) * 4 < whole
     restored = Engine.in_memory()
