@@ -49,6 +49,8 @@ COMPILED_MODULES = (
     "rempart.adapters.wforce_body",
     "rempart.engine.countercopy",
     "rempart.ops.live",
+    "rempart.httpserver",
+    "rempart.adapters.wforce",
 )
 # Hand-written C extensions built with them (`setup.py`), each beside its `.c` source; their
 # pure-Python reference is chosen by the module that imports them (e.g. engine/keytable.py).

@@ -62,7 +62,7 @@ class HTTPError(Exception):
         self.headers = headers or {}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # a written `__init__`, compiled (model.Attempt says why)
 class Request:
     method: str
     path: str
@@ -70,9 +70,29 @@ class Request:
     headers: dict[str, str]
     body: bytes
     client: str
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str]
     # Who the route's guard let in (an operator's session); None on public and API routes.
-    principal: Any = None
+    principal: Any
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query_string: str,
+        headers: dict[str, str],
+        body: bytes,
+        client: str,
+        params: dict[str, str] | None = None,
+        principal: Any = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self.headers = headers
+        self.body = body
+        self.client = client
+        self.params = {} if params is None else params
+        self.principal = principal
 
     @property
     def query(self) -> dict[str, str]:
@@ -174,7 +194,9 @@ class Router:
 
 def _parse_target(url: bytes) -> tuple[str, str]:
     """(path, query string) of a request target; remembered, as clients repeat a few targets."""
-    parsed = httptools.parse_url(url)
+    # Any: httptools' stubs type the parts as bytes, but an absent part is None (and a compiled
+    # module checks the declared type).
+    parsed: Any = httptools.parse_url(url)
     target = (
         parsed.path.decode("latin-1") if parsed.path else "/",
         parsed.query.decode("latin-1") if parsed.query else "",
