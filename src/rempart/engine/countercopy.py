@@ -47,7 +47,7 @@ class _Chunks:
     stored as soon as it is copied (small and still in the cache, a fifth of its size or less),
     and pieces are joined once enough of them wait."""
 
-    __slots__ = ("parts", "pending", "size", "stored", "whole")
+    __slots__ = ("parts", "pending", "stored", "whole")
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
