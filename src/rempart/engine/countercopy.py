@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from rempart.engine.counterstate import PackedCounters, PackedSketches, Section
 from rempart.engine.distinct import pack_sketch_rows
 from rempart.engine.families import KeyFamily
-from rempart.engine.packing import gather_rows, squeeze
+from rempart.engine.packing import RUNS_BY_DEFAULT, gather_rows, squeeze
 
 if TYPE_CHECKING:
     from rempart.engine.distinct import Sketch
@@ -43,20 +43,21 @@ def _view(values: array[int]) -> memoryview:
 
 
 class _Chunks:
-    """A section stored as zero runs, in buffers of about `CHUNK` bytes: each step's piece is
-    stored as soon as it is copied (small and still in the cache, a fifth of its size or less),
-    and pieces are joined once enough of them wait."""
+    """A section stored as zero runs (or whole: `packing.RUNS_BY_DEFAULT`), in buffers of about
+    `CHUNK` bytes: each step's piece is stored as soon as it is copied (small and still in the
+    cache, a fifth of its size or less), and pieces are joined once enough of them wait."""
 
-    __slots__ = ("parts", "pending", "stored", "whole")
+    __slots__ = ("parts", "pending", "runs", "stored", "whole")
 
-    def __init__(self) -> None:
+    def __init__(self, runs: bool) -> None:
+        self.runs = runs
         self.parts: list[bytes] = []
-        self.pending: list[bytes] = []
+        self.pending: list[bytes | bytearray | memoryview] = []
         self.stored = 0  # bytes pending
         self.whole = 0  # the section's length expanded
 
     def add(self, data: bytes | bytearray | memoryview) -> None:
-        kept = squeeze(data)
+        kept = squeeze(data) if self.runs else data
         self.pending.append(kept)
         self.whole += len(data)
         self.stored += len(kept)
@@ -70,7 +71,7 @@ class _Chunks:
 
     def done(self) -> Section:
         self.flush()
-        return Section(self.whole, self.parts)
+        return Section(self.whole, self.parts, self.runs)
 
 
 class _SketchCopy:
@@ -78,11 +79,11 @@ class _SketchCopy:
 
     __slots__ = ("data", "epochs", "lengths", "slots")
 
-    def __init__(self) -> None:
-        self.slots = _Chunks()
-        self.epochs = _Chunks()
-        self.lengths = _Chunks()
-        self.data = _Chunks()
+    def __init__(self, runs: bool) -> None:
+        self.slots = _Chunks(runs)
+        self.epochs = _Chunks(runs)
+        self.lengths = _Chunks(runs)
+        self.data = _Chunks(runs)
 
     def add_step(self, found: list[Sketch | None], slots: list[int], first: int) -> None:
         """Copy the sketches at `slots`, whose rings took the dense slots from `first` on."""
@@ -102,9 +103,9 @@ class _RingCopy:
 
     __slots__ = ("cells", "count", "epochs")
 
-    def __init__(self) -> None:
-        self.cells = _Chunks()
-        self.epochs = _Chunks()
+    def __init__(self, runs: bool) -> None:
+        self.cells = _Chunks(runs)
+        self.epochs = _Chunks(runs)
         self.count = 0  # rows copied: the next row's slot in the dense slab
 
     def add_step(self, slab: RingSlab, slots: list[int]) -> None:
@@ -119,16 +120,16 @@ class _RingCopy:
 class CounterCopy:
     """The engine's counters, copied `step` by `step` (on the engine's thread only)."""
 
-    def __init__(self, engine: Engine, taken_at: float) -> None:
+    def __init__(self, engine: Engine, taken_at: float, runs: bool = RUNS_BY_DEFAULT) -> None:
         self.engine = engine
         self.taken_at = taken_at
         self.shape = engine.counter_shape()
-        self.key_lengths = _Chunks()
-        self.key_text = _Chunks()
-        self.slots = _Chunks()
-        self.rings = _RingCopy()
-        self.pairs = _RingCopy()
-        self.sketches = (_SketchCopy(), _SketchCopy(), _SketchCopy())
+        self.key_lengths = _Chunks(runs)
+        self.key_text = _Chunks(runs)
+        self.slots = _Chunks(runs)
+        self.rings = _RingCopy(runs)
+        self.pairs = _RingCopy(runs)
+        self.sketches = (_SketchCopy(runs), _SketchCopy(runs), _SketchCopy(runs))
         self.copied = 0
         self.done = False
         engine.states.begin_walk()

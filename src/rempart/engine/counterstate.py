@@ -13,23 +13,24 @@ from array import array
 from dataclasses import dataclass
 
 from rempart.engine.distinct import Sketch, pack_sketches
-from rempart.engine.packing import squeeze
+from rempart.engine.packing import RUNS_BY_DEFAULT, squeeze
 
 SketchSlots = list[Sketch | None]
 
 
 @dataclass(frozen=True, slots=True)
 class Section:
-    """A checkpoint section stored as zero runs (`packing.squeeze`), in pieces written one
-    after the other (zero runs of pieces end to end are those of their bytes end to end), and
-    its length expanded."""
+    """A checkpoint section in pieces written one after the other, stored as zero runs
+    (`packing.squeeze`; the runs of pieces end to end are those of their bytes end to end) or
+    whole, and its length expanded."""
 
     size: int
     pieces: list[bytes]
+    runs: bool
 
 
-def store(data: bytes) -> Section:
-    return Section(len(data), [squeeze(data)])
+def store(data: bytes, runs: bool) -> Section:
+    return Section(len(data), [squeeze(data) if runs else data], runs)
 
 
 # A family's sketches as (slots, epochs, lengths, data): `distinct.pack_sketches`.
@@ -65,24 +66,24 @@ class PackedCounters:
     sketches: tuple[PackedSketches, PackedSketches, PackedSketches]
 
 
-def pack(state: CounterState) -> PackedCounters:
-    """The state's checkpoint sections."""
+def pack(state: CounterState, runs: bool = RUNS_BY_DEFAULT) -> PackedCounters:
+    """The state's checkpoint sections, stored as zero runs or whole."""
     return PackedCounters(
         taken_at=state.taken_at,
         shape=state.shape,
-        key_lengths=store(array("I", map(len, state.keys)).tobytes()),
-        key_text=store("".join(state.keys).encode("utf-8", "surrogatepass")),
-        slots=store(state.slots),
-        rings=(store(state.rings[0]), store(state.rings[1])),
-        pairs=(store(state.pairs[0]), store(state.pairs[1])),
+        key_lengths=store(array("I", map(len, state.keys)).tobytes(), runs),
+        key_text=store("".join(state.keys).encode("utf-8", "surrogatepass"), runs),
+        slots=store(state.slots, runs),
+        rings=(store(state.rings[0], runs), store(state.rings[1], runs)),
+        pairs=(store(state.pairs[0], runs), store(state.pairs[1], runs)),
         sketches=(
-            _stored_sketches(state.sketches[0]),
-            _stored_sketches(state.sketches[1]),
-            _stored_sketches(state.sketches[2]),
+            _stored_sketches(state.sketches[0], runs),
+            _stored_sketches(state.sketches[1], runs),
+            _stored_sketches(state.sketches[2], runs),
         ),
     )
 
 
-def _stored_sketches(found: SketchSlots) -> PackedSketches:
+def _stored_sketches(found: SketchSlots, runs: bool) -> PackedSketches:
     slots, epochs, lengths, data = pack_sketches(found)
-    return store(slots), store(epochs), store(lengths), store(data)
+    return store(slots, runs), store(epochs, runs), store(lengths, runs), store(data, runs)

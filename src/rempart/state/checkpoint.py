@@ -15,10 +15,12 @@ With `[state] backend = "redis"` there is no checkpoint: a starting node warms i
 from the shared report stream, its own reports from before the restart included.
 
 Layout: `MAGIC`, a 4-byte little-endian header length, a JSON header (format version, byte
-order, time taken, counter shape, each section's name, length and stored length), the sections
-stored as zero runs (`rempart.engine.packing`: counter rows and sketch bitmaps are mostly zero,
-and the file of 500,000 keys is a fraction of their 160 MB), then a 32-byte BLAKE2b digest of
-everything before it. Version 1 files, whose sections were stored whole, are still read.
+order, time taken, counter shape, each section's name, length and, for a section stored as zero
+runs, stored length), the sections, then a 32-byte BLAKE2b digest of everything before it. The
+compiled core stores sections as zero runs (`rempart.engine.packing`: counter rows and sketch
+bitmaps are mostly zero, and the file of 500,000 keys is a fraction of their 160 MB); the
+pure-Python fallback stores them whole, which costs it less; both read either. Version 1
+files, whose sections were all stored whole, are still read.
 """
 
 from __future__ import annotations
@@ -95,7 +97,12 @@ def encode(state: CounterState | PackedCounters) -> list[bytes]:
             "byteorder": sys.byteorder,
             "taken_at": packed.taken_at,
             "shape": list(packed.shape),
-            "sections": [[name, body.size, sum(map(len, body.pieces))] for name, body in sections],
+            # [name, length] for a section stored whole, [name, length, stored length] for one
+            # stored as zero runs.
+            "sections": [
+                [name, body.size, sum(map(len, body.pieces))] if body.runs else [name, body.size]
+                for name, body in sections
+            ],
         }
     )
     pieces: list[bytes] = [MAGIC, len(header).to_bytes(4, "little"), header]
@@ -178,15 +185,15 @@ def decode(raw: bytes) -> CounterState:
         raise CheckpointError(f"a counter shape of {len(shape)} figures")
     sections: dict[str, memoryview] = {}
     at += length
-    for name, sizes in layout:  # [length] (version 1) or [length, stored length]
-        if len(sizes) != 1 + (version >= 2):
+    for name, sizes in layout:  # [length]: stored whole; [length, stored length]: zero runs
+        if not 1 <= len(sizes) <= (2 if version >= 2 else 1):
             raise CheckpointError(f"section {name!r} with {len(sizes)} lengths")
         size, stored = sizes[0], sizes[-1]
         if size < 0 or stored < 0 or name in sections:
             raise CheckpointError(f"section {name!r} of {size} bytes")
         if at + stored > len(body):
             raise CheckpointError("its sections do not add up to its length")
-        if version == 1:
+        if len(sizes) == 1:
             sections[name] = view[at : at + size]
         else:
             try:
