@@ -141,7 +141,7 @@ def _sketches(sections: dict[str, Any], family: str, size: int, capacity: int) -
         raise CheckpointError(f"the {family} sketches: {exc}") from None
 
 
-def _keys(lengths_raw: memoryview, text_raw: memoryview) -> list[str]:
+def _keys(lengths_raw: bytes | memoryview, text_raw: bytes | memoryview) -> list[str]:
     lengths = array("I")
     try:
         lengths.frombytes(lengths_raw)
@@ -183,7 +183,9 @@ def decode(raw: bytes) -> CounterState:
         raise CheckpointError(f"written on a {byteorder}-endian machine")
     if len(shape) != 8:
         raise CheckpointError(f"a counter shape of {len(shape)} figures")
-    sections: dict[str, memoryview] = {}
+    # A section stored whole is read in place; one stored as zero runs is the bytes `expand`
+    # made, which `bytes()` below then takes as they are instead of copying them again.
+    sections: dict[str, bytes | memoryview] = {}
     at += length
     for name, sizes in layout:  # [length]: stored whole; [length, stored length]: zero runs
         if not 1 <= len(sizes) <= (2 if version >= 2 else 1):
@@ -197,7 +199,7 @@ def decode(raw: bytes) -> CounterState:
             sections[name] = view[at : at + size]
         else:
             try:
-                sections[name] = memoryview(expand(view[at : at + stored], size))
+                sections[name] = expand(view[at : at + stored], size)
             except (ValueError, MemoryError) as exc:  # a size no machine holds: a made-up file
                 raise CheckpointError(f"section {name!r}: {exc or 'too large'}") from None
         at += stored
