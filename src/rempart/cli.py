@@ -104,6 +104,7 @@ def serve(config: str | None, data_dir: str | None, host: str | None, port: int 
             _data_dir(settings, data_dir),
             host or settings.server.host,
             settings.server.port if port is None else port,
+            Path(config).read_text() if config else "",  # what decision workers read
         )
     except ConfigError as exc:
         raise _failure(exc, config) from None
@@ -297,7 +298,7 @@ def journal_group(
         ctx.obj = (config, data_dir)
         return
     from rempart.engine.keys import KeyError_, canonical_login, net_keys
-    from rempart.ops.journal import Journal
+    from rempart.ops.host_journals import HostJournals
 
     settings = _settings(config)
     try:
@@ -305,7 +306,7 @@ def journal_group(
         ip = net_keys(ip).ip if ip else ""
     except KeyError_ as exc:
         raise click.BadParameter(str(exc)) from None
-    journal = Journal(_journal_dir(settings, data_dir))
+    journal = HostJournals(_journal_dir(settings, data_dir).parent)  # decision workers' too
     records = journal.records(
         login=login,
         ip=ip,
@@ -328,13 +329,13 @@ def journal_verify(obj: tuple[str | None, str | None]) -> None:
     """Check the hash chain (name the first broken record), then that every list entry in
     force, protocol posture and console operator has its journal record (name each that has
     not)."""
-    from rempart.ops.journal import Journal
+    from rempart.ops.host_journals import HostJournals
     from rempart.ops.journal_check import missing_records
     from rempart.ops.operators import OperatorError, Operators
 
     settings = _settings(obj[0])
     data_dir = Path(_data_dir(settings, obj[1]))
-    journal = Journal(_journal_dir(settings, obj[1]))
+    journal = HostJournals(_journal_dir(settings, obj[1]).parent)  # decision workers' too
     count, broken = journal.verify()
     if broken:
         raise click.ClickException(
@@ -369,9 +370,9 @@ def journal_export(
 ) -> None:
     """JSON lines for investigators, with the hash-chain fields; the chain is verified first."""
     from rempart.ops.export import export
-    from rempart.ops.journal import Journal
+    from rempart.ops.host_journals import HostJournals
 
-    journal = Journal(_journal_dir(_settings(obj[0]), obj[1]))
+    journal = HostJournals(_journal_dir(_settings(obj[0]), obj[1]).parent)
     count, verified, broken = export(
         journal, out, parse_time(since, "--since"), parse_time(until, "--until")
     )

@@ -324,6 +324,18 @@ class ServerSettings:
     max_connections_per_client: int = knob(
         256, "Most open connections from one untrusted address (IPv6: one /64); 0 = no cap.", ge=0
     )
+    decision_workers: int = knob(
+        0,
+        "Extra processes answering the decision API (wforce allow/report/reset and lists, "
+        "/v1/decide, /v1/report, nginx auth_request) on decision_port, for a host with cores to "
+        "spare. They share what they learn through Redis, so they need [state] backend = "
+        '"redis"; the console, status page, metrics, app-password API, Postfix policy, log '
+        "tailing and edge feeds stay on this process and port. Point Dovecot and the web "
+        "backends at decision_port. 0: this process alone answers everything on port.",
+        ge=0,
+        le=64,
+    )
+    decision_port: int = knob(8085, "", ge=0, le=65535)
 
 
 _HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -545,9 +546,14 @@ class HttpApp:
     async def start(self, host: str, port: int) -> int:
         """Listen on every address of `host`; the bound port. Raises OSError (in use, …)."""
         sockets = listening_sockets(host, port, backlog=4096)
+        self.adopt(sockets)
+        return int(sockets[0].getsockname()[1])
+
+    def adopt(self, sockets: list[socket.socket]) -> None:
+        """Serve the connections of listening sockets bound elsewhere (the decision workers
+        share the ones their primary bound)."""
         self.acceptor.start(sockets)
         self.sweeper = asyncio.ensure_future(self.guard.run(self.connections))
-        return int(sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         if self.sweeper is not None:

@@ -48,6 +48,12 @@ def preflight(settings: Settings) -> Checked:
             require("redis", "redis", '[state] backend = "redis"')
         except MissingExtra as exc:
             raise ConfigError(str(exc), "state.backend") from None
+    if settings.server.decision_workers and settings.state.backend != "redis":
+        raise ConfigError(
+            'decision workers share what they learn through Redis: set [state] backend = "redis" '
+            "(and redis_url), or decision_workers = 0",
+            "server.decision_workers",
+        )
     nft = settings.section(NftSettings)
     if nft.enabled and shutil.which(nft.command[0]) is None:
         raise ConfigError(

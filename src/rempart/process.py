@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Self
 
-_LISTENING = re.compile(r"listening on (http://[^\s/]+:(\d+))/")
+_LISTENING = re.compile(r"rempart listening on (http://[^\s/]+:(\d+))/")
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ level, enforced by the Router with the guards built here."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import hashlib
@@ -46,7 +47,7 @@ from rempart.adapters.settings import NginxSettings
 from rempart.adapters.wforce import WforceApi
 from rempart.apppass.api import AppPasswordApi, AppPasswordContext
 from rempart.apppass.settings import AppPasswordSettings
-from rempart.apppass.store import AppPasswordStore
+from rempart.apppass.store import AppPasswordCopy, AppPasswordStore
 from rempart.breach.settings import BreachSettings
 from rempart.config import ConfigError, Settings
 from rempart.connections import ConnectionLimits
@@ -63,6 +64,7 @@ from rempart.ops.connmetrics import ConnectionCollector
 from rempart.ops.console import Console
 from rempart.ops.context import ConsoleContext, MetricsContext, StatusContext
 from rempart.ops.guards import check_api_password
+from rempart.ops.host_journals import HostJournals
 from rempart.ops.journal import Journal
 from rempart.ops.operators import Operators, operator_changes
 from rempart.ops.settings import OpsSettings
@@ -71,6 +73,7 @@ from rempart.shed.config import ShedSettings
 from rempart.state import open_replication, open_store
 from rempart.state.checkpoint import CheckpointCollector, Checkpointer
 from rempart.state.writer import StateWriter
+from rempart.workers import Control, DecisionWorkers, WorkerError, worker_dir
 
 log = logging.getLogger("rempart")
 DETECTOR_STATE = "campaign.state"  # the store setting holding the detector's learned state
@@ -122,7 +125,13 @@ def load_key(data_dir: Path, name: str) -> bytes:
 
 
 class Service:
-    """One Rempart node with embedded state."""
+    """One Rempart node with embedded state, or (`worker` set) one of its decision workers.
+
+    A decision worker (`rempart.workers`) reads the keys, the leak corpus and the app
+    passwords of the primary's data directory and keeps its own state store and journal under
+    `<data_dir>/workers/<i>/`. It answers only the decision API; everything an operator
+    changes, and every effect outside the process (edge feeds, nftables, Postfix, log tailing),
+    stays with the primary."""
 
     def __init__(
         self,
@@ -130,9 +139,15 @@ class Service:
         data_dir: str | Path,
         api_password: str,
         leaks: LeakOracle | None = None,
+        worker: int | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = prepare(data_dir)
+        self.worker = worker
+        # What this process writes: the data directory, or a decision worker's own one.
+        self.node_dir = self.data_dir if worker is None else prepare(worker_dir(data_dir, worker))
+        self.workers: DecisionWorkers | None = None  # the primary's, started by serve()
+        self.config_text = ""  # the configuration file's text, which decision workers read
         self.started = time.time()
         self._owns_leaks = leaks is None
         if leaks is None:
@@ -141,7 +156,7 @@ class Service:
         self.leaks = leaks
         self.pw_key = load_key(self.data_dir, "fingerprint.key")
         distinct.use_key(b"sketch\0" + self.pw_key)
-        self.store = open_store(settings, self.data_dir)
+        self.store = open_store(settings, self.node_dir)
         self.state_writer = StateWriter(self.store)
         self._restore_detector()  # before the postures, which set the detector's level
         self.state_writer.restore(self.engine, time.time())
@@ -156,7 +171,7 @@ class Service:
         self.journal: Journal | None = None
         if settings.journal.enabled:
             self.journal = Journal(
-                self.data_dir / "journal",
+                self.node_dir / "journal",
                 settings.journal.segment_bytes,
                 settings.journal.flush_interval,
             )
@@ -173,7 +188,12 @@ class Service:
         self.engine.listeners.append(self.state_writer.listener)
         self.app_password_settings = settings.section(AppPasswordSettings)
         self.app_passwords: AppPasswordStore | None = None
-        if self.app_password_settings.enabled:
+        self.app_password_copy: AppPasswordCopy | None = None  # a decision worker's
+        if self.app_password_settings.enabled and worker is not None:
+            self.app_password_copy = AppPasswordCopy(
+                self.data_dir, self.app_password_settings, BreachSettings.of(settings).dovecot
+            )
+        elif self.app_password_settings.enabled:
             try:
                 self.app_passwords = AppPasswordStore(
                     self.data_dir,
@@ -199,17 +219,18 @@ class Service:
             self.extra_collectors.append(CheckpointCollector(self.checkpointer))
         self.wforce_counters = WforceCounters(time.time())
         self.nft_sync: Any = None
-        if settings.section(NftSettings).enabled:
+        primary = worker is None  # effects outside the process happen once, from the primary
+        if primary and settings.section(NftSettings).enabled:
             self._setup_nft(settings.section(NftSettings))
         self.shed_controller: Any = None
         self.hostile_feed: Any = None  # the block list in HAProxy's map (shed/hostile_feed.py)
         self.standing_feed: Any = None  # good standing in HAProxy's map (shed/standing_feed.py)
         self.shed_settings: Any = None
-        if settings.section(ShedSettings).services:
+        if primary and settings.section(ShedSettings).services:
             self._setup_shed(settings.section(ShedSettings))
         self.postfix: PolicyService | None = None  # Postfix policy delegation ([postfix])
         postfix = settings.section(PostfixSettings)
-        if postfix.enabled:
+        if primary and postfix.enabled:
             decider = Decider(
                 self.engine, settings.logins, postfix, app_passwords=self.app_passwords
             )
@@ -232,8 +253,8 @@ class Service:
     # --- state ---------------------------------------------------------------------------------
     def journal_operators(self) -> None:
         """Journal the console operator changes `rempart operator` (another process) made since
-        the last look: called at start and every second."""
-        if self.journal is None:
+        the last look: called at start and every second (by the primary only)."""
+        if self.journal is None or self.worker is not None:
             return
         current = self.operators.fingerprints()
         if current == self._operators_journaled:
@@ -295,7 +316,8 @@ class Service:
             self.journal.append_durable(kind, time.time(), data)
 
     def app_password_counts(self) -> dict[str, int] | None:
-        return self.app_passwords.counts(time.time()) if self.app_passwords else None
+        index = self.app_passwords or self.app_password_copy
+        return index.counts(time.time()) if index else None
 
     def write_errors(self) -> int:
         return self.store.write_errors + (self.journal.write_errors if self.journal else 0)
@@ -343,6 +365,8 @@ class Service:
             **({"app_passwords": counts} if (counts := self.app_password_counts()) else {}),
             **({"redis": self.replication.status()} if self.replication else {}),
             **({"counters_checkpoint": self.checkpointer.status()} if self.checkpointer else {}),
+            **({"decision_workers": self.workers.status()} if self.workers else {}),
+            **({"worker": self.worker} if self.worker is not None else {}),
         }
 
     # --- nftables (firewall/) ---------------------------------------------------------------
@@ -432,7 +456,7 @@ class Service:
                 data_dir=self.data_dir,
                 api_password=self.auth.password.decode(),
                 login_rules=self.settings.logins,
-                journal=self.journal,
+                journal=HostJournals(self.data_dir, self.journal) if self.journal else None,
                 leaks=self.leaks,
                 commit=self.commit,
                 journal_durable=self.journal_durable,
@@ -454,21 +478,7 @@ class Service:
             }
         )
         engine, logins = self.engine, self.settings.logins
-        ops = console.settings
-        WforceApi(
-            WforceContext(
-                engine,
-                logins,
-                self.canonical_login,
-                self.settings.step_up_status,
-                self.commit,
-                self.stats,
-                (ops.confirm_prefix_v4, ops.confirm_prefix_v6),
-                self.wforce_counters,
-                self.settings.wforce.exact_list_logins,
-                self.app_passwords,
-            )
-        ).mount(router)
+        self._mount_decisions(router, console.settings)
         if self.app_passwords is not None:
             AppPasswordApi(
                 AppPasswordContext(
@@ -480,12 +490,9 @@ class Service:
                     engine.familiarity.known_account,
                 )
             ).mount(router)
-        NativeApi(NativeContext(engine, logins, self.fingerprint_password)).mount(router)
         OperatorApi(
             OperatorContext(engine, logins, self.leaks, self.commit, self.journal_durable)
         ).mount(router)
-        nginx = self.settings.section(NginxSettings)
-        NginxApi(NginxContext(engine, logins, self.fingerprint_password), nginx).mount(router)
         registry = metrics.make_registry(
             MetricsContext(
                 engine,
@@ -507,6 +514,85 @@ class Service:
         console.mount(router)
         return router
 
+    def _worker_said(self, message: dict[str, Any]) -> None:
+        """A decision worker's message on its control channel (see `rempart.workers`)."""
+        uses = message.get("uses")
+        if self.app_passwords is not None and isinstance(uses, list):
+            for app_id, when, network in uses:
+                self.app_passwords.record_use(app_id, network, when)
+
+    def _mount_decisions(self, router: Router, ops: OpsSettings) -> None:
+        """The decision API: wforce's commands (lists included), /v1/decide and /v1/report,
+        nginx auth_request. What a decision worker serves besides /healthz."""
+        engine, logins = self.engine, self.settings.logins
+        WforceApi(
+            WforceContext(
+                engine,
+                logins,
+                self.canonical_login,
+                self.settings.step_up_status,
+                self.commit,
+                self.stats,
+                (ops.confirm_prefix_v4, ops.confirm_prefix_v6),
+                self.wforce_counters,
+                self.settings.wforce.exact_list_logins,
+                self.app_passwords or self.app_password_copy,
+            )
+        ).mount(router)
+        NativeApi(NativeContext(engine, logins, self.fingerprint_password)).mount(router)
+        nginx = self.settings.section(NginxSettings)
+        NginxApi(NginxContext(engine, logins, self.fingerprint_password), nginx).mount(router)
+
+    def decision_router(self) -> Router:
+        """A decision worker's routes: the decision API and /healthz."""
+        router = Router({Auth.API: self.auth.check, Auth.PROXY_API: self.auth.check_proxy})
+        self._mount_decisions(router, OpsSettings.of(self.settings))
+        router.add("GET", "/healthz", lambda r: json_response({"status": "ok"}), auth=Auth.PUBLIC)
+        return router
+
+    async def serve_decisions(self, sockets: list[socket.socket], control: Control) -> None:
+        """A decision worker's life: answer on the primary's sockets, say so on the control
+        channel, hand the primary the app-password uses seen, stop on SIGTERM or when the
+        primary is gone."""
+        self.app = HttpApp(
+            self.decision_router(),
+            self.settings.server.max_body_bytes,
+            ConnectionLimits.of(self.settings.server),
+        )
+        self.app.adopt(sockets)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if self.replication is not None:
+            self.replication.attach(loop)
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+        housekeeping = asyncio.ensure_future(self._housekeeping())
+        collecting = asyncio.ensure_future(self._collect_young())
+        control.send({"ready": os.getpid()})
+        log.info(
+            "decision worker %d listening (data in %s; decision core: %s)",
+            self.worker,
+            self.node_dir,
+            compiled_core(),
+        )
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if self.app_password_copy is not None:
+                self.app_password_copy.refresh()
+                uses = self.app_password_copy.take_uses()
+                if uses and not control.send({"uses": uses}):
+                    stop.set()  # the primary is gone
+            if not control.alive():
+                log.warning("decision worker %d: the primary is gone, stopping", self.worker)
+                stop.set()
+        housekeeping.cancel()
+        collecting.cancel()
+        await self.app.stop()
+        self.close()
+
     async def serve(self, host: str, port: int, ready: asyncio.Event | None = None) -> None:
         # [tail] files, validated before listening
         tail = tail_plan(TailContext(self.engine, self.settings, self.data_dir))
@@ -520,6 +606,29 @@ class Service:
         except OSError as exc:
             self.close()
             raise StartupError(listen_error(host, port, exc)) from None
+        workers = self.settings.server.decision_workers
+        if workers:  # bound and started before "listening" is said: all or nothing
+            self.workers = DecisionWorkers(
+                workers, self.data_dir, self.config_text, self._worker_said
+            )
+            decision_port = self.settings.server.decision_port
+            try:
+                bound_decisions = self.workers.bind(host, decision_port)
+            except OSError as exc:
+                await self.app.stop()
+                self.close()
+                raise StartupError(listen_error(host, decision_port, exc)) from None
+            try:
+                await self.workers.start()
+            except WorkerError as exc:
+                await self.app.stop()
+                self.close()
+                raise StartupError(str(exc)) from None
+            log.info("%d decision workers ready on %s port %d", workers, host, bound_decisions)
+            print(
+                f"decision workers ({workers}) listening on http://{host}:{bound_decisions}/",
+                flush=True,
+            )
         if self.postfix is not None:  # bound before "listening" is said: all or nothing
             try:
                 where = await self.postfix.start()
@@ -561,7 +670,10 @@ class Service:
             standing = asyncio.ensure_future(self.standing_feed.run(stop))
         tailing = tail(stop) if tail is not None else None  # log tailing in this process
         nft = asyncio.ensure_future(self.nft_sync.run(stop)) if self.nft_sync else None
+        watching = asyncio.ensure_future(self.workers.run(stop)) if self.workers else None
         await stop.wait()
+        if watching is not None:
+            await watching  # the workers stopped: their last reports are in Redis
         housekeeping.cancel()
         collecting.cancel()
         if tailing is not None:
@@ -633,6 +745,8 @@ class Service:
         self.webhooks.close()
         if self.app_passwords is not None:
             self.app_passwords.close()
+        if self.app_password_copy is not None:
+            self.app_password_copy.close()
         if self.journal is not None:
             self.journal.close()
         if self.replication is not None:
@@ -665,7 +779,7 @@ def listen_error(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
-def run(settings: Settings, data_dir: str, host: str, port: int) -> None:
+def run(settings: Settings, data_dir: str, host: str, port: int, config_text: str = "") -> None:
     """`rempart serve`: private files, the data directory locked for this process, then serve."""
     private_umask()
     path = prepare(data_dir)
@@ -678,6 +792,7 @@ def run(settings: Settings, data_dir: str, host: str, port: int) -> None:
         )
     try:
         service = Service(settings, path, password)
+        service.config_text = config_text
         if sys.platform == "win32":  # uvloop is a dependency everywhere else
             asyncio.run(service.serve(host, port))
         else:

@@ -179,6 +179,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         ('[auth]\napi_password_file = "/nonexistent/pw"\n', "[auth] api_password_file"),
         ('[asn]\ndatabase = "/nonexistent/asn.tsv"\n', "[asn] database"),
         ("[nginx]\nstep_up = 3\n", "[nginx] step_up"),
+        ("[server]\ndecision_workers = 2\n", "[server] decision_workers"),
     ],
 )
 def test_serve_refuses_exactly_what_config_check_refuses(

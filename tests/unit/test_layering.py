@@ -1,9 +1,10 @@
 """The server sits on top: no module of the package below it imports `rempart.server`.
 
 Adapters and ops pages receive a narrow context built by the server (`adapters/context.py`,
-`ops/context.py`); only the command line, which runs the server, may import it. Read from the
-source with `ast`, so an import hidden under `TYPE_CHECKING`, inside a function, relative, or
-spelled as `__import__("rempart.server")` counts too.
+`ops/context.py`); only the command line and the decision worker's entry, which run the
+server, may import it. Read from the source with `ast`, so an import hidden under
+`TYPE_CHECKING`, inside a function, relative, or spelled as `__import__("rempart.server")`
+counts too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import rempart
 
 PACKAGE = Path(rempart.__file__).parent
-ALLOWED = {"rempart.cli", "rempart.__main__", "rempart.server"}
+ALLOWED = {"rempart.cli", "rempart.__main__", "rempart.server", "rempart.decision_worker"}
 IMPORTERS = {"__import__", "import_module"}
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rempart.apppass.store import AppPasswordStore
+from rempart.apppass.store import AppPasswordIndex
 from rempart.config import Settings
 from rempart.engine.engine import Engine
 from rempart.engine.keys import LoginRules
@@ -60,7 +60,7 @@ class WforceContext:
     confirm_prefixes: tuple[int, int]  # IPv4, IPv6: entries this wide or wider need confirm
     counters: WforceCounters
     exact_list_logins: bool  # list entries name the login as given, as wforce does
-    app_passwords: AppPasswordStore | None = None  # marks attempts that use an app password
+    app_passwords: AppPasswordIndex | None = None  # marks attempts that use an app password
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS account_flags (
   login TEXT PRIMARY KEY,
   mail_apps_only INTEGER NOT NULL
 );
+-- Bumped by every change a decision worker must see (not by last-use updates): workers reload
+-- the table when it moves.
+CREATE TABLE IF NOT EXISTS generation (n INTEGER NOT NULL);
+INSERT INTO generation SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM generation);
 """
 # What Dovecot's sql passdb reads (docs/app-passwords.md has the query). `scopes` is
 # ",imap,pop3,smtp,submission," so that `LIKE '%,<service>,%'` matches Dovecot's %s.
@@ -126,12 +130,17 @@ def _create_file(path: Path, mode: int) -> None:
     os.chmod(path, mode)
 
 
-class AppPasswordStore:
-    """Every account's app passwords: the writer of their files and the decision path's index."""
+class AppPasswordIndex:
+    """What the decision path reads of every account's app passwords: the writer's own copy
+    (`AppPasswordStore`) and a decision worker's (`AppPasswordCopy`) alike."""
 
-    def __init__(
-        self, data_dir: Path, settings: AppPasswordSettings, dovecot: DovecotHash | None = None
+    settings: AppPasswordSettings
+    _db: sqlite3.Connection
+
+    def _setup(
+        self, data_dir: Path, settings: AppPasswordSettings, dovecot: DovecotHash | None
     ) -> None:
+        """What the writer and a decision worker's copy share: settings and empty indexes."""
         self.settings = settings
         self.dovecot = dovecot if dovecot is not None and dovecot.enabled else None
         # How far to shift a stored prefix to compare it with the bits Dovecot sends.
@@ -144,36 +153,6 @@ class AppPasswordStore:
             else ""
         )
         self.path = data_dir / "app-passwords.db"
-        self.dovecot_path = (
-            Path(settings.dovecot_db)
-            if settings.dovecot_db
-            else data_dir / "dovecot-app-passwords.db"
-        )
-        self.hasher = secret_mod.Hasher(settings.argon2_memory_kib, settings.argon2_time_cost)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="app-passwords")
-        self._lock = asyncio.Lock()
-        _create_file(self.path, 0o600)
-        # Readable by the group Dovecot's auth workers run as, when one is named; else by the
-        # service's user only, like every other data file.
-        _create_file(self.dovecot_path, 0o640 if settings.dovecot_db_group else 0o600)
-        if settings.dovecot_db_group:
-            try:
-                gid = grp.getgrnam(settings.dovecot_db_group).gr_gid
-            except KeyError:
-                raise ValueError(
-                    f"[app_passwords] dovecot_db_group: no group {settings.dovecot_db_group!r}"
-                ) from None
-            os.chown(self.dovecot_path, -1, gid)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self._dovecot = sqlite3.connect(
-            self.dovecot_path, check_same_thread=False, isolation_level=None
-        )
-        self._dovecot.execute("PRAGMA journal_mode=DELETE")
-        self._dovecot.execute("PRAGMA synchronous=FULL")
-        self._dovecot.executescript(_DOVECOT_SCHEMA)
         self._by_login: dict[str, dict[str, AppPassword]] = {}
         self._only: set[str] = set()
         self._uses: dict[str, tuple[float, str]] = {}  # id -> (when, network) not yet written
@@ -181,10 +160,10 @@ class AppPasswordStore:
         # login -> scope -> (expiry or inf, pwhash prefix or -1) of its app passwords
         self._reach: dict[str, dict[str, list[tuple[float, int]]]] = {}
         self._prefixes: dict[str, int] = {}  # id -> prefix (-1: unknown, e.g. nonce changed)
-        self._load()
 
-    # --- start -------------------------------------------------------------------------------
-    def _load(self) -> None:
+    def _read(self) -> list[Any]:
+        """Fill the indexes from the table; its rows."""
+        self._by_login, self._owners, self._prefixes, self._reach = {}, {}, {}, {}
         rows = self._db.execute(
             "SELECT id, login, label, scopes, created, expires, last_used, last_network, "
             "selector, hash, pwprefix FROM app_passwords"
@@ -202,16 +181,7 @@ class AppPasswordStore:
         self._only = {
             r[0] for r in self._db.execute("SELECT login FROM account_flags WHERE mail_apps_only")
         }
-        # The Dovecot table is derived: rebuilt from the store at every start.
-        with self._transaction(self._dovecot):
-            self._dovecot.execute("DELETE FROM dovecot_app_passwords")
-            self._dovecot.executemany(
-                "INSERT INTO dovecot_app_passwords VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (r[0], r[1], r[8], r[9], _dovecot_scopes(tuple(r[3].split(","))), int(r[5]))
-                    for r in rows
-                ],
-            )
+        return rows
 
     def _index(self, login: str) -> None:
         """Recompute what the decision path reads for `login` (after any change to it)."""
@@ -225,13 +195,6 @@ class AppPasswordStore:
         else:
             self._reach.pop(login, None)
 
-    def _prefix_of(self, login: str, secret: str) -> int:
-        """The leading PREFIX_BITS of Dovecot's pwhash of this secret (-1 without a nonce)."""
-        if self.dovecot is None:
-            return -1
-        material = self.dovecot.nonce.encode() + login.encode() + b"\0" + secret.encode()
-        return int.from_bytes(hashlib.sha256(material).digest()[:2]) >> (16 - PREFIX_BITS)
-
     def _sent_prefix(self, pwhash: str) -> int:
         """The attempt's pwhash cut to the bits both sides have (-1: cannot tell)."""
         if self.dovecot is None or not pwhash:
@@ -242,121 +205,6 @@ class AppPasswordStore:
         except ValueError:
             return -1
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _transaction(db: sqlite3.Connection) -> Any:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-    async def _write(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
-
-    # --- changes (API and CLI, through the server) -------------------------------------------
-    async def create(
-        self, login: str, label: str, scopes: tuple[str, ...], expires: float, now: float
-    ) -> tuple[AppPassword, str]:
-        """A new app password and its secret, which the caller shows once and drops."""
-        async with self._lock:
-            held = self._by_login.get(login, {})
-            if len(held) >= self.settings.max_per_account:
-                raise LimitReached(
-                    f"{login} already has {len(held)} app passwords (the limit is "
-                    f"{self.settings.max_per_account}): revoke one first"
-                )
-            taken = {self._owners[i][1] for i in held}
-            secret = secret_mod.generate()
-            while secret_mod.selector(secret) in taken:
-                secret = secret_mod.generate()
-            item = AppPassword(_secrets.token_hex(8), login, label, scopes, now, expires)
-            selector = secret_mod.selector(secret)
-            prefix = self._prefix_of(login, secret)
-            stored_prefix = f"{self._nonce_tag}:{prefix}" if prefix >= 0 else ""
-
-            def write() -> None:
-                hashed = self.hasher.hash(secret)
-                with self._transaction(self._db):
-                    self._db.execute(
-                        "INSERT INTO app_passwords (id, login, label, scopes, selector, hash, "
-                        "created, expires, pwprefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            item.id,
-                            login,
-                            label,
-                            ",".join(scopes),
-                            selector,
-                            hashed,
-                            now,
-                            expires,
-                            stored_prefix,
-                        ),
-                    )
-                with self._transaction(self._dovecot):
-                    self._dovecot.execute(
-                        "INSERT INTO dovecot_app_passwords VALUES (?, ?, ?, ?, ?, ?)",
-                        (item.id, login, selector, hashed, _dovecot_scopes(scopes), int(expires)),
-                    )
-
-            await self._write(write)
-            self._owners[item.id] = (login, selector)
-            self._prefixes[item.id] = prefix
-            self._by_login.setdefault(login, {})[item.id] = item
-            self._index(login)
-            return item, secret
-
-    async def revoke(self, login: str, ids: list[str] | None) -> list[AppPassword]:
-        """Revoke the named app passwords of `login` (all of them when `ids` is None); the
-        ones revoked. Ids of other accounts are never touched."""
-        async with self._lock:
-            held = self._by_login.get(login, {})
-            gone = list(held.values()) if ids is None else [held[i] for i in ids if i in held]
-            if not gone:
-                return []
-            keys = [(g.id,) for g in gone]
-
-            def write() -> None:
-                # Dovecot's table first: from this commit on the secret no longer opens mail.
-                with self._transaction(self._dovecot):
-                    self._dovecot.executemany(
-                        "DELETE FROM dovecot_app_passwords WHERE id = ?", keys
-                    )
-                with self._transaction(self._db):
-                    self._db.executemany("DELETE FROM app_passwords WHERE id = ?", keys)
-
-            await self._write(write)
-            for g in gone:
-                held.pop(g.id, None)
-                self._uses.pop(g.id, None)
-                self._owners.pop(g.id, None)
-                self._prefixes.pop(g.id, None)
-            if not held:
-                self._by_login.pop(login, None)
-            self._index(login)
-            return gone
-
-    async def set_mail_apps_only(self, login: str, enabled: bool) -> None:
-        async with self._lock:
-
-            def write() -> None:
-                with self._transaction(self._db):
-                    if enabled:
-                        self._db.execute(
-                            "INSERT OR REPLACE INTO account_flags VALUES (?, 1)", (login,)
-                        )
-                    else:
-                        self._db.execute("DELETE FROM account_flags WHERE login = ?", (login,))
-
-            await self._write(write)
-            if enabled:
-                self._only.add(login)
-            else:
-                self._only.discard(login)
-
-    # --- reads -------------------------------------------------------------------------------
     def list(self, login: str) -> list[AppPassword]:
         items = []
         for item in self._by_login.get(login, {}).values():
@@ -378,7 +226,6 @@ class AppPasswordStore:
             "mail_apps_only": len(self._only),
         }
 
-    # --- the decision path (event loop, memory only) -------------------------------------------
     def mark(self, attempt: Attempt, now: float) -> str:
         """Set the attempt's app-password facts; the id of the app password Dovecot says it
         authenticated with ("" for none).
@@ -439,10 +286,8 @@ class AppPasswordStore:
                 return True
         return False
 
-    def flush_uses(self) -> Future[None] | None:
-        """Write the recorded uses on the writer thread (called every few seconds)."""
-        if not self._uses:
-            return None
+    def _settle_uses(self) -> dict[str, tuple[float, str]]:
+        """The uses recorded since the last call, now also in the index's entries."""
         uses, self._uses = self._uses, {}
         for app_id, (when, network) in uses.items():
             owner = self._owners.get(app_id)
@@ -450,6 +295,192 @@ class AppPasswordStore:
             item = held.get(app_id) if held else None
             if held is not None and item is not None:
                 held[app_id] = dataclasses.replace(item, last_used=when, last_network=network)
+        return uses
+
+
+class AppPasswordStore(AppPasswordIndex):
+    """Every account's app passwords: the writer of their files and the decision path's index."""
+
+    def __init__(
+        self, data_dir: Path, settings: AppPasswordSettings, dovecot: DovecotHash | None = None
+    ) -> None:
+        self._setup(data_dir, settings, dovecot)
+        self.dovecot_path = (
+            Path(settings.dovecot_db)
+            if settings.dovecot_db
+            else data_dir / "dovecot-app-passwords.db"
+        )
+        self.hasher = secret_mod.Hasher(settings.argon2_memory_kib, settings.argon2_time_cost)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="app-passwords")
+        self._lock = asyncio.Lock()
+        _create_file(self.path, 0o600)
+        # Readable by the group Dovecot's auth workers run as, when one is named; else by the
+        # service's user only, like every other data file.
+        _create_file(self.dovecot_path, 0o640 if settings.dovecot_db_group else 0o600)
+        if settings.dovecot_db_group:
+            try:
+                gid = grp.getgrnam(settings.dovecot_db_group).gr_gid
+            except KeyError:
+                raise ValueError(
+                    f"[app_passwords] dovecot_db_group: no group {settings.dovecot_db_group!r}"
+                ) from None
+            os.chown(self.dovecot_path, -1, gid)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._dovecot = sqlite3.connect(
+            self.dovecot_path, check_same_thread=False, isolation_level=None
+        )
+        self._dovecot.execute("PRAGMA journal_mode=DELETE")
+        self._dovecot.execute("PRAGMA synchronous=FULL")
+        self._dovecot.executescript(_DOVECOT_SCHEMA)
+        self._load()
+
+    # --- start -------------------------------------------------------------------------------
+    def _load(self) -> None:
+        rows = self._read()
+        # The Dovecot table is derived: rebuilt from the store at every start.
+        with self._transaction(self._dovecot):
+            self._dovecot.execute("DELETE FROM dovecot_app_passwords")
+            self._dovecot.executemany(
+                "INSERT INTO dovecot_app_passwords VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (r[0], r[1], r[8], r[9], _dovecot_scopes(tuple(r[3].split(","))), int(r[5]))
+                    for r in rows
+                ],
+            )
+
+    def _prefix_of(self, login: str, secret: str) -> int:
+        """The leading PREFIX_BITS of Dovecot's pwhash of this secret (-1 without a nonce)."""
+        if self.dovecot is None:
+            return -1
+        material = self.dovecot.nonce.encode() + login.encode() + b"\0" + secret.encode()
+        return int.from_bytes(hashlib.sha256(material).digest()[:2]) >> (16 - PREFIX_BITS)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _transaction(db: sqlite3.Connection) -> Any:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    async def _write(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
+
+    # --- changes (API and CLI, through the server) -------------------------------------------
+    async def create(
+        self, login: str, label: str, scopes: tuple[str, ...], expires: float, now: float
+    ) -> tuple[AppPassword, str]:
+        """A new app password and its secret, which the caller shows once and drops."""
+        async with self._lock:
+            held = self._by_login.get(login, {})
+            if len(held) >= self.settings.max_per_account:
+                raise LimitReached(
+                    f"{login} already has {len(held)} app passwords (the limit is "
+                    f"{self.settings.max_per_account}): revoke one first"
+                )
+            taken = {self._owners[i][1] for i in held}
+            secret = secret_mod.generate()
+            while secret_mod.selector(secret) in taken:
+                secret = secret_mod.generate()
+            item = AppPassword(_secrets.token_hex(8), login, label, scopes, now, expires)
+            selector = secret_mod.selector(secret)
+            prefix = self._prefix_of(login, secret)
+            stored_prefix = f"{self._nonce_tag}:{prefix}" if prefix >= 0 else ""
+
+            def write() -> None:
+                hashed = self.hasher.hash(secret)
+                with self._transaction(self._db):
+                    self._db.execute(
+                        "INSERT INTO app_passwords (id, login, label, scopes, selector, hash, "
+                        "created, expires, pwprefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            item.id,
+                            login,
+                            label,
+                            ",".join(scopes),
+                            selector,
+                            hashed,
+                            now,
+                            expires,
+                            stored_prefix,
+                        ),
+                    )
+                    self._db.execute("UPDATE generation SET n = n + 1")
+                with self._transaction(self._dovecot):
+                    self._dovecot.execute(
+                        "INSERT INTO dovecot_app_passwords VALUES (?, ?, ?, ?, ?, ?)",
+                        (item.id, login, selector, hashed, _dovecot_scopes(scopes), int(expires)),
+                    )
+
+            await self._write(write)
+            self._owners[item.id] = (login, selector)
+            self._prefixes[item.id] = prefix
+            self._by_login.setdefault(login, {})[item.id] = item
+            self._index(login)
+            return item, secret
+
+    async def revoke(self, login: str, ids: list[str] | None) -> list[AppPassword]:
+        """Revoke the named app passwords of `login` (all of them when `ids` is None); the
+        ones revoked. Ids of other accounts are never touched."""
+        async with self._lock:
+            held = self._by_login.get(login, {})
+            gone = list(held.values()) if ids is None else [held[i] for i in ids if i in held]
+            if not gone:
+                return []
+            keys = [(g.id,) for g in gone]
+
+            def write() -> None:
+                # Dovecot's table first: from this commit on the secret no longer opens mail.
+                with self._transaction(self._dovecot):
+                    self._dovecot.executemany(
+                        "DELETE FROM dovecot_app_passwords WHERE id = ?", keys
+                    )
+                with self._transaction(self._db):
+                    self._db.executemany("DELETE FROM app_passwords WHERE id = ?", keys)
+                    self._db.execute("UPDATE generation SET n = n + 1")
+
+            await self._write(write)
+            for g in gone:
+                held.pop(g.id, None)
+                self._uses.pop(g.id, None)
+                self._owners.pop(g.id, None)
+                self._prefixes.pop(g.id, None)
+            if not held:
+                self._by_login.pop(login, None)
+            self._index(login)
+            return gone
+
+    async def set_mail_apps_only(self, login: str, enabled: bool) -> None:
+        async with self._lock:
+
+            def write() -> None:
+                with self._transaction(self._db):
+                    if enabled:
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO account_flags VALUES (?, 1)", (login,)
+                        )
+                    else:
+                        self._db.execute("DELETE FROM account_flags WHERE login = ?", (login,))
+                    self._db.execute("UPDATE generation SET n = n + 1")
+
+            await self._write(write)
+            if enabled:
+                self._only.add(login)
+            else:
+                self._only.discard(login)
+
+    # --- uses -------------------------------------------------------------------------------
+    def flush_uses(self) -> Future[None] | None:
+        """Write the recorded uses on the writer thread (called every few seconds)."""
+        uses = self._settle_uses()
+        if not uses:
+            return None
         rows = [(when, network, app_id) for app_id, (when, network) in uses.items()]
 
         def write() -> None:
@@ -467,3 +498,40 @@ class AppPasswordStore:
         self._writer.shutdown(wait=True)
         self._db.close()
         self._dovecot.close()
+
+
+class AppPasswordCopy(AppPasswordIndex):
+    """A decision worker's read-only copy of the primary's app passwords.
+
+    The primary (`AppPasswordStore`) is their one writer. The copy reloads the table when the
+    primary's change counter moves (`refresh`, once a second), and hands the uses it sees to
+    the primary (`take_uses`), which writes them."""
+
+    def __init__(
+        self, data_dir: Path, settings: AppPasswordSettings, dovecot: DovecotHash | None = None
+    ) -> None:
+        self._setup(data_dir, settings, dovecot)
+        self._db = sqlite3.connect(
+            f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+        )
+        self._generation = -1
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Reload when the primary changed an app password or an account's flag since the last
+        look; whether it did."""
+        row = self._db.execute("SELECT n FROM generation").fetchone()
+        generation = int(row[0]) if row else 0
+        if generation == self._generation:
+            return False
+        self._generation = generation
+        self._read()
+        return True
+
+    def take_uses(self) -> list[tuple[str, float, str]]:
+        """The successful uses seen since the last call, as (id, when, network), for the
+        primary to write."""
+        return [(app_id, when, network) for app_id, (when, network) in self._settle_uses().items()]
+
+    def close(self) -> None:
+        self._db.close()

@@ -17,6 +17,7 @@ import click
 from rempart.config import ConfigError, Settings, load_settings
 from rempart.ops import report as report_mod
 from rempart.ops import timeparse
+from rempart.ops.host_journals import HostJournals
 from rempart.ops.journal import Journal
 from rempart.ops.notices import LEVELS, NoticeError, Notices
 from rempart.ops.operators import OperatorError, Operators
@@ -126,7 +127,7 @@ def report_incident(
     journal_dir = path / "journal"
     if not journal_dir.is_dir():
         raise click.ClickException(f"no journal under {journal_dir}")
-    journal = Journal(journal_dir)
+    journal = HostJournals(path)  # the decision workers' journals too
     checked, broken = journal.verify()
     integrity = (
         f"Journal intact: {checked:,} records verified (hash chain)."

@@ -17,6 +17,7 @@ from rempart.adapters.context import Commit, JournalDurable, WforceCounters
 from rempart.engine.engine import Engine
 from rempart.engine.keys import LoginRules
 from rempart.engine.oracle import LeakOracle
+from rempart.ops.host_journals import HostJournals
 from rempart.ops.journal import Journal
 
 
@@ -38,7 +39,7 @@ class ConsoleContext:
     data_dir: Path  # operators and notices live here
     api_password: str  # signs the first operator in until operators are created
     login_rules: LoginRules
-    journal: Journal | None
+    journal: Journal | HostJournals | None
     leaks: LeakOracle | None
     commit: Commit  # acknowledged changes on disk (group commit), else HTTPError 503
     journal_durable: JournalDurable  # an operator-side event, acknowledged after commit

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from typing import IO
 
+from rempart.ops.host_journals import HostJournals
 from rempart.ops.journal import Broken, Journal
 
 
 def export(
-    journal: Journal,
+    journal: Journal | HostJournals,
     out: IO[str],
     since: float = 0.0,
     until: float = 0.0,

@@ -17,6 +17,7 @@ from typing import Any
 from rempart.engine.posture import PostureRecord
 from rempart.engine.records import posture_of_record
 from rempart.model import Protocol
+from rempart.ops.host_journals import HostJournals
 from rempart.ops.journal import Journal
 from rempart.ops.operators import fingerprint
 from rempart.state.writer import decode_posture
@@ -55,7 +56,10 @@ def _state_rows(data_dir: Path) -> tuple[list[tuple[str, str, str, float]], dict
 
 
 def missing_records(
-    journal: Journal, data_dir: Path, operators: dict[str, str], now: float | None = None
+    journal: Journal | HostJournals,
+    data_dir: Path,
+    operators: dict[str, str],
+    now: float | None = None,
 ) -> list[Missing]:
     """Each list entry in force, posture and operator (`operators`: name → password hash, as
     in operators.json) whose journal record is missing or says otherwise."""

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from rempart.adapters.fields import choice, network_field, timestamp, whole
 from rempart.engine.keys import KeyError_, LoginRules, canonical_login, net_keys
 from rempart.httpserver import HTTPError
+from rempart.ops.host_journals import HostJournals
 from rempart.ops.journal import Journal
 from rempart.ops.live import subnet_of
 from rempart.ops.report import bucket_label, bucket_width
@@ -75,7 +76,7 @@ def parse_query(q: dict[str, str], rules: LoginRules, now: float | None = None) 
     return Query(login, ip, subnet, since, until, kind, limit)
 
 
-def search(journal: Journal, q: Query) -> list[dict[str, Any]]:
+def search(journal: Journal | HostJournals, q: Query) -> list[dict[str, Any]]:
     records = journal.records(
         login=q.login,
         ip=q.ip,

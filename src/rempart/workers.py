@@ -1,0 +1,291 @@
+"""Decision workers: extra processes that answer the decision API on `[server] decision_port`,
+so one host decides on as many cores as it has.
+
+This module owns their life and their link to the primary (the `rempart serve` process that
+starts them):
+- the primary binds the decision port once, so a port in use is said before anything starts,
+  and a worker that restarts keeps the port and the connections queued on it;
+- it starts the workers (`python -m rempart.decision_worker`, given the listening sockets), waits until
+  each says it is ready, restarts one that dies (with a growing delay if it keeps dying), and
+  stops them all (SIGTERM, then SIGKILL after STOP_TIMEOUT_S);
+- each worker writes JSON lines on a control pipe: `{"ready": pid}` once, then the app-password
+  uses it saw (`{"uses": [[id, when, network], ...]}`), which the primary, their one writer,
+  records. A worker stops when its primary is gone.
+
+What they learn they share as separate hosts do: each worker is a replication node
+(`rempart.state.replication`) with its own SQLite mirror and journal under
+`<data_dir>/workers/<i>/`, so its reports reach the other workers and the primary through Redis,
+and the primary's list, posture and reset changes reach it. Hence `decision_workers` needs
+`[state] backend = "redis"` (checked by `rempart.preflight`).
+
+Why processes and not threads: a decision is pure Python-level CPU under one interpreter lock.
+Why a port of their own: everything an operator changes (the console and its sessions, the
+app-password API, operator accounts) and every effect outside the process (HAProxy and
+nftables feeds, the Postfix policy service, log tailing) keeps one writer, the primary, on
+`[server] port`; the decision API alone is what needs more than one core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rempart.acceptor import listening_sockets
+
+log = logging.getLogger(__name__)
+
+WORKERS_DIR = "workers"
+CONFIG_NAME = "config.toml"  # the primary's configuration, as the workers read it
+START_TIMEOUT_S = 120.0  # a worker loads the leak corpus and warms from Redis before it is ready
+STOP_TIMEOUT_S = 10.0
+STEADY_S = 30.0  # a worker that ran this long before dying is restarted at once
+MAX_RESTART_DELAY_S = 30.0
+USES_PER_MESSAGE = 40  # keeps a control message under PIPE_BUF, so it is written whole
+
+
+class WorkerError(Exception):
+    """A decision worker could not start; the message says why."""
+
+
+def worker_dir(data_dir: str | Path, index: int) -> Path:
+    """Where decision worker `index` keeps its state store (the Redis mirror) and journal."""
+    return Path(data_dir) / WORKERS_DIR / str(index)
+
+
+class Control:
+    """A worker's end of its control pipe: JSON lines to the primary."""
+
+    def __init__(self, fd: int, parent: int) -> None:
+        self.fd = fd
+        self.parent = parent
+        os.set_blocking(fd, False)  # a stalled primary must never stall the decisions
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Write one message; False when the primary is gone. A message that does not fit in
+        the pipe (the primary is not reading) is dropped."""
+        if "uses" in message and len(message["uses"]) > USES_PER_MESSAGE:
+            uses = message["uses"]
+            return all(
+                self.send({"uses": uses[i : i + USES_PER_MESSAGE]})
+                for i in range(0, len(uses), USES_PER_MESSAGE)
+            )
+        try:
+            os.write(self.fd, orjson.dumps(message) + b"\n")
+        except BlockingIOError:
+            log.warning("the primary is not reading its control pipe: a message was dropped")
+        except OSError:  # BrokenPipeError: the primary is gone
+            return False
+        return True
+
+    def alive(self) -> bool:
+        """Whether the primary that started this worker still runs."""
+        return os.getppid() == self.parent
+
+
+@dataclass(slots=True)
+class _Worker:
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    ready: asyncio.Future[None] | None = None
+    started: float = 0.0
+    restarts: int = 0
+    failures: int = 0  # deaths in a row, each before STEADY_S
+    restart_at: float = 0.0
+    last_exit: int | None = None
+    reading: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class DecisionWorkers:
+    """The primary's side: the decision port, the worker processes, their control pipes."""
+
+    def __init__(
+        self,
+        count: int,
+        data_dir: Path,
+        config_text: str,
+        on_message: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.count = count
+        self.data_dir = Path(data_dir)
+        self.config_text = config_text
+        self.on_message = on_message
+        self.sockets: list[socket.socket] = []
+        self.workers = [_Worker(i) for i in range(count)]
+        self.stopping = False
+
+    def bind(self, host: str, port: int) -> int:
+        """Listen on the decision port (every address of `host`); the bound port. Raises
+        OSError (in use, …)."""
+        self.sockets = listening_sockets(host, port, backlog=4096)
+        return int(self.sockets[0].getsockname()[1])
+
+    def _config_path(self) -> Path | None:
+        if not self.config_text:
+            return None
+        folder = self.data_dir / WORKERS_DIR
+        folder.mkdir(mode=0o700, exist_ok=True)
+        path = folder / CONFIG_NAME
+        path.write_text(self.config_text)  # the process umask keeps it 0600
+        return path
+
+    async def start(self) -> None:
+        """Start every worker and wait until each is ready; WorkerError if one is not."""
+        config = self._config_path()
+        for worker in self.workers:
+            await self._spawn(worker, config)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for worker in self.workers:
+            assert worker.process is not None and worker.ready is not None
+            exited: asyncio.Future[Any] = asyncio.ensure_future(worker.process.wait())
+            waiting: set[asyncio.Future[Any]] = {worker.ready, exited}
+            done, _ = await asyncio.wait(
+                waiting,
+                timeout=max(0.0, deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if worker.ready not in done:
+                exited.cancel()
+                await self.stop()
+                if not done:
+                    raise WorkerError(
+                        f"decision worker {worker.index} was not ready after "
+                        f"{START_TIMEOUT_S:.0f} s"
+                    )
+                raise WorkerError(
+                    f"decision worker {worker.index} exited with status "
+                    f"{worker.process.returncode} before it was ready (its messages are above)"
+                )
+            exited.cancel()
+
+    async def _spawn(self, worker: _Worker, config: Path | None) -> None:
+        read_fd, write_fd = os.pipe()
+        fds = [s.fileno() for s in self.sockets]
+        command = [sys.executable, "-m", "rempart.decision_worker", "--index", str(worker.index)]
+        command += ["--data-dir", str(self.data_dir), "--control-fd", str(write_fd)]
+        command += ["--listen-fds", ",".join(map(str, fds))]
+        if config is not None:
+            command += ["--config", str(config)]
+        try:
+            worker.process = await asyncio.create_subprocess_exec(
+                *command, pass_fds=(*fds, write_fd), stdin=subprocess.DEVNULL
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        loop = asyncio.get_running_loop()
+        worker.ready = loop.create_future()
+        worker.started = time.monotonic()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+        worker.reading = asyncio.ensure_future(self._read(worker, reader, worker.ready))
+        log.info("decision worker %d started (pid %d)", worker.index, worker.process.pid)
+
+    async def _read(
+        self, worker: _Worker, reader: asyncio.StreamReader, ready: asyncio.Future[None]
+    ) -> None:
+        while line := await reader.readline():
+            try:
+                message = orjson.loads(line)
+                if not isinstance(message, dict):
+                    raise ValueError("not an object")
+                if "ready" in message and not ready.done():
+                    ready.set_result(None)
+                else:
+                    self.on_message(message)
+            except Exception:  # a worker's bug must not stop the primary
+                log.exception("decision worker %d: unusable control message", worker.index)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Restart workers that die until `stop` is set; then stop them all."""
+        config = self._config_path()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
+                if stop.is_set():
+                    break
+                now = time.monotonic()
+                for worker in self.workers:
+                    process = worker.process
+                    if process is None or process.returncode is None:
+                        continue
+                    if worker.restart_at == 0.0:
+                        self._schedule_restart(worker, process.returncode, now)
+                    elif now >= worker.restart_at:
+                        worker.restart_at = 0.0
+                        worker.restarts += 1
+                        await self._spawn(worker, config)
+        finally:
+            await self.stop()
+
+    def _schedule_restart(self, worker: _Worker, status: int, now: float) -> None:
+        worker.last_exit = status
+        lived = now - worker.started
+        worker.failures = 0 if lived >= STEADY_S else worker.failures + 1
+        delay = 0.5 if worker.failures == 0 else min(MAX_RESTART_DELAY_S, 2.0**worker.failures)
+        worker.restart_at = now + delay
+        log.error(
+            "decision worker %d (pid %s) exited with status %d after %.1f s; restarting it in "
+            "%.1f s",
+            worker.index,
+            worker.process.pid if worker.process else "?",
+            status,
+            lived,
+            delay,
+        )
+
+    async def stop(self) -> None:
+        """SIGTERM every worker, SIGKILL those still running after STOP_TIMEOUT_S; close the
+        decision port."""
+        if self.stopping:
+            return
+        self.stopping = True
+        running = [w.process for w in self.workers if w.process and w.process.returncode is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        if running:
+            await asyncio.wait(
+                [asyncio.ensure_future(p.wait()) for p in running], timeout=STOP_TIMEOUT_S
+            )
+            for process in running:
+                if process.returncode is None:
+                    log.error("decision worker pid %d did not stop: killed", process.pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                    await process.wait()
+        for worker in self.workers:
+            if worker.reading is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(worker.reading, 2)  # the last uses they sent
+        for sock in self.sockets:
+            sock.close()
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each worker's pid, state and restarts (for `stats`)."""
+        return [
+            {
+                "index": w.index,
+                "pid": w.process.pid if w.process else None,
+                "running": bool(w.process and w.process.returncode is None),
+                "restarts": w.restarts,
+                "last_exit": w.last_exit,
+            }
+            for w in self.workers
+        ]
