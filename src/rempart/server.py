@@ -66,6 +66,7 @@ from rempart.ops.context import ConsoleContext, MetricsContext, StatusContext
 from rempart.ops.guards import check_api_password
 from rempart.ops.host_journals import HostJournals
 from rempart.ops.journal import Journal
+from rempart.ops.live import LiveStats
 from rempart.ops.operators import Operators, operator_changes
 from rempart.ops.settings import OpsSettings
 from rempart.ops.webhooks import WebhookSender, WebhookSettings
@@ -73,7 +74,7 @@ from rempart.shed.config import ShedSettings
 from rempart.state import open_replication, open_store
 from rempart.state.checkpoint import CheckpointCollector, Checkpointer
 from rempart.state.writer import StateWriter
-from rempart.workers import Control, DecisionWorkers, WorkerError, worker_dir
+from rempart.workers import Control, DecisionWorkers, WorkerCollector, WorkerError, worker_dir
 
 log = logging.getLogger("rempart")
 DETECTOR_STATE = "campaign.state"  # the store setting holding the detector's learned state
@@ -140,6 +141,7 @@ class Service:
         api_password: str,
         leaks: LeakOracle | None = None,
         worker: int | None = None,
+        config_text: str = "",
     ) -> None:
         self.settings = settings
         self.data_dir = prepare(data_dir)
@@ -147,7 +149,10 @@ class Service:
         # What this process writes: the data directory, or a decision worker's own one.
         self.node_dir = self.data_dir if worker is None else prepare(worker_dir(data_dir, worker))
         self.workers: DecisionWorkers | None = None  # the primary's, started by serve()
-        self.config_text = ""  # the configuration file's text, which decision workers read
+        if worker is None and settings.server.decision_workers:
+            self.workers = DecisionWorkers(
+                settings.server.decision_workers, self.data_dir, config_text, self._worker_said
+            )
         self.started = time.time()
         self._owns_leaks = leaks is None
         if leaks is None:
@@ -245,6 +250,8 @@ class Service:
             self.replication.peer_listeners.append(self.hostile_feed.listener)
         if self.replication is not None and self.standing_feed is not None:
             self.replication.peer_listeners.append(self.standing_feed.listener)
+        if self.workers is not None:
+            self.extra_collectors.append(WorkerCollector(self.workers))
         if self.replication is not None:
             from rempart.state.replication import ReplicationCollector  # needs the redis extra
 
@@ -514,12 +521,15 @@ class Service:
         console.mount(router)
         return router
 
-    def _worker_said(self, message: dict[str, Any]) -> None:
-        """A decision worker's message on its control channel (see `rempart.workers`)."""
+    def _worker_said(self, worker: int, message: dict[str, Any]) -> None:
+        """A decision worker's message on its control pipe (see `rempart.workers`)."""
         uses = message.get("uses")
         if self.app_passwords is not None and isinstance(uses, list):
             for app_id, when, network in uses:
                 self.app_passwords.record_use(app_id, network, when)
+        figures = message.get("figures")
+        if self.console is not None and isinstance(figures, dict):
+            self.console.live.absorb(worker, figures)
 
     def _mount_decisions(self, router: Router, ops: OpsSettings) -> None:
         """The decision API: wforce's commands (lists included), /v1/decide and /v1/report,
@@ -570,6 +580,8 @@ class Service:
         gc.set_threshold(50_000, 20, 100)
         housekeeping = asyncio.ensure_future(self._housekeeping())
         collecting = asyncio.ensure_future(self._collect_young())
+        live = LiveStats(self.engine)  # the primary's dashboard shows what this worker does
+        self.engine.listeners.append(live.listener)
         control.send({"ready": os.getpid()})
         log.info(
             "decision worker %d listening (data in %s; decision core: %s)",
@@ -580,17 +592,23 @@ class Service:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
+            live.tick()
+            control.send({"figures": live.figures(os.getpid())})
             if self.app_password_copy is not None:
                 self.app_password_copy.refresh()
                 uses = self.app_password_copy.take_uses()
-                if uses and not control.send({"uses": uses}):
-                    stop.set()  # the primary is gone
-            if not control.alive():
+                if uses:
+                    control.send({"uses": uses})
+            if control.broken or not control.alive():
                 log.warning("decision worker %d: the primary is gone, stopping", self.worker)
                 stop.set()
         housekeeping.cancel()
         collecting.cancel()
         await self.app.stop()
+        if self.app_password_copy is not None:
+            control.send({"uses": self.app_password_copy.take_uses()})
+        control.send({"figures": live.figures(os.getpid())})
+        control.close()
         self.close()
 
     async def serve(self, host: str, port: int, ready: asyncio.Event | None = None) -> None:
@@ -606,11 +624,8 @@ class Service:
         except OSError as exc:
             self.close()
             raise StartupError(listen_error(host, port, exc)) from None
-        workers = self.settings.server.decision_workers
-        if workers:  # bound and started before "listening" is said: all or nothing
-            self.workers = DecisionWorkers(
-                workers, self.data_dir, self.config_text, self._worker_said
-            )
+        if self.workers is not None:  # bound and started before "listening" is said
+            workers = self.workers.count
             decision_port = self.settings.server.decision_port
             try:
                 bound_decisions = self.workers.bind(host, decision_port)
@@ -791,8 +806,7 @@ def run(settings: Settings, data_dir: str, host: str, port: int, config_text: st
             flush=True,
         )
     try:
-        service = Service(settings, path, password)
-        service.config_text = config_text
+        service = Service(settings, path, password, config_text=config_text)
         if sys.platform == "win32":  # uvloop is a dependency everywhere else
             asyncio.run(service.serve(host, port))
         else:

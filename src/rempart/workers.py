@@ -8,9 +8,11 @@ starts them):
 - it starts the workers (`python -m rempart.decision_worker`, given the listening sockets), waits until
   each says it is ready, restarts one that dies (with a growing delay if it keeps dying), and
   stops them all (SIGTERM, then SIGKILL after STOP_TIMEOUT_S);
-- each worker writes JSON lines on a control pipe: `{"ready": pid}` once, then the app-password
-  uses it saw (`{"uses": [[id, when, network], ...]}`), which the primary, their one writer,
-  records. A worker stops when its primary is gone.
+- each worker writes JSON lines on a control pipe: `{"ready": pid}` once; then, every second,
+  its figures for the primary's dashboard and metrics (`{"figures": …}`, see
+  `LiveStats.figures`) and the app-password uses it saw (`{"uses": [[id, when, network],
+  ...]}`), which the primary, their one writer, records. A worker stops when its primary is
+  gone.
 
 What they learn they share as separate hosts do: each worker is a replication node
 (`rempart.state.replication`) with its own SQLite mirror and journal under
@@ -31,17 +33,21 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from rempart.acceptor import listening_sockets
 
@@ -53,7 +59,7 @@ START_TIMEOUT_S = 120.0  # a worker loads the leak corpus and warms from Redis b
 STOP_TIMEOUT_S = 10.0
 STEADY_S = 30.0  # a worker that ran this long before dying is restarted at once
 MAX_RESTART_DELAY_S = 30.0
-USES_PER_MESSAGE = 40  # keeps a control message under PIPE_BUF, so it is written whole
+MAX_QUEUED = 1000  # control messages a worker keeps while its primary is not reading
 
 
 class WorkerError(Exception):
@@ -66,29 +72,45 @@ def worker_dir(data_dir: str | Path, index: int) -> Path:
 
 
 class Control:
-    """A worker's end of its control pipe: JSON lines to the primary."""
+    """A worker's end of its control pipe: JSON lines to the primary, written by a thread of
+    their own, so a primary slow to read never stalls the decisions."""
 
     def __init__(self, fd: int, parent: int) -> None:
         self.fd = fd
         self.parent = parent
-        os.set_blocking(fd, False)  # a stalled primary must never stall the decisions
+        self.broken = False
+        self.dropped = 0
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write, name="rempart-control", daemon=True)
+        self._thread.start()
 
     def send(self, message: dict[str, Any]) -> bool:
-        """Write one message; False when the primary is gone. A message that does not fit in
-        the pipe (the primary is not reading) is dropped."""
-        if "uses" in message and len(message["uses"]) > USES_PER_MESSAGE:
-            uses = message["uses"]
-            return all(
-                self.send({"uses": uses[i : i + USES_PER_MESSAGE]})
-                for i in range(0, len(uses), USES_PER_MESSAGE)
-            )
-        try:
-            os.write(self.fd, orjson.dumps(message) + b"\n")
-        except BlockingIOError:
-            log.warning("the primary is not reading its control pipe: a message was dropped")
-        except OSError:  # BrokenPipeError: the primary is gone
+        """Queue one message; False once the primary is gone. Beyond MAX_QUEUED waiting
+        messages (the primary is not reading), new ones are dropped and counted."""
+        if self.broken:
             return False
+        if self._queue.qsize() >= MAX_QUEUED:
+            self.dropped += 1
+            return True
+        self._queue.put(orjson.dumps(message) + b"\n")
         return True
+
+    def _write(self) -> None:
+        while (line := self._queue.get()) is not None:
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+            except OSError:  # BrokenPipeError: the primary is gone
+                self.broken = True
+                return
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Send what is queued (at most `timeout` seconds), then close the pipe."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
 
     def alive(self) -> bool:
         """Whether the primary that started this worker still runs."""
@@ -116,7 +138,7 @@ class DecisionWorkers:
         count: int,
         data_dir: Path,
         config_text: str,
-        on_message: Callable[[dict[str, Any]], None],
+        on_message: Callable[[int, dict[str, Any]], None],
     ) -> None:
         self.count = count
         self.data_dir = Path(data_dir)
@@ -124,6 +146,7 @@ class DecisionWorkers:
         self.on_message = on_message
         self.sockets: list[socket.socket] = []
         self.workers = [_Worker(i) for i in range(count)]
+        self.figures: dict[int, dict[str, Any]] = {}  # each worker's last (LiveStats.figures)
         self.stopping = False
 
     def bind(self, host: str, port: int) -> int:
@@ -206,8 +229,11 @@ class DecisionWorkers:
                     raise ValueError("not an object")
                 if "ready" in message and not ready.done():
                     ready.set_result(None)
-                else:
-                    self.on_message(message)
+                    continue
+                figures = message.get("figures")
+                if isinstance(figures, dict):
+                    self.figures[worker.index] = figures
+                self.on_message(worker.index, message)
             except Exception:  # a worker's bug must not stop the primary
                 log.exception("decision worker %d: unusable control message", worker.index)
 
@@ -278,14 +304,63 @@ class DecisionWorkers:
             sock.close()
 
     def status(self) -> list[dict[str, Any]]:
-        """Each worker's pid, state and restarts (for `stats`)."""
-        return [
-            {
-                "index": w.index,
-                "pid": w.process.pid if w.process else None,
-                "running": bool(w.process and w.process.returncode is None),
-                "restarts": w.restarts,
-                "last_exit": w.last_exit,
-            }
-            for w in self.workers
-        ]
+        """Each worker's pid, state, restarts and counts (for `stats`)."""
+        out = []
+        for w in self.workers:
+            figures = self.figures.get(w.index, {})
+            running = bool(w.process and w.process.returncode is None)
+            out.append(
+                {
+                    "index": w.index,
+                    "pid": w.process.pid if w.process else None,
+                    "running": running,
+                    "restarts": w.restarts,
+                    "last_exit": w.last_exit,
+                    "decisions": _by_label(figures.get("decisions", {})),
+                    "reports": _by_label(figures.get("reports", {})),
+                }
+            )
+        return out
+
+
+def _by_label(counts: dict[str, int]) -> dict[str, int]:
+    """{"imap/deny": 3, "pop3/deny": 1} -> {"deny": 4}."""
+    out: dict[str, int] = {}
+    for key, n in counts.items():
+        label = key.rpartition("/")[2]
+        out[label] = out.get(label, 0) + n
+    return out
+
+
+class WorkerCollector(Collector):
+    """Prometheus figures of the decision workers, on the primary's /metrics: each worker's
+    decisions and reports as it last told them (its own, like `rempart_decisions` is the
+    primary's own; sum both for the host), whether it runs, and its restarts."""
+
+    def __init__(self, workers: DecisionWorkers) -> None:
+        self.workers = workers
+
+    def collect(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily(
+            "rempart_worker_decisions",
+            "A decision worker's decisions",
+            labels=["worker", "verdict"],
+        )
+        reports = CounterMetricFamily(
+            "rempart_worker_reports", "A decision worker's reports", labels=["worker", "outcome"]
+        )
+        running = GaugeMetricFamily(
+            "rempart_worker_running", "1 while the decision worker runs", labels=["worker"]
+        )
+        restarts = CounterMetricFamily(
+            "rempart_worker_restarts", "Times the decision worker was restarted", labels=["worker"]
+        )
+        for status in self.workers.status():
+            worker = str(status["index"])
+            for verdict, n in sorted(status["decisions"].items()):
+                decisions.add_metric([worker, verdict], n)
+            for outcome, n in sorted(status["reports"].items()):
+                reports.add_metric([worker, outcome], n)
+            running.add_metric([worker], int(status["running"]))
+            restarts.add_metric([worker], status["restarts"])
+        yield from (decisions, reports, running, restarts)

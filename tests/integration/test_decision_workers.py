@@ -101,6 +101,16 @@ def test_workers_answer_together_and_share_what_they_learn(node) -> None:
     for i in range(40):
         ask(port, "report", attempt(f"user{i}@example.org", success=False, policy_reject=False))
 
+    def failures_in_metrics() -> bool:
+        status, text = primary.request("GET", "/metrics", password=None)
+        assert status == 200
+        found = re.findall(
+            r'^rempart_worker_reports_total\{outcome="failure",worker="(\d)"\} (\S+)$', text, re.M
+        )
+        return len(found) == 2 and sum(float(n) for _, n in found) == 40
+
+    eventually(failures_in_metrics)  # each worker's own share, on the primary's /metrics
+
     def denied_everywhere() -> bool:
         verdicts = [ask(port, "allow", attempt("new@example.org"))["status"] for _ in range(10)]
         status, body = primary.command("allow", attempt("new@example.org"))

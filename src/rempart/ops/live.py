@@ -115,6 +115,12 @@ class LiveStats:
         self._last: tuple[dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {})
         self._generation_started = time.time()
         self._tops: tuple[float, dict[str, list[dict[str, Any]]]] = (0.0, {})
+        # Decision workers' figures (`absorb`): the last ones of each, their reasons summed, and
+        # how many of this process's actions `figures` has handed out.
+        self._remote: dict[int, dict[str, Any]] = {}
+        self._remote_reasons: dict[str, int] = {}
+        self._actions_total = 0  # actions this process's engine made (the deque keeps 50)
+        self._actions_sent = 0
 
     # --- hot path ------------------------------------------------------------------------------
     def listener(self, event: EngineEvent) -> None:
@@ -142,6 +148,7 @@ class LiveStats:
                 cur[login] = cur.get(login, 0) + 1
         elif isinstance(event, _ACTION_EVENTS):
             self.actions.append(_action(event))
+            self._actions_total += 1
 
     # --- once a second ---------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> dict[str, Any]:
@@ -160,6 +167,10 @@ class LiveStats:
             if n
         }
         reasons = self.engine.snapshot().reasons
+        if self._remote_reasons:
+            reasons = dict(reasons)
+            for code, n in self._remote_reasons.items():
+                reasons[code] = reasons.get(code, 0) + n
         last_d, last_r, last_c = self._last
         point: dict[str, Any] = {"t": round(now, 3), "decisions": {}, "reports": {}, "reasons": {}}
         for source, target, last in (
@@ -186,7 +197,8 @@ class LiveStats:
         return point
 
     def tops(self, max_age: float = 2.0) -> dict[str, list[dict[str, Any]]]:
-        """Top IPs, subnets and logins (recomputed at most every `max_age` seconds)."""
+        """Top IPs, subnets and logins, the decision workers' included (recomputed at most
+        every `max_age` seconds)."""
         now = time.monotonic()
         if now - self._tops[0] >= max_age or not self._tops[1]:
             tops = {
@@ -194,8 +206,63 @@ class LiveStats:
                 "subnets": self.ips.by_subnet(),
                 "logins": self.logins.top(),
             }
+            for remote in self._remote.values():
+                for name, rows in remote.get("tops", {}).items():
+                    if name in tops:
+                        tops[name] = _merged(tops[name], rows)
             self._tops = (now, tops)
         return self._tops[1]
+
+    # --- decision workers (rempart.workers) ------------------------------------------------------
+    def figures(self, pid: int) -> dict[str, Any]:
+        """What a decision worker hands its primary once a second: its cumulative decisions,
+        reports and reasons, its current top sources, and the actions since the last call."""
+        fresh = min(len(self.actions), self._actions_total - self._actions_sent)
+        self._actions_sent = self._actions_total
+        return {
+            "pid": pid,
+            "decisions": {
+                f"{p.value}/{VERDICTS[i]}": n
+                for p, row in self.decisions.items()
+                for i, n in enumerate(row)
+                if n
+            },
+            "reports": {
+                f"{p.value}/{OUTCOMES[i]}": n
+                for p, row in self.reports.items()
+                for i, n in enumerate(row)
+                if n
+            },
+            "reasons": dict(self.engine.snapshot().reasons),
+            "tops": self.tops(max_age=0.0),
+            "actions": list(self.actions)[len(self.actions) - fresh :] if fresh else [],
+        }
+
+    def absorb(self, worker: int, figures: dict[str, Any]) -> None:
+        """A decision worker's `figures`: what they grew by since its last ones is added to
+        this process's counters (so charts and totals cover the host); its top sources stand
+        beside this process's until its next figures."""
+        last = self._remote.get(worker, {})
+        if last.get("pid") != figures.get("pid"):
+            last = {}  # a new worker process: its counts start from zero
+        for table, kind, labels in (
+            (self.decisions, "decisions", VERDICTS),
+            (self.reports, "reports", OUTCOMES),
+        ):
+            seen = last.get(kind, {})
+            for key, n in figures.get(kind, {}).items():
+                grown = n - seen.get(key, 0)
+                protocol, _, label = key.partition("/")
+                if grown > 0 and label in labels:
+                    table[Protocol(protocol)][labels.index(label)] += grown
+        seen = last.get("reasons", {})
+        for code, n in figures.get("reasons", {}).items():
+            grown = n - seen.get(code, 0)
+            if grown > 0:
+                self._remote_reasons[code] = self._remote_reasons.get(code, 0) + grown
+        self.actions.extend(figures.get("actions", ()))
+        self._remote[worker] = figures
+        self._tops = (0.0, {})
 
     def totals(self) -> dict[str, Any]:
         """Cumulative counts since start, per protocol."""
@@ -209,6 +276,20 @@ class LiveStats:
 
     def postures(self) -> dict[str, str]:
         return self.engine.snapshot().levels()
+
+
+def _merged(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Two top lists as one: counts of a key summed, its reasons joined, the TOP_N largest."""
+    rows: dict[str, dict[str, Any]] = {}
+    for row in (*mine, *theirs):
+        key = row["key"]
+        seen = rows.get(key)
+        if seen is None:
+            rows[key] = {"key": key, "count": row["count"], "reasons": list(row["reasons"])}
+        else:
+            seen["count"] += row["count"]
+            seen["reasons"] += [r for r in row["reasons"] if r not in seen["reasons"]]
+    return sorted(rows.values(), key=lambda r: (-r["count"], r["key"]))[:TOP_N]
 
 
 def _action(event: ListAdded | ListRemoved | PostureChanged | CountersReset) -> dict[str, Any]:

@@ -60,3 +60,42 @@ def test_tables_rotate_and_prune(monkeypatch) -> None:  # type: ignore[no-untype
     assert table.cur == {} and table.top(2)[0]["key"] == "k29"
     table.rotate()
     assert table.top() == []
+
+
+def test_a_decision_workers_figures_join_the_primarys() -> None:
+    """What a worker hands over once a second (`figures`) is added to the primary's counters
+    by how much it grew (not twice), its top sources merge with the primary's, its actions
+    are shown once, and a restarted worker's counts start again from zero."""
+    now = 1_790_000_000.0
+    worker_engine, primary_engine = Engine.in_memory(), Engine.in_memory()
+    worker, primary = LiveStats(worker_engine), LiveStats(primary_engine)
+    worker_engine.listeners.append(worker.listener)
+    primary_engine.listeners.append(primary.listener)
+    for i in range(3):
+        a = Attempt(f"p{i}@example.org", "192.0.2.1", Protocol.IMAP)
+        primary_engine.report(a, Outcome(success=False), now=now)
+    for i in range(4):
+        a = Attempt(f"w{i}@example.org", "192.0.2.1", Protocol.IMAP)
+        worker_engine.decide(a, now=now)
+        worker_engine.report(a, Outcome(success=False), now=now)
+    worker_engine.set_posture(Protocol.POP3, "strict", "operator:eve", "drill")
+    primary.tick(now)  # the primary's own reports so far
+
+    first = worker.figures(pid=100)
+    assert first["actions"][-1]["reason"] == "drill"
+    primary.absorb(0, first)
+    point = primary.tick(now + 1)
+    assert point["reports"] == {"imap": {"failure": 4}}
+    assert sum(point["decisions"]["imap"].values()) == 4
+    assert primary.tops(max_age=0)["ips"][0]["count"] == 3 + 4
+    assert primary.actions[-1]["reason"] == "drill"
+
+    primary.absorb(0, worker.figures(pid=100))  # nothing new
+    assert primary.tick(now + 2)["reports"] == {}
+    assert worker.figures(pid=100)["actions"] == []  # handed out once
+
+    restarted = LiveStats(Engine.in_memory())
+    restarted.reports[Protocol.IMAP][0] = 2  # the new process's own first failures
+    primary.absorb(0, restarted.figures(pid=101))
+    assert primary.tick(now + 3)["reports"] == {"imap": {"failure": 2}}
+    assert primary.totals()["imap"]["failure"] == 3 + 4 + 2
