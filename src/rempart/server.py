@@ -632,7 +632,8 @@ class Service:
             except OSError as exc:
                 await self.app.stop()
                 self.close()
-                raise StartupError(listen_error(host, decision_port, exc)) from None
+                setting = "[server] decision_port"
+                raise StartupError(listen_error(host, decision_port, exc, setting)) from None
             try:
                 await self.workers.start()
             except WorkerError as exc:
@@ -779,13 +780,15 @@ def open_leak_corpus(settings: Settings, data_dir: Path) -> LeakOracle | None:
     return LeakCorpus(data_dir, BreachSettings.of(settings))
 
 
-def listen_error(host: str, port: int, exc: OSError) -> str:
+def listen_error(
+    host: str, port: int, exc: OSError, setting: str = "--port or [server] port"
+) -> str:
     if isinstance(exc, socket.gaierror):
         return f"cannot listen on {host!r}: the host name does not resolve ({exc.strerror})"
     if exc.errno == errno.EADDRINUSE:
         return (
             f"cannot listen on {host}:{port}: the port is already in use "
-            "(another rempart or program; choose another with --port or [server] port)"
+            f"(another rempart or program; choose another with {setting})"
         )
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"cannot listen on {host}:{port}: {host} is not an address of this machine"

@@ -256,7 +256,11 @@ class DecisionWorkers:
                     elif now >= worker.restart_at:
                         worker.restart_at = 0.0
                         worker.restarts += 1
-                        await self._spawn(worker, config)
+                        try:
+                            await self._spawn(worker, config)
+                        except OSError as exc:  # no process could be made (EAGAIN, ENOMEM)
+                            log.error("decision worker %d not restarted: %s", worker.index, exc)
+                            worker.started = time.monotonic()  # the next delay grows
         finally:
             await self.stop()
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -215,3 +216,33 @@ def test_a_killed_worker_is_replaced_and_stop_ends_them_all(node) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_decision_port_in_use_is_named_before_anything_starts(tmp_path: Path) -> None:
+    redis_server = RedisServer(tmp_path / "redis").start()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[server]\ndecision_workers = 2\n"
+        f"decision_port = {taken.getsockname()[1]}\n"
+        f'[state]\nbackend = "redis"\nredis_url = "{redis_server.url}"\n'
+    )
+    command = [sys.executable, "-m", "rempart", "serve", "--port", "0", "--config", str(config)]
+    try:
+        done = subprocess.run(
+            [*command, "--data-dir", str(tmp_path / "data")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "REMPART_API_PASSWORD": PASSWORD},
+        )
+    finally:
+        taken.close()
+        redis_server.stop()
+    assert done.returncode == 1
+    assert "the port is already in use" in done.stderr
+    assert "choose another with [server] decision_port" in done.stderr
+    assert "Traceback" not in done.stderr and "decision worker 0 started" not in done.stderr
