@@ -151,7 +151,11 @@ class Service:
         self.workers: DecisionWorkers | None = None  # the primary's, started by serve()
         if worker is None and settings.server.decision_workers:
             self.workers = DecisionWorkers(
-                settings.server.decision_workers, self.data_dir, config_text, self._worker_said
+                settings.server.decision_workers,
+                self.data_dir,
+                config_text,
+                self._worker_said,
+                self._dashboard_watched,
             )
         self.started = time.time()
         self._owns_leaks = leaks is None
@@ -531,6 +535,11 @@ class Service:
         if self.console is not None and isinstance(figures, dict):
             self.console.live.absorb(worker, figures)
 
+    def _dashboard_watched(self) -> bool:
+        """Whether an operator's dashboard asked for the top sources in the last 3 s."""
+        live = self.console.live if self.console is not None else None
+        return live is not None and time.monotonic() - live.tops_asked < 3.0
+
     def _mount_decisions(self, router: Router, ops: OpsSettings) -> None:
         """The decision API: wforce's commands (lists included), /v1/decide and /v1/report,
         nginx auth_request. What a decision worker serves besides /healthz."""
@@ -593,7 +602,7 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
             live.tick()
-            control.send({"figures": live.figures(os.getpid())})
+            control.send({"figures": live.figures(os.getpid(), control.tops_wanted())})
             if self.app_password_copy is not None:
                 self.app_password_copy.refresh()
                 uses = self.app_password_copy.take_uses()
@@ -607,7 +616,7 @@ class Service:
         await self.app.stop()
         if self.app_password_copy is not None:
             control.send({"uses": self.app_password_copy.take_uses()})
-        control.send({"figures": live.figures(os.getpid())})
+        control.send({"figures": live.figures(os.getpid(), tops=False)})
         control.close()
         self.close()
 

@@ -59,6 +59,7 @@ START_TIMEOUT_S = 120.0  # a worker loads the leak corpus and warms from Redis b
 STOP_TIMEOUT_S = 10.0
 STEADY_S = 30.0  # a worker that ran this long before dying is restarted at once
 MAX_RESTART_DELAY_S = 30.0
+TOPS_WANTED_S = 3.0
 MAX_QUEUED = 1000  # control messages a worker keeps while its primary is not reading
 
 
@@ -72,12 +73,16 @@ def worker_dir(data_dir: str | Path, index: int) -> Path:
 
 
 class Control:
-    """A worker's end of its control pipe: JSON lines to the primary, written by a thread of
-    their own, so a primary slow to read never stalls the decisions."""
+    """A worker's end of its link to the primary: JSON lines on the control pipe, written by a
+    thread of their own, so a primary slow to read never stalls the decisions; and, on its
+    stdin, a byte from the primary each second while the dashboard wants the top sources."""
 
-    def __init__(self, fd: int, parent: int) -> None:
+    def __init__(self, fd: int, parent: int, requests_fd: int = 0) -> None:
         self.fd = fd
         self.parent = parent
+        self.requests_fd = requests_fd
+        os.set_blocking(requests_fd, False)
+        self._tops_until = 0.0
         self.broken = False
         self.dropped = 0
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
@@ -116,6 +121,20 @@ class Control:
         """Whether the primary that started this worker still runs."""
         return os.getppid() == self.parent
 
+    def tops_wanted(self) -> bool:
+        """Whether the primary asked for the top sources in the last TOPS_WANTED_S seconds."""
+        try:
+            asked = os.read(self.requests_fd, 4096)
+        except BlockingIOError:
+            asked = None
+        except OSError:
+            asked = b""
+        if asked == b"":  # end of file: the primary is gone
+            self.broken = True
+        elif asked:
+            self._tops_until = time.monotonic() + TOPS_WANTED_S
+        return time.monotonic() < self._tops_until
+
 
 @dataclass(slots=True)
 class _Worker:
@@ -139,13 +158,16 @@ class DecisionWorkers:
         data_dir: Path,
         config_text: str,
         on_message: Callable[[int, dict[str, Any]], None],
+        wants_tops: Callable[[], bool] = lambda: False,
     ) -> None:
         self.count = count
         self.data_dir = Path(data_dir)
         self.config_text = config_text
         self.on_message = on_message
+        self.wants_tops = wants_tops
         self.sockets: list[socket.socket] = []
         self.workers = [_Worker(i) for i in range(count)]
+        self._asked = 0.0
         self.figures: dict[int, dict[str, Any]] = {}  # each worker's last (LiveStats.figures)
         self.stopping = False
 
@@ -203,7 +225,7 @@ class DecisionWorkers:
             command += ["--config", str(config)]
         try:
             worker.process = await asyncio.create_subprocess_exec(
-                *command, pass_fds=(*fds, write_fd), stdin=subprocess.DEVNULL
+                *command, pass_fds=(*fds, write_fd), stdin=subprocess.PIPE
             )
         except BaseException:
             os.close(read_fd)
@@ -247,6 +269,9 @@ class DecisionWorkers:
                 if stop.is_set():
                     break
                 now = time.monotonic()
+                if self.wants_tops() and now - self._asked >= 1.0:
+                    self._asked = now
+                    self._ask_tops()
                 for worker in self.workers:
                     process = worker.process
                     if process is None or process.returncode is None:
@@ -263,6 +288,13 @@ class DecisionWorkers:
                             worker.started = time.monotonic()  # the next delay grows
         finally:
             await self.stop()
+
+    def _ask_tops(self) -> None:
+        for worker in self.workers:
+            process = worker.process
+            if process is not None and process.returncode is None and process.stdin is not None:
+                with contextlib.suppress(Exception):  # a worker dying now: run() restarts it
+                    process.stdin.write(b"t")
 
     def _schedule_restart(self, worker: _Worker, status: int, now: float) -> None:
         worker.last_exit = status

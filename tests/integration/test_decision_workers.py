@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.integration.rig import PASSWORD, RempartProcess
+from tests.integration.test_ops_http import Client
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -111,6 +112,21 @@ def test_workers_answer_together_and_share_what_they_learn(node) -> None:
         return len(found) == 2 and sum(float(n) for _, n in found) == 40
 
     eventually(failures_in_metrics)  # each worker's own share, on the primary's /metrics
+
+    # The primary's dashboard shows the workers' share: totals, and (once it asks for them)
+    # their top sources.
+    console = Client(primary.base)
+    assert console.login(PASSWORD) == 303
+
+    def dashboard_sees_the_spray() -> bool:
+        status, _, body = console.request("GET", "/ops/api/snapshot")
+        assert status == 200, body
+        snapshot = json.loads(body)
+        top = snapshot["tops"]["ips"]
+        failures = snapshot["totals"].get("imap", {}).get("failure", 0)
+        return failures == 40 and bool(top) and top[0]["key"] == SPRAYER and top[0]["count"] >= 40
+
+    eventually(dashboard_sees_the_spray)
 
     def denied_everywhere() -> bool:
         verdicts = [ask(port, "allow", attempt("new@example.org"))["status"] for _ in range(10)]

@@ -118,6 +118,7 @@ class LiveStats:
         # Decision workers' figures (`absorb`): the last ones of each, their reasons summed, and
         # how many of this process's actions `figures` has handed out.
         self._remote: dict[int, dict[str, Any]] = {}
+        self.tops_asked = 0.0  # when the dashboard last asked for the top sources (monotonic)
         self._remote_reasons: dict[str, int] = {}
         self._actions_total = 0  # actions this process's engine made (the deque keeps 50)
         self._actions_sent = 0
@@ -199,7 +200,7 @@ class LiveStats:
     def tops(self, max_age: float = 2.0) -> dict[str, list[dict[str, Any]]]:
         """Top IPs, subnets and logins, the decision workers' included (recomputed at most
         every `max_age` seconds)."""
-        now = time.monotonic()
+        now = self.tops_asked = time.monotonic()
         if now - self._tops[0] >= max_age or not self._tops[1]:
             tops = {
                 "ips": self.ips.top(),
@@ -214,9 +215,10 @@ class LiveStats:
         return self._tops[1]
 
     # --- decision workers (rempart.workers) ------------------------------------------------------
-    def figures(self, pid: int) -> dict[str, Any]:
+    def figures(self, pid: int, tops: bool = True) -> dict[str, Any]:
         """What a decision worker hands its primary once a second: its cumulative decisions,
-        reports and reasons, its current top sources, and the actions since the last call."""
+        reports and reasons, the actions since the last call, and (`tops`: while the primary's
+        dashboard is watched, for they take milliseconds to rank) its top sources."""
         fresh = min(len(self.actions), self._actions_total - self._actions_sent)
         self._actions_sent = self._actions_total
         return {
@@ -234,7 +236,7 @@ class LiveStats:
                 if n
             },
             "reasons": dict(self.engine.snapshot().reasons),
-            "tops": self.tops(max_age=0.0),
+            **({"tops": self.tops(max_age=0.0)} if tops else {}),
             "actions": list(self.actions)[len(self.actions) - fresh :] if fresh else [],
         }
 
