@@ -581,8 +581,10 @@ class Service:
         self.app.adopt(sockets)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        # Only SIGTERM, from the primary: a terminal's Ctrl-C reaches every process of the
+        # group, and the primary, not each worker, decides the order of the stop.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
         if self.replication is not None:
             self.replication.attach(loop)
         gc.freeze()
