@@ -160,7 +160,9 @@ class Service:
         self.started = time.time()
         self._owns_leaks = leaks is None
         if leaks is None:
-            leaks = open_leak_corpus(settings, self.data_dir)
+            # With decision workers, one copy of the corpus for the host, not one per process.
+            shared = worker is not None or settings.server.decision_workers > 0
+            leaks = open_leak_corpus(settings, self.data_dir, shared)
         self.engine = Engine(settings, leaks)
         self.leaks = leaks
         self.pw_key = load_key(self.data_dir, "fingerprint.key")
@@ -784,11 +786,12 @@ class Service:
             close_leaks()  # writes the queued first sightings of exposed accounts
 
 
-def open_leak_corpus(settings: Settings, data_dir: Path) -> LeakOracle | None:
-    """The leak corpus of this data directory (empty until `rempart leaks ingest` fills it)."""
+def open_leak_corpus(settings: Settings, data_dir: Path, shared: bool = False) -> LeakOracle | None:
+    """The leak corpus of this data directory (empty until `rempart leaks ingest` fills it);
+    `shared`: mapped from its files, one copy for every process of the host."""
     from rempart.breach.corpus import LeakCorpus
 
-    return LeakCorpus(data_dir, BreachSettings.of(settings))
+    return LeakCorpus(data_dir, BreachSettings.of(settings), shared)
 
 
 def listen_error(

@@ -50,8 +50,11 @@ class _Snapshot:
 class LeakCorpus:
     """The leak oracle over one data dir (see module docstring)."""
 
-    def __init__(self, data_dir: Path | str, settings: BreachSettings | None = None) -> None:
+    def __init__(
+        self, data_dir: Path | str, settings: BreachSettings | None = None, shared: bool = False
+    ) -> None:
         self.data_dir = Path(data_dir)
+        self.shared = shared  # fingerprints mapped from the files, shared by the host's processes
         self.settings = settings or BreachSettings()
         self._fpr = Fingerprinter(load_or_create_key(self.data_dir), self.settings.dovecot)
         self._popular = popular_passwords(self.settings.leaks.popular_top_n)
@@ -67,7 +70,7 @@ class LeakCorpus:
 
     # ---- loading -------------------------------------------------------------------------
     def _load(self) -> _Snapshot:
-        gen = store.load(self.data_dir, self._fpr.key_id)
+        gen = store.load(self.data_dir, self._fpr.key_id, self.shared)
         exposed = {e["login"]: e for e in gen.exposed}
         tag = gen.meta.get("dovecot_tag", "")
         return _Snapshot(

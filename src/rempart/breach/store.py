@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -63,15 +64,29 @@ def current_name(data_dir: Path) -> str:
         return ""
 
 
-def load(data_dir: Path, key_id: str) -> Generation:
-    """Load the live generation fully into memory (no mmap: lookups must not page-fault)."""
+def _read_array(path: Path, shared: bool) -> np.ndarray:
+    """A generation file's fingerprints: copied into this process's memory, or (`shared`)
+    mapped read-only from the file, so every process of the host (the primary and its decision
+    workers) looks them up in the same page-cache pages."""
+    if not shared or path.stat().st_size == 0 or np.dtype("<u8") != np.dtype(np.uint64):
+        return np.fromfile(path, dtype="<u8").astype(np.uint64)
+    mapped = np.memmap(path, dtype=np.uint64, mode="r")
+    # Fault every page in now (one read per 4 KiB), so lookups do not, while the pages stay
+    # in memory; a generation replaced later stays mapped until it is dropped.
+    np.bitwise_or.reduce(mapped[:: mmap.PAGESIZE // 8])
+    return mapped
+
+
+def load(data_dir: Path, key_id: str, shared: bool = False) -> Generation:
+    """Load the live generation into memory: each process its own copy (no page faults on a
+    lookup), or, `shared`, one copy for the host in the page cache (`_read_array`)."""
     name = current_name(data_dir)
     if not name:
         return Generation(meta={"version": FORMAT_VERSION, "key_id": key_id})
     gdir = corpus_dir(data_dir) / name
     try:
         meta = json.loads((gdir / "meta.json").read_text("utf-8"))
-        arrays = {k: np.fromfile(gdir / f"{k}.u64", dtype="<u8").astype(np.uint64) for k in KINDS}
+        arrays = {k: _read_array(gdir / f"{k}.u64", shared) for k in KINDS}
     except (OSError, ValueError) as exc:
         raise CorpusError(f"cannot read leak corpus {gdir}: {exc}") from None
     if meta.get("key_id") != key_id:
