@@ -262,3 +262,60 @@ def test_a_decision_port_in_use_is_named_before_anything_starts(tmp_path: Path) 
     assert "the port is already in use" in done.stderr
     assert "choose another with [server] decision_port" in done.stderr
     assert "Traceback" not in done.stderr and "decision worker 0 started" not in done.stderr
+
+
+SPRAY_RULE = """
+[[policy.rules]]
+name = "spray_pattern"
+when = "failed_logins(ip, '1h') >= 3 and not shared_ip"
+action = "deny"
+block = { scope = "ip", ttl = "1h" }
+message = "Too many different accounts tried from your address. Try again later."
+"""
+
+
+@pytest.mark.dovecot
+def test_dovecot_through_the_decision_workers(tmp_path: Path) -> None:
+    """A real Dovecot's auth_policy pointed at the decision port: a spray over IMAP is refused
+    once past the rule, the legitimate user keeps signing in, and the workers' reports and
+    block are the primary's too."""
+    from tests.integration.rig import DovecotRig
+
+    redis_server = RedisServer(tmp_path / "redis").start()
+    config = (
+        "[server]\ndecision_workers = 2\ndecision_port = 0\n"
+        f'[state]\nbackend = "redis"\nredis_url = "{redis_server.url}"\nsync_interval = 0.05\n'
+        + SPRAY_RULE
+    )
+    primary = RempartProcess(tmp_path / "data", config)
+    dovecot: DovecotRig | None = None
+    try:
+        primary.start()
+        said = _DECISIONS.search("".join(primary.output))
+        assert said, "".join(primary.output)
+        users = {"alice@example.org": "correct-horse", "bob@example.org": "tr0ub4dor"}
+        dovecot = DovecotRig(tmp_path / "dovecot", int(said.group(2)), users).start()
+        home, attacker = "127.0.0.2", "127.0.0.66"
+        assert dovecot.imap_login("alice@example.org", "correct-horse", home) == "OK"
+        answers = [dovecot.imap_login(f"user{i}@example.org", "123456", attacker) for i in range(4)]
+        assert all("Authentication failed" in a or "Too many" in a for a in answers), answers
+        # Whichever worker Dovecot asks, it knows the others' reports (they travel in ~0.1 s;
+        # each of Dovecot's failures takes seconds).
+        refused = dovecot.imap_login("bob@example.org", "tr0ub4dor", attacker)
+        assert "Too many" in refused, refused
+        assert dovecot.imap_login("alice@example.org", "correct-horse", home) == "OK"
+        assert dovecot.pop3_login("bob@example.org", "tr0ub4dor", "127.0.0.3") == "OK"
+
+        eventually(  # the block a worker placed, on the primary
+            lambda: (
+                [e["ip"] for e in primary.command("getBL")[1]["bl_entries"] if "ip" in e]
+                == [attacker + "/32"]
+            )
+        )
+        workers = workers_of(primary)
+        assert sum(w["reports"].get("failure", 0) for w in workers) >= 3
+    finally:
+        if dovecot is not None:
+            dovecot.stop()
+        primary.stop()
+        redis_server.stop()
