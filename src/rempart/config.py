@@ -331,8 +331,9 @@ class ServerSettings:
         "spare. They share what they learn through Redis, so they need [state] backend = "
         '"redis"; the console, status page, metrics, app-password API, Postfix policy, log '
         "tailing and edge feeds stay on this process and port. Point Dovecot and the web "
-        "backends at decision_port. 0: this process alone answers everything on port.",
-        ge=0,
+        "backends at decision_port. 0: this process alone answers everything on port; -1: one "
+        "per CPU core this process may run on, less one for it (at least one).",
+        ge=-1,
         le=64,
     )
     decision_port: int = knob(8085, "", ge=0, le=65535)

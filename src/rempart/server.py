@@ -74,7 +74,14 @@ from rempart.shed.config import ShedSettings
 from rempart.state import open_replication, open_store
 from rempart.state.checkpoint import CheckpointCollector, Checkpointer
 from rempart.state.writer import StateWriter
-from rempart.workers import Control, DecisionWorkers, WorkerCollector, WorkerError, worker_dir
+from rempart.workers import (
+    Control,
+    DecisionWorkers,
+    WorkerCollector,
+    WorkerError,
+    worker_count,
+    worker_dir,
+)
 
 log = logging.getLogger("rempart")
 DETECTOR_STATE = "campaign.state"  # the store setting holding the detector's learned state
@@ -151,7 +158,7 @@ class Service:
         self.workers: DecisionWorkers | None = None  # the primary's, started by serve()
         if worker is None and settings.server.decision_workers:
             self.workers = DecisionWorkers(
-                settings.server.decision_workers,
+                worker_count(settings.server.decision_workers),
                 self.data_dir,
                 config_text,
                 self._worker_said,
@@ -161,7 +168,7 @@ class Service:
         self._owns_leaks = leaks is None
         if leaks is None:
             # With decision workers, one copy of the corpus for the host, not one per process.
-            shared = worker is not None or settings.server.decision_workers > 0
+            shared = worker is not None or settings.server.decision_workers != 0
             leaks = open_leak_corpus(settings, self.data_dir, shared)
         self.engine = Engine(settings, leaks)
         self.leaks = leaks

@@ -67,6 +67,17 @@ class WorkerError(Exception):
     """A decision worker could not start; the message says why."""
 
 
+def worker_count(setting: int, cores: int | None = None) -> int:
+    """`[server] decision_workers` as a number of processes: -1 is one per core this process
+    may run on, less one for the primary, and at least one."""
+    if setting >= 0:
+        return setting
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+        cores = cores or os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 def worker_dir(data_dir: str | Path, index: int) -> Path:
     """Where decision worker `index` keeps its state store (the Redis mirror) and journal."""
     return Path(data_dir) / WORKERS_DIR / str(index)

@@ -65,3 +65,13 @@ def test_top_sources_are_wanted_only_while_asked(monkeypatch) -> None:  # type: 
     control.close()
     os.close(read)
     os.close(requests)
+
+
+def test_the_automatic_count_leaves_a_core_to_the_primary() -> None:
+    assert workers.worker_count(3, cores=8) == 3  # as configured, whatever the cores
+    assert workers.worker_count(0, cores=8) == 0
+    assert workers.worker_count(-1, cores=8) == 7
+    assert workers.worker_count(-1, cores=2) == 1
+    assert workers.worker_count(-1, cores=1) == 1  # at least one
+    expected = max(1, len(os.sched_getaffinity(0)) - 1)
+    assert workers.worker_count(-1) == expected
