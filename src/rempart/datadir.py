@@ -25,6 +25,7 @@ from typing import IO
 PRIVATE_UMASK = 0o077
 DIR_MODE = 0o700
 LOCK_NAME = "rempart.lock"
+WORKERS_DIR = "workers"  # the decision workers' own directories (rempart.workers)
 
 
 class DataDirError(Exception):
@@ -130,3 +131,8 @@ def describe_holder(text: str) -> str:
 def lock(data_dir: Path, what: str = "rempart serve") -> DirLock:
     """Hold the data directory's writer lock; DataDirError naming the holder if taken."""
     return DirLock(data_dir / LOCK_NAME, what).acquire()
+
+
+def worker_dir(data_dir: str | Path, index: int) -> Path:
+    """Where decision worker `index` keeps its state store (the Redis mirror) and journal."""
+    return Path(data_dir) / WORKERS_DIR / str(index)

@@ -12,7 +12,8 @@ import os
 import socket
 from pathlib import Path
 
-from rempart.workers import Control, worker_dir
+from rempart.datadir import lock, prepare, private_umask, worker_dir
+from rempart.workers import Control
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +33,6 @@ def main(argv: list[str] | None = None) -> None:
         format=f"%(asctime)s %(levelname)s worker {args.index} %(name)s: %(message)s",
     )
     from rempart.config import load_settings
-    from rempart.datadir import lock, prepare, private_umask
     from rempart.server import Service, resolve_api_password
 
     private_umask()

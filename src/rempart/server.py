@@ -51,7 +51,7 @@ from rempart.apppass.store import AppPasswordCopy, AppPasswordStore
 from rempart.breach.settings import BreachSettings
 from rempart.config import ConfigError, Settings
 from rempart.connections import ConnectionLimits
-from rempart.datadir import lock, prepare, private_umask
+from rempart.datadir import lock, prepare, private_umask, worker_dir
 from rempart.engine import distinct
 from rempart.engine.engine import Engine
 from rempart.engine.keys import KeyError_, canonical_login
@@ -80,7 +80,6 @@ from rempart.workers import (
     WorkerCollector,
     WorkerError,
     worker_count,
-    worker_dir,
 )
 
 log = logging.getLogger("rempart")
@@ -594,12 +593,7 @@ class Service:
         # group, and the primary, not each worker, decides the order of the stop.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        if self.replication is not None:
-            self.replication.attach(loop)
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
-        housekeeping = asyncio.ensure_future(self._housekeeping())
-        collecting = asyncio.ensure_future(self._collect_young())
+        housekeeping, collecting = self._start_running(loop)
         live = LiveStats(self.engine)  # the primary's dashboard shows what this worker does
         self.engine.listeners.append(live.listener)
         control.send({"ready": os.getpid()})
@@ -689,12 +683,7 @@ class Service:
             loop.add_signal_handler(sig, stop.set)
         if ready is not None:
             ready.set()
-        if self.replication is not None:
-            self.replication.attach(loop)
-        gc.freeze()  # everything loaded at start (lists, familiarity, corpus) stays
-        gc.set_threshold(50_000, 20, 100)
-        housekeeping = asyncio.ensure_future(self._housekeeping())
-        collecting = asyncio.ensure_future(self._collect_young())
+        housekeeping, collecting = self._start_running(loop)
         shedding = None
         if self.shed_controller is not None:
             shedding = asyncio.ensure_future(self.shed_controller.run(stop))
@@ -726,6 +715,21 @@ class Service:
             await asyncio.wait_for(nft, self.nft_sync.settings.timeout_s + 5)
         await self.app.stop()
         self.close()
+
+    def _start_running(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> tuple[asyncio.Future[None], asyncio.Future[None]]:
+        """What every serving process starts once it answers: peers' records applied on this
+        loop, the start-up objects frozen out of the collector's sight, and the housekeeping
+        and young-collection tasks (returned, for the stop to cancel)."""
+        if self.replication is not None:
+            self.replication.attach(loop)
+        gc.freeze()  # everything loaded at start (lists, familiarity, corpus) stays
+        gc.set_threshold(50_000, 20, 100)
+        return (
+            asyncio.ensure_future(self._housekeeping()),
+            asyncio.ensure_future(self._collect_young()),
+        )
 
     async def _collect_young(self) -> None:
         """Every `YOUNG_COLLECTION_S`: collect the youngest objects, then freeze the survivors

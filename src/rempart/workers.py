@@ -50,10 +50,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rempart.acceptor import listening_sockets
+from rempart.datadir import WORKERS_DIR
 
 log = logging.getLogger(__name__)
 
-WORKERS_DIR = "workers"
 CONFIG_NAME = "config.toml"  # the primary's configuration, as the workers read it
 START_TIMEOUT_S = 120.0  # a worker loads the leak corpus and warms from Redis before it is ready
 STOP_TIMEOUT_S = 10.0
@@ -76,11 +76,6 @@ def worker_count(setting: int, cores: int | None = None) -> int:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
         cores = cores or os.cpu_count() or 1
     return max(1, cores - 1)
-
-
-def worker_dir(data_dir: str | Path, index: int) -> Path:
-    """Where decision worker `index` keeps its state store (the Redis mirror) and journal."""
-    return Path(data_dir) / WORKERS_DIR / str(index)
 
 
 class Control:
@@ -181,6 +176,7 @@ class DecisionWorkers:
         self._asked = 0.0
         self.figures: dict[int, dict[str, Any]] = {}  # each worker's last (LiveStats.figures)
         self.stopping = False
+        self.config_file: Path | None = None  # the configuration the workers read (start())
 
     def bind(self, host: str, port: int) -> int:
         """Listen on the decision port (every address of `host`); the bound port. Raises
@@ -188,20 +184,19 @@ class DecisionWorkers:
         self.sockets = listening_sockets(host, port, backlog=4096)
         return int(self.sockets[0].getsockname()[1])
 
-    def _config_path(self) -> Path | None:
+    def _write_config(self) -> None:
         if not self.config_text:
-            return None
+            return
         folder = self.data_dir / WORKERS_DIR
         folder.mkdir(mode=0o700, exist_ok=True)
-        path = folder / CONFIG_NAME
-        path.write_text(self.config_text)  # the process umask keeps it 0600
-        return path
+        self.config_file = folder / CONFIG_NAME
+        self.config_file.write_text(self.config_text)  # the process umask keeps it 0600
 
     async def start(self) -> None:
         """Start every worker and wait until each is ready; WorkerError if one is not."""
-        config = self._config_path()
+        self._write_config()
         for worker in self.workers:
-            await self._spawn(worker, config)
+            await self._spawn(worker)
         deadline = time.monotonic() + START_TIMEOUT_S
         for worker in self.workers:
             assert worker.process is not None and worker.ready is not None
@@ -226,14 +221,14 @@ class DecisionWorkers:
                 )
             exited.cancel()
 
-    async def _spawn(self, worker: _Worker, config: Path | None) -> None:
+    async def _spawn(self, worker: _Worker) -> None:
         read_fd, write_fd = os.pipe()
         fds = [s.fileno() for s in self.sockets]
         command = [sys.executable, "-m", "rempart.decision_worker", "--index", str(worker.index)]
         command += ["--data-dir", str(self.data_dir), "--control-fd", str(write_fd)]
         command += ["--listen-fds", ",".join(map(str, fds))]
-        if config is not None:
-            command += ["--config", str(config)]
+        if self.config_file is not None:
+            command += ["--config", str(self.config_file)]
         try:
             worker.process = await asyncio.create_subprocess_exec(
                 *command, pass_fds=(*fds, write_fd), stdin=subprocess.PIPE
@@ -272,7 +267,6 @@ class DecisionWorkers:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Restart workers that die until `stop` is set; then stop them all."""
-        config = self._config_path()
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -293,7 +287,7 @@ class DecisionWorkers:
                         worker.restart_at = 0.0
                         worker.restarts += 1
                         try:
-                            await self._spawn(worker, config)
+                            await self._spawn(worker)
                         except OSError as exc:  # no process could be made (EAGAIN, ENOMEM)
                             log.error("decision worker %d not restarted: %s", worker.index, exc)
                             worker.started = time.monotonic()  # the next delay grows

@@ -25,7 +25,17 @@ from rempart.process import ServeProcess, free_port
 from tests.conftest import need
 
 PASSWORD = "test-api-password"
-__all__ = ["PASSWORD", "DovecotRig", "RempartProcess", "free_port"]
+__all__ = ["PASSWORD", "SPRAY_RULE", "DovecotRig", "RempartProcess", "free_port"]
+# The shipped spray rule with a lower threshold, so a test needs few slow Dovecot failures
+# (Dovecot itself delays every failure by ~2 s, plus its per-IP penalty).
+SPRAY_RULE = """
+[[policy.rules]]
+name = "spray_pattern"
+when = "failed_logins(ip, '1h') >= 3 and not shared_ip"
+action = "deny"
+block = { scope = "ip", ttl = "1h" }
+message = "Too many different accounts tried from your address. Try again later."
+"""
 
 
 class RempartProcess(ServeProcess):

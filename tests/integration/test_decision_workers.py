@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.rig import PASSWORD, RempartProcess
+from tests.integration.rig import PASSWORD, SPRAY_RULE, RempartProcess
 from tests.integration.test_ops_http import Client
 from tests.redis_server import RedisServer
 
@@ -262,16 +262,6 @@ def test_a_decision_port_in_use_is_named_before_anything_starts(tmp_path: Path) 
     assert "the port is already in use" in done.stderr
     assert "choose another with [server] decision_port" in done.stderr
     assert "Traceback" not in done.stderr and "decision worker 0 started" not in done.stderr
-
-
-SPRAY_RULE = """
-[[policy.rules]]
-name = "spray_pattern"
-when = "failed_logins(ip, '1h') >= 3 and not shared_ip"
-action = "deny"
-block = { scope = "ip", ttl = "1h" }
-message = "Too many different accounts tried from your address. Try again later."
-"""
 
 
 @pytest.mark.dovecot

@@ -7,24 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.rig import DovecotRig, RempartProcess, ingest_leak
+from tests.integration.rig import SPRAY_RULE, DovecotRig, RempartProcess, ingest_leak
 
 USERS = {"alice@example.org": "correct-horse", "bob@example.org": "tr0ub4dor"}
-# The shipped spray rule with a lower threshold, so the test needs few slow Dovecot failures
-# (Dovecot itself delays every failure by ~2 s, plus its per-IP penalty).
-CONFIG = """
-[[policy.rules]]
-name = "spray_pattern"
-when = "failed_logins(ip, '1h') >= 3 and not shared_ip"
-action = "deny"
-block = { scope = "ip", ttl = "1h" }
-message = "Too many different accounts tried from your address. Try again later."
-"""
 
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[tuple[RempartProcess, DovecotRig]]:
-    rempart = RempartProcess(tmp_path / "rempart-data", CONFIG).start()
+    rempart = RempartProcess(tmp_path / "rempart-data", SPRAY_RULE).start()
     dovecot = DovecotRig(tmp_path / "dovecot", rempart.port, USERS)
     try:
         dovecot.start()

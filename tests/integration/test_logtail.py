@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.rig import PASSWORD, DovecotRig, RempartProcess
+from tests.integration.rig import PASSWORD, SPRAY_RULE, DovecotRig, RempartProcess
 
 pytestmark = [pytest.mark.timeout(90)]
 
 USERS = {"alice@example.org": "correct-horse", "bob@example.org": "tr0ub4dor"}
-SPRAY = """
-[[policy.rules]]
-name = "spray_pattern"
-when = "failed_logins(ip, '1h') >= 3 and not shared_ip"
-action = "deny"
-block = { scope = "ip", ttl = "1h" }
-message = "Too many different accounts tried from your address. Try again later."
-"""
 
 
 def blocked_ips(rempart: RempartProcess) -> list[str]:
@@ -48,7 +40,7 @@ def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
 def test_dovecot_log_failures_put_the_source_on_the_block_list(tmp_path: Path) -> None:
     log = tmp_path / "dovecot" / "dovecot.log"
     config = (
-        SPRAY
+        SPRAY_RULE
         + f'\n[tail]\nfiles = [{{ path = "{log}", parser = "dovecot" }}]\npoll_seconds = 0.1\n'
     )
     rempart = RempartProcess(tmp_path / "rempart-data", config).start()
@@ -123,7 +115,7 @@ def tail_once(rempart: RempartProcess, log: Path, state: Path) -> str:
 
 
 def test_tail_command_reports_over_the_api_across_restarts_and_rotation(tmp_path: Path) -> None:
-    rempart = RempartProcess(tmp_path / "rempart-data", SPRAY).start()
+    rempart = RempartProcess(tmp_path / "rempart-data", SPRAY_RULE).start()
     log, state = tmp_path / "mail.log", tmp_path / "offsets.json"
     try:
         log.write_text(

@@ -15,9 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rempart.datadir import WORKERS_DIR
 from rempart.ops.journal import Broken, Journal
-
-WORKERS_DIR = "workers"  # as rempart.workers names it (ops does not import the server's layer)
 
 
 def _stamped(records: Iterator[dict[str, Any]], chain: str) -> Iterator[dict[str, Any]]:

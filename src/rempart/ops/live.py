@@ -155,18 +155,7 @@ class LiveStats:
     def tick(self, now: float | None = None) -> dict[str, Any]:
         """Append one history point (the deltas since the last tick) and return it."""
         now = time.time() if now is None else now
-        decisions = {
-            f"{p.value}/{VERDICTS[i]}": n
-            for p, row in self.decisions.items()
-            for i, n in enumerate(row)
-            if n
-        }
-        reports = {
-            f"{p.value}/{OUTCOMES[i]}": n
-            for p, row in self.reports.items()
-            for i, n in enumerate(row)
-            if n
-        }
+        decisions, reports = _labelled(self.decisions, VERDICTS), _labelled(self.reports, OUTCOMES)
         reasons = self.engine.snapshot().reasons
         if self._remote_reasons:
             reasons = dict(reasons)
@@ -223,18 +212,8 @@ class LiveStats:
         self._actions_sent = self._actions_total
         return {
             "pid": pid,
-            "decisions": {
-                f"{p.value}/{VERDICTS[i]}": n
-                for p, row in self.decisions.items()
-                for i, n in enumerate(row)
-                if n
-            },
-            "reports": {
-                f"{p.value}/{OUTCOMES[i]}": n
-                for p, row in self.reports.items()
-                for i, n in enumerate(row)
-                if n
-            },
+            "decisions": _labelled(self.decisions, VERDICTS),
+            "reports": _labelled(self.reports, OUTCOMES),
             "reasons": dict(self.engine.snapshot().reasons),
             **({"tops": self.tops(max_age=0.0)} if tops else {}),
             "actions": list(self.actions)[len(self.actions) - fresh :] if fresh else [],
@@ -278,6 +257,11 @@ class LiveStats:
 
     def postures(self) -> dict[str, str]:
         return self.engine.snapshot().levels()
+
+
+def _labelled(table: dict[Protocol, list[int]], labels: tuple[str, ...]) -> dict[str, int]:
+    """A per-protocol counter table as {"imap/deny": n}, zero counts left out."""
+    return {f"{p.value}/{labels[i]}": n for p, row in table.items() for i, n in enumerate(row) if n}
 
 
 def _merged(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
