@@ -54,7 +54,12 @@ COMPILED_MODULES = (
 )
 # Hand-written C extensions built with them (`setup.py`), each beside its `.c` source; their
 # pure-Python reference is chosen by the module that imports them (e.g. engine/keytable.py).
-NATIVE_MODULES = ("rempart.engine._keytable", "rempart.engine._itemhash", "rempart.engine._packing")
+NATIVE_MODULES = (
+    "rempart.engine._keytable",
+    "rempart.engine._itemhash",
+    "rempart.engine._packing",
+    "rempart.engine._rings",
+)
 PURE_ENV = "REMPART_PURE_PYTHON"
 
 

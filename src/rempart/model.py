@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -35,10 +36,10 @@ class Protocol(enum.StrEnum):
 _PROTOCOL_ALIASES: dict[str, Protocol] = {p.value: p for p in Protocol}
 _PROTOCOL_ALIASES.update({"submission": Protocol.SMTP, "lmtp": Protocol.SMTP, "http": Protocol.WEB})
 
-LEGACY_MAIL = frozenset({Protocol.IMAP, Protocol.POP3, Protocol.SMTP})
+LEGACY_MAIL: Final = frozenset({Protocol.IMAP, Protocol.POP3, Protocol.SMTP})
 # Each protocol's name as a plain str: `Protocol.X.value` runs enum's interpreted property, a
 # lookup here is a dict probe (str hashing), for the per-attempt uses.
-PROTOCOL_NAMES: dict[Protocol, str] = {p: p.value for p in Protocol}
+PROTOCOL_NAMES: Final[dict[Protocol, str]] = {p: p.value for p in Protocol}
 
 
 class Posture(enum.StrEnum):

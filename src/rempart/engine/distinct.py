@@ -21,18 +21,20 @@ import hashlib
 import math
 from array import array
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from rempart import native_attribute
 from rempart.engine.windows import live_buckets
 
-BITS = 256
-BYTES = BITS // 8
+BITS: Final = 256
+BYTES: Final = 32  # BITS // 8, as a literal: compiled code then inlines it
 # Indexed by the number of zero bits; no zero bit left means "at least SATURATED".
-_ESTIMATE = [0] + [round(-BITS * math.log(z / BITS)) for z in range(1, BITS + 1)]
+_ESTIMATE: Final = [0] + [round(-BITS * math.log(z / BITS)) for z in range(1, BITS + 1)]
 SATURATED = _ESTIMATE[0] = _ESTIMATE[1]
-_MASK = (1 << BITS) - 1
-EXACT = 16  # distinct items a sketch remembers exactly
-_ENTRY = 5  # bytes per remembered item: its hash (4, little-endian), its newest bucket's low byte
+_MASK: Final = (1 << BITS) - 1
+EXACT: Final = 16  # distinct items a sketch remembers exactly
+# Bytes per remembered item: its hash (4, little-endian), its newest bucket's low byte.
+_ENTRY: Final = 5
 
 
 class Sketch:

@@ -13,7 +13,7 @@ import tomllib
 from array import array
 from collections import OrderedDict
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 from rempart.config import Settings
 from rempart.engine.asn import load_configured
@@ -76,12 +76,19 @@ __all__ = ["ALLOWLISTED", "BLOCKED_MESSAGE", "POSTURES", "Engine", "Listener"]
 
 ALLOWLISTED = Reason("allowlisted", "")
 BLOCKED_MESSAGE = "Too many failed sign-ins. Try again later."
-ASN = int(KeyFamily.ASN)
+ASN: Final = int(KeyFamily.ASN)
 POSTURES = tuple(p.value for p in Posture)  # the level names, for forms and CLI choices
 # Key prefixes, bound once for the hot path.
-_IP, _SUBNET, _WIDE, _LOGIN, _PAIR, _DEVICE, _ASN = (s.prefix for s in SPECS)
+_IP: Final = SPECS[0].prefix
+_SUBNET: Final = SPECS[1].prefix
+_WIDE: Final = SPECS[2].prefix
+_LOGIN: Final = SPECS[3].prefix
+_PAIR: Final = SPECS[4].prefix
+_DEVICE: Final = SPECS[5].prefix
+_ASN: Final = SPECS[6].prefix
 # Familiarity marker prefixes (see familiarity.network_marker / device_marker).
-_NETWORK, _DEVICE_MARK = MarkerKind.NETWORK.value, MarkerKind.DEVICE.value
+_NETWORK: Final = MarkerKind.NETWORK.value
+_DEVICE_MARK: Final = MarkerKind.DEVICE.value
 
 
 def default_rule_tables() -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Final
 
 from rempart.engine.windows import KINDS
 
@@ -71,7 +72,7 @@ FAMILY_SPECS: dict[KeyFamily, FamilySpec] = {
 }
 
 # The table in key-tuple order, for loops on the hot path.
-SPECS: tuple[FamilySpec, ...] = tuple(FAMILY_SPECS[f] for f in KeyFamily)
+SPECS: Final[tuple[FamilySpec, ...]] = tuple(FAMILY_SPECS[f] for f in KeyFamily)
 FAMILY_OF_PREFIX: dict[str, KeyFamily] = {s.prefix: f for f, s in FAMILY_SPECS.items()}
 
 

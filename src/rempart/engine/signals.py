@@ -6,19 +6,23 @@ when a rule asks for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from rempart.engine.familiarity import MarkerKind
 from rempart.engine.families import SPECS, KeyFamily
 from rempart.engine.windows import FAILURES, REJECTS, REPORTS
 from rempart.model import LEGACY_MAIL, PROTOCOL_NAMES, Attempt, Posture
 
-_NORMAL = Posture.NORMAL
-_FAILURES_ONLY = frozenset(i for i, spec in enumerate(SPECS) if spec.failures_only)
-_IP, _SUBNET, _LOGIN = int(KeyFamily.IP), int(KeyFamily.SUBNET), int(KeyFamily.LOGIN)
+_NORMAL: Final = Posture.NORMAL
+_FAILURES_ONLY: Final = frozenset(i for i, spec in enumerate(SPECS) if spec.failures_only)
+_IP: Final = int(KeyFamily.IP)
+_SUBNET: Final = int(KeyFamily.SUBNET)
+_LOGIN: Final = int(KeyFamily.LOGIN)
 # Familiarity marker prefixes as plain strings (see familiarity.network_marker), for the hot path.
-_NETWORK, _DEVICE = MarkerKind.NETWORK.value, MarkerKind.DEVICE.value
-_UNSEEN, _UNTRACKED = -2, -1
+_NETWORK: Final = MarkerKind.NETWORK.value
+_DEVICE: Final = MarkerKind.DEVICE.value
+_UNSEEN: Final = -2
+_UNTRACKED: Final = -1
 
 if TYPE_CHECKING:
     from rempart.engine.distinct import Sketch

@@ -8,22 +8,41 @@ The rings of every key of one shape live in one `RingSlab` (a flat `array` of 16
 one of epochs), addressed by a slot number: a tracked key costs its cells and an integer, not a
 Python object with its own buffer (no allocation per key once the slab has grown, nothing for
 the garbage collector to traverse).
+
+`bump`, `add` and `total`, a few per report and per decision, run in C when the compiled core
+is built (`rempart.engine._rings`, on the same arrays, checked against this reference by the
+property tests); the methods below are the reference and the fallback.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
+from typing import Any, Final
+
+from rempart import native_attribute
 
 # Counter kinds, in the order they are stored in a bucket.
-REPORTS = 0  # every reported attempt
-FAILURES = 1  # wrong password or unknown login (not policy rejections)
-UNKNOWN = 2  # failures the backend said were for an unknown login
-REJECTS = 3  # attempts the policy refused (reported with policy_reject)
-UNFAMILIAR = 4  # failures from a network and device the account has not succeeded from
-KINDS = 5
+REPORTS: Final = 0  # every reported attempt
+FAILURES: Final = 1  # wrong password or unknown login (not policy rejections)
+UNKNOWN: Final = 2  # failures the backend said were for an unknown login
+REJECTS: Final = 3  # attempts the policy refused (reported with policy_reject)
+UNFAMILIAR: Final = 4  # failures from a network and device the account has not succeeded from
+KINDS: Final = 5
 # Counters are 16-bit and saturate: a key past 65,535 in the ring counts as "at least that",
 # far beyond any threshold, at half the memory of 32-bit cells.
-CEILING = 0xFFFF
+CEILING: Final = 0xFFFF
+
+
+def _native(name: str) -> Callable[..., Any] | None:
+    found: Callable[..., Any] | None = native_attribute("rempart.engine._rings", name)
+    return found
+
+
+# The C arithmetic, or None (pure Python asked for, or not built): see the module's docstring.
+_BUMP: Final = _native("bump")
+_ADD: Final = _native("add")
+_TOTAL: Final = _native("total")
 
 
 def live_buckets(epoch: int, span: int, bucket: int, size: int) -> tuple[int, int] | None:
@@ -122,6 +141,13 @@ class RingSlab:
         self.epochs[slot] = bucket
 
     def add(self, slot: int, kind: int, bucket: int, amount: int = 1) -> None:
+        if _ADD is not None and amount >= 0:
+            _ADD(self.cells, self.epochs, slot, kind, bucket, amount, self.size, self.kinds)
+        else:
+            self.py_add(slot, kind, bucket, amount)
+
+    def py_add(self, slot: int, kind: int, bucket: int, amount: int = 1) -> None:
+        """`add`'s reference."""
         epoch = self.epochs[slot]
         size, kinds = self.size, self.kinds
         if bucket > epoch:
@@ -137,6 +163,13 @@ class RingSlab:
 
     def bump(self, slot: int, bucket: int, first: int, second: int = -1) -> None:
         """Add one to `first` (and to `second` unless -1): one call per report on the hot path."""
+        if _BUMP is not None:
+            _BUMP(self.cells, self.epochs, slot, bucket, first, second, self.size, self.kinds)
+        else:
+            self.py_bump(slot, bucket, first, second)
+
+    def py_bump(self, slot: int, bucket: int, first: int, second: int = -1) -> None:
+        """`bump`'s reference."""
         epoch = self.epochs[slot]
         size, kinds = self.size, self.kinds
         if bucket > epoch:
@@ -156,6 +189,15 @@ class RingSlab:
 
     def total(self, slot: int, kind: int, span: int, bucket: int) -> int:
         """Sum of `kind` over the `span` buckets ending at `bucket` (the current one)."""
+        if _TOTAL is not None:
+            found: int = _TOTAL(
+                self.cells, self.epochs, slot, kind, span, bucket, self.size, self.kinds
+            )
+            return found
+        return self.py_total(slot, kind, span, bucket)
+
+    def py_total(self, slot: int, kind: int, span: int, bucket: int) -> int:
+        """`total`'s reference."""
         epoch = self.epochs[slot]
         size, kinds = self.size, self.kinds
         base = slot * self.stride

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from rempart.engine.events import (
     CountersReset,
@@ -35,7 +35,7 @@ MAX_KEYS = 10000  # per top table, pruned on tick
 TOP_N = 10
 
 
-_ACTION_EVENTS = (ListAdded, ListRemoved, PostureChanged, CountersReset)
+_ACTION_EVENTS: Final = (ListAdded, ListRemoved, PostureChanged, CountersReset)
 
 
 def subnet_of(ip: str) -> str:
