@@ -59,6 +59,7 @@ NATIVE_MODULES = (
     "rempart.engine._itemhash",
     "rempart.engine._packing",
     "rempart.engine._rings",
+    "rempart.engine._distinct",
 )
 PURE_ENV = "REMPART_PURE_PYTHON"
 

@@ -13,6 +13,10 @@ same buffer, grown as items come), forgets those that leave the ring when it adv
 answers the larger of the bitmap's estimate and the remembered items in the window: exact up to
 15 items (the bitmap alone reads 17 for 16 items that share no bit), never less than before.
 The campaign detector's sketches count thousands of sources and remember none (`exact=False`).
+
+`Sketch.add` and `Sketch.estimate` run in C when the compiled core is built
+(`rempart.engine._distinct`, on the same buffer, checked against this reference by the property
+tests); `py_add` and `py_estimate` are the reference and the fallback.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import hashlib
 import math
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from rempart import native_attribute
 from rempart.engine.windows import live_buckets
@@ -35,6 +39,19 @@ _MASK: Final = (1 << BITS) - 1
 EXACT: Final = 16  # distinct items a sketch remembers exactly
 # Bytes per remembered item: its hash (4, little-endian), its newest bucket's low byte.
 _ENTRY: Final = 5
+
+
+def _native(name: str) -> Callable[..., Any] | None:
+    found: Callable[..., Any] | None = native_attribute("rempart.engine._distinct", name)
+    return found
+
+
+# The C arithmetic, or None (pure Python asked for, or not built): see the module's docstring.
+_ADD: Final = _native("add")
+_ESTIMATE_OF: Final = _native("estimate")
+_setup = _native("setup")
+if _setup is not None:
+    _setup(tuple(_ESTIMATE))  # one table for both implementations
 
 
 class Sketch:
@@ -55,6 +72,16 @@ class Sketch:
         epoch = self.epoch
         if item_hash == self.last and bucket == epoch:
             return
+        if _ADD is None:
+            self.py_add(item_hash, bucket, size)
+            return
+        epoch = self.epoch = _ADD(self.bitmaps, epoch, item_hash, bucket, size, self.exact)
+        if bucket == epoch:
+            self.last = item_hash
+
+    def py_add(self, item_hash: int, bucket: int, size: int) -> None:
+        """`add`'s reference (after its repeated-item check)."""
+        epoch = self.epoch
         maps = self.bitmaps
         base = BYTES * size
         if bucket > epoch:
@@ -92,6 +119,13 @@ class Sketch:
 
     def estimate(self, span: int, bucket: int, size: int) -> int:
         """Estimated distinct items over the `span` buckets ending at `bucket`."""
+        if _ESTIMATE_OF is not None:
+            found: int = _ESTIMATE_OF(self.bitmaps, self.epoch, span, bucket, size)
+            return found
+        return self.py_estimate(span, bucket, size)
+
+    def py_estimate(self, span: int, bucket: int, size: int) -> int:
+        """`estimate`'s reference."""
         live = live_buckets(self.epoch, span, bucket, size)
         if live is None:
             return 0

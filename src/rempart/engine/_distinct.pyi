@@ -1,0 +1,9 @@
+"""Types of the C sketch arithmetic (`_distinct.c`); its reference is `rempart.engine.distinct.Sketch`."""
+
+from collections.abc import Sequence
+
+def add(
+    maps: bytearray, epoch: int, item_hash: int, bucket: int, size: int, exact: bool, /
+) -> int: ...
+def estimate(maps: bytearray, epoch: int, span: int, bucket: int, size: int, /) -> int: ...
+def setup(table: Sequence[int], /) -> None: ...
