@@ -15,15 +15,20 @@ into events by `change_from_record`.
 | posture    | protocol, from, to, by, reason, ttl, figures, source, held, until              |
 | reset      | login, ip, cleared                                                             |
 
-`device_id` and `user_agent` are cut to 200 characters; `pwhash` is the fingerprint as
-received, never a password. Operator-side events that do not pass through the engine (a
+`device_id` and `user_agent` are cut to 200 characters; `pwhash` keeps only the first
+`PWHASH_KEPT` characters of the fingerprint received (never a password): Dovecot's full `pwhash`
+(`hash_truncate_bits = 0`, which leak matching wants) is one SHA-256 of a nonce kept in the
+config, the login and the password, and a journal that investigators export must not be a list
+of crackable hashes of every password tried. Twelve bits still tell a retry of the same password
+from a new one on an account (as Dovecot's default truncation does) and match thousands of
+passwords in any dictionary. Operator-side events that do not pass through the engine (a
 password change, a status notice) are journaled with their own kinds and free fields.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, TypeAlias, TypeGuard, assert_never
+from typing import Any, Final, TypeAlias, TypeGuard, assert_never
 
 from rempart.engine.events import (
     CountersReset,
@@ -80,6 +85,10 @@ def micros(now: float) -> float:
     return int(now * 1e6) / 1e6
 
 
+# Characters of a `pwhash` a record keeps: 12 bits of Dovecot's hex fingerprint (see above).
+PWHASH_KEPT: Final = 3
+
+
 def _attempt_record(kind: str, now: float, a: Attempt) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "ts": micros(now),
@@ -89,7 +98,7 @@ def _attempt_record(kind: str, now: float, a: Attempt) -> dict[str, Any]:
         "protocol": PROTOCOL_NAMES[a.protocol],
     }
     if a.pwhash:
-        rec["pwhash"] = a.pwhash  # as received; never a password
+        rec["pwhash"] = a.pwhash[:PWHASH_KEPT]
     if a.device_id:
         rec["device_id"] = a.device_id[:200]
     if a.user_agent:

@@ -60,6 +60,22 @@ def test_records_chain_and_verify(journal: Journal) -> None:
     assert "password" not in json.dumps(records)
 
 
+def test_a_full_dovecot_pwhash_is_journaled_as_its_first_twelve_bits(journal: Journal) -> None:
+    """Dovecot's full pwhash (hash_truncate_bits = 0) is sha256(nonce, login, password): with the
+    nonce from the config, a journal holding it would be a list of crackable password hashes."""
+    password_hash = hashlib.sha256(b"nonce" + b"alice@example.org" + b"hunter2").hexdigest()
+    engine = Engine.in_memory()
+    engine.listeners.append(journal.listener)
+    attempt = Attempt("alice@example.org", "192.0.2.1", Protocol.IMAP, pwhash=password_hash)
+    engine.decide(attempt, T0)
+    engine.report(attempt, Outcome(success=True), T0)
+    assert journal.flush()
+    records = [json.loads(line) for line in lines(journal)[1]]
+    attempts = [r for r in records if r["kind"] in ("decision", "report")]
+    assert [r["pwhash"] for r in attempts] == [password_hash[:3], password_hash[:3]]
+    assert password_hash[3:12] not in lines(journal)[0].read_text()
+
+
 def test_learned_fetchers_are_not_journaled(
     journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
