@@ -157,6 +157,9 @@ class Route:
     path: str  # a prefix route ends in "/*"
     handler: Handler
     auth: Auth
+    # The body of the route's errors, its guard's refusals included (wforce's API answers in
+    # wforce's shape); None: the app's `{"error", "status"}`.
+    errors: Callable[[HTTPError], Response] | None = None
 
 
 class Router:
@@ -170,10 +173,18 @@ class Router:
         self.exact: dict[tuple[str, str], Route] = {}
         self.prefixes: list[tuple[str, Route]] = []
 
-    def add(self, method: str, path: str, handler: Handler, *, auth: Auth) -> None:
+    def add(
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        *,
+        auth: Auth,
+        errors: Callable[[HTTPError], Response] | None = None,
+    ) -> None:
         if auth is not Auth.PUBLIC and auth not in self.guards:
             raise ValueError(f"{method} {path}: no guard for auth level {auth.name}")
-        route = Route(method, path, handler, auth)
+        route = Route(method, path, handler, auth, errors)
         if path.endswith("/*"):
             self.prefixes.append((path[:-1], route))
             self.prefixes.sort(key=lambda p: -len(p[0]))
@@ -226,6 +237,7 @@ class _Connection(asyncio.Protocol):
         "body",
         "client",
         "client_key",
+        "closing",
         "deferred",
         "guard",
         "header_bytes",
@@ -261,6 +273,7 @@ class _Connection(asyncio.Protocol):
         self.writing_blocked = False
         self.deferred = False
         self.answered = 0  # requests answered inline in this pass (`PIPELINE_TURN`)
+        self.closing = False  # answered with Connection: close: what it sends next is dropped
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -340,17 +353,26 @@ class _Connection(asyncio.Protocol):
             raise httptools.HttpParserError("headers too large")
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1").strip()
 
+    def on_headers_complete(self) -> None:
+        length = self.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.app.max_body:
+            self._too_large()  # answered now, not after the client sent it all
+
     def on_body(self, body: bytes) -> None:
         if self.body is None:
             return
         self.body.append(body)
         if sum(map(len, self.body)) > self.app.max_body:
-            self.body = None  # answered 413 once complete
+            self._too_large()
+
+    def _too_large(self) -> None:
+        self.body = None
+        self._fail(HTTPError(413, f"body larger than {self.app.max_body} bytes"))
 
     def on_message_complete(self) -> None:
         self.reading_since = 0.0
         if self.body is None:
-            self.queue.append(HTTPError(413, f"body larger than {self.app.max_body} bytes"))
+            return  # answered 413 when the body passed the limit
         else:
             target = _URLS.get(self.url)
             if target is None:
@@ -368,6 +390,9 @@ class _Connection(asyncio.Protocol):
         self._kick()
 
     def _kick(self) -> None:
+        if self.closing:
+            self.queue.clear()  # after an answer that closes the connection, nothing more
+            return
         if self.deferred:
             return  # the next pass answers what is queued
         if self.worker is None or self.worker.done():
@@ -461,6 +486,7 @@ class _Connection(asyncio.Protocol):
             self.flush()  # what is batched goes first
             self.transport.write(data)
             self.transport.close()
+            self.closing = True
             return
         if self.out is None:
             self.out = data
@@ -569,24 +595,27 @@ class HttpApp:
                     return refused
             result = route.handler(request)
         except HTTPError as exc:
-            return self.error_response(exc)
+            return self._error(route, exc)
         except Exception:
             self.errors += 1
             log.exception("handler failed for %s %s", request.method, request.path)
-            return self.error_response(HTTPError(500, "internal error"))
+            return self._error(route, HTTPError(500, "internal error"))
         if type(result) is not Response and inspect.isawaitable(result):
-            return self._guard(result)
+            return self._guard(route, result)
         return result
 
-    async def _guard(self, pending: Awaitable[Response]) -> Response:
+    def _error(self, route: Route, error: HTTPError) -> Response:
+        return self.error_response(error) if route.errors is None else route.errors(error)
+
+    async def _guard(self, route: Route, pending: Awaitable[Response]) -> Response:
         try:
             return await pending
         except HTTPError as exc:
-            return self.error_response(exc)
+            return self._error(route, exc)
         except Exception:
             self.errors += 1
             log.exception("async handler failed")
-            return self.error_response(HTTPError(500, "internal error"))
+            return self._error(route, HTTPError(500, "internal error"))
 
     async def start(self, host: str, port: int) -> int:
         """Listen on every address of `host`; the bound port. Raises OSError (in use, …)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -9,12 +10,13 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.rig import RempartProcess
+from tests.integration.rig import PASSWORD, RempartProcess
 
 DOVECOT_ALLOW = (
     b'{"device_id":"\\"name\\" \\"rig-client\\" \\"version\\" \\"1.0\\"",'
@@ -177,6 +179,46 @@ def test_auth_and_size_limits(server: RempartProcess) -> None:
     conn.request("GET", "/metrics")
     metrics = conn.getresponse().read().decode()
     assert "rempart_decisions_total" in metrics
+
+
+def test_a_body_over_the_limit_is_refused_as_soon_as_it_is_known(server: RempartProcess) -> None:
+    """A Content-Length over the limit is answered 413 at the headers, and a chunked body once it
+    passes the limit: not after a client that never finishes has held the connection open."""
+    auth = base64.b64encode(f"wforce:{PASSWORD}".encode()).decode()
+    head = f"POST /?command=allow HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+    announced = (head + "Content-Length: 100000000\r\n\r\n").encode() + b"{" * 10
+    chunk = b"%x\r\n%s\r\n" % (8192, b" " * 8192)
+    chunked = (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunk * 9  # unfinished
+    for payload in (announced, chunked):
+        started = time.monotonic()
+        answer = raw_request(server.port, payload)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+        assert b"body larger than 65536 bytes" in answer
+        assert time.monotonic() - started < 3  # the header timeout would take 10 s
+    assert server.request("GET", "/?command=ping")[0] == 200
+
+
+def test_wforce_api_errors_have_wforce_shape(server: RempartProcess) -> None:
+    """Every error on the wforce routes, the routing and password refusals included, carries
+    wforce's {"status": "failure", "reason": ...} (and Rempart's `error` beside it)."""
+    cases = [
+        ("POST", "/?command=nosuch", PASSWORD, 404, "unknown command 'nosuch'"),
+        ("GET", "/?command=allow", PASSWORD, 405, "allow needs POST"),
+        ("POST", "/?command=allow", "wrong", 401, "wrong API password"),
+        ("POST", "/command/allow", None, 401, "authentication required"),
+    ]
+    for method, path, password, status, reason in cases:
+        code, body = server.request(method, path, {} if method == "POST" else None, password)
+        assert code == status, body
+        assert body["status"] == "failure" and reason in body["reason"], body
+        assert reason in body["error"]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.request("POST", "/?command=allow", b"{}")
+    answer = conn.getresponse()
+    assert answer.status == 401 and answer.getheader("WWW-Authenticate", "").startswith("Basic")
+    # The native API keeps its own shape.
+    code, body = server.request("POST", "/v1/decide", {}, password="wrong")
+    assert code == 401 and body == {"error": "wrong API password", "status": 401}
 
 
 def test_block_entries_and_familiarity_survive_restart(server: RempartProcess) -> None:

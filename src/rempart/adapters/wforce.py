@@ -69,6 +69,11 @@ def failure(status: int, reason: str, headers: dict[str, str] | None = None) -> 
     return json_response({"status": "failure", "reason": reason, "error": reason}, status, headers)
 
 
+def failure_of(error: HTTPError) -> Response:
+    """`failure` for an HTTPError: the wforce routes' errors, a refused password included."""
+    return failure(error.status, error.reason, error.headers)
+
+
 async def _wforce_errors(pending: Awaitable[Response]) -> Response:
     try:
         return await pending
@@ -135,8 +140,8 @@ class WforceApi:
 
     def mount(self, router: Router) -> None:
         for method in ("POST", "GET"):
-            router.add(method, "/", self.by_query, auth=Auth.API)
-            router.add(method, "/command/*", self.by_path, auth=Auth.API)
+            router.add(method, "/", self.by_query, auth=Auth.API, errors=failure_of)
+            router.add(method, "/command/*", self.by_path, auth=Auth.API, errors=failure_of)
         router.add("POST", "/v1/lists/batch", self.batch, auth=Auth.API)
         # wforce answers readyz without authentication (a load balancer's probe).
         router.add("GET", "/command/readyz", self.readyz, auth=Auth.PUBLIC)
