@@ -25,7 +25,7 @@ import hashlib
 import math
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 from rempart import native_attribute
 from rempart.engine.windows import live_buckets
@@ -41,17 +41,11 @@ EXACT: Final = 16  # distinct items a sketch remembers exactly
 _ENTRY: Final = 5
 
 
-def _native(name: str) -> Callable[..., Any] | None:
-    found: Callable[..., Any] | None = native_attribute("rempart.engine._distinct", name)
-    return found
-
-
 # The C arithmetic, or None (pure Python asked for, or not built): see the module's docstring.
-_ADD: Final = _native("add")
-_ESTIMATE_OF: Final = _native("estimate")
-_setup = _native("setup")
-if _setup is not None:
-    _setup(tuple(_ESTIMATE))  # one table for both implementations
+_ADD: Final = native_attribute("rempart.engine._distinct", "add")
+_ESTIMATE_OF: Final = native_attribute("rempart.engine._distinct", "estimate")
+if _ADD is not None:
+    native_attribute("rempart.engine._distinct", "setup")(tuple(_ESTIMATE))  # one table for both
 
 
 class Sketch:

@@ -17,8 +17,7 @@ property tests); the methods below are the reference and the fallback.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from rempart import native_attribute
 
@@ -34,15 +33,10 @@ KINDS: Final = 5
 CEILING: Final = 0xFFFF
 
 
-def _native(name: str) -> Callable[..., Any] | None:
-    found: Callable[..., Any] | None = native_attribute("rempart.engine._rings", name)
-    return found
-
-
 # The C arithmetic, or None (pure Python asked for, or not built): see the module's docstring.
-_BUMP: Final = _native("bump")
-_ADD: Final = _native("add")
-_TOTAL: Final = _native("total")
+_BUMP: Final = native_attribute("rempart.engine._rings", "bump")
+_ADD: Final = native_attribute("rempart.engine._rings", "add")
+_TOTAL: Final = native_attribute("rempart.engine._rings", "total")
 
 
 def live_buckets(epoch: int, span: int, bucket: int, size: int) -> tuple[int, int] | None:
